@@ -1,0 +1,1 @@
+"""First-party ekd plugins: models, datasets, distillers and augmentations, registered like any other."""

@@ -1,0 +1,146 @@
+"""ImageNet models: torchvision ResNet18/34/50 and MobileNetV2, and the MobileNetV1 of the R50->MV1 pair.
+
+The torchvision models subclass torchvision's own classes, so their parameter
+names are torchvision's and torchvision checkpoints import unchanged; they are
+always built with random weights (nothing is downloaded).  MobileNetV1 follows
+mdistiller's ``models/imagenet/mobilenetv1.py`` names (``model.{0..13}.*``, ``fc``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import resnet as tv_resnet
+
+from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, package
+
+
+class ImageNetResNet(torchvision.models.ResNet):
+    """torchvision's ResNet with the zoo's forward contract and a configurable input width."""
+
+    def __init__(
+        self,
+        block: type[tv_resnet.BasicBlock] | type[tv_resnet.Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual)
+        if check_in_channels(in_channels) != 3:
+            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        f0 = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        f1 = self.layer1(f0)
+        f2 = self.layer2(f1)
+        f3 = self.layer3(f2)
+        f4 = self.layer4(f3)
+        pooled = global_pool(f4)
+        return package(self.fc(pooled), [f0, f1, f2, f3, f4], pooled, return_features)
+
+
+class ImageNetMobileNetV2(torchvision.models.MobileNetV2):
+    """torchvision's MobileNetV2 with the zoo's forward contract and a configurable input width."""
+
+    # Indices in ``features`` after which the resolution drops next (stage outputs), and the last layer.
+    STAGE_ENDS = (1, 3, 6, 13, 18)
+
+    def __init__(
+        self, num_classes: int = 1000, in_channels: int = 3, width_mult: float = 1.0, dropout: float = 0.2
+    ) -> None:
+        super().__init__(num_classes=num_classes, width_mult=width_mult, dropout=dropout)
+        if check_in_channels(in_channels) != 3:
+            stem = self.features[0][0]
+            self.features[0][0] = nn.Conv2d(
+                in_channels, stem.out_channels, kernel_size=3, stride=2, padding=1, bias=False
+            )
+            nn.init.kaiming_normal_(self.features[0][0].weight, mode="fan_out")
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        feats = []
+        out = x
+        for index, layer in enumerate(self.features):
+            out = layer(out)
+            if index in self.STAGE_ENDS:
+                feats.append(out)
+        pooled = global_pool(out)
+        return package(self.classifier(pooled), feats, pooled, return_features)
+
+
+def _conv_bn(inp: int, oup: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup), nn.ReLU())
+
+
+def _conv_dw(inp: int, oup: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False),
+        nn.BatchNorm2d(inp),
+        nn.ReLU(),
+        nn.Conv2d(inp, oup, 1, 1, 0, bias=False),
+        nn.BatchNorm2d(oup),
+        nn.ReLU(),
+    )
+
+
+# (output channels, stride) of the 13 depthwise-separable layers after the stem.
+_MV1_LAYERS = (
+    [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+)
+
+
+class MobileNetV1(nn.Module):
+    """MobileNetV1 (width 1.0) as used for the ResNet50 -> MobileNetV1 pair of CRD / DKD."""
+
+    STAGE_ENDS = (3, 5, 11, 13)  # indices in ``model`` whose outputs are the stage features
+
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
+        super().__init__()
+        layers = [_conv_bn(check_in_channels(in_channels), 32, 2)]
+        channels = 32
+        for width, stride in _MV1_LAYERS:
+            layers.append(_conv_dw(channels, width, stride))
+            channels = width
+        layers.append(nn.AdaptiveAvgPool2d(1))  # index 14: the reference's AvgPool2d(7) at 224x224
+        self.model = nn.Sequential(*layers)
+        self.fc = nn.Linear(1024, num_classes)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        feats = []
+        out = x
+        for index, layer in enumerate(self.model[:14]):
+            out = layer(out)
+            if index in self.STAGE_ENDS:
+                feats.append(out)
+        pooled = global_pool(out)
+        return package(self.fc(pooled), feats, pooled, return_features)
+
+
+def resnet18(
+    num_classes: int = 1000, in_channels: int = 3, zero_init_residual: bool = False
+) -> ImageNetResNet:
+    return ImageNetResNet(tv_resnet.BasicBlock, [2, 2, 2, 2], num_classes, in_channels, zero_init_residual)
+
+
+def resnet34(
+    num_classes: int = 1000, in_channels: int = 3, zero_init_residual: bool = False
+) -> ImageNetResNet:
+    return ImageNetResNet(tv_resnet.BasicBlock, [3, 4, 6, 3], num_classes, in_channels, zero_init_residual)
+
+
+def resnet50(
+    num_classes: int = 1000, in_channels: int = 3, zero_init_residual: bool = False
+) -> ImageNetResNet:
+    return ImageNetResNet(tv_resnet.Bottleneck, [3, 4, 6, 3], num_classes, in_channels, zero_init_residual)
+
+
+def mobilenet_v2(
+    num_classes: int = 1000, in_channels: int = 3, width_mult: float = 1.0, dropout: float = 0.2
+) -> ImageNetMobileNetV2:
+    return ImageNetMobileNetV2(num_classes, in_channels, width_mult, dropout)
+
+
+def mobilenetv1(num_classes: int = 1000, in_channels: int = 3) -> MobileNetV1:
+    return MobileNetV1(num_classes, in_channels)

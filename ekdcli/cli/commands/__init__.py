@@ -1,0 +1,1 @@
+"""One module per subcommand; each imports torch only inside its function body."""

@@ -1,0 +1,63 @@
+"""``ekd distill``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
+
+
+@click.command("distill")
+@options(
+    "teacher", "student", "method", "augment", "rate", "low_rate", "high_rate", "energy_temperature",
+    *COMMON, *TRAINING, *RUNTIME,
+)
+@click.option("--preset", type=click.Choice(["paper", "official"]),
+              help="Energy temperature rule: the paper's Eq. 9 or the authors' released code.")
+@click.option("--source", type=click.Choice(["static", "online"]),
+              help="Energy of each sample: from the scoring pass (static) or the current view (online).")
+@click.option("--apply", "apply_to", type=click.Choice(["both", "low", "high"]),
+              help="Change the temperature of low-energy, high-energy or both sets (Table 4).")
+@click.option("--segments", type=int, help="Temperature gradation over N energy segments (Table 4).")
+@click.option("--logit-standardize/--no-logit-standardize", default=None,
+              help="Z-score teacher and student logits before temperature scaling (Sun et al. 2024).")
+@click.option("--mode", type=click.Choice(["extra", "replace"]),
+              help="Augmentation cost mode: an extra mixed sub-batch, or mixing in place.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Continue a stopped run from its run directory.")
+def distill(
+    preset: str | None, source: str | None, apply_to: str | None, segments: int | None,
+    logit_standardize: bool | None, mode: str | None, resume: Path | None, **params: Any,
+) -> None:
+    """Distill a teacher into a student: KD, DKD, Energy KD, Energy DKD, HE-DA and ablations.
+
+    The energy rule in use (paper or official preset, temperatures, rates,
+    thresholds) is printed at the start and stored in the run directory.
+    --rate is the paper's r: with an energy augmentation (he-cutmix, ...) it
+    sets the augmentation rate and the distiller keeps its preset temperature
+    rates unless --low-rate/--high-rate are given; otherwise it sets both
+    temperature rates. Static energies come from the teacher's score file,
+    computed first when missing.
+
+    \b
+    Example:
+      ekd distill --teacher resnet32x4 --student resnet8x4 --data cifar100 --method energy_kd --rate 0.2
+      ekd distill --method energy_dkd --augment he-cutmix --rate 0.5     # models from ekd.toml
+      ekd distill --method kd --epochs 3                                  # embedded data, default pair
+    """
+    from ekdcli.jobs.common import console
+    from ekdcli.jobs.distill import run_distill
+
+    energy = {"preset": preset, "source": source, "apply": apply_to, "segments": segments}
+    config = build_config(
+        params,
+        tables={
+            "energy": energy,
+            "distiller": {"logit_standardize": logit_standardize},
+            "augmentation": {"mode": mode},
+        },
+    )
+    console(config).result(run_distill(config, resume=resume))

@@ -1,0 +1,96 @@
+"""``ekd plugins`` and ``ekd list``: what is installed, without importing torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ekdcli.cli.options import options
+from ekdcli.cli.output import Console
+from ekdcli.errors import UsageError, did_you_mean
+from ekdcli.plugins import KINDS, Component, get_plugins
+
+_KIND_ALIASES = {k: k for k in KINDS} | {k.rstrip("s"): k for k in KINDS}
+
+
+@click.command("plugins")
+@options("json", "debug")
+def plugins(json: bool | None, debug: bool | None) -> None:
+    """Installed plugins, their versions and what each registers.
+
+    \b
+    Example:
+      ekd plugins
+      ekd plugins --json
+    """
+    found = get_plugins(quiet=True)  # its warnings are part of the listing below
+    payload = [
+        {
+            "name": p.name,
+            "module": p.module,
+            "distribution": p.distribution,
+            "version": p.version,
+            "registers": p.registered,
+        }
+        for p in found.plugins
+    ]
+    lines = []
+    for p in found.plugins:
+        lines.append(f"{p.name}  ({p.distribution} {p.version}, module {p.module})")
+        for kind, names in sorted(p.registered.items()):
+            lines.append(f"    {kind:<14} {len(names):>3}: {', '.join(names)}")
+    for message in found.warnings:
+        lines.append(f"warning: {message}")
+    Console(json_mode=bool(json)).result({"plugins": payload, "warnings": found.warnings}, "\n".join(lines))
+
+
+def _describe(component: Component) -> dict[str, Any]:
+    return {
+        "name": component.name,
+        "aliases": list(component.aliases),
+        "plugin": component.plugin,
+        "description": component.description,
+        "info": component.info,
+    }
+
+
+def _params(component: Component) -> str:
+    count = component.info.get("params_100")
+    return f"{count / 1e6:.3f}M" if isinstance(count, (int, float)) else ""
+
+
+@click.command("list")
+@click.argument("kind")
+@click.argument("pattern", required=False, default="*")
+@options("json", "debug")
+def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> None:
+    """Registered components of KIND matching PATTERN (shell wildcards, names and aliases).
+
+    KIND is one of models, datasets, distillers, augmentations, commands.
+    Model parameter counts are for 100 classes.
+
+    \b
+    Example:
+      ekd list models 'resnet*'
+      ekd list augmentations
+    """
+    key = _KIND_ALIASES.get(kind.lower())
+    if key is None:
+        raise UsageError(
+            f"unknown kind {kind!r}.{did_you_mean(kind, KINDS)} Choose one of {', '.join(KINDS)}."
+        )
+    found = get_plugins().registries[key].list(pattern)
+    if not found and not json:
+        raise UsageError(f"no {key} match {pattern!r}; run 'ekd list {key}' to see all.")
+    rows = []
+    for c in found:
+        aliases = f" (aka {', '.join(c.aliases)})" if c.aliases else ""
+        extra = _params(c) if key == "models" else ""
+        rows.append((c.name, extra, f"{c.description}{aliases}  [{c.plugin}]"))
+    width = max((len(r[0]) for r in rows), default=0)
+    text = "\n".join(
+        f"{name:<{width}}  {extra:>8}  {desc}" if key == "models" else f"{name:<{width}}  {desc}"
+        for name, extra, desc in rows
+    )
+    Console(json_mode=bool(json)).result([_describe(c) for c in found], text)

@@ -1,0 +1,46 @@
+"""``ekd train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
+
+
+@click.command("train")
+@options("model", *COMMON, *TRAINING, *RUNTIME)
+@click.option("--name", help="Store the weights under this name instead of the architecture's.")
+@click.option(
+    "--keep",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="Which epoch's weights go to the store.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Continue a stopped run from its run directory.",
+)
+def train(name: str | None, keep: str, resume: Path | None, **params: Any) -> None:
+    """Train a model with cross-entropy (teachers and student baselines).
+
+    The weights are written to <store>/models/<data>/<model>.safetensors, where
+    'ekd score' and 'ekd distill' find them by name, plus a run directory.
+
+    \b
+    Example:
+      ekd train --model resnet32x4 --data cifar100 --data-root ../shared/data/cifar100.npz
+      ekd train --model resnet8 --epochs 5          # embedded digits data
+    """
+    from ekdcli.jobs.train import run_train
+
+    config = build_config(params)
+    result = run_train(config, name=name, keep=keep, resume=resume)
+    if config.json:
+        from ekdcli.jobs.common import console
+
+        console(config).result(result.summary)

@@ -1,0 +1,124 @@
+"""The ``ekd`` click group: lazy subcommands, plugin commands, and one place for error handling."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from ekdcli import __version__
+from ekdcli.errors import EkdError
+
+# Built-in commands, imported only when run (keeps `ekd --help` free of heavy imports).
+BUILTIN = {
+    "demo": "ekdcli.cli.commands.demo:demo",
+    "train": "ekdcli.cli.commands.train:train",
+    "import": "ekdcli.cli.commands.import_:import_",
+    "score": "ekdcli.cli.commands.score:score",
+    "partition": "ekdcli.cli.commands.partition:partition",
+    "distill": "ekdcli.cli.commands.distill:distill",
+    "evaluate": "ekdcli.cli.commands.evaluate:evaluate",
+    "bench": "ekdcli.cli.commands.bench:bench",
+    "plugins": "ekdcli.cli.commands.plugins:plugins",
+    "list": "ekdcli.cli.commands.plugins:list_",
+}
+
+SHORT_HELP = {
+    "demo": "Run the whole pipeline on the embedded data in a few minutes.",
+    "train": "Train a model with cross-entropy (teachers, baselines).",
+    "import": "Import an mdistiller/RepDistiller/torchvision checkpoint.",
+    "score": "Score the training set with a teacher's energy.",
+    "partition": "Split scored data into low/others/high energy sets.",
+    "distill": "Distill a teacher into a student (KD, DKD, Energy KD, ...).",
+    "evaluate": "Accuracy, calibration and energy-group accuracy of models.",
+    "bench": "Time HE-DA per augmentation rate (the paper's Table 6).",
+    "plugins": "Installed plugins and what each registers.",
+    "list": "Registered models, datasets, distillers, augmentations.",
+}
+
+
+def _load(target: str) -> click.Command:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class EkdGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(BUILTIN) + sorted(self._plugin_commands())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in BUILTIN:
+            return _load(BUILTIN[name])
+        plugin_commands = self._plugin_commands()
+        if name in plugin_commands:
+            command = plugin_commands[name].load()
+            return command if isinstance(command, click.Command) else None
+        return None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SHORT_HELP[name]) for name in BUILTIN]
+        for name, component in sorted(self._plugin_commands().items()):
+            rows.append((name, component.description or f"(from plugin {component.plugin})"))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    @staticmethod
+    def _plugin_commands() -> dict[str, Any]:
+        from ekdcli.plugins import get_plugins
+
+        try:
+            commands = get_plugins().registries["commands"]
+        except EkdError:
+            return {}
+        return {c.name: c for c in commands.list("*") if c.name not in BUILTIN}
+
+
+@click.group(cls=EkdGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ekd")
+def cli() -> None:
+    """ekd: energy-based knowledge distillation for image classifiers.
+
+    \b
+    Typical session:
+      ekd train --model resnet32x4 --data cifar100 --data-root ../shared/data/cifar100.npz
+      ekd score --teacher resnet32x4 --data cifar100
+      ekd distill --method energy_dkd --augment he-cutmix --rate 0.5
+      ekd evaluate runs/*
+
+    Options come from built-in defaults < ./ekd.toml (or --config FILE) < flags.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one sentence and an exit code; tracebacks only with --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="ekd", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted.", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EkdError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug or an environment problem: still one sentence unless --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback).",
+            err=True,
+        )
+        sys.exit(1)

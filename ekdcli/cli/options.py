@@ -1,0 +1,104 @@
+"""Options shared by the commands, with the names of DESIGN §2, and their merge into a Config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ekdcli.config import Config, resolve
+
+F = Callable[..., Any]
+
+# name -> click option; each name is also a Config key unless listed in COMMAND_ONLY
+_OPTIONS: dict[str, Callable[[F], F]] = {
+    "config": click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        help="TOML file (default: ./ekd.toml if present).",
+    ),
+    "store": click.option("--store", help="Store directory for weights, scores and runs (also EKD_HOME)."),
+    "data": click.option(
+        "--data", help="Dataset name (default: the embedded digits); see 'ekd list datasets'."
+    ),
+    "data_root": click.option("--data-root", help="Directory in torchvision's layout, or an .npz file."),
+    "download": click.option(
+        "--download/--no-download", default=None, help="Download the dataset where a network exists."
+    ),
+    "model": click.option("--model", help="Architecture name (see 'ekd list models')."),
+    "teacher": click.option("--teacher", help="Teacher: a name in the store or a .safetensors path."),
+    "student": click.option("--student", help="Student architecture (or weights to start from)."),
+    "method": click.option(
+        "--method", help="Distiller (see 'ekd list distillers'), e.g. energy_kd, energy_dkd."
+    ),
+    "augment": click.option("--augment", help="Augmentation (see 'ekd list augmentations'), e.g. he-cutmix."),
+    "rate": click.option(
+        "--rate",
+        type=float,
+        help="The paper's r: with an energy augmentation its rate, else both temperature rates.",
+    ),
+    "low_rate": click.option(
+        "--low-rate", type=float, help="Fraction of lowest-energy samples (temperature rule)."
+    ),
+    "high_rate": click.option(
+        "--high-rate", type=float, help="Fraction of highest-energy samples (temperature rule)."
+    ),
+    "energy_temperature": click.option(
+        "--energy-temperature", type=float, help="T_E in E = -T_E * logsumexp(z / T_E) (default 4)."
+    ),
+    "recipe": click.option(
+        "--recipe", help="Recipe preset: auto (by dataset), cifar, cifar-energy, imagenet, quick."
+    ),
+    "epochs": click.option("--epochs", type=int, help="Number of epochs (overrides the recipe)."),
+    "batch_size": click.option("--batch-size", type=int, help="Global batch size (overrides the recipe)."),
+    "lr": click.option("--lr", type=float, help="Learning rate (overrides the recipe)."),
+    "seed": click.option("--seed", type=int, help="Random seed (default 0)."),
+    "device": click.option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
+    "precision": click.option(
+        "--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Autocast precision."
+    ),
+    "channels_last": click.option("--channels-last/--no-channels-last", default=None, help="Memory format."),
+    "compile": click.option("--compile/--no-compile", default=None, help="Use torch.compile."),
+    "deterministic": click.option(
+        "--deterministic/--no-deterministic", default=None, help="Deterministic algorithms (slower)."
+    ),
+    "teacher_cache": click.option(
+        "--teacher-cache/--no-teacher-cache", default=None, help="Cache teacher logits per crop/flip view."
+    ),
+    "run_name": click.option("--run-name", help="Name of the run directory under <store>/runs/."),
+    "limit_train": click.option("--limit-train", type=int, help="Use only the first N training samples."),
+    "limit_test": click.option("--limit-test", type=int, help="Use only the first N test samples."),
+    "json": click.option(
+        "--json", "json", is_flag=True, default=None, help="Machine-readable result on stdout."
+    ),
+    "quiet": click.option("--quiet", "-q", is_flag=True, default=None, help="Print only the result."),
+    "debug": click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
+}
+
+COMMON = ("config", "store", "data", "data_root", "download", "device", "seed", "json", "quiet", "debug")
+RUNTIME = ("precision", "channels_last", "compile", "deterministic", "limit_train", "limit_test")
+TRAINING = ("recipe", "epochs", "batch_size", "lr", "run_name")
+
+
+def options(*names: str) -> Callable[[F], F]:
+    """Decorate a command with the shared options ``names`` (in the order given)."""
+
+    def decorate(func: F) -> F:
+        for name in reversed(names):
+            func = _OPTIONS[name](func)
+        return func
+
+    return decorate
+
+
+def build_config(params: dict[str, Any], tables: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Resolve the Config from a command's click params (shared-option names only) and option tables."""
+    config_file = params.get("config_file")
+    flags = {k: v for k, v in params.items() if k in _OPTIONS and k != "config"}
+    for table, values in (tables or {}).items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            flags[table] = given
+    return resolve(flags, config_file)

@@ -1,0 +1,208 @@
+"""Configuration: built-in defaults < TOML file (``--config`` or ``./ekd.toml``) < command-line flags.
+
+The resolved configuration is a plain :class:`Config` value handed to the jobs;
+nothing here is global.  Unknown keys and wrong types are reported all at
+once, each with its file and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from ekdcli.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+DEFAULT_CONFIG_FILE = "ekd.toml"
+DEFAULT_DATA = "digits"  # the embedded default: real handwritten digits shipped by scikit-learn
+DEFAULT_PAIR = ("resnet32", "resnet8")  # teacher / student when nothing is configured
+
+# Option tables handed to plugin factories as keyword arguments; their keys are
+# checked by the plugin that receives them.
+OPTION_TABLES = ("train", "data_options", "distiller", "energy", "augmentation")
+
+
+@dataclass
+class Config:
+    """Every setting of every command; each field is also a TOML key and (mostly) a flag."""
+
+    # where things are
+    store: str = "./ekd-store"
+    data: str = DEFAULT_DATA
+    data_root: str | None = None
+    download: bool = False
+    # models: registered names, store names or .safetensors paths
+    model: str | None = None
+    teacher: str | None = None
+    student: str | None = None
+    # method
+    method: str = "energy_kd"
+    augment: str | None = None
+    rate: float | None = None
+    low_rate: float | None = None
+    high_rate: float | None = None
+    energy_temperature: float = 4.0
+    # training recipe (a named preset; the fields below override it)
+    recipe: str = "auto"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    # runtime
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = False
+    teacher_cache: bool = False
+    run_name: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    quiet: bool = False
+    debug: bool = False
+    json: bool = False
+    # plugin option tables
+    train: dict[str, Any] = field(default_factory=dict)
+    data_options: dict[str, Any] = field(default_factory=dict)
+    distiller: dict[str, Any] = field(default_factory=dict)
+    energy: dict[str, Any] = field(default_factory=dict)
+    augmentation: dict[str, Any] = field(default_factory=dict)
+    # where the values came from (not a key): "default", a file path, or "flag"
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def store_root(self) -> Path:
+        """``EKD_HOME`` wins over the default store; an explicit setting wins over both."""
+        if self.sources.get("store", "default") == "default" and os.environ.get("EKD_HOME"):
+            return Path(os.environ["EKD_HOME"])
+        return Path(self.store)
+
+    def to_toml(self) -> str:
+        """The resolved configuration as TOML (written into every run directory)."""
+        return dumps_toml({k: v for k, v in self.as_dict().items() if v is not None})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
+
+
+def _fields() -> dict[str, Any]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "sources"}
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if origin is list or annotation is list:
+        return isinstance(value, list)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is Any:
+        return True
+    return isinstance(value, annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if args:
+        return " or ".join(_type_name(a) for a in args)
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        annotation,
+        "a table" if typing.get_origin(annotation) is dict or annotation is dict else str(annotation),
+    )
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"config file {file} does not exist; check the --config path.")
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {file} is not valid TOML ({exc}).") from exc
+
+
+def validate(raw: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Check keys and types of a config mapping; one error lists every problem."""
+    schema = _fields()
+    problems: list[str] = []
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in schema:
+            problems.append(f"unknown key '{key}'")
+        elif not _type_ok(value, schema[name]):
+            problems.append(f"'{key}' must be {_type_name(schema[name])}, not {value!r}")
+    if problems:
+        raise UsageError(f"{origin}: " + "; ".join(problems) + ". See 'ekd <command> --help' for the keys.")
+    return {key.replace("-", "_"): value for key, value in raw.items()}
+
+
+def resolve(
+    flags: dict[str, Any] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Defaults < config file (explicit, else ``./ekd.toml`` if present) < flags (``None`` = not given)."""
+    config = Config()
+    sources = {name: "default" for name in _fields()}
+    path = Path(config_file) if config_file else Path(cwd or ".") / DEFAULT_CONFIG_FILE
+    if config_file or path.is_file():
+        from_file = validate(read_toml(path), str(path))
+        for key, value in from_file.items():
+            setattr(config, key, dict(value) if isinstance(value, dict) else value)
+            sources[key] = str(path)
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    for key, value in validate(given, "command line").items():
+        if key in OPTION_TABLES:  # flags add to a table instead of replacing it
+            getattr(config, key).update(value)
+        else:
+            setattr(config, key, value)
+        sources[key] = "flag"
+    config.sources = sources
+    return config
+
+
+def dumps_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for flat keys and one level of tables (what Config holds)."""
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    lines = [f"{key} = {_toml_value(value)}" for key, value in scalars.items() if value is not None]
+    for name, table in tables.items():
+        nested = {k: v for k, v in table.items() if isinstance(v, dict)}
+        flat = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
+        if not flat and not nested:
+            continue
+        lines += ["", f"[{name}]"] + [f"{key} = {_toml_value(value)}" for key, value in flat.items()]
+        for sub, values in nested.items():
+            lines += ["", f"[{name}.{sub}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

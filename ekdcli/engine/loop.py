@@ -1,0 +1,681 @@
+"""The training loop shared by every command that trains: :func:`fit`.
+
+One call trains ``model`` on a dataset with an :class:`~ekdcli.engine.objective.Objective`,
+evaluates on the test split, and (on rank 0, when ``run_dir`` is given) keeps a run directory:
+``config.toml``, ``environment.json``, ``metrics.jsonl``, ``last.safetensors``,
+``best.safetensors``, ``checkpoint.pt`` and, at the end, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ekdcli.api import FolderDataset, InMemoryDataset
+from ekdcli.engine import ddp
+from ekdcli.engine.checkpoint import (
+    CHECKPOINT_NAME,
+    device_rng_state,
+    gather_rank_states,
+    host_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_device_rng_state,
+    set_host_rng_state,
+)
+from ekdcli.engine.objective import Objective, StepOutput
+from ekdcli.engine.options import EngineOptions
+from ekdcli.engine.pipeline import Batch, make_batches
+from ekdcli.engine.predict import evaluate_batches
+from ekdcli.engine.progress import EpochProgress, echo, format_seconds, resolve_mode
+from ekdcli.engine.recipe import Recipe, build_optimizer, build_scheduler, lr_factor
+from ekdcli.engine.runtime import Runtime
+from ekdcli.errors import JobError, UsageError
+from ekdcli.fsutil import atomic_write_json, atomic_write_text
+from ekdcli.weights import save_tensors
+
+# Recipe fields that may change on resume; any other change would not continue the same run.
+_RESUMABLE_CHANGES = ("epochs", "eval_every")
+
+
+@dataclass
+class FitResult:
+    """What a training run achieved; accuracies in percent, epochs 1-based."""
+
+    best_top1: float
+    best_top5: float
+    best_epoch: int
+    last_top1: float
+    last_top5: float
+    epochs_run: int
+    history: list[dict[str, Any]]
+    run_dir: Path | None
+    best_state: dict[str, torch.Tensor]
+    last_state: dict[str, torch.Tensor]
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+
+
+@dataclass
+class _State:
+    """Progress of the run, everything the checkpoint needs besides module states."""
+
+    epoch: int = 0  # last completed epoch
+    step: int = 0  # optimizer steps so far
+    batches_done: int = 0  # batches of epoch + 1 already trained (mid-epoch checkpoint)
+    best_top1: float = -math.inf
+    best_top5: float = 0.0
+    best_epoch: int = 0
+    last_top1: float = math.nan
+    last_top5: float = math.nan
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _seed_for(seed: int, stream: int, rank: int) -> int:
+    """Distinct, reproducible seeds for the engine's generators (splitmix-style mixing)."""
+    x = (seed * 0x9E3779B97F4A7C15 + stream * 0xBF58476D1CE4E5B9 + rank * 0x94D049BB133111EB) % 2**64
+    x ^= x >> 31
+    return x % 2**63
+
+
+# ----------------------------------------------------------------- per-step scalars
+class _StepScalars:
+    """Per-step numbers read back without stalling the GPU.
+
+    Each step's values are stacked into one small device tensor (all-reduced over ranks) and
+    copied to pinned host memory behind a CUDA event; they are read one step later, when the copy
+    has finished, so the host never waits for the step it just queued.  On the CPU they are read
+    at once.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.queue: deque[tuple[Any, torch.Tensor, Any]] = deque()
+
+    def push(self, meta: Any, values: torch.Tensor) -> None:
+        if self.cuda:
+            host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            host.copy_(values, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self.queue.append((meta, host, event))
+        else:
+            self.queue.append((meta, values, None))
+
+    def ready(self, flush: bool = False) -> Iterator[tuple[Any, list[float]]]:
+        keep = 0 if (flush or not self.cuda) else 1
+        while len(self.queue) > keep:
+            meta, host, event = self.queue.popleft()
+            if event is not None:
+                event.synchronize()
+            yield meta, host.tolist()
+
+
+class _Meters:
+    """Epoch sums of the per-step values (already summed over ranks)."""
+
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        state = state or {}
+        self.steps = int(state.get("steps", 0))
+        self.images = int(state.get("images", 0))
+        self.correct = float(state.get("correct", 0.0))
+        self.scored = int(state.get("scored", 0))
+        self.loss = float(state.get("loss", 0.0))
+        self.losses: dict[str, float] = dict(state.get("losses", {}))
+        self.stats: dict[str, float] = dict(state.get("stats", {}))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "images": self.images,
+            "correct": self.correct,
+            "scored": self.scored,
+            "loss": self.loss,
+            "losses": dict(self.losses),
+            "stats": dict(self.stats),
+            "train_seconds": self.train_seconds,
+        }
+
+
+# ----------------------------------------------------------------- interruption
+class _Interrupt:
+    """Turns the first Ctrl-C into a flag checked between steps; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextmanager
+    def installed(self) -> Iterator[_Interrupt]:
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, self.previous)
+
+
+# ----------------------------------------------------------------- run directory
+class _RunWriter:
+    """Files of a run directory; a no-op without a directory or on ranks other than 0."""
+
+    def __init__(self, run_dir: Path | None, active: bool) -> None:
+        self.run_dir = run_dir if active else None
+
+    def start(self, config_text: str, environment: dict[str, Any], resume: bool) -> None:
+        if self.run_dir is None:
+            return
+        config = self.run_dir / "config.toml"
+        if config_text or not config.exists():
+            atomic_write_text(config, config_text)
+        atomic_write_json(self.run_dir / "environment.json", environment)
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        if self.run_dir is None:
+            return
+        import json
+
+        text = "".join(json.dumps(record, sort_keys=True) + "\n" for record in history)
+        atomic_write_text(self.run_dir / "metrics.jsonl", text)
+
+    def weights(self, name: str, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            save_tensors(self.run_dir / name, state, metadata)
+
+    def checkpoint(self, payload: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir, payload)
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            atomic_write_json(self.run_dir / "summary.json", summary)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _sync_buffers(model: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BN statistics drift apart by the last local updates)."""
+    if ddp.is_dist():
+        for buffer in model.buffers():
+            ddp.broadcast_(buffer.data)
+
+
+def _check_resumable(saved: dict[str, Any], recipe: Recipe, steps_per_epoch: int) -> None:
+    current = asdict(recipe)
+    changed = [
+        key
+        for key, value in saved["recipe"].items()
+        if key not in _RESUMABLE_CHANGES and _plain(current.get(key)) != _plain(value)
+    ]
+    if changed:
+        raise UsageError(
+            f"the run was started with other values of {', '.join(changed)}; resume with the original "
+            "settings or start a new run."
+        )
+    if saved["steps_per_epoch"] != steps_per_epoch:
+        raise UsageError(
+            f"the run had {saved['steps_per_epoch']} steps per epoch and would now have {steps_per_epoch}; "
+            "resume with the same data, --limit-train, batch size and number of processes."
+        )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# ----------------------------------------------------------------- the trainer
+class _Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        dataset: InMemoryDataset | FolderDataset,
+        objective: Objective,
+        recipe: Recipe,
+        options: EngineOptions,
+        run_dir: Path | None,
+        runtime: Runtime,
+        metadata: dict[str, Any],
+    ) -> None:
+        self.model = runtime.prepare_model(model)
+        self.objective = objective
+        self.recipe = recipe
+        self.options = options
+        self.run_dir = run_dir
+        self.runtime = runtime
+        self.metadata = metadata
+        self.writer = _RunWriter(run_dir, runtime.is_main)
+        self.verbose = runtime.is_main and not options.quiet
+        seed, rank = options.seed, runtime.rank
+        self.data_generator = torch.Generator().manual_seed(_seed_for(seed, 1, 0))
+        self.aug_generator = runtime.generator(_seed_for(seed, 2, rank))
+        if runtime.world_size > 1:
+            torch.manual_seed(_seed_for(seed, 3, rank))  # distinct dropout masks per rank
+        objective.setup(runtime)
+        self.train_batches = make_batches(
+            dataset,
+            "train",
+            runtime,
+            recipe.batch_size,
+            train=True,
+            generator=self.data_generator,
+            limit=options.limit_train,
+            num_workers=options.num_workers,
+        )
+        self.test_batches = make_batches(
+            dataset,
+            "test",
+            runtime,
+            options.eval_batch_size,
+            train=False,
+            limit=options.limit_test,
+            num_workers=options.num_workers,
+        )
+        self.steps_per_epoch = len(self.train_batches)
+        self.optimizer = build_optimizer(self.model, recipe)
+        self.scheduler = build_scheduler(self.optimizer, recipe, self.steps_per_epoch)
+        self.train_model = ddp.wrap(self.model, runtime.device)
+        if options.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.state = _State()
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.epoch_start_data_state: torch.Tensor | None = None
+        self.meters_state: dict[str, Any] | None = None
+        self.interrupt = _Interrupt()
+        self.current_batch = 0
+        self._progress_mode = "none"
+
+    # ------------------------------------------------------------- checkpoint
+    def _payload(self, epoch_start_data_state: torch.Tensor | None, meters: _Meters | None) -> dict[str, Any]:
+        """Collective on all ranks (RNG states are gathered); only rank 0 uses the result."""
+        rank_states = gather_rank_states(
+            device_rng_state(self.aug_generator, self.runtime.device), self.runtime.device
+        )
+        st = self.state
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
+            "objective": self.objective.state_dict() if hasattr(self.objective, "state_dict") else {},
+            "epoch": st.epoch,
+            "step": st.step,
+            "batches_done": st.batches_done,
+            "steps_per_epoch": self.steps_per_epoch,
+            "world_size": self.runtime.world_size,
+            "recipe": {k: _plain(v) for k, v in asdict(self.recipe).items()},
+            "best": {"top1": st.best_top1, "top5": st.best_top5, "epoch": st.best_epoch},
+            "last": {"top1": st.last_top1, "top5": st.last_top5},
+            "history": st.history,
+            "data_generator": self.data_generator.get_state(),
+            "epoch_start_data_generator": epoch_start_data_state
+            if epoch_start_data_state is not None
+            else torch.empty(0, dtype=torch.uint8),
+            "meters": meters.state_dict() if meters is not None else {},
+            "host_rng": host_rng_state(),
+            "rank_rng": rank_states,
+        }
+
+    def resume(self) -> None:
+        if self.run_dir is None:
+            raise UsageError("resuming needs a run directory; pass --resume <run_dir>.")
+        ckpt = load_checkpoint(self.run_dir)
+        _check_resumable(ckpt, self.recipe, self.steps_per_epoch)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.runtime.scaler is not None and ckpt["scaler"]:
+            self.runtime.scaler.load_state_dict(ckpt["scaler"])
+        if hasattr(self.objective, "load_state_dict"):
+            self.objective.load_state_dict(ckpt["objective"])
+        st = self.state
+        st.epoch, st.step, st.batches_done = ckpt["epoch"], ckpt["step"], ckpt["batches_done"]
+        st.best_top1, st.best_top5 = ckpt["best"]["top1"], ckpt["best"]["top5"]
+        st.best_epoch = ckpt["best"]["epoch"]
+        st.last_top1, st.last_top5 = ckpt["last"]["top1"], ckpt["last"]["top5"]
+        st.history = list(ckpt["history"])
+        self.data_generator.set_state(ckpt["data_generator"])
+        if st.batches_done:
+            self.epoch_start_data_state = ckpt["epoch_start_data_generator"]
+            self.meters_state = ckpt["meters"]
+        set_host_rng_state(ckpt["host_rng"])
+        rank_states = ckpt["rank_rng"]
+        if self.runtime.rank < len(rank_states):
+            set_device_rng_state(rank_states[self.runtime.rank], self.aug_generator, self.runtime.device)
+        best_file = self.run_dir / "best.safetensors"
+        if st.best_epoch and best_file.is_file():
+            from ekdcli.weights import load_tensors
+
+            self.best_state = load_tensors(best_file)[0]
+        # Metrics written after the checkpoint by a killed run are dropped with it.
+        self.writer.write_history(st.history)
+        if self.verbose:
+            where = f"epoch {st.epoch}" + (f", step {st.batches_done} of the next" if st.batches_done else "")
+            echo(f"resuming {self.run_dir} after {where}")
+
+    # ------------------------------------------------------------- training
+    def _step(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, StepOutput]:
+        recipe, runtime = self.recipe, self.runtime
+        with runtime.autocast():
+            out = self.objective(self.train_model, batch, epoch, self.aug_generator)
+        if not out.losses:
+            raise UsageError("the objective returned no loss terms; it must return at least one.")
+        total = torch.stack([v.float().reshape(()) for v in out.losses.values()]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = runtime.scaler
+        if scaler is not None:
+            scaler.scale(total).backward()
+        else:
+            total.backward()
+        if recipe.grad_clip is not None:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return total, out
+
+    def _step_values(
+        self, total: torch.Tensor, out: StepOutput, batch: Batch
+    ) -> tuple[list[str], torch.Tensor]:
+        """One vector per step: [stop, total, losses..., stats..., correct, scored], summed over ranks."""
+        device = total.device
+        names = [f"loss:{k}" for k in out.losses] + [f"stat:{k}" for k in out.stats]
+        parts = [torch.tensor(float(self.interrupt.requested), device=device), total.detach()]
+        parts += [v.detach().float().reshape(()) for v in out.losses.values()]
+        parts += [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in out.stats.values()]
+        logits = out.logits
+        if logits is not None and logits.shape[0] == batch.labels.shape[0]:
+            parts.append((logits.detach().argmax(dim=1) == batch.labels).sum().float())
+            parts.append(torch.tensor(float(batch.labels.shape[0]), device=device))
+        else:
+            parts += [torch.zeros((), device=device), torch.zeros((), device=device)]
+        values = torch.stack(parts)
+        return names, ddp.all_reduce_sum(values)
+
+    def _absorb(
+        self, meters: _Meters, meta: tuple[int, int, list[str]], values: list[float], epoch: int
+    ) -> bool:
+        """Add one step's values to the epoch sums; True when a stop was requested on any rank."""
+        step_in_epoch, images, names = meta
+        world = self.runtime.world_size
+        stop, total = values[0], values[1]
+        named = dict(zip(names, values[2:-2], strict=True))
+        losses = {k[5:]: v / world for k, v in named.items() if k.startswith("loss:")}
+        if not all(math.isfinite(v) for v in [total / world, *losses.values()]):
+            terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+            kept = (
+                f"the checkpoint of epoch {self.state.epoch} in {self.run_dir} is intact"
+                if self.run_dir is not None and self.state.epoch
+                else "nothing was saved for this epoch"
+            )
+            raise JobError(
+                f"non-finite loss at epoch {epoch} step {step_in_epoch} ({terms}); {kept}: lower the "
+                "learning rate or check the data and the teacher, then rerun or resume."
+            )
+        meters.steps += 1
+        meters.images += images
+        meters.loss += total / world
+        for k, v in losses.items():
+            meters.losses[k] = meters.losses.get(k, 0.0) + v
+        for k, v in named.items():
+            if k.startswith("stat:"):
+                meters.stats[k[5:]] = meters.stats.get(k[5:], 0.0) + v
+        meters.correct += values[-2]
+        meters.scored += int(values[-1])
+        return stop > 0
+
+    def train_epoch(self, epoch: int) -> _Meters:
+        start_batch = self.state.batches_done
+        if start_batch and self.epoch_start_data_state is not None:
+            self.data_generator.set_state(self.epoch_start_data_state)
+        epoch_start_state = self.data_generator.get_state()
+        meters = _Meters(self.meters_state if start_batch else None)
+        self.meters_state = None
+        batches = self.train_batches.epoch(start_batch)
+        total_batches = self.steps_per_epoch
+        progress = EpochProgress(
+            epoch, self.recipe.epochs, total_batches, self._progress_mode, start_batch=start_batch
+        )
+        scalars = _StepScalars(self.runtime.device)
+        self.train_model.train()
+        started = time.perf_counter()
+        stop_requested = False
+        batch_index = start_batch
+        world = self.runtime.world_size
+        try:
+            for batch_index, batch in enumerate(batches, start=start_batch + 1):
+                self.current_batch = batch_index
+                total, out = self._step(batch, epoch)
+                self.state.step += 1
+                images = int(batch.labels.shape[0]) * world
+                names, values = self._step_values(total, out, batch)
+                scalars.push((batch_index, images, names), values)
+                last_loss = None
+                for meta, vals in scalars.ready():
+                    stop_requested |= self._absorb(meters, meta, vals, epoch)
+                    last_loss = vals[1] / world
+                progress.update(batch_index, images, last_loss)
+                # One process stops at once; ranks stop on the summed flag so they stop together.
+                if stop_requested or (world == 1 and self.interrupt.requested):
+                    break
+            for meta, vals in scalars.ready(flush=True):
+                stop_requested |= self._absorb(meters, meta, vals, epoch)
+        finally:
+            progress.close()
+        meters.train_seconds += time.perf_counter() - started
+        if stop_requested or (world == 1 and self.interrupt.requested):
+            self._save_interrupted(epoch, batch_index, epoch_start_state, meters)
+        return meters
+
+    def _save_interrupted(
+        self, epoch: int, batch_index: int, epoch_start: torch.Tensor, meters: _Meters
+    ) -> None:
+        self.state.batches_done = batch_index
+        payload = self._payload(epoch_start, meters)
+        self.writer.checkpoint(payload)
+        ddp.barrier()
+        where = f"interrupted at epoch {epoch} step {batch_index}"
+        if self.run_dir is None:
+            raise JobError(f"{where}; nothing was saved because the run has no directory.")
+        raise JobError(f"{where}; resume with --resume {self.run_dir}")
+
+    # ------------------------------------------------------------- epochs
+    def end_epoch(self, epoch: int, meters: _Meters, started: float) -> dict[str, Any]:
+        st = self.state
+        _sync_buffers(self.model)
+        last_epoch = epoch == self.recipe.epochs
+        evaluation = None
+        if epoch % self.recipe.eval_every == 0 or last_epoch:
+            evaluation = evaluate_batches(self.model, self.test_batches, self.runtime)
+        steps = max(meters.steps, 1)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "step": st.step,
+            "lr": self.recipe.lr
+            * lr_factor(self.recipe, (epoch - 1) * self.steps_per_epoch, self.steps_per_epoch),
+            "loss": meters.loss / steps,
+            "losses": {k: v / steps for k, v in meters.losses.items()},
+            "stats": dict(meters.stats),
+            "images_per_s": meters.images / max(meters.train_seconds, 1e-9),
+        }
+        if meters.scored:
+            record["train_top1"] = 100.0 * meters.correct / meters.scored
+        improved = False
+        if evaluation is not None:
+            record.update(
+                test_top1=evaluation["top1"], test_top5=evaluation["top5"], test_loss=evaluation["loss"]
+            )
+            st.last_top1, st.last_top5 = evaluation["top1"], evaluation["top5"]
+            if evaluation["top1"] > st.best_top1:
+                improved = True
+                st.best_top1, st.best_top5, st.best_epoch = evaluation["top1"], evaluation["top5"], epoch
+        record["seconds"] = time.perf_counter() - started
+        st.epoch, st.batches_done = epoch, 0
+        st.history.append(record)
+        weights = _cpu_state(self.model)
+        if improved:
+            self.best_state = weights
+        payload = self._payload(None, None)  # collective: every rank takes part
+        meta = {**self.metadata, "epoch": epoch, "top1": st.last_top1, "top5": st.last_top5}
+        self.writer.write_history(st.history)
+        self.writer.weights("last.safetensors", weights, meta)
+        if improved:
+            self.writer.weights("best.safetensors", weights, meta)
+        self.writer.checkpoint(payload)
+        return record
+
+    def _print_epoch(self, record: dict[str, Any]) -> None:
+        if not self.verbose:
+            return
+        text = f"epoch {record['epoch']}/{self.recipe.epochs}  loss {record['loss']:.4f}"
+        if "train_top1" in record:
+            text += f"  train {record['train_top1']:.2f}%"
+        if "test_top1" in record:
+            text += f"  test top-1 {record['test_top1']:.2f}% top-5 {record['test_top5']:.2f}%"
+        text += f"  lr {record['lr']:.4g}  {record['images_per_s']:.0f} img/s  {record['seconds']:.1f} s"
+        echo(text)
+
+    def _print_header(self) -> None:
+        if not self.verbose:
+            return
+        rt = self.runtime
+        parallel = f", {rt.world_size} processes" if rt.world_size > 1 else ""
+        threads = f", {rt.num_threads} threads" if rt.device.type == "cpu" else ""
+        describe = self.objective.describe() if hasattr(self.objective, "describe") else {}
+        echo(f"training on {rt.device} ({rt.precision}{threads}{parallel}); objective {describe}")
+        echo(
+            f"{self.recipe.epochs} epochs x {self.steps_per_epoch} steps, batch {self.recipe.batch_size}, "
+            f"lr {self.recipe.lr} ({self.recipe.schedule}), run dir {self.run_dir or '(none)'}"
+        )
+
+    def run(self, config_text: str, resume: bool, stop_after_epoch: int | None) -> FitResult:
+        if resume:
+            self.resume()
+        elif self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
+            raise UsageError(
+                f"{self.run_dir} already holds a run; resume it with --resume or choose another --run-name."
+            )
+        environment = {**self.runtime.describe(), "resumed_after_epoch": self.state.epoch if resume else None}
+        self.writer.start(config_text, environment, resume)
+        self._progress_mode = resolve_mode(self.options.progress, self.options.quiet, self.runtime.is_main)
+        self._print_header()
+        epochs_run = 0
+        with self.interrupt.installed():
+            for epoch in range(self.state.epoch + 1, self.recipe.epochs + 1):
+                started = time.perf_counter()
+                try:
+                    meters = self.train_epoch(epoch)
+                except KeyboardInterrupt as exc:  # a second Ctrl-C, mid-step: keep the last checkpoint
+                    raise JobError(
+                        f"interrupted at epoch {epoch} step {self.current_batch}; resume with --resume "
+                        f"{self.run_dir} (it restarts from the last saved checkpoint)"
+                    ) from exc
+                record = self.end_epoch(epoch, meters, started)
+                self._print_epoch(record)
+                epochs_run += 1
+                if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                    break
+        result = self._result(epochs_run)
+        if self.state.epoch == self.recipe.epochs:
+            self.writer.summary(self._summary(result))
+        ddp.barrier()
+        return result
+
+    def _result(self, epochs_run: int) -> FitResult:
+        st = self.state
+        last = _cpu_state(self.model)
+        seconds = sum(r.get("seconds", 0.0) for r in st.history)
+        images = [r["images_per_s"] for r in st.history if "images_per_s" in r]
+        return FitResult(
+            best_top1=st.best_top1 if st.best_epoch else math.nan,
+            best_top5=st.best_top5 if st.best_epoch else math.nan,
+            best_epoch=st.best_epoch,
+            last_top1=st.last_top1,
+            last_top5=st.last_top5,
+            epochs_run=epochs_run,
+            history=list(st.history),
+            run_dir=self.run_dir,
+            best_state=self.best_state if self.best_state is not None else last,
+            last_state=last,
+            seconds=seconds,
+            images_per_s=sum(images) / len(images) if images else 0.0,
+        )
+
+    def _summary(self, result: FitResult) -> dict[str, Any]:
+        rt = self.runtime
+        return {
+            "best_top1": result.best_top1,
+            "best_top5": result.best_top5,
+            "best_epoch": result.best_epoch,
+            "last_top1": result.last_top1,
+            "last_top5": result.last_top5,
+            "epochs": self.recipe.epochs,
+            "seconds": result.seconds,
+            "duration": format_seconds(result.seconds),
+            "images_per_s": result.images_per_s,
+            "objective": self.objective.describe() if hasattr(self.objective, "describe") else {},
+            "recipe": {k: _plain(v) for k, v in asdict(self.recipe).items()},
+            "precision": rt.precision,
+            "device": str(rt.device),
+            "device_name": rt.describe()["device_name"],
+            "world_size": rt.world_size,
+            "metadata": self.metadata,
+        }
+
+
+def fit(
+    model: torch.nn.Module,
+    dataset: InMemoryDataset | FolderDataset,
+    objective: Objective,
+    recipe: Recipe,
+    options: EngineOptions,
+    run_dir: Path | None,
+    *,
+    config_text: str = "",
+    metadata: dict[str, Any] | None = None,
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+    runtime: Runtime | None = None,
+) -> FitResult:
+    """Train ``model`` with ``objective`` following ``recipe``; see the module docstring for files.
+
+    ``run_dir=None`` writes nothing (benchmarks).  ``resume=True`` continues the run saved in
+    ``run_dir``; on the CPU with a fixed seed the result is bitwise identical to an uninterrupted
+    run.  ``stop_after_epoch=k`` returns after epoch k as a kill would (no summary).  ``runtime``
+    reuses an already resolved runtime (build it before the model so its seed fixes the init).
+
+    Raises JobError on a non-finite loss (the previous checkpoint is kept) and on Ctrl-C (after
+    the current step, with a checkpoint that resumes mid-epoch).
+    """
+    recipe.validate()
+    options.validate()
+    runtime = runtime or Runtime(options)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if resume and run_dir is None:
+        raise UsageError("resuming needs a run directory; pass --resume <run_dir>.")
+    trainer = _Trainer(model, dataset, objective, recipe, options, run_dir, runtime, dict(metadata or {}))
+    return trainer.run(config_text, resume, stop_after_epoch)

@@ -1,0 +1,124 @@
+"""Training recipes: optimizer hyper-parameters and the per-step learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ekdcli.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+SCHEDULES = ("step", "cosine")
+
+
+@dataclass
+class Recipe:
+    """SGD hyper-parameters and LR schedule.
+
+    Milestones are 1-based epochs as in the papers' configs: with ``milestones=(150,)``
+    epochs 1..150 train at ``lr`` and epochs 151.. at ``lr * gamma``.
+    """
+
+    epochs: int = 240
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "step"
+    milestones: tuple[int, ...] = (150, 180, 210)
+    gamma: float = 0.1
+    warmup_epochs: float = 0
+    grad_clip: float | None = None
+    eval_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(int(m) for m in self.milestones)
+
+    def validate(self) -> Recipe:
+        """Raise UsageError on values no training could use; return self for chaining."""
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (
+                self.schedule in SCHEDULES,
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
+            ),
+            (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
+            (0 <= self.warmup_epochs < self.epochs, "warm-up epochs must be >= 0 and fewer than the epochs"),
+            (
+                self.grad_clip is None or self.grad_clip > 0,
+                f"grad clip must be positive, got {self.grad_clip}",
+            ),
+            (self.eval_every >= 1, f"eval_every must be at least 1, got {self.eval_every}"),
+            (all(m >= 1 for m in self.milestones), f"milestones must be epochs >= 1, got {self.milestones}"),
+            (not (self.nesterov and self.momentum == 0), "nesterov needs a momentum above 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(f"{message}; fix the recipe or the matching option.")
+        return self
+
+    def with_overrides(self, **changes: Any) -> Recipe:
+        """A validated copy with the given fields replaced; ``None`` values leave a field as it is."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None}).validate()
+
+
+RECIPES: dict[str, Recipe] = {
+    # DESIGN §1 reference (mdistiller / RepDistiller CIFAR-100).
+    "cifar": Recipe(),
+    # The released Energy KD configs: 360 epochs, lr x0.1 every 30 epochs from 150 to 300.
+    "cifar-energy": Recipe(epochs=360, milestones=(150, 180, 210, 240, 270, 300)),
+    "imagenet": Recipe(epochs=100, batch_size=512, lr=0.2, weight_decay=1e-4, milestones=(30, 60, 90)),
+}
+
+
+def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of ``recipe.lr`` for optimizer step ``step`` (0-based, counted over the whole run).
+
+    Warm-up is linear per step, ``(step + 1) / warmup_steps``, so the last warm-up step reaches
+    the full rate.  Step decay counts milestones already passed by the current 0-based epoch
+    ``step // steps_per_epoch``.  Cosine decays from 1 to 0 over the steps after warm-up.
+    """
+    warmup_steps = int(round(recipe.warmup_epochs * steps_per_epoch))
+    warm = (step + 1) / warmup_steps if step < warmup_steps else 1.0
+    if recipe.schedule == "cosine":
+        total = recipe.epochs * steps_per_epoch - warmup_steps
+        progress = min(max(step - warmup_steps, 0) / max(total, 1), 1.0)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+    epoch = step // steps_per_epoch
+    passed = sum(1 for m in recipe.milestones if epoch >= m)
+    return warm * recipe.gamma**passed
+
+
+def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD over every trainable parameter, weight decay on all of them (as mdistiller does)."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise UsageError("the model has no trainable parameters; check the model name or its frozen layers.")
+    return torch.optim.SGD(
+        params,
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov,
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step LambdaLR following :func:`lr_factor`; call ``.step()`` after every optimizer step."""
+    import torch
+
+    if steps_per_epoch < 1:
+        raise UsageError("an epoch has no training steps; use more training samples or a smaller batch size.")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch))

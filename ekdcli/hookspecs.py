@@ -1,0 +1,61 @@
+"""The plugin hooks of ekd (pluggy project name ``ekd``, entry-point group ``ekd``).
+
+Every hook receives a ``register`` callable; the core owns names, aliases and
+collisions.  Plugin modules must stay cheap to import: no torch at module level,
+heavy imports happen inside factories (or factories are ``"module:attr"``
+strings that the core imports on first use).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "ekd"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_models(register):  # type: ignore[no-untyped-def]
+    """Register model architectures.
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(num_classes: int, in_channels: int = 3, **options) -> torch.nn.Module``
+    (or a ``"module:attr"`` string naming it).  The module's ``forward(x)``
+    returns logits; ``forward(x, return_features=True)`` returns
+    ``(logits, features_dict)``.  ``info`` is static metadata shown by
+    ``ekd list`` without building the model, e.g. ``{"params_100": 278324,
+    "family": "cifar"}``.
+    """
+
+
+@hookspec
+def register_datasets(register):  # type: ignore[no-untyped-def]
+    """Register datasets and dataset builders (long-tailed ones included).
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(root: str | None, **options) -> ekdcli.api.InMemoryDataset | ekdcli.api.FolderDataset``.
+    """
+
+
+@hookspec
+def register_distillers(register):  # type: ignore[no-untyped-def]
+    """Register distillation methods.
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(**options) -> ekdcli.api.Distiller``.
+    """
+
+
+@hookspec
+def register_augmentations(register):  # type: ignore[no-untyped-def]
+    """Register batch augmentations (HE-DA and friends).
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(**options) -> ekdcli.api.Augmentation``.
+    """
+
+
+@hookspec
+def register_commands(register):  # type: ignore[no-untyped-def]
+    """Register extra CLI subcommands: ``register(name, click_command_or_"module:attr")``."""

@@ -1,0 +1,83 @@
+"""Pieces every job needs: the store, the engine options and the training recipe of a Config."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from ekdcli.cli.output import Console
+from ekdcli.config import Config
+from ekdcli.errors import UsageError, did_you_mean
+from ekdcli.store import Store
+
+if TYPE_CHECKING:
+    from ekdcli.api import Dataset
+    from ekdcli.engine import EngineOptions, Recipe
+
+
+def open_store(config: Config) -> Store:
+    return Store(config.store_root())
+
+
+def console(config: Config) -> Console:
+    return Console(quiet=config.quiet, json_mode=config.json)
+
+
+def engine_options(config: Config) -> EngineOptions:
+    from ekdcli.engine import EngineOptions
+
+    return EngineOptions(
+        device=config.device,
+        precision=config.precision,
+        channels_last=config.channels_last,
+        compile=config.compile,
+        seed=config.seed,
+        deterministic=config.deterministic,
+        limit_train=config.limit_train,
+        limit_test=config.limit_test,
+        quiet=config.quiet or config.json,
+    )
+
+
+def recipe_name(config: Config, dataset: Dataset) -> str:
+    """``auto`` picks the dataset's suggested recipe (quick ones for small data), else ``cifar``."""
+    if config.recipe != "auto":
+        return config.recipe
+    return str(dataset.info.get("recipe", "imagenet" if dataset.name.startswith("imagenet") else "cifar"))
+
+
+def resolve_recipe(config: Config, dataset: Dataset) -> Recipe:
+    """The named recipe, then the ``[train]`` table, then ``--epochs/--batch-size/--lr``."""
+    from ekdcli.engine import RECIPES
+
+    name = recipe_name(config, dataset)
+    if name not in RECIPES:
+        raise UsageError(
+            f"unknown recipe {name!r}.{did_you_mean(name, RECIPES)} Choose one of {', '.join(RECIPES)}."
+        )
+    recipe = RECIPES[name]
+    valid = {f.name for f in dataclasses.fields(recipe)}
+    unknown = sorted(set(config.train) - valid)
+    if unknown:
+        raise UsageError(
+            f"unknown [train] key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(valid))}."
+        )
+    overrides: dict[str, Any] = dict(config.train)
+    for key in ("epochs", "batch_size", "lr"):
+        if getattr(config, key) is not None:
+            overrides[key] = getattr(config, key)
+    if "milestones" in overrides:
+        overrides["milestones"] = tuple(overrides["milestones"])
+    recipe = dataclasses.replace(recipe, **overrides)
+    if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
+        raise UsageError("epochs and batch size must be at least 1 and the learning rate positive.")
+    return recipe
+
+
+def describe_recipe(recipe: Recipe) -> str:
+    milestones = ",".join(str(m) for m in recipe.milestones)
+    return (
+        f"{recipe.epochs} epochs, batch {recipe.batch_size}, SGD lr {recipe.lr} momentum {recipe.momentum} "
+        f"wd {recipe.weight_decay}, {recipe.schedule} schedule"
+        + (f" (x{recipe.gamma} at {milestones})" if recipe.schedule == "step" else "")
+    )

@@ -1,0 +1,210 @@
+"""``ekd distill``: train a student from a teacher with a distiller and an optional augmentation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ekdcli.build import (
+    TrainedModel,
+    build_model,
+    canonical_model,
+    dataset_key,
+    is_registered_model,
+    load_dataset,
+    load_trained,
+    weights_metadata,
+)
+from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config
+from ekdcli.errors import UsageError
+from ekdcli.jobs.common import console, describe_recipe, engine_options, open_store, resolve_recipe
+from ekdcli.plugins import Component, registry
+
+DEFAULT_TEACHER_EPOCHS = 30
+
+
+@dataclass
+class Plan:
+    """What a distillation run will do, resolved and validated before anything is loaded."""
+
+    distiller: Component
+    distiller_options: dict[str, Any]
+    augmentation: Component | None
+    augmentation_options: dict[str, Any]
+    rates_note: str
+
+
+def plan_methods(config: Config) -> Plan:
+    """Choose components and split the options between them (DESIGN §1, 'Rates, precisely')."""
+    distiller = registry("distillers").get(config.method)
+    augmentation = registry("augmentations").get(config.augment) if config.augment else None
+    energy_aug = bool(augmentation is not None and augmentation.info.get("needs_energy"))
+    energy_distiller = bool(distiller.info.get("needs_energy"))
+    d_opts: dict[str, Any] = dict(config.distiller)
+    a_opts: dict[str, Any] = dict(config.augmentation)
+    if energy_distiller:
+        d_opts.update(config.energy)
+        d_opts.setdefault("energy_temperature", config.energy_temperature)
+    elif config.energy and not energy_aug:
+        raise UsageError(
+            f"the [energy] options apply to energy distillers; method {distiller.name!r} does not use them."
+        )
+    notes = []
+    if config.rate is not None and not 0 < config.rate <= 1:
+        raise UsageError(f"--rate must be in (0, 1], not {config.rate}.")
+    if config.rate is not None and energy_aug:
+        a_opts["rate"] = config.rate
+        notes.append(f"augmentation rate {config.rate} (--rate)")
+    elif config.rate is not None:
+        if not energy_distiller:
+            raise UsageError(
+                f"--rate selects energy sets, but neither method {distiller.name!r} nor augmentation "
+                f"{config.augment or 'none'!r} uses energies; drop --rate or pick an energy method."
+            )
+        d_opts["low_rate"] = d_opts["high_rate"] = config.rate
+    for side in ("low_rate", "high_rate"):
+        value = getattr(config, side)
+        if value is not None:
+            if not energy_distiller:
+                raise UsageError(f"--{side.replace('_', '-')} applies to energy distillers only.")
+            d_opts[side] = value
+    if energy_distiller:
+        notes.append(
+            f"temperature rates low {d_opts.get('low_rate', 'preset')} / high {d_opts.get('high_rate', 'preset')}"
+        )
+    if augmentation is not None and energy_aug and config.energy.get("low_rule"):
+        a_opts.setdefault("low_rule", config.energy["low_rule"])
+    return Plan(distiller, d_opts, augmentation, a_opts, "; ".join(notes))
+
+
+def _default_pair(config: Config) -> tuple[str, str, bool]:
+    """Teacher and student names; the default pair only on the embedded data, said out loud."""
+    if config.teacher and config.student:
+        return config.teacher, config.student, False
+    if registry("datasets").get(config.data).name == registry("datasets").get(DEFAULT_DATA).name:
+        return config.teacher or DEFAULT_PAIR[0], config.student or DEFAULT_PAIR[1], True
+    missing = " and ".join(f"--{r}" for r in ("teacher", "student") if not getattr(config, r))
+    raise UsageError(f"say which models to use with {missing} (or name them in ekd.toml).")
+
+
+def _teacher(config: Config, name: str, dataset: Any, data_key: str, defaulted: bool) -> TrainedModel:
+    store = open_store(config)
+    canonical = canonical_model(name) if is_registered_model(name) else None
+    if defaulted and store.find_weights(name, data_key, canonical) is None:
+        from ekdcli.jobs.train import run_train
+
+        console(config).say(
+            f"no trained {name} teacher for {data_key} in {store.root}: training it first "
+            f"({DEFAULT_TEACHER_EPOCHS} epochs, ekd train --model {name})"
+        )
+        teacher_config = dataclasses.replace(
+            config, model=name, run_name=None, epochs=config.epochs or DEFAULT_TEACHER_EPOCHS
+        )
+        run_train(teacher_config)
+    return load_trained(name, dataset, data_key, store, "teacher")
+
+
+def _student(config: Config, name: str, dataset: Any, data_key: str) -> tuple[Any, str]:
+    if name.endswith(".safetensors"):
+        trained = load_trained(name, dataset, data_key, open_store(config), "student")
+        return trained.model, trained.arch
+    arch = canonical_model(name)
+    return build_model(arch, dataset.num_classes, dataset.in_channels), arch
+
+
+def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
+    from ekdcli.api import EnergyContext
+    from ekdcli.distill import DistillObjective
+    from ekdcli.engine import fit
+    from ekdcli.jobs.score import ensure_scores
+
+    say = console(config)
+    plan = plan_methods(config)
+    teacher_name, student_name, defaulted = _default_pair(config)
+    # Build the loss parts first: bad options fail here, before data, models or files.
+    distiller_options = dict(plan.distiller_options)
+    if plan.distiller.info.get("accepts_pair"):
+        distiller_options.setdefault("pair", (teacher_name, student_name))
+    distiller = plan.distiller.build(**distiller_options)
+    augmentation = plan.augmentation.build(**plan.augmentation_options) if plan.augmentation else None
+
+    dataset = load_dataset(config)
+    data_key = dataset_key(config)
+    recipe = resolve_recipe(config, dataset)
+    if defaulted:
+        say.say(f"no teacher/student configured: using the default pair {teacher_name} -> {student_name} on {data_key}")
+    teacher = _teacher(config, teacher_name, dataset, data_key, defaulted) if distiller.needs_teacher else None
+    student, student_arch = _student(config, student_name, dataset, data_key)
+
+    energy_context = None
+    needs_energy = distiller.needs_energy or bool(augmentation is not None and augmentation.needs_energy)
+    if needs_energy:
+        assert teacher is not None  # energy methods always need a teacher
+        scored = ensure_scores(config, dataset, data_key, teacher)
+        if scored.computed:
+            say.say(f"scored the training set with the teacher first: {scored.path}")
+        energy_context = EnergyContext(
+            energies=scored.table.energies.float(),
+            energy_temperature=scored.table.meta.energy_temperature,
+            fingerprint=scored.table.meta.fingerprint,
+        )
+    objective = DistillObjective(teacher.model if teacher else None, distiller, augmentation, energy_context)
+
+    store = open_store(config)
+    prefix = f"distill-{plan.distiller.name}" + (f"-{plan.augmentation.name}" if plan.augmentation else "")
+    run_dir = resume or store.new_run_dir(config.run_name, prefix)
+    teacher_text = f"{teacher.arch} ({teacher.path})" if teacher else "none"
+    say.say(f"ekd distill: {plan.distiller.name} teacher {teacher_text} -> student {student_arch} on {data_key}")
+    say.say(f"  loss: {_one_line(distiller.describe())}")
+    if augmentation is not None:
+        say.say(f"  augmentation: {_one_line(augmentation.describe())}")
+    if plan.rates_note:
+        say.say(f"  rates: {plan.rates_note}")
+    say.say(f"  recipe: {describe_recipe(recipe)}")
+    say.say(f"  run directory: {run_dir}")
+    metadata = weights_metadata(
+        student_arch,
+        dataset,
+        data_key,
+        "ekd distill",
+        method=plan.distiller.name,
+        augment=plan.augmentation.name if plan.augmentation else None,
+        teacher=teacher.arch if teacher else None,
+    )
+    result = fit(
+        student,
+        dataset,
+        objective,
+        recipe,
+        engine_options(config),
+        run_dir,
+        config_text=config.to_toml(),
+        metadata=metadata,
+        resume=resume is not None,
+    )
+    described = objective.describe()
+    say.say(f"  rule used: {_one_line(described['distiller'])}")
+    say.say(
+        f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 {result.last_top1:.2f}% "
+        f"/ top-5 {result.last_top5:.2f}%; run directory {run_dir}"
+    )
+    return {
+        "run_dir": str(run_dir),
+        "method": plan.distiller.name,
+        "augment": plan.augmentation.name if plan.augmentation else None,
+        "teacher": teacher.arch if teacher else None,
+        "student": student_arch,
+        "data": data_key,
+        "best_top1": result.best_top1,
+        "best_top5": result.best_top5,
+        "best_epoch": result.best_epoch,
+        "last_top1": result.last_top1,
+        "last_top5": result.last_top5,
+        "objective": described,
+    }
+
+
+def _one_line(described: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in described.items() if v is not None and not isinstance(v, dict))

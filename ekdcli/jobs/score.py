@@ -1,0 +1,214 @@
+"""``ekd score`` and ``ekd partition``: teacher energies of the training set, and the sets built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ekdcli.build import TrainedModel, dataset_key, load_dataset, load_trained
+from ekdcli.config import Config
+from ekdcli.errors import UsageError
+from ekdcli.jobs.common import console, engine_options, open_store
+
+if TYPE_CHECKING:
+    from ekdcli.api import Dataset
+    from ekdcli.partition import Partition
+    from ekdcli.scoring import ScoreTable
+
+
+@dataclass
+class Scored:
+    table: ScoreTable
+    path: Path
+    computed: bool
+
+
+def teacher_label(teacher: TrainedModel) -> str:
+    """The name a teacher's scores are stored under: its weights file's name."""
+    return teacher.path.stem
+
+
+def ensure_scores(
+    config: Config,
+    dataset: Dataset,
+    data_key: str,
+    teacher: TrainedModel,
+    *,
+    out: Path | None = None,
+    force: bool = False,
+    save_logits: bool | None = None,
+) -> Scored:
+    """Reuse the stored score file when it matches the teacher and data; else score the training set."""
+    from ekdcli.engine import Runtime, predict
+    from ekdcli.engine.ddp import is_main
+    from ekdcli.scoring import check_compatible, load_scores, save_scores, score_from_logits, weights_sha256
+
+    path = out or open_store(config).score_path(data_key, teacher_label(teacher))
+    sha = weights_sha256(teacher.path)
+    fingerprint = dataset.fingerprint("train")
+    if path.is_file() and not force:
+        table = load_scores(path)
+        check_compatible(table, sha, fingerprint, config.energy_temperature)
+        return Scored(table=table, path=path, computed=False)
+    options = engine_options(config)
+    options.limit_train = None  # energies key every training sample, whatever the run uses
+    runtime = Runtime(options)
+    logits, labels = predict(teacher.model, dataset, "train", runtime)
+    table = score_from_logits(
+        logits,
+        labels,
+        config.energy_temperature,
+        teacher=teacher_label(teacher),
+        teacher_sha256=sha,
+        dataset=data_key,
+        dataset_fingerprint=fingerprint,
+        extra={"arch": teacher.arch, "weights": str(teacher.path), "precision": runtime.precision},
+        keep_logits=save_logits,
+    )
+    if is_main():
+        save_scores(path, table)
+    return Scored(table=table, path=path, computed=True)
+
+
+def run_score(
+    config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
+) -> dict[str, Any]:
+    from ekdcli.energy import compute_thresholds
+    from ekdcli.figures import energy_histogram
+    from ekdcli.scoring import format_summary, summarize
+
+    if not config.teacher:
+        raise UsageError(
+            "say which teacher to score with --teacher (a name in the store or a .safetensors file)."
+        )
+    if not 0 < rate <= 0.5:
+        raise UsageError(f"--rate must be in (0, 0.5] for the summary's thresholds, not {rate}.")
+    say = console(config)
+    dataset = load_dataset(config)
+    data_key = dataset_key(config)
+    teacher = load_trained(config.teacher, dataset, data_key, open_store(config), "teacher")
+    say.say(
+        f"ekd score: teacher {teacher.arch} ({teacher.path}) on {data_key}, T_E = {config.energy_temperature}"
+    )
+    scored = ensure_scores(config, dataset, data_key, teacher, out=out, force=force, save_logits=save_logits)
+    if not scored.computed:
+        say.say(f"reusing {scored.path} (same teacher weights and data; --force recomputes)")
+    summary = summarize(scored.table, rate=rate)
+    figure = scored.path.with_suffix(".png")
+    thresholds = compute_thresholds(scored.table.energies, rate, rate)
+    energy_histogram(
+        scored.table.energies, thresholds, figure, title=f"Energy of {teacher.arch} on {data_key}"
+    )
+    say.say(format_summary(summary))
+    say.say(f"scores: {scored.path}\nhistogram: {figure}")
+    return {
+        "scores": str(scored.path),
+        "histogram": str(figure),
+        "computed": scored.computed,
+        "summary": summary,
+    }
+
+
+def _load_scores_for(config: Config, scores: Path | None, data_key: str) -> tuple[ScoreTable, Path]:
+    from ekdcli.scoring import load_scores
+
+    if scores is not None:
+        return load_scores(scores), scores
+    if not config.teacher:
+        raise UsageError("say whose scores to partition with --teacher (or give the file with --scores).")
+    store = open_store(config)
+    label = Path(config.teacher).stem if config.teacher.endswith(".safetensors") else config.teacher
+    candidates = [store.score_path(data_key, label)]
+    from ekdcli.plugins import registry
+
+    if config.teacher in registry("models"):
+        candidates.append(store.score_path(data_key, registry("models").get(config.teacher).name))
+    for path in candidates:
+        if path.is_file():
+            return load_scores(path), path
+    return load_scores(candidates[-1], teacher=config.teacher, data=data_key), candidates[-1]
+
+
+def partition_rates(config: Config) -> tuple[float, float]:
+    low = config.low_rate if config.low_rate is not None else config.rate
+    high = config.high_rate if config.high_rate is not None else config.rate
+    if low is None or high is None:
+        raise UsageError("give --rate r (or both --low-rate and --high-rate), or --segments N.")
+    return low, high
+
+
+def run_partition(
+    config: Config, scores: Path | None, segments: int | None, per_class: int, classes: int, figures: bool
+) -> dict[str, Any]:
+    from ekdcli.figures import average_prediction_plot, certain_uncertain_grid, pick_classes
+    from ekdcli.partition import format_partition, make_partition, make_segments, save_partition
+
+    say = console(config)
+    data_key = dataset_key(config)
+    table, score_path = _load_scores_for(config, scores, data_key)
+    if table.meta.dataset and table.meta.dataset != data_key and scores is None:
+        raise UsageError(f"{score_path} scores data {table.meta.dataset!r}, not {data_key!r}.")
+    fingerprint = table.meta.fingerprint
+    part: Partition
+    if segments is not None:
+        part = make_segments(table.energies, segments, fingerprint)
+        label = f"seg{segments}"
+    else:
+        low_rate, high_rate = partition_rates(config)
+        if config.low_rate is None and config.high_rate is None and not 0 < low_rate <= 0.5:
+            raise UsageError(f"--rate must be in (0, 0.5] for a symmetric partition, not {low_rate}.")
+        if low_rate + high_rate > 1:
+            raise UsageError(f"--low-rate + --high-rate must not exceed 1 (got {low_rate} + {high_rate}).")
+        low_rule = str(config.energy.get("low_rule", "released"))
+        part = make_partition(table.energies, low_rate, high_rate, low_rule, fingerprint)
+        label = f"low{low_rate:g}-high{high_rate:g}"
+    out = score_path.with_name(f"{score_path.stem}.partition-{label}.safetensors")
+    save_partition(out, part, {"scores": str(score_path), "teacher": table.meta.teacher, "dataset": data_key})
+    dataset = None
+    lt = False
+    try:
+        dataset = load_dataset(config)
+        lt = "class_counts" in dataset.info
+    except UsageError as exc:
+        if figures:
+            say.warn(f"figures skipped: {exc.message}")
+    class_names = dataset.class_names if dataset is not None else None
+    say.say(f"ekd partition: {score_path} ({table.meta.teacher} on {table.meta.dataset})")
+    say.say(format_partition(part, table.labels if lt else None, class_names))
+    written = {"partition": str(out)}
+    if figures and dataset is not None and dataset.fingerprint("train") == table.meta.dataset_fingerprint:
+        chosen = pick_classes(table.labels, num=classes, seed=config.seed)
+        images = getattr(dataset, "train_images", None)
+        if images is not None:
+            grid = out.with_name(f"{score_path.stem}.partition-{label}.certain-uncertain.png")
+            certain_uncertain_grid(
+                images, table.labels, table.energies, dataset.class_names, chosen, per_class, grid
+            )
+            written["grid"] = str(grid)
+        if table.logits is not None:
+            probs = table.logits.float().softmax(dim=1)
+            plot = out.with_name(f"{score_path.stem}.partition-{label}.average-prediction.png")
+            average_prediction_plot(
+                probs,
+                table.labels,
+                part.mask("low"),
+                part.mask("high"),
+                chosen,
+                plot,
+                class_names=dataset.class_names,
+            )
+            written["average_prediction"] = str(plot)
+        else:
+            say.say(
+                "(no logits in the score file: re-run 'ekd score --save-logits' for the average-prediction plot)"
+            )
+    for name, path in written.items():
+        say.say(f"{name}: {path}")
+    return {
+        "counts": {g: int(part.group(g).numel()) for g in ("low", "others", "high")},
+        "thresholds": part.thresholds.as_dict() if part.thresholds is not None else None,
+        "segment_edges": part.segment_edges.tolist() if part.segment_edges is not None else None,
+        "score_fingerprint": fingerprint,
+        "files": written,
+    }

@@ -1,0 +1,76 @@
+"""``ekd train``: cross-entropy training of a model; its weights go to the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ekdcli.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
+from ekdcli.config import Config
+from ekdcli.errors import UsageError
+from ekdcli.jobs.common import console, describe_recipe, engine_options, open_store, resolve_recipe
+from ekdcli.weights import save_tensors
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def run_train(
+    config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
+) -> TrainResult:
+    from ekdcli.engine import CrossEntropyObjective, fit
+
+    if not config.model:
+        raise UsageError("say which architecture to train with --model (see 'ekd list models').")
+    if keep not in ("best", "last"):
+        raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
+    out = console(config)
+    arch = canonical_model(config.model)
+    dataset = load_dataset(config)
+    data_key = dataset_key(config)
+    recipe = resolve_recipe(config, dataset)
+    store = open_store(config)
+    run_dir = resume or store.new_run_dir(config.run_name, f"train-{arch}-{data_key}")
+    model = build_model(arch, dataset.num_classes, dataset.in_channels)
+    out.say(f"ekd train: {arch} on {data_key} ({dataset.num_classes} classes), {describe_recipe(recipe)}")
+    out.say(f"run directory: {run_dir}")
+    metadata = weights_metadata(arch, dataset, data_key, "ekd train", recipe=recipe.__dict__)
+    result = fit(
+        model,
+        dataset,
+        CrossEntropyObjective(),
+        recipe,
+        engine_options(config),
+        run_dir,
+        config_text=config.to_toml(),
+        metadata=metadata,
+        resume=resume is not None,
+    )
+    state = result.best_state if keep == "best" else result.last_state
+    top1 = result.best_top1 if keep == "best" else result.last_top1
+    model_path = store.model_path(data_key, name or arch)
+    save_tensors(
+        model_path,
+        state,
+        {**metadata, "top1": top1, "epochs": result.epochs_run, "kept": keep, "run_dir": str(run_dir)},
+    )
+    summary = {
+        "model": arch,
+        "data": data_key,
+        "weights": str(model_path),
+        "run_dir": str(run_dir),
+        "best_top1": result.best_top1,
+        "best_epoch": result.best_epoch,
+        "last_top1": result.last_top1,
+        "kept": keep,
+    }
+    out.say(
+        f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last {result.last_top1:.2f}%; "
+        f"{keep} weights saved to {model_path}"
+    )
+    return TrainResult(model_path=model_path, run_dir=run_dir, summary=summary)

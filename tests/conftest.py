@@ -1,0 +1,30 @@
+"""Shared fixtures: a private store per test, tiny thread counts, no stray ekd.toml."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own directory with its own store, so ./ekd.toml and EKD_HOME never leak."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EKD_HOME", str(tmp_path / "store"))
+    monkeypatch.delenv("EKD_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("EKD_STRICT_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -1,0 +1,45 @@
+"""The CLI starts without torch, and errors are one sentence with the right exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ekdcli", *args], capture_output=True, text=True, timeout=120)
+
+
+def _modules_after(argv: list[str]) -> set[str]:
+    code = (
+        "import sys, json\n"
+        "from ekdcli.cli.main import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_help_and_list_do_not_import_torch() -> None:
+    for argv in (["--help"], ["list", "models"], ["plugins"], ["distill", "--help"]):
+        loaded = _modules_after(argv)
+        assert "torch" not in loaded, f"'ekd {' '.join(argv)}' imported torch"
+        assert "ekdcli.cli.main" in loaded  # the probe really ran the CLI
+
+
+def test_unknown_kind_is_a_usage_error_with_suggestion() -> None:
+    result = _run("list", "modles")
+    assert result.returncode == 2
+    assert "Did you mean 'models'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    from ekdcli.cli.main import BUILTIN
+
+    for name in BUILTIN:
+        result = _run(name, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "Example" in result.stdout, name

@@ -1,0 +1,64 @@
+"""Configuration precedence and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ekdcli.config import Config, read_toml, resolve
+from ekdcli.errors import UsageError
+
+
+def test_defaults_then_file_then_flags(tmp_path: Path) -> None:
+    (tmp_path / "ekd.toml").write_text('data = "cifar100"\nepochs = 5\nlr = 0.1\n[energy]\npreset = "official"\n')
+    config = resolve({"epochs": 7, "seed": None, "energy": {"t_mid": 3.0}}, cwd=tmp_path)
+    assert config.data == "cifar100"  # file over default
+    assert config.epochs == 7  # flag over file
+    assert config.lr == 0.1 and config.seed == 0  # None flags do not override
+    assert config.energy == {"preset": "official", "t_mid": 3.0}  # flag tables extend file tables
+    assert config.sources["data"].endswith("ekd.toml") and config.sources["epochs"] == "flag"
+    assert resolve({}, cwd=tmp_path / "elsewhere").data == Config().data
+
+
+def test_explicit_config_file_wins_over_ekd_toml(tmp_path: Path) -> None:
+    (tmp_path / "ekd.toml").write_text('data = "cifar100"\n')
+    other = tmp_path / "other.toml"
+    other.write_text('data = "cifar10"\n')
+    assert resolve({}, config_file=other, cwd=tmp_path).data == "cifar10"
+
+
+def test_unknown_keys_and_wrong_types_are_listed_together(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('epoch = 3\nbatch_size = "big"\nlr = 1\nquiet = 1\nteachr = "x"\n')
+    with pytest.raises(UsageError) as err:
+        resolve({}, config_file=bad)
+    message = err.value.message
+    assert str(bad) in message
+    assert "unknown key 'epoch'" in message and "unknown key 'teachr'" in message
+    assert "'batch_size' must be an integer" in message and "'quiet' must be true or false" in message
+    assert "'lr'" not in message  # an integer is a fine float
+    assert err.value.exit_code == 2
+
+
+def test_bad_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("data = \n")
+    with pytest.raises(UsageError, match="is not valid TOML"):
+        read_toml(broken)
+    with pytest.raises(UsageError, match="does not exist"):
+        resolve({}, config_file=tmp_path / "missing.toml")
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path: Path) -> None:
+    config = resolve({"data": "cifar100", "rate": 0.5, "energy": {"preset": "paper", "t_plus": 2.0}})
+    path = tmp_path / "resolved.toml"
+    path.write_text(config.to_toml())
+    again = resolve({}, config_file=path)
+    assert again.as_dict() == config.as_dict()
+
+
+def test_store_root_env_and_explicit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EKD_HOME", str(tmp_path / "home"))
+    assert resolve({}).store_root() == tmp_path / "home"
+    assert resolve({"store": "s"}).store_root() == Path("s")

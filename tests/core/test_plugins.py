@@ -1,0 +1,117 @@
+"""Plugin discovery through real entry points, collisions, broken plugins, registries."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ekdcli.errors import PluginError, UsageError
+from ekdcli.plugins import Component, Registry, discover
+
+
+def _install_fake_dist(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """Write modules plus a ``*.dist-info`` with ``entry_points.txt``: what pip leaves behind."""
+    info = root / f"{dist}-1.2.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    lines = ["[ekd]"] + [f"{name} = {target}" for name, target in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+GOOD = """
+    from ekdcli.hookspecs import hookimpl
+
+    @hookimpl
+    def register_models(register):
+        register("toynet", "toy_models:build", aliases=("toy",), description="a toy", info={"params_100": 10})
+
+    def build(num_classes, in_channels=3):
+        return ("toynet", num_classes, in_channels)
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    for name in [m for m in sys.modules if m.startswith(("toy_", "dup_", "broken_", "stray_"))]:
+        del sys.modules[name]
+
+
+def test_entry_point_plugin_is_discovered_with_version_and_components(site: Path) -> None:
+    _install_fake_dist(site, "ekd_toy", {"toy": "toy_models"}, {"toy_models": GOOD})
+    found = discover()
+    info = next(p for p in found.plugins if p.name == "toy")
+    assert (info.distribution, info.version) == ("ekd_toy", "1.2.3")
+    assert info.registered == {"models": ["toynet"]}
+    component = found.registries["models"].get("TOY")  # alias, case-insensitive
+    assert component.name == "toynet" and component.plugin == "toy"
+    assert component.build(num_classes=7) == ("toynet", 7, 3)
+
+
+def test_two_plugins_claiming_one_name_is_an_error_naming_both(site: Path) -> None:
+    _install_fake_dist(site, "ekd_toy", {"toy": "toy_models"}, {"toy_models": GOOD})
+    _install_fake_dist(site, "ekd_dup", {"dup": "dup_models"}, {"dup_models": GOOD.replace("toy_models", "dup_models")})
+    with pytest.raises(PluginError) as err:
+        discover()
+    assert "'dup'" in err.value.message and "'toy'" in err.value.message
+    assert "toynet" in err.value.message
+
+
+def test_broken_plugin_warns_and_the_rest_keeps_working(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_fake_dist(site, "ekd_toy", {"toy": "toy_models"}, {"toy_models": GOOD})
+    _install_fake_dist(site, "ekd_broken", {"broken": "broken_mod"}, {"broken_mod": "raise RuntimeError('boom')"})
+    found = discover()
+    assert "toynet" in found.registries["models"]
+    assert len([w for w in found.warnings if "'broken'" in w and "boom" in w]) == 1
+    monkeypatch.setenv("EKD_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="broken"):
+        discover()
+    monkeypatch.setenv("EKD_DISABLE_PLUGINS", "broken, other")
+    assert not discover().warnings
+
+
+def test_hook_implementation_without_hookspec_is_rejected(site: Path) -> None:
+    stray = """
+        from ekdcli.hookspecs import hookimpl
+
+        @hookimpl
+        def register_modelz(register):
+            pass
+    """
+    _install_fake_dist(site, "ekd_stray", {"stray": "stray_mod"}, {"stray_mod": stray})
+    with pytest.raises(PluginError, match="stray.*does not define"):
+        discover()
+
+
+def test_factory_failure_names_the_plugin() -> None:
+    def explode(**_: object) -> None:
+        raise ValueError("bad weights")
+
+    component = Component(kind="models", name="m", factory=explode, plugin="acme")
+    with pytest.raises(PluginError, match=r"plugin 'acme' failed to build model 'm' \(ValueError: bad weights\)"):
+        component.build()
+    lazy = Component(kind="models", name="m", factory="no_such_module_xyz:f", plugin="acme")
+    with pytest.raises(PluginError, match="plugin 'acme' could not load model 'm'"):
+        lazy.load()
+
+
+def test_registry_wildcards_aliases_and_suggestions() -> None:
+    reg = Registry("models")
+    for name, aliases in (("resnet20", ()), ("resnet32x4", ("res32x4",)), ("wrn_40_2", ("wrn40_2",))):
+        reg.add(Component(kind="models", name=name, factory=str, plugin="p", aliases=aliases))
+    assert [c.name for c in reg.list("resnet*")] == ["resnet20", "resnet32x4"]
+    assert [c.name for c in reg.list("res32*")] == ["resnet32x4"]
+    assert reg.get("WRN40_2").name == "wrn_40_2"
+    with pytest.raises(UsageError, match="Did you mean 'resnet20'") as err:
+        reg.get("resnet2O")
+    assert err.value.exit_code == 2
+    with pytest.raises(PluginError, match="twice by plugin 'p'"):
+        reg.add(Component(kind="models", name="x", factory=str, plugin="p", aliases=("resnet20",)))

@@ -1,0 +1,115 @@
+"""Long-tailed subsets: per-class counts against the LDAM formula, seeds, validation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ekd_plugins.datasets.longtail import cifar100_lt, long_tail_counts, make_long_tailed
+from ekdcli.api import InMemoryDataset
+from ekdcli.errors import UsageError
+
+TINY100 = Path("/work/shared/data/tiny_cifar100.npz")
+
+
+@pytest.fixture(scope="module")
+def balanced() -> InMemoryDataset:
+    """100 classes x 500 training images; each 1x1x2 image encodes its own index (i % 256, i // 256)."""
+    n = 50_000
+    index = torch.arange(n)
+    images = torch.stack([index % 256, index // 256], dim=1).to(torch.uint8).view(n, 1, 1, 2)
+    labels = torch.from_numpy(np.random.default_rng(5).permutation(np.arange(n) % 100))
+    return InMemoryDataset(
+        name="synthetic",
+        train_images=images,
+        train_labels=labels,
+        test_images=images[:300],
+        test_labels=torch.arange(300) % 100,
+        class_names=[f"c{i}" for i in range(100)],
+        mean=(0.5,),
+        std=(0.25,),
+        info={"source": "test"},
+    )
+
+
+def _decode(ds: InMemoryDataset) -> torch.Tensor:
+    pixels = ds.train_images.view(-1, 2).to(torch.int64)
+    return pixels[:, 0] + 256 * pixels[:, 1]
+
+
+def _expected_exp(n_max: int, factor: float, k: int) -> list[int]:
+    return [math.floor(n_max * np.float64(factor) ** (np.float64(c) / (k - 1))) for c in range(k)]
+
+
+def test_cifar100_lt_counts_500_to_5_total_10847(balanced: InMemoryDataset) -> None:
+    lt = make_long_tailed(balanced, 0.01, "exp", seed=0)
+    counts = torch.bincount(lt.train_labels, minlength=100).tolist()
+    assert counts == _expected_exp(500, 0.01, 100)
+    assert counts[0] == 500 and counts[-1] == 5 and sum(counts) == 10_847
+    assert lt.info["class_counts"] == counts and lt.info["imbalance_factor"] == 0.01
+    assert lt.info["profile"] == "exp" and lt.info["source"] == "test" and lt.name == "synthetic-lt"
+    # every kept image is the original image of its index, with its original label, in original order
+    original = _decode(lt)
+    assert torch.equal(lt.train_labels, balanced.train_labels[original])
+    assert bool((original[1:] > original[:-1]).all())
+    assert lt.test_images is balanced.test_images and torch.equal(lt.test_labels, balanced.test_labels)
+
+
+def test_factor_one_half_and_step_profile(balanced: InMemoryDataset) -> None:
+    half = make_long_tailed(balanced, 0.5, "exp")
+    counts = torch.bincount(half.train_labels, minlength=100).tolist()
+    assert counts == _expected_exp(500, 0.5, 100) and counts[0] == 500 and counts[-1] == 250
+    step = make_long_tailed(balanced, 0.01, "step")
+    assert torch.bincount(step.train_labels, minlength=100).tolist() == [500] * 50 + [5] * 50
+    assert make_long_tailed(balanced, 1.0).train_labels.shape[0] == 50_000
+
+
+def test_seed_determinism(balanced: InMemoryDataset) -> None:
+    a = _decode(make_long_tailed(balanced, 0.1, seed=3))
+    b = _decode(make_long_tailed(balanced, 0.1, seed=3))
+    c = _decode(make_long_tailed(balanced, 0.1, seed=4))
+    assert torch.equal(a, b)
+    assert a.shape == c.shape and not torch.equal(a, c)
+
+
+def test_counts_helper_odd_classes_and_cifar10() -> None:
+    assert long_tail_counts(5, 10, 0.5, "step") == [10, 10, 5, 5, 5]
+    assert long_tail_counts(10, 5000, 0.01) == _expected_exp(5000, 0.01, 10)
+    assert sum(long_tail_counts(10, 5000, 0.01)) == 12_406  # the usual CIFAR-10-LT (ratio 100) size
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"imbalance_factor": 0.0}, r"must be in \(0, 1\]"),
+        ({"imbalance_factor": 1.5}, r"must be in \(0, 1\]"),
+        ({"imbalance_factor": "x"}, "must be a number"),
+        ({"profile": "linear"}, "Unknown long-tail profile 'linear'; use one of exp, step"),
+        ({"imbalance_factor": 0.001}, "at least 0.002"),
+        ({"n_max": 600}, "asks for 600; pass n_max of at most 500"),
+    ],
+)
+def test_bad_options(balanced: InMemoryDataset, options: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        make_long_tailed(balanced, **options)
+
+
+@pytest.mark.skipif(not TINY100.exists(), reason="shared tiny CIFAR npz absent")
+def test_cifar100_lt_factory_on_tiny_npz() -> None:
+    ds = cifar100_lt(str(TINY100), imbalance_factor="0.1", profile="EXP", seed=1)
+    base_counts = np.bincount(np.load(TINY100)["y_train"], minlength=100)
+    n_max = int(base_counts.min())
+    assert ds.name == "cifar100-lt" and ds.info["class_counts"] == _expected_exp(n_max, 0.1, 100)
+    assert torch.bincount(ds.train_labels, minlength=100).tolist() == ds.info["class_counts"]
+    assert ds.test_images.shape[0] == 200 and ds.mean == (0.5071, 0.4867, 0.4408)
+
+
+def test_factory_validates_options_before_reading_data(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="Unknown long-tail profile 'zipf'"):
+        cifar100_lt(str(tmp_path / "missing"), profile="zipf")
+    with pytest.raises(UsageError, match="cifar100-lt does not take option\\(s\\) ratio"):
+        cifar100_lt(str(tmp_path), ratio=10)

@@ -1,0 +1,86 @@
+"""Figures: PNG files written atomically for 1- and 3-channel data; bad input refused before writing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ekdcli.energy import compute_thresholds
+from ekdcli.errors import UsageError
+from ekdcli.figures import average_prediction_plot, certain_uncertain_grid, energy_histogram, pick_classes
+from ekdcli.partition import make_partition
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path, min_bytes: int = 2000) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG and len(data) > min_bytes
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def toy_data(n: int = 48, k: int = 4, channels: int = 3, size: int = 8):
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=gen)
+    labels = torch.arange(n) % k
+    logits = torch.randn(n, k, generator=gen) * 3
+    energies = -4.0 * torch.logsumexp(logits / 4.0, dim=1)
+    return images, labels, logits, energies
+
+
+def test_energy_histogram(tmp_path) -> None:
+    _, _, _, energies = toy_data()
+    path = energy_histogram(
+        energies, compute_thresholds(energies, 0.2, 0.2), tmp_path / "fig" / "h.png", "toy"
+    )
+    assert path == tmp_path / "fig" / "h.png"
+    assert_png(path)
+    assert_png(energy_histogram(energies, None, tmp_path / "plain.png"))
+    with pytest.raises(UsageError, match="no energies"):
+        energy_histogram(torch.zeros(0), None, tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_certain_uncertain_grid(tmp_path, channels: int) -> None:
+    images, labels, _, energies = toy_data(channels=channels)
+    names = ["apple", "bee", "cat", "dog"]
+    path = certain_uncertain_grid(
+        images, labels, energies, names, [0, 2], 3, tmp_path / f"grid{channels}.png"
+    )
+    assert_png(path)
+
+
+def test_grid_handles_classes_with_few_images_and_refuses_bad_input(tmp_path) -> None:
+    images, labels, _, energies = toy_data(n=9, k=4)  # class 3 has 2 images, fewer than per_class
+    assert_png(certain_uncertain_grid(images, labels, energies, list("abcd"), [3], 4, tmp_path / "few.png"))
+    with pytest.raises(UsageError, match="classes \\[7\\] are out of range"):
+        certain_uncertain_grid(images, labels, energies, list("abcd"), [7], 2, tmp_path / "bad.png")
+    with pytest.raises(UsageError, match="uint8"):
+        certain_uncertain_grid(images.float(), labels, energies, list("abcd"), [0], 2, tmp_path / "bad.png")
+    with pytest.raises(UsageError, match="9 images, 8 labels"):
+        certain_uncertain_grid(images, labels[:8], energies, list("abcd"), [0], 2, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_average_prediction_plot(tmp_path) -> None:
+    _, labels, logits, energies = toy_data(n=80, k=12)
+    part = make_partition(energies, 0.3, 0.3)
+    probs = torch.softmax(logits, dim=1)
+    path = average_prediction_plot(
+        probs, labels, part.mask("low"), part.mask("high"), [0, 1, 5], tmp_path / "avg.png", top=10
+    )
+    assert_png(path)
+    empty = torch.zeros(80, dtype=torch.bool)  # a group with no samples still draws
+    assert_png(average_prediction_plot(probs, labels, empty, part.mask("high"), [2], tmp_path / "one.png"))
+    with pytest.raises(UsageError, match="same samples"):
+        average_prediction_plot(probs[:5], labels, empty, empty, [0], tmp_path / "bad.png")
+
+
+def test_pick_classes_is_reproducible_and_uses_present_classes() -> None:
+    labels = torch.tensor([5, 5, 9, 2, 7, 7, 11])
+    picked = pick_classes(labels, num=3, seed=1)
+    assert picked == pick_classes(labels, num=3, seed=1) and picked == sorted(picked)
+    assert len(set(picked)) == 3 and set(picked) <= {2, 5, 7, 9, 11}
+    assert pick_classes(labels, num=10) == [2, 5, 7, 9, 11]
+    assert {tuple(pick_classes(labels, 2, seed=s)) for s in range(10)} != {tuple(pick_classes(labels, 2, 0))}
