@@ -135,9 +135,9 @@ def _labels(y: np.ndarray | torch.Tensor, count: int, split: str) -> torch.Tenso
         raise UsageError(
             f"y_{split} has shape {arr.shape} but x_{split} holds {count} images; give one label per image."
         )
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise UsageError(f"y_{split} must hold integer class labels, got {arr.dtype} values.")
+    fractional = arr.size and not np.issubdtype(arr.dtype, np.integer) and not np.all(np.mod(arr, 1) == 0)
+    if fractional:
+        raise UsageError(f"y_{split} must hold integer class labels, got {arr.dtype} values.")
     return torch.as_tensor(arr.astype(np.int64, copy=False))
 
 
@@ -231,7 +231,8 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             missing = [k for k in NPZ_REQUIRED if k not in keys]
             if missing:
                 raise UsageError(
-                    f"{path} lacks the arrays {', '.join(missing)} (it has {', '.join(sorted(keys)) or 'none'}); "
+                    f"{path} lacks the arrays {', '.join(missing)} "
+                    f"(it has {', '.join(sorted(keys)) or 'none'}); "
                     f"a dataset .npz needs {', '.join(NPZ_REQUIRED)} and optionally class_names."
                 )
             arrays = {k: archive[k] for k in (*NPZ_REQUIRED, *NPZ_OPTIONAL) if k in keys}

@@ -65,4 +65,4 @@ def sample_beta(
     """``n`` independent Beta(a, b) samples, float32 in [0, 1], reproducible from ``generator``."""
     log_ga = log_gamma_samples(a, n, generator, device)
     log_gb = log_gamma_samples(b, n, generator, device)
-    return torch.sigmoid(log_ga - log_ga.flip(0)).float()
+    return torch.sigmoid(log_ga - log_gb).float()

@@ -143,7 +143,8 @@ def read_torchvision_folder(spec: CifarSpec, folder: Path) -> dict[str, Any]:
     missing = [f for f in (*spec.train_files, spec.test_file, spec.meta_file) if not (folder / f).is_file()]
     if missing:
         raise UsageError(
-            f"{folder} lacks {', '.join(missing)}; re-extract the official {spec.title} archive or use --download."
+            f"{folder} lacks {', '.join(missing)}; "
+            f"re-extract the official {spec.title} archive or use --download."
         )
     parts = [_batch(spec, folder / f) for f in spec.train_files]
     x_test, y_test = _batch(spec, folder / spec.test_file)
@@ -178,7 +179,7 @@ def _download(spec: CifarSpec, directory: Path) -> None:
 
 
 def locate(spec: CifarSpec, root: str | os.PathLike[str] | None, download: bool) -> tuple[str, Path]:
-    """Find the data for ``spec`` under ``root``: ``("npz" | "folder", path)``; UsageError naming the paths."""
+    """Find ``spec``'s data under ``root``: ``("npz" | "folder", path)``; UsageError naming the paths."""
     base = Path(root if root is not None else DEFAULT_ROOT).expanduser().absolute()
     if base.is_file():
         if base.suffix.lower() != ".npz":

@@ -68,6 +68,6 @@ def test_an_empty_mix_gives_zero_terms_that_backpropagate() -> None:
     s = torch.zeros(0, 5, requires_grad=True)
     terms = mixup(mixed_ce=True).loss(s, torch.zeros(0, 5), fake_mix(0, 5, 0), epoch=1)
     assert set(terms) == {"mix_kd", "mix_ce"}
-    assert float(terms["mix_kd"]) == 0.0 and float(terms["mix_ce"].detach()) == 0.0
+    assert float(terms["mix_kd"].detach()) == 0.0 and float(terms["mix_ce"].detach()) == 0.0
     terms["mix_kd"].backward()
     assert s.grad is not None and s.grad.shape == (0, 5)

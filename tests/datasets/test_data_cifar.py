@@ -18,7 +18,9 @@ from ekdcli.errors import UsageError
 DATA = Path("/work/shared/data")
 TINY100 = DATA / "tiny_cifar100.npz"
 TINY10 = DATA / "tiny_cifar10_lossless.npz"
-needs_tiny = pytest.mark.skipif(not TINY100.exists() or not TINY10.exists(), reason="shared tiny CIFAR npz absent")
+needs_tiny = pytest.mark.skipif(
+    not TINY100.exists() or not TINY10.exists(), reason="shared tiny CIFAR npz absent"
+)
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct
@@ -27,7 +29,7 @@ except ImportError:  # pragma: no cover
 
 
 class _Py2Array:
-    """Pickles an array the way Python 2 numpy did (raw bytes as a latin-1 ``str``), like the real archives."""
+    """Pickles an array as Python 2 numpy did (raw bytes as a latin-1 ``str``), like the real archives."""
 
     def __init__(self, array: np.ndarray) -> None:
         self.array = np.ascontiguousarray(array)
@@ -52,7 +54,9 @@ def write_cifar100(root: Path, n_train: int = 6, n_test: int = 4) -> dict:
     train, test = _rows(n_train, 1), _rows(n_test, 2)
     y_train, y_test = [(7 * i) % 100 for i in range(n_train)], [99 - i for i in range(n_test)]
     names = [f"fine{i}" for i in range(100)]
-    _dump(folder / "train", {"data": _Py2Array(train), "fine_labels": y_train, "coarse_labels": [0] * n_train})
+    _dump(
+        folder / "train", {"data": _Py2Array(train), "fine_labels": y_train, "coarse_labels": [0] * n_train}
+    )
     _dump(folder / "test", {"data": _Py2Array(test), "fine_labels": y_test, "coarse_labels": [0] * n_test})
     _dump(folder / "meta", {"fine_label_names": names, "coarse_label_names": ["c"] * 20})
     return {"train": train, "test": test, "y_train": y_train, "y_test": y_test, "names": names}
@@ -65,11 +69,11 @@ def write_cifar10(root: Path) -> dict:
     labels = [[i, 9 - i] for i in range(5)]
     for i, (rows, y) in enumerate(zip(batches, labels, strict=True), start=1):
         # Python 3 style: bytes keys and values, as `pickle.load(..., encoding="bytes")` users write them
-        pickle.dump({b"data": rows, b"labels": y}, open(folder / f"data_batch_{i}", "wb"), protocol=4)
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps({b"data": rows, b"labels": y}, protocol=4))
     test = _rows(3, 20)
-    pickle.dump({b"data": test, b"labels": [4, 5, 6]}, open(folder / "test_batch", "wb"))
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": test, b"labels": [4, 5, 6]}))
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    pickle.dump({b"label_names": [n.encode() for n in names]}, open(folder / "batches.meta", "wb"))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [n.encode() for n in names]}))
     return {"train": np.concatenate(batches), "y_train": sum(labels, []), "test": test, "names": names}
 
 
@@ -81,7 +85,7 @@ def test_tiny_npz_loads_as_nchw_uint8() -> None:
     assert ds.train_images.shape == (1000, 3, 32, 32) and ds.test_images.shape == (200, 3, 32, 32)
     assert ds.train_images.dtype == torch.uint8 and ds.train_images.is_contiguous()
     assert ds.train_labels.dtype == torch.int64 and ds.test_labels.dtype == torch.int64
-    assert 0 <= int(ds.train_labels.min()) and int(ds.train_labels.max()) <= 99
+    assert int(ds.train_labels.min()) >= 0 and int(ds.train_labels.max()) <= 99
     assert torch.equal(ds.train_images[17], torch.from_numpy(raw["x_train"][17].transpose(2, 0, 1).copy()))
     assert ds.train_labels.tolist() == raw["y_train"].tolist()
     assert ds.class_names == [str(n) for n in raw["class_names"]] and ds.class_names[0] == "apple"
@@ -96,7 +100,9 @@ def test_cifar10_npz_and_directory_holding_it(tmp_path: Path) -> None:
     assert ds.mean == (0.4914, 0.4822, 0.4465) and ds.std == (0.2470, 0.2435, 0.2616)
     shutil.copy(TINY10, tmp_path / "cifar10.npz")
     again = cifar10(str(tmp_path))
-    assert torch.equal(again.train_images, ds.train_images) and again.info["source"] == str(tmp_path / "cifar10.npz")
+    assert torch.equal(again.train_images, ds.train_images) and again.info["source"] == str(
+        tmp_path / "cifar10.npz"
+    )
 
 
 @needs_tiny
@@ -112,7 +118,9 @@ def _torchvision_reads(cls, root: Path, monkeypatch: pytest.MonkeyPatch, train: 
     return cls(str(root), train=train, download=False)
 
 
-def test_torchvision_layout_cifar100_matches_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchvision_layout_cifar100_matches_torchvision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     truth = write_cifar100(tmp_path)
     ds = cifar100(str(tmp_path))
     assert ds.train_images.shape == (6, 3, 32, 32) and ds.test_images.shape == (4, 3, 32, 32)
@@ -160,7 +168,9 @@ def test_missing_root_names_paths_and_next_steps(tmp_path: Path, monkeypatch: py
         cifar100(str(tmp_path / "notes.txt"))
 
 
-def test_download_uses_torchvision_then_reads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_uses_torchvision_then_reads_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = []
 
     class FakeCIFAR10:
@@ -188,5 +198,7 @@ def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_option_lists_accepted_ones() -> None:
-    with pytest.raises(UsageError, match="does not take option\\(s\\) imbalance_factor; it accepts root, download"):
+    with pytest.raises(
+        UsageError, match="does not take option\\(s\\) imbalance_factor; it accepts root, download"
+    ):
         cifar100(None, imbalance_factor=0.1)

@@ -118,7 +118,14 @@ def test_to_nchw_explicit_layout_and_bad_layout() -> None:
 def test_read_npz_round_trip_and_errors(tmp_path) -> None:
     good = tmp_path / "good.npz"
     x = _rand_nhwc(3)
-    np.savez(good, x_train=x, y_train=np.array([0, 1, 2]), x_test=x[:1], y_test=np.array([2]), class_names=["a", "b", "c"])
+    np.savez(
+        good,
+        x_train=x,
+        y_train=np.array([0, 1, 2]),
+        x_test=x[:1],
+        y_test=np.array([2]),
+        class_names=["a", "b", "c"],
+    )
     arrays = read_npz(good)
     assert np.array_equal(arrays["x_train"], x) and list(arrays["class_names"]) == ["a", "b", "c"]
 
@@ -134,7 +141,9 @@ def test_read_npz_round_trip_and_errors(tmp_path) -> None:
 
     objects = tmp_path / "objects.npz"
     names = np.array(["a", 1], dtype=object)
-    np.savez(objects, x_train=x, y_train=np.array([0, 1, 2]), x_test=x[:1], y_test=np.array([2]), class_names=names)
+    np.savez(
+        objects, x_train=x, y_train=np.array([0, 1, 2]), x_test=x[:1], y_test=np.array([2]), class_names=names
+    )
     with pytest.raises(UsageError, match="needs pickle"):
         read_npz(objects)
 
