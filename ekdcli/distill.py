@@ -44,7 +44,9 @@ class DistillObjective:
         self.augmentation = augmentation
         self.energy_context = energy_context
         self._online = bool(
-            augmentation is not None and getattr(augmentation, "source", "static") == "online"
+            augmentation is not None
+            and augmentation.needs_energy
+            and augmentation.describe().get("source") == "online"
         )
 
     def setup(self, runtime: Runtime, num_epochs: int = 1) -> None:
