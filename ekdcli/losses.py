@@ -8,12 +8,19 @@ if TYPE_CHECKING:
     import torch
 
 
-def per_sample_temperature(temperature: float | torch.Tensor, rows: int, like: torch.Tensor) -> torch.Tensor:
-    """A ``[rows, 1]`` float32 column of temperatures from a scalar or a ``[rows]`` tensor."""
+def upcast(logits: torch.Tensor) -> torch.Tensor:
+    """Low-precision logits to float32 (float64 stays float64, so gradcheck can run)."""
     import torch
 
-    t = torch.as_tensor(temperature, dtype=torch.float32, device=like.device)
-    return (t.expand(rows) if t.dim() == 0 else t.float()).reshape(rows, 1)
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+def per_sample_temperature(temperature: float | torch.Tensor, rows: int, like: torch.Tensor) -> torch.Tensor:
+    """A ``[rows, 1]`` column (in ``like``'s dtype) of temperatures from a scalar or a ``[rows]`` tensor."""
+    import torch
+
+    t = torch.as_tensor(temperature, dtype=like.dtype, device=like.device)
+    return (t.expand(rows) if t.dim() == 0 else t.to(like.dtype)).reshape(rows, 1)
 
 
 def kd_loss(
@@ -25,8 +32,7 @@ def kd_loss(
     """
     import torch.nn.functional as F
 
-    s = student_logits.float()
-    t = teacher_logits.float()
+    s, t = upcast(student_logits), upcast(teacher_logits)
     temp = per_sample_temperature(temperature, s.shape[0], s)
     log_p_s = F.log_softmax(s / temp, dim=1)
     log_p_t = F.log_softmax(t / temp, dim=1)

@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from ekdcli.losses import per_sample_temperature
+from ekdcli.losses import per_sample_temperature, upcast
 
 # Sun et al. (CVPR 2024) add this to the standard deviation before dividing.
 STANDARDIZE_EPS = 1e-7
-
-
-def upcast(x: torch.Tensor) -> torch.Tensor:
-    """At least float32: low-precision logits are cast up, float64 is kept."""
-    return x if x.dtype == torch.float64 else x.float()
 
 
 def standardize_logits(logits: torch.Tensor) -> torch.Tensor:

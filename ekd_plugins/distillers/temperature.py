@@ -85,13 +85,11 @@ class TemperatureRule:
     # ------------------------------------------------------------ resolution
     def _resolve_rates(self, options: dict[str, Any], pair: tuple[str, str] | None) -> None:
         m = self.method
+        released = energy_rate_for(pair) if self.preset == "official" and pair is not None else None
         if given(options, "rate"):
             base, self.rate_source = as_rate(m, "rate", options["rate"]), "rate"
-        elif self.preset == "official" and energy_rate_for(pair) is not None:
-            base, self.rate_source = (
-                float(energy_rate_for(pair) or 0.0),
-                f"released rate of {pair[0]}->{pair[1]}",
-            )
+        elif released is not None and pair is not None:
+            base, self.rate_source = released, f"released rate of {pair[0]}->{pair[1]}"
         else:
             base, self.rate_source = DEFAULT_RATE, "default"
         self.low_rate = as_rate(m, "low_rate", options["low_rate"]) if given(options, "low_rate") else base

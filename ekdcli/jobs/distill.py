@@ -125,7 +125,7 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     teacher_name, student_name, defaulted = _default_pair(config)
     # Build the loss parts first: bad options fail here, before data, models or files.
     distiller_options = dict(plan.distiller_options)
-    if plan.distiller.info.get("accepts_pair"):
+    if "pair" in plan.distiller.info.get("options", {}):  # per-pair defaults (DKD beta, rates)
         distiller_options.setdefault("pair", (teacher_name, student_name))
     distiller = plan.distiller.build(**distiller_options)
     augmentation = plan.augmentation.build(**plan.augmentation_options) if plan.augmentation else None

@@ -292,3 +292,11 @@ def test_energy_dkd_on_cuda_with_bf16(dataset) -> None:
     )
     for key in out:
         assert out[key].item() == pytest.approx(ref_out[key].item(), rel=1e-3)
+
+
+def test_overlap_of_low_and_high_goes_to_high_as_eq9_orders_it() -> None:
+    energies = torch.arange(10.0)
+    d = make_energy_kd(preset="paper", low_rate=0.5, high_rate=0.5)
+    d.setup(context(energies), 10)
+    # E_low = sorted[5] = 5, E_high = sorted[4] = 4: energy 5 is both "<= E_low" and "> E_high"
+    assert d.rule.temperatures(torch.arange(10), None).tolist() == [6.0] * 5 + [2.0] * 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import subprocess
 import sys
@@ -49,6 +50,12 @@ def build(name: str, **kwargs: Any) -> nn.Module:
 
 def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@functools.cache
+def count_at_100(name: str) -> int:
+    """Parameter count at 100 classes and 3 channels (cached: building the big models takes a while)."""
+    return count(build(name, num_classes=100, in_channels=3))
 
 
 # ------------------------------------------------------------------ registration
@@ -148,12 +155,12 @@ PUBLISHED_M = {
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_M))
 def test_parameter_count_matches_the_published_size(name):
-    assert abs(count(build(name, num_classes=100)) / 1e6 - PUBLISHED_M[name]) <= 0.001 + 1e-9
+    assert abs(count_at_100(name) / 1e6 - PUBLISHED_M[name]) <= 0.001 + 1e-9
 
 
 @pytest.mark.parametrize("name", CANONICAL)
 def test_static_info_equals_the_built_model(name):
-    assert REGISTERED[name]["info"]["params_100"] == count(build(name, num_classes=100, in_channels=3))
+    assert REGISTERED[name]["info"]["params_100"] == count_at_100(name)
 
 
 # ------------------------------------------------------------ names and shapes
@@ -277,7 +284,8 @@ def _head(model: nn.Module) -> nn.Linear:
 def test_forward_contract(name):
     torch.manual_seed(0)
     model = build(name, num_classes=10)
-    size = 64 if name.startswith("imagenet/") else 32
+    # Small inputs keep this fast; every model pools adaptively, so 16x16 (32x32 for ImageNet stems) works.
+    size = 32 if name.startswith("imagenet/") else 16
     x = torch.randn(2, 3, size, size)
     model.train()
     logits, feats = model(x, return_features=True)
@@ -289,9 +297,11 @@ def test_forward_contract(name):
     assert all(p.grad is not None for p in model.parameters())
 
     model.eval()
+    x = torch.randn(2, 3, 32, 32)  # the CIFAR resolution
     with torch.no_grad():
         plain = model(x)
         again, feats = model(x, return_features=True)
+        assert plain.shape == (2, 10)
         assert isinstance(plain, torch.Tensor) and torch.allclose(plain, again, atol=1e-6)
         head = _head(model)
         assert feats["pooled"].shape == (2, head.in_features)
@@ -310,7 +320,7 @@ def test_in_channels_changes_only_the_first_conv(name):
     assert len(changed) == 1
     (key,) = changed
     assert gray.state_dict()[key].shape[1] == 1 and rgb.state_dict()[key].shape[1] == 3
-    size = 64 if name.startswith("imagenet/") else 32
+    size = 32 if name.startswith("imagenet/") else 16
     assert gray.eval()(torch.randn(2, 1, size, size)).shape == (2, 10)
 
 

@@ -1,0 +1,99 @@
+"""Learning-rate schedules against hand-computed values, recipes and their validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ekdcli.engine.recipe import RECIPES, Recipe, build_optimizer, build_scheduler, lr_factor
+from ekdcli.errors import UsageError
+
+
+def lrs_seen(recipe: Recipe, steps_per_epoch: int, steps: int) -> list[float]:
+    """The learning rate each optimizer step actually uses."""
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(model, recipe)
+    scheduler = build_scheduler(optimizer, recipe, steps_per_epoch)
+    seen = []
+    for _ in range(steps):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def test_step_decay_counts_1_based_milestones() -> None:
+    recipe = Recipe(epochs=8, lr=0.1, milestones=(3, 6), gamma=0.1)
+    seen = lrs_seen(recipe, steps_per_epoch=4, steps=32)
+    # epochs 1-3 (steps 0-11) at 0.1, epochs 4-6 (steps 12-23) at 0.01, epochs 7-8 at 0.001
+    expected = [0.1] * 12 + [0.01] * 12 + [0.001] * 8
+    assert seen == pytest.approx(expected, rel=1e-12)
+
+
+def test_linear_warmup_then_step() -> None:
+    recipe = Recipe(epochs=4, lr=0.2, milestones=(2,), warmup_epochs=1)
+    seen = lrs_seen(recipe, steps_per_epoch=4, steps=12)
+    expected = [0.05, 0.1, 0.15, 0.2, 0.2, 0.2, 0.2, 0.2, 0.02, 0.02, 0.02, 0.02]
+    assert seen == pytest.approx(expected, rel=1e-12)
+
+
+def test_cosine_without_warmup() -> None:
+    recipe = Recipe(epochs=2, lr=1.0, schedule="cosine")
+    seen = lrs_seen(recipe, steps_per_epoch=5, steps=10)
+    assert seen[0] == pytest.approx(1.0)
+    assert seen[2] == pytest.approx(0.5 * (1 + 0.8090169943749475))  # cos(pi/5)
+    assert seen[5] == pytest.approx(0.5)
+    assert seen[9] == pytest.approx(0.5 * (1 + math.cos(0.9 * math.pi)))
+    assert lr_factor(recipe, 10, 5) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_cosine_after_warmup() -> None:
+    recipe = Recipe(epochs=3, lr=1.0, schedule="cosine", warmup_epochs=1)
+    # 2 warm-up steps, then cosine over the remaining 4 steps.
+    expected = [0.5, 1.0, 1.0, 0.5 * (1 + math.cos(math.pi / 4)), 0.5, 0.5 * (1 + math.cos(3 * math.pi / 4))]
+    assert lrs_seen(recipe, steps_per_epoch=2, steps=6) == pytest.approx(expected, rel=1e-12)
+
+
+def test_named_recipes_match_the_papers() -> None:
+    cifar, energy, imagenet = RECIPES["cifar"], RECIPES["cifar-energy"], RECIPES["imagenet"]
+    assert (cifar.epochs, cifar.batch_size, cifar.lr, cifar.weight_decay) == (240, 64, 0.05, 5e-4)
+    assert cifar.milestones == (150, 180, 210) and cifar.momentum == 0.9
+    assert energy.epochs == 360 and energy.milestones == (150, 180, 210, 240, 270, 300)
+    assert (imagenet.epochs, imagenet.batch_size, imagenet.lr, imagenet.weight_decay) == (100, 512, 0.2, 1e-4)
+    assert imagenet.milestones == (30, 60, 90)
+    for recipe in RECIPES.values():
+        recipe.validate()
+
+
+def test_optimizer_is_sgd_with_recipe_values() -> None:
+    recipe = Recipe(lr=0.03, momentum=0.8, weight_decay=1e-3, nesterov=True)
+    group = build_optimizer(torch.nn.Linear(3, 2), recipe).param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        0.03,
+        0.8,
+        1e-3,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"lr": -0.1}, "learning rate must be positive"),
+        ({"schedule": "linear"}, "schedule must be one of step, cosine"),
+        ({"warmup_epochs": 5, "epochs": 5}, "warm-up epochs"),
+        ({"grad_clip": 0.0}, "grad clip must be positive"),
+    ],
+)
+def test_bad_recipe_is_a_usage_error(changes: dict, fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        Recipe().with_overrides(**changes)
+
+
+def test_overrides_ignore_none() -> None:
+    recipe = RECIPES["cifar"].with_overrides(lr=0.01, epochs=None)
+    assert recipe.lr == 0.01 and recipe.epochs == 240
+    assert RECIPES["cifar"].lr == 0.05  # the named recipe is untouched
