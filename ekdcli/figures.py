@@ -26,7 +26,7 @@ CERTAIN_FRAME = "red"  # Fig. 3: red boxes = certain (low energy), green = uncer
 UNCERTAIN_FRAME = "green"
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -35,8 +35,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    plt = _pyplot()
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    plt = pyplot()
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     finally:
@@ -87,7 +87,7 @@ def energy_histogram(
     e = _as_tensor(energies, "energies", 1).double()
     if e.numel() == 0:
         raise UsageError("there are no energies to draw; score a non-empty split first.")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     ax.hist(e.numpy(), bins=bins, color="0.6", edgecolor="0.3", linewidth=0.3)
     if thresholds is not None:
@@ -111,7 +111,7 @@ def energy_histogram(
     ax.set_xlabel("energy  E(x) = -T_E logsumexp(z / T_E)")
     ax.set_ylabel("samples")
     ax.set_title(f"{title}  (N={e.numel()}, median {float(torch.median(e)):.3f})", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def certain_uncertain_grid(
@@ -139,7 +139,7 @@ def certain_uncertain_grid(
     if per_class < 1:
         raise UsageError(f"images per class must be at least 1, got {per_class}.")
     chosen = _check_classes(classes, len(class_names))
-    plt = _pyplot()
+    plt = pyplot()
     rows = 2 * len(chosen)
     fig, axes = plt.subplots(
         rows, per_class, figsize=(1.35 * per_class + 1.2, 1.55 * rows), squeeze=False, layout="constrained"
@@ -175,7 +175,7 @@ def certain_uncertain_grid(
                 row[0].set_frame_on(False)
                 row[0].text(0.5, 0.5, "no images", ha="center", va="center", fontsize=7)
     fig.suptitle("Lowest-energy (certain, red) and highest-energy (uncertain, green) images", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def average_prediction_plot(
@@ -206,7 +206,7 @@ def average_prediction_plot(
     chosen = _check_classes(classes, num_classes)
     k = max(1, min(int(top), num_classes))
     ranked = torch.sort(p, dim=1, descending=True).values[:, :k]
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(4, len(chosen))
     nrows = math.ceil(len(chosen) / cols)
     fig, axes = plt.subplots(
@@ -239,4 +239,4 @@ def average_prediction_plot(
         axes[j // cols][j % cols].axis("off")
     axes[0][0].set_ylabel("mean sorted probability", fontsize=8)
     fig.suptitle(f"Average teacher prediction (top {k}, sorted) of low vs high energy samples", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -7,6 +7,7 @@ containers; a file that needs more (a pickled custom class) is refused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -55,21 +56,36 @@ def read_state_dict(path: str | os.PathLike[str], prefix: str | None = None) -> 
 def _torch_load(file: Path) -> Any:
     import torch
 
+    # torch < 2.5 has no safe_globals: numpy scalars are then refused like any other object.
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    allowed = safe_globals(_numpy_scalar_globals()) if safe_globals else contextlib.nullcontext()
     try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        with allowed:
             return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"a pickled Python object ({found.group(1)})" if found else "pickled Python objects"
+        # The weights-only unpickler names what it refused; anything else is a damaged or foreign file.
+        found = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", str(exc))
+        if found is None:
+            raise UsageError(f"{file} is not a readable PyTorch checkpoint ({_last_line(exc)}).") from exc
         raise UsageError(
-            f"{file} contains {what} besides tensors, which ekd refuses to unpickle because that could run "
-            f"arbitrary code; in an environment you trust, re-save only the weights with "
-            f"torch.save(model.state_dict(), path) or as .safetensors, then import that file."
+            f"{file} contains a pickled Python object ({found.group(1) or found.group(2)}) besides tensors, "
+            f"which ekd refuses to unpickle because that could run arbitrary code; in an environment you "
+            f"trust, re-save only the weights with torch.save(model.state_dict(), path) or as .safetensors, "
+            f"then import that file."
         ) from exc
     except Exception as exc:  # zip/pickle format errors surface as several exception types
         raise UsageError(
             f"{file} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})."
         ) from exc
+
+
+def _last_line(exc: Exception) -> str:
+    """The informative part of torch's long weights-only error (its 'WeightsUnpickler error' line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = next(
+        (after for before, after in zip(lines, lines[1:], strict=False) if before.endswith("error:")), None
+    )
+    return detail or (lines[0] if lines else type(exc).__name__)
 
 
 def _numpy_scalar_globals() -> list[Any]:

@@ -40,9 +40,7 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, to
     return logits.detach().double(), y
 
 
-def topk_accuracy(
-    logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)
-) -> dict[int, float]:
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
     """Top-k accuracy in percent for each k (k larger than the number of classes counts every class)."""
     z, y = _check(logits, labels)
     kmax = min(max(ks), z.shape[1])
@@ -95,7 +93,9 @@ def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bin
     return float((bins["count"] / n * (bins["accuracy"] - bins["confidence"]).abs()).sum())
 
 
-def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> list:
+def per_class_accuracy(
+    logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None
+) -> list[float | None]:
     """Top-1 accuracy in percent of each class; ``None`` for a class with no samples."""
     import torch
 

@@ -66,5 +66,10 @@ def digits(
         crop_padding=max(1, size // 8),
         hflip=False,
         layout="NCHW",
-        info={"source": "sklearn.datasets.load_digits", "test_every": TEST_EVERY, "upsampled_to": size},
+        info={
+            "source": "sklearn.datasets.load_digits",
+            "test_every": TEST_EVERY,
+            "upsampled_to": size,
+            "recipe": "quick",  # small data: the short recipe of ekdcli.engine.recipe
+        },
     )

@@ -77,5 +77,5 @@ def fake(
         crop_padding=4,
         hflip=False,
         layout="NCHW",
-        info={"seed": seed, "noise": noise, "synthetic": True},
+        info={"seed": seed, "noise": noise, "synthetic": True, "recipe": "quick"},
     )

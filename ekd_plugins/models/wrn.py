@@ -26,7 +26,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_planes, out_planes, kernel_size=3, stride=1, padding=1, bias=False)
         self.drop_rate = drop_rate
         self.equal_in_out = in_planes == out_planes
-        self.convShortcut: nn.Module | None = None  # noqa: N815 - checkpoint key name
+        self.convShortcut: nn.Module | None = None  # camelCase: the checkpoint key name
         if not self.equal_in_out:
             self.convShortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 

@@ -3,6 +3,7 @@
 Imports torch; the CLI imports this package inside the commands that need it.
 """
 
+from ekdcli.engine.bench import StepBench, StepTiming
 from ekdcli.engine.loop import FitResult, fit
 from ekdcli.engine.objective import CrossEntropyObjective, Objective, StepOutput
 from ekdcli.engine.options import EngineOptions
@@ -22,7 +23,9 @@ __all__ = [
     "Objective",
     "Recipe",
     "Runtime",
+    "StepBench",
     "StepOutput",
+    "StepTiming",
     "build_optimizer",
     "build_scheduler",
     "crop_flip",

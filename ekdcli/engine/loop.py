@@ -8,6 +8,7 @@ evaluates on the test split, and (on rank 0, when ``run_dir`` is given) keeps a 
 
 from __future__ import annotations
 
+import inspect
 import math
 import signal
 import threading
@@ -79,6 +80,15 @@ class _State:
     last_top1: float = math.nan
     last_top5: float = math.nan
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def setup_objective(objective: Objective, runtime: Runtime, num_epochs: int) -> None:
+    """``objective.setup(runtime)``, also passing ``num_epochs`` to objectives whose setup takes it
+    (distillers with epoch-dependent schedules)."""
+    if "num_epochs" in inspect.signature(objective.setup).parameters:
+        objective.setup(runtime, num_epochs=num_epochs)
+    else:
+        objective.setup(runtime)
 
 
 def _seed_for(seed: int, stream: int, rank: int) -> int:
@@ -180,7 +190,7 @@ class _RunWriter:
     def __init__(self, run_dir: Path | None, active: bool) -> None:
         self.run_dir = run_dir if active else None
 
-    def start(self, config_text: str, environment: dict[str, Any], resume: bool) -> None:
+    def start(self, config_text: str, environment: dict[str, Any]) -> None:
         if self.run_dir is None:
             return
         config = self.run_dir / "config.toml"
@@ -270,7 +280,7 @@ class _Trainer:
         self.aug_generator = runtime.generator(_seed_for(seed, 2, rank))
         if runtime.world_size > 1:
             torch.manual_seed(_seed_for(seed, 3, rank))  # distinct dropout masks per rank
-        objective.setup(runtime)
+        setup_objective(objective, runtime, recipe.epochs)
         self.train_batches = make_batches(
             dataset,
             "train",
@@ -427,11 +437,12 @@ class _Trainer:
         losses = {k[5:]: v / world for k, v in named.items() if k.startswith("loss:")}
         if not all(math.isfinite(v) for v in [total / world, *losses.values()]):
             terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
-            kept = (
-                f"the checkpoint of epoch {self.state.epoch} in {self.run_dir} is intact"
-                if self.run_dir is not None and self.state.epoch
-                else "nothing was saved for this epoch"
-            )
+            if self.run_dir is None:
+                kept = "nothing was saved (no run directory)"
+            elif self.state.epoch:
+                kept = f"the checkpoint of epoch {self.state.epoch} in {self.run_dir} is intact"
+            else:
+                kept = "no checkpoint was written yet"
             raise JobError(
                 f"non-finite loss at epoch {epoch} step {step_in_epoch} ({terms}); {kept}: lower the "
                 "learning rate or check the data and the teacher, then rerun or resume."
@@ -580,7 +591,7 @@ class _Trainer:
                 f"{self.run_dir} already holds a run; resume it with --resume or choose another --run-name."
             )
         environment = {**self.runtime.describe(), "resumed_after_epoch": self.state.epoch if resume else None}
-        self.writer.start(config_text, environment, resume)
+        self.writer.start(config_text, environment)
         self._progress_mode = resolve_mode(self.options.progress, self.options.quiet, self.runtime.is_main)
         self._print_header()
         epochs_run = 0

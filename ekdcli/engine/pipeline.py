@@ -12,6 +12,7 @@ ranks); each rank then takes a disjoint strided shard of the permutation.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -290,6 +291,8 @@ class LoaderBatches:
             self.shard_range = _contiguous_shard(self.samples, runtime.rank, world)
             self.shard_size = self.shard_range[1] - self.shard_range[0]
         self.sampler = _IndexSampler()
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        num_workers = min(num_workers, cpus)
         self.loader_generator = torch.Generator()
         cuda = runtime.device.type == "cuda"
         self.loader = DataLoader(

@@ -64,12 +64,11 @@ class EpochProgress:
         now = time.perf_counter()
         rate = self.images / max(now - self.start, 1e-9)
         if self.bar is not None:
-            self.bar.n = batches_done
             postfix = {"img/s": f"{rate:.0f}"}
             if loss is not None:
                 postfix["loss"] = f"{loss:.4f}"
             self.bar.set_postfix(postfix, refresh=False)
-            self.bar.refresh()
+            self.bar.update(batches_done - self.bar.n)  # tqdm rate-limits the redraws
             return
         fraction = batches_done / max(self.total, 1)
         due = fraction - self.last_line_fraction >= 0.1 or now - self.last_line_time >= self.line_every_s

@@ -17,17 +17,18 @@ from ekdcli.api import InMemoryDataset
 
 
 class TinyNet(nn.Module):
-    """conv-BN-ReLU, global average pooling, linear."""
+    """conv-BN-ReLU, global average pooling, (dropout), linear."""
 
-    def __init__(self, classes: int = 4, channels: int = 3, width: int = 8) -> None:
+    def __init__(self, classes: int = 4, channels: int = 3, width: int = 8, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, width, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(width)
+        self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(width, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.bn(self.conv(x)))
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.fc(self.drop(x.mean(dim=(2, 3))))
 
 
 def synthetic_dataset(

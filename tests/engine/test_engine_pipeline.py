@@ -177,9 +177,16 @@ def test_folder_dataset_batches_through_a_dataloader() -> None:
     train = IndexedTensors(data.train_images, data.train_labels)
     test = IndexedTensors(data.test_images, data.test_labels)
     folder = FolderDataset(
-        "folder", train, train, test, data.train_labels.tolist(), data.test_labels.tolist(),
-        data.class_names, data.mean, data.std,
-    )  # fmt: skip
+        "folder",
+        train,
+        train,
+        test,
+        data.train_labels.tolist(),
+        data.test_labels.tolist(),
+        data.class_names,
+        data.mean,
+        data.std,
+    )
     runtime = cpu_runtime()
     gen = torch.Generator().manual_seed(0)
     batches = make_batches(folder, "train", runtime, 16, train=True, generator=gen, num_workers=0)
@@ -190,8 +197,9 @@ def test_folder_dataset_batches_through_a_dataloader() -> None:
     for b in epoch:
         assert torch.equal(b.labels, data.train_labels[b.indices])
         assert b.images.is_contiguous(memory_format=torch.channels_last)
-    resumed = list(make_batches(folder, "train", runtime, 16, train=True,
-                                generator=torch.Generator().manual_seed(0), num_workers=0).epoch(1))  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    again = make_batches(folder, "train", runtime, 16, train=True, generator=gen, num_workers=0)
+    resumed = list(again.epoch(1))
     assert len(resumed) == 1 and torch.equal(resumed[0].indices, epoch[1].indices)
     test_batches = make_batches(folder, "test", runtime, 5, train=False, num_workers=0)
     order = torch.cat([b.indices for b in test_batches.epoch()])
@@ -210,5 +218,13 @@ def test_bad_inputs_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="3 channels but mean/std give 1/1"):
         DeviceBatches(data.train_images, data.train_labels, (0.5,), (0.2,), 8, runtime, False)
     with pytest.raises(UsageError, match="smaller than the 4 processes"):
-        DeviceBatches(data.train_images, data.train_labels, data.mean, data.std, 2, cpu_runtime(0, 4), True,
-                      generator=torch.Generator())  # fmt: skip
+        DeviceBatches(
+            data.train_images,
+            data.train_labels,
+            data.mean,
+            data.std,
+            2,
+            cpu_runtime(0, 4),
+            True,
+            generator=torch.Generator(),
+        )

@@ -312,7 +312,16 @@ def test_forward_contract(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["resnet20", "wrn_16_2", "vgg8", "shufflev2", "tiny_cnn", "imagenet/resnet18", "imagenet/mobilenetv1"],
+    [
+        "resnet20",
+        "wrn_16_2",
+        "vgg8",
+        "shufflev2",
+        "tiny_cnn",
+        "imagenet/resnet18",
+        "imagenet/mobilenet_v2",
+        "imagenet/mobilenetv1",
+    ],
 )
 def test_in_channels_changes_only_the_first_conv(name):
     rgb, gray = build(name, num_classes=10), build(name, num_classes=10, in_channels=1)

@@ -1,0 +1,70 @@
+"""``ekd evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ekdcli.cli.options import build_config, options
+
+
+@click.command("evaluate")
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train"]),
+    default="test",
+    show_default=True,
+    help="Split to measure top-1/top-5, NLL and calibration on (no augmentation).",
+)
+@click.option(
+    "--which",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="Weights of a run to evaluate: its best or its last epoch.",
+)
+@click.option(
+    "--scores",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Score file for the energy groups (default: the store's scores of the run's teacher).",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of the training set in the low and in the high energy set.",
+)
+@options(
+    "config", "store", "data", "data_root", "device", "json", "quiet", "debug", "limit_test", "precision"
+)
+def evaluate(
+    targets: tuple[str, ...], split: str, which: str, scores: Path | None, rate: float, **params: Any
+) -> None:
+    """Top-1/top-5, NLL, calibration (ECE, 15 bins) and per-class accuracy of runs or models.
+
+    A TARGET is a run directory (or a directory of runs), a run name under
+    <store>/runs/, a model name in the store (with --data) or a .safetensors
+    file. A run is evaluated on the data its config.toml names; its best- and
+    last-epoch top-1 from training are shown too. With a score file (--scores,
+    or the one of the run's teacher in the store) the model's accuracy on the
+    low / others / high energy sets of the training data is added; long-tailed
+    data also get many/medium/few-shot accuracy. Several targets give one table
+    grouped by configuration with mean ± sample std over seeds. Runs at fp32
+    unless --precision is given.
+
+    \b
+    Example:
+      ekd evaluate ekd-store/runs/*
+      ekd evaluate resnet8 --data cifar100 --data-root ../shared/data/cifar100.npz
+      ekd evaluate my-run --which last --scores ekd-store/scores/cifar100/wrn_40_2.safetensors --json
+    """
+    from ekdcli.jobs.common import console
+    from ekdcli.jobs.evaluate import format_evaluation, run_evaluate
+
+    config = build_config(params)
+    result = run_evaluate(config, list(targets), split, scores, which, rate)
+    console(config).result(result, format_evaluation(result))

@@ -1,0 +1,670 @@
+"""``ekd evaluate``: accuracy, calibration and energy-group accuracy of runs and trained models.
+
+A TARGET is, in this order: a run directory (or a directory of runs), a run name under
+``<store>/runs/``, a ``.safetensors`` weights file, or a model name in the store
+(``<store>/models/<data>/<name>.safetensors``).  A run is evaluated on the data its
+``config.toml`` names (``--data``/``--data-root`` flags override it) with its ``best`` or
+``last`` weights.  Several targets are compared in one table, grouped by configuration
+(the run's settings other than its seed, name and how it was run) with mean ± sample std.
+
+Evaluation runs at fp32 unless ``--precision`` is given, so the accuracy of an imported
+checkpoint equals the one its original code reports (bf16 autocast can flip a few argmaxes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ekdcli.config import Config
+from ekdcli.errors import UsageError
+from ekdcli.jobs.common import console, engine_options, open_store
+from ekdcli.store import Store
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    import torch
+
+    from ekdcli.api import Dataset
+    from ekdcli.engine import Runtime
+
+WHICH = ("best", "last")
+SPLITS = ("test", "train")
+RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "best.safetensors", "last.safetensors")
+# Settings of how a run was executed, not what it learned: runs differing only here are repeats.
+NON_SEMANTIC = (
+    "seed",
+    "run_name",
+    "quiet",
+    "debug",
+    "json",
+    "store",
+    "device",
+    "precision",
+    "channels_last",
+    "compile",
+    "deterministic",
+    "teacher_cache",
+    "data_root",
+    "download",
+)
+# Settings a run's config.toml decides for its evaluation unless given as flags now.
+DATA_KEYS = ("data", "data_root", "data_options", "download")
+SHOWN_CLASSES = 3  # worst and best classes in the text output
+
+
+@dataclass
+class Target:
+    """One thing to evaluate: a weights file, and the run it belongs to (if any)."""
+
+    ref: str
+    kind: str  # "run", "store" or "weights"
+    weights: Path
+    run_dir: Path | None = None
+    run_values: dict[str, Any] = field(default_factory=dict)  # the run's config.toml
+
+
+# ------------------------------------------------------------------ targets
+def _is_run_dir(path: Path) -> bool:
+    return any((path / name).is_file() for name in RUN_FILES)
+
+
+def expand_targets(refs: list[str]) -> list[str]:
+    """A directory holding run directories (e.g. ``<store>/runs``) stands for each of its runs."""
+    out: list[str] = []
+    for ref in refs:
+        path = Path(ref).expanduser()
+        if path.is_dir() and not _is_run_dir(path):
+            runs = sorted(p for p in path.iterdir() if p.is_dir() and _is_run_dir(p))
+            if runs:
+                out.extend(str(p) for p in runs)
+                continue
+        out.append(ref)
+    return out
+
+
+def _run_weights(run_dir: Path, which: str) -> Path:
+    path = run_dir / f"{which}.safetensors"
+    if path.is_file():
+        return path
+    other = WHICH[1 - WHICH.index(which)]
+    if (run_dir / f"{other}.safetensors").is_file():
+        raise UsageError(
+            f"run {run_dir} has no {which}.safetensors (no test evaluation saved it yet); "
+            f"evaluate its {other} weights with --which {other}."
+        )
+    raise UsageError(
+        f"run {run_dir} holds no weights (no best.safetensors or last.safetensors); "
+        f"it has not finished an epoch: wait for it, or continue it with --resume {run_dir}."
+    )
+
+
+def _read_run_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML ({exc}); repair or remove it.") from exc
+
+
+def _store_run_dir(store: Store, ref: str) -> Path | None:
+    try:
+        path = store.run_dir(ref)
+    except UsageError:  # not a possible run name
+        return None
+    return path if path.is_dir() else None
+
+
+def resolve_target(ref: str, config: Config, which: str, store: Store, data_key: str | None) -> Target:
+    """What ``ref`` names: a run directory, a run in the store, a weights file or a stored model."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not _is_run_dir(path):
+            raise UsageError(
+                f"{path} is a directory but not a run directory (none of {', '.join(RUN_FILES)}); "
+                "pass a run directory, a run name, a model name or a .safetensors file."
+            )
+        return Target(ref, "run", _run_weights(path, which), path, _read_run_config(path))
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return Target(ref, "weights", path)
+        if path.name in RUN_FILES:  # e.g. runs/*/summary.json
+            return resolve_target(str(path.parent), config, which, store, data_key)
+        raise UsageError(f"{path} is not a .safetensors weights file or a file of a run directory.")
+    run_dir = _store_run_dir(store, ref)
+    if run_dir is not None:
+        return Target(ref, "run", _run_weights(run_dir, which), run_dir, _read_run_config(run_dir))
+    if ref.endswith(".safetensors"):
+        raise UsageError(f"the weights file {ref} does not exist; check the path.")
+    from ekdcli.build import canonical_model, is_registered_model
+
+    canonical = canonical_model(ref) if is_registered_model(ref) else None
+    looked = [f"a directory {path}", f"a run {store.runs_dir() / ref}"]
+    if data_key is not None:
+        found = store.find_weights(ref, data_key, canonical)
+        if found is not None:
+            return Target(ref, "store", found)
+        looked.append(f"a model {store.model_path(data_key, canonical or ref)}")
+    raise UsageError(
+        f"no target {ref!r}: looked for {', '.join(looked)}; pass a run directory, a run name, "
+        "a model name in the store (with --data) or a .safetensors file."
+    )
+
+
+# ------------------------------------------------------------------ configuration
+def eval_config(cli: Config, target: Target) -> Config:
+    """The CLI's settings, with the data a run was trained on unless given as flags now."""
+    if target.kind != "run":
+        return cli
+    changes = {
+        key: target.run_values[key]
+        for key in DATA_KEYS
+        if key in target.run_values and cli.sources.get(key) != "flag"
+    }
+    if "data_options" in changes:
+        changes["data_options"] = dict(changes["data_options"])
+    return dataclasses.replace(cli, **changes)
+
+
+def _canonical(kind: str, name: Any) -> Any:
+    """Registered names in their canonical spelling (``wrn_40_2`` and ``wrn40_2`` group together)."""
+    if not isinstance(name, str) or name.endswith(".safetensors"):
+        return name
+    from ekdcli.plugins import registry
+
+    reg = registry(kind)
+    return reg.get(name).name if name in reg else name
+
+
+def configuration_key(values: dict[str, Any], made_by: str | None) -> str:
+    """A run's configuration without its seed, name and execution settings (the grouping key)."""
+    semantic = {k: v for k, v in values.items() if k not in NON_SEMANTIC}
+    for key, kind in (("teacher", "models"), ("student", "models"), ("model", "models")):
+        if key in semantic:
+            semantic[key] = _canonical(kind, semantic[key])
+    if "method" in semantic:
+        semantic["method"] = _canonical("distillers", semantic["method"])
+    if semantic.get("augment"):
+        semantic["augment"] = _canonical("augmentations", semantic["augment"])
+    if "data" in semantic:
+        semantic["data"] = _canonical("datasets", semantic["data"])
+    semantic["made_by"] = made_by
+    return json.dumps(semantic, sort_keys=True, default=str)
+
+
+def configuration_label(meta: dict[str, Any], values: dict[str, Any], arch: str) -> str:
+    """``method[+augment] teacher->student`` for distillation runs, ``ce model`` for training runs."""
+    made_by = meta.get("made_by") or ""
+    if made_by == "ekd train" or (not made_by and values.get("model") and not values.get("teacher")):
+        return f"ce {arch}"
+    method = meta.get("method") or values.get("method") or "?"
+    augment = meta.get("augment") or values.get("augment")
+    teacher = meta.get("teacher") or values.get("teacher") or "?"
+    return f"{method}{'+' + augment if augment else ''} {teacher}->{arch}"
+
+
+# ------------------------------------------------------------------ run history
+def run_history(run_dir: Path) -> dict[str, Any]:
+    """Best-epoch and last-epoch test top-1 of a run, from summary.json or else metrics.jsonl."""
+    records: list[dict[str, Any]] = []
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        for number, line in enumerate(metrics.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UsageError(
+                    f"{metrics} line {number} is not JSON ({exc}); repair or remove it."
+                ) from exc
+    evaluated = [r for r in records if isinstance(r.get("test_top1"), (int, float))]
+    out: dict[str, Any] = {
+        "finished": (run_dir / "summary.json").is_file(),
+        "epochs_done": max((int(r.get("epoch", 0)) for r in records), default=0),
+        "epochs_planned": None,
+        "best_top1": None,
+        "best_epoch": None,
+        "last_top1": None,
+        "last_epoch": None,
+    }
+    if evaluated:
+        best = max(evaluated, key=lambda r: r["test_top1"])  # first of equal maxima, as fit() keeps it
+        out.update(
+            best_top1=float(best["test_top1"]),
+            best_epoch=int(best.get("epoch", 0)) or None,
+            last_top1=float(evaluated[-1]["test_top1"]),
+            last_epoch=int(evaluated[-1].get("epoch", 0)) or None,
+        )
+    if out["finished"]:
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{run_dir / 'summary.json'} is not JSON ({exc}); repair or remove it.") from exc
+        for key in ("best_top1", "best_epoch", "last_top1"):
+            if _finite(summary.get(key)):
+                out[key] = summary[key]
+        if _finite(summary.get("epochs")):
+            out["epochs_planned"] = int(summary["epochs"])
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ------------------------------------------------------------------ scores
+def _teacher_labels(teacher: Any) -> list[str]:
+    if not isinstance(teacher, str) or not teacher:
+        return []
+    if teacher.endswith(".safetensors"):
+        return [Path(teacher).stem]
+    return list(dict.fromkeys([teacher, _canonical("models", teacher)]))
+
+
+def find_score_file(store: Store, data_key: str, teachers: list[Any]) -> tuple[Path | None, list[Path]]:
+    """The store's score file of the first teacher that has one, and every path looked at."""
+    looked: list[Path] = []
+    for teacher in teachers:
+        for label in _teacher_labels(teacher):
+            path = store.score_path(data_key, label)
+            if path not in looked:
+                looked.append(path)
+            if path.is_file():
+                return path, looked
+    return None, looked
+
+
+# ------------------------------------------------------------------ evaluation
+@dataclass
+class _Caches:
+    datasets: dict[str, Any] = field(default_factory=dict)
+    scores: dict[Path, Any] = field(default_factory=dict)
+
+
+def _dataset(config: Config, caches: _Caches) -> tuple[Dataset, str]:
+    from ekdcli.build import dataset_key, load_dataset
+
+    key = json.dumps(
+        [config.data, config.data_root, config.data_options, config.download], sort_keys=True, default=str
+    )
+    if key not in caches.datasets:
+        caches.datasets[key] = (load_dataset(config), dataset_key(config))
+    return caches.datasets[key]
+
+
+def _energy_groups(
+    target: Target,
+    config: Config,
+    scores: Path | None,
+    rate: float,
+    dataset: Dataset,
+    data_key: str,
+    meta: dict[str, Any],
+    train_logits: Any,
+    caches: _Caches,
+) -> dict[str, Any]:
+    """Accuracy on the low / others / high energy sets of the training data (or why there is none)."""
+    from ekdcli.metrics import index_group_accuracy
+    from ekdcli.partition import make_partition
+    from ekdcli.scoring import load_scores
+
+    say = console(config)
+    explicit = scores is not None
+    if scores is None:
+        teachers = [target.run_values.get("teacher"), meta.get("teacher")] if target.kind == "run" else []
+        teachers.append(config.teacher)
+        scores, looked = find_score_file(open_store(config), data_key, teachers)
+        if scores is None:
+            where = ", ".join(str(p) for p in looked) or "(no teacher known)"
+            return {"available": False, "reason": f"no score file (looked at {where}); pass --scores FILE"}
+    if scores not in caches.scores:
+        caches.scores[scores] = load_scores(scores)
+    table = caches.scores[scores]
+    if table.meta.dataset_fingerprint != dataset.fingerprint("train"):
+        reason = (
+            f"{scores} scores another training set ({table.meta.dataset_fingerprint}) than "
+            f"{data_key} ({dataset.fingerprint('train')})"
+        )
+        if explicit:
+            raise UsageError(f"{reason}; pass the score file of this data.")
+        say.warn(f"{reason}: energy groups skipped.")
+        return {"available": False, "reason": reason}
+    low_rule = str(
+        target.run_values.get("energy", {}).get("low_rule") or config.energy.get("low_rule", "released")
+    )
+    part = make_partition(table.energies, rate, rate, low_rule, table.fingerprint)
+    logits, labels = train_logits()
+    groups = {g: part.group(g) for g in ("low", "others", "high")}
+    student = index_group_accuracy(logits, labels, groups)
+    teacher_correct = (table.predictions == table.labels).double()
+    result: dict[str, Any] = {
+        "available": True,
+        "scores": str(scores),
+        "teacher": table.meta.teacher,
+        "rate": rate,
+        "low_rule": low_rule,
+        "thresholds": part.thresholds.as_dict() if part.thresholds is not None else None,
+        "groups": {},
+    }
+    for name, index in groups.items():
+        count = int(index.numel())
+        result["groups"][name] = {
+            **student[name],
+            "teacher_accuracy": 100.0 * float(teacher_correct[index].mean()) if count else None,
+        }
+    return result
+
+
+def evaluate_target(
+    target: Target,
+    cli: Config,
+    split: str,
+    scores: Path | None,
+    rate: float,
+    runtime: Runtime,
+    caches: _Caches,
+) -> dict[str, Any]:
+    """All metrics of one target (JSON-ready)."""
+    from ekdcli.build import load_trained
+    from ekdcli.engine import predict
+    from ekdcli.metrics import classification_metrics, long_tail_accuracy
+    from ekdcli.weights import meta_value, read_metadata
+
+    config = eval_config(cli, target)
+    say = console(cli)
+    dataset, data_key = _dataset(config, caches)
+    raw_meta = read_metadata(target.weights)
+    meta = {k: meta_value(raw_meta, k) for k in raw_meta}
+    recorded = meta.get("dataset")
+    if isinstance(recorded, str) and recorded and recorded != data_key:
+        say.warn(f"{target.weights} was made on data {recorded!r}; evaluating it on {data_key!r}.")
+    trained = load_trained(str(target.weights), dataset, data_key, open_store(config), "model")
+    say.say(f"evaluating {target.ref}: {trained.arch} ({target.weights}) on {data_key} {split}")
+
+    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def logits_of(which_split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        limit = config.limit_test if which_split == "test" else None  # energy sets need every sample
+        key = f"{which_split}:{limit}"
+        if key not in cache:
+            cache[key] = predict(trained.model, dataset, which_split, runtime, limit=limit)
+        return cache[key]
+
+    logits, labels = logits_of(split)
+    # Weights that `ekd train` put in the store name the run that made them: show its history too.
+    run_dir = target.run_dir
+    made_in = meta.get("run_dir")
+    if run_dir is None and isinstance(made_in, str) and _is_run_dir(Path(made_in)):
+        run_dir = Path(made_in)
+    metrics = classification_metrics(logits, labels)
+    counts = dataset.info.get("class_counts")
+    result: dict[str, Any] = {
+        "target": target.ref,
+        "kind": target.kind,
+        "run_dir": str(run_dir) if run_dir is not None else None,
+        "weights": str(target.weights),
+        "which": target.weights.stem if target.kind == "run" else None,
+        "arch": trained.arch,
+        "data": data_key,
+        "split": split,
+        "precision": runtime.precision,
+        **metrics,
+        "class_names": list(dataset.class_names),
+        "long_tail": long_tail_accuracy(logits, labels, counts) if counts else None,
+        "energy_groups": _energy_groups(
+            target, config, scores, rate, dataset, data_key, meta, lambda: logits_of("train"), caches
+        ),
+        "run": run_history(run_dir) if run_dir is not None else None,
+        "made_by": meta.get("made_by"),
+    }
+    if target.kind == "run":
+        result["label"] = configuration_label(meta, target.run_values, trained.arch)
+        result["configuration"] = configuration_key(target.run_values, meta.get("made_by"))
+    else:
+        result["label"] = f"{target.ref} ({trained.arch})"
+        result["configuration"] = json.dumps({"weights": str(target.weights.resolve())})
+    return result
+
+
+# ------------------------------------------------------------------ groups
+def mean_std(values: list[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (``None`` with fewer than two values) of finite values."""
+    finite = [float(v) for v in values if _finite(v)]
+    return {
+        "mean": statistics.fmean(finite) if finite else None,
+        "std": statistics.stdev(finite) if len(finite) > 1 else None,
+        "n": len(finite),
+    }
+
+
+def _differing(configs: list[dict[str, Any]]) -> list[str]:
+    flat = [_flatten(c) for c in configs]
+    keys = sorted(set().union(*flat))
+    return [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flat}) > 1]
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Targets of the same configuration together, with mean ± std of their numbers, in first-seen order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(result["configuration"], []).append(result)
+    out = []
+    for key, members in groups.items():
+        runs = [m["run"] or {} for m in members]
+        out.append(
+            {
+                "label": members[0]["label"],
+                "configuration": json.loads(key),
+                "n": len(members),
+                "targets": [m["target"] for m in members],
+                "best_top1": mean_std([r.get("best_top1") for r in runs]),
+                "last_top1": mean_std([r.get("last_top1") for r in runs]),
+                "top1": mean_std([m["top1"] for m in members]),
+                "ece": mean_std([m["ece"] for m in members]),
+            }
+        )
+    # Groups sharing a label get the settings that tell them apart.
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for group in out:
+        by_label.setdefault(group["label"], []).append(group)
+    for same in by_label.values():
+        if len(same) > 1:
+            keys = _differing([g["configuration"] for g in same])
+            for group in same:
+                flat = _flatten(group["configuration"])
+                extra = ", ".join(f"{k}={flat.get(k)}" for k in keys)
+                group["label"] = f"{group['label']} [{extra}]"
+    return out
+
+
+# ------------------------------------------------------------------ the job
+def run_evaluate(
+    config: Config, targets: list[str], split: str, scores: Path | None, which: str, rate: float = 0.2
+) -> dict[str, Any]:
+    """Evaluate each target; return ``{"targets": [...], "groups": [...]}`` (see the module docstring)."""
+    from ekdcli.build import dataset_key
+    from ekdcli.engine import Runtime
+
+    if not targets:
+        raise UsageError(
+            "give at least one TARGET: a run directory, a run name, a model name or a .safetensors file."
+        )
+    if split not in SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
+    if which not in WHICH:
+        raise UsageError(f"--which must be one of {', '.join(WHICH)}, not {which!r}.")
+    if not (_finite(rate) and 0 < rate <= 0.5):
+        raise UsageError(
+            f"--rate must be in (0, 0.5] (the share of the low and of the high set), not {rate}."
+        )
+    if scores is not None and not Path(scores).is_file():
+        raise UsageError(f"no score file at {scores}; create it with 'ekd score --teacher TEACHER'.")
+    store = open_store(config)
+    data_key = dataset_key(config)
+    resolved = [resolve_target(ref, config, which, store, data_key) for ref in expand_targets(list(targets))]
+    options = engine_options(config)
+    if config.sources.get("precision", "default") == "default" and config.precision == "auto":
+        options.precision = "fp32"
+    runtime = Runtime(options)
+    caches = _Caches()
+    results = [evaluate_target(t, config, split, scores, rate, runtime, caches) for t in resolved]
+    return _json_safe({"split": split, "which": which, "targets": results, "groups": group_results(results)})
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become ``None`` so the result stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------ text
+def _pct(value: Any, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if _finite(value) else "-"
+
+
+def _cell(stats: dict[str, Any], scale: float = 1.0) -> str:
+    if stats["mean"] is None:
+        return "-"
+    std = f"{stats['std'] * scale:.2f}" if stats["std"] is not None else "-"
+    return f"{stats['mean'] * scale:.2f} ± {std}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned first column, right-aligned numbers."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))]).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _classes_line(result: dict[str, Any]) -> list[str]:
+    acc = result["per_class_accuracy"]
+    names = result["class_names"]
+    ranked = sorted((a, i) for i, a in enumerate(acc) if a is not None)
+    if len(ranked) < 2:
+        return []
+    k = min(SHOWN_CLASSES, len(ranked) // 2)
+
+    def show(items: list[tuple[float, int]]) -> str:
+        return ", ".join(f"{names[i]} {a:.1f}%" for a, i in items)
+
+    return [f"  worst classes: {show(ranked[:k])}", f"  best classes:  {show(ranked[::-1][:k])}"]
+
+
+def _energy_lines(energy: dict[str, Any]) -> list[str]:
+    if not energy.get("available"):
+        return [f"  energy groups: {energy.get('reason', 'not available')}"]
+    g = energy["groups"]
+    cells = "  ".join(
+        f"{name} {_pct(g[name]['accuracy'])}% "
+        f"(n={g[name]['count']}, teacher {_pct(g[name]['teacher_accuracy'])}%)"
+        for name in ("low", "others", "high")
+    )
+    return [f"  train accuracy by energy (rate {energy['rate']:g}, {energy['low_rule']} rule): {cells}"]
+
+
+def format_target(result: dict[str, Any]) -> str:
+    """The text block of one target."""
+    which = f" {result['which']}" if result["which"] else ""
+    lines = [
+        f"{result['target']}: {result['label']}{which} weights on {result['data']} {result['split']} "
+        f"({result['n']} images, {result['precision']})",
+        f"  top-1 {_pct(result['top1'])}%  top-5 {_pct(result['top5'])}%  NLL {result['nll']:.4f}  "
+        f"ECE {100 * result['ece']:.2f}%",
+    ]
+    run = result["run"]
+    if run is not None:
+        planned = f" of {run['epochs_planned']}" if run["epochs_planned"] else ""
+        state = "" if run["finished"] else " (unfinished)"
+        lines.append(
+            f"  run: best top-1 {_pct(run['best_top1'])}% (epoch {run['best_epoch'] or '-'}), "
+            f"last {_pct(run['last_top1'])}% (epoch {run['epochs_done']}{planned}){state}"
+        )
+    lines += _classes_line(result)
+    if result["long_tail"]:
+        lt = result["long_tail"]
+        lines.append(
+            "  long-tailed: "
+            + "  ".join(f"{g}-shot {_pct(lt[g]['accuracy'])}% ({lt[g]['classes']} classes)" for g in lt)
+        )
+    lines += _energy_lines(result["energy_groups"])
+    return "\n".join(lines)
+
+
+def format_evaluation(payload: dict[str, Any]) -> str:
+    """One block for one target; a per-target table and a per-configuration table for several."""
+    results = payload["targets"]
+    if len(results) == 1:
+        return format_target(results[0])
+    header = ["target", "top-1", "top-5", "NLL", "ECE%", "low", "others", "high"]
+    rows = []
+    for r in results:
+        energy = r["energy_groups"]
+        groups = energy.get("groups", {}) if energy.get("available") else {}
+        rows.append(
+            [
+                r["target"],
+                _pct(r["top1"]),
+                _pct(r["top5"]),
+                f"{r['nll']:.4f}",
+                f"{100 * r['ece']:.2f}",
+                *(_pct(groups.get(g, {}).get("accuracy")) for g in ("low", "others", "high")),
+            ]
+        )
+    which = payload["which"]
+    group_rows = [
+        [
+            g["label"],
+            str(g["n"]),
+            _cell(g["best_top1"]),
+            _cell(g["last_top1"]),
+            _cell(g["top1"]),
+            _cell(g["ece"], 100.0),
+        ]
+        for g in group_results_sorted(payload["groups"])
+    ]
+    lines = _table(header, rows)
+    lines += ["", f"by configuration (mean ± sample std over runs; test top-1 of the {which} weights):"]
+    lines += _table(
+        ["configuration", "n", "best top-1", "last top-1", f"{payload['split']} top-1", "ECE%"], group_rows
+    )
+    if any(not (r["energy_groups"] or {}).get("available") for r in results):
+        lines.append("(low/others/high: train accuracy by teacher energy; '-' where no score file was found)")
+    return "\n".join(lines)
+
+
+def group_results_sorted(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups in label order, so a configuration's repeats and its variants read together."""
+    return sorted(groups, key=lambda g: g["label"])

@@ -1,0 +1,132 @@
+"""``digits-lt``: the core's embedded digits made long-tailed with a Zipf (power-law) profile.
+
+Class ``c`` of ``C`` (class 0 is the head) keeps
+
+    n_c = floor(n_max * (c + 1) ** -s),   s = ln(1 / imbalance_factor) / ln(C),
+
+so the tail class keeps ``n_max * imbalance_factor`` images and the counts fall as a
+power of the class rank (the profile of ImageNet-LT / Places-LT, which were sampled
+from a Pareto distribution), unlike the exponential profile of CIFAR-LT.  The core's
+``exp`` and ``step`` profiles are available too (``profile=``), through
+``ekd_plugins.datasets.longtail.make_long_tailed``.
+
+The images a class keeps are a seeded random subset, kept in their original order;
+the test split stays balanced.  Everything works offline (the digits ship with
+scikit-learn), so tests can train on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ekd_plugins.datasets.longtail import PROFILES as CORE_PROFILES
+from ekd_plugins.datasets.longtail import make_long_tailed
+from ekdcli.api import InMemoryDataset
+from ekdcli.datasets import as_float, as_int
+from ekdcli.errors import UsageError
+
+PROFILES = ("zipf", *CORE_PROFILES)
+DEFAULT_IMBALANCE = 0.1  # 10:1 head to tail; digits have ~140 training images per class
+
+
+def zipf_counts(num_classes: int, n_max: int, imbalance_factor: float) -> list[int]:
+    """Images per class of the Zipf profile: ``floor(n_max * (c + 1) ** -s)``, tail = n_max * factor."""
+    factor = as_float("imbalance_factor", imbalance_factor)
+    if not 0.0 < factor <= 1.0:
+        raise UsageError(
+            f"imbalance_factor must be in (0, 1] (n_min / n_max, e.g. 0.1 for ratio 10), got {factor}."
+        )
+    if num_classes < 1 or n_max < 1:
+        raise UsageError(
+            f"A long-tailed dataset needs classes with images, got {num_classes} classes x {n_max}."
+        )
+    if num_classes == 1:
+        return [n_max]
+    exponent = math.log(1.0 / factor) / math.log(num_classes)
+    # The epsilon keeps exact products (e.g. 140 * 0.1 = 14) from flooring to one less.
+    return [int(math.floor(n_max * (c + 1) ** -exponent + 1e-9)) for c in range(num_classes)]
+
+
+def keep_per_class(labels: np.ndarray, counts: list[int], seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random subset with ``counts[c]`` samples of each class ``c``.
+
+    One random key per sample; within each class the samples with the smallest keys win.
+    Vectorized: one lexsort, no loop over classes.
+    """
+    keys = np.random.default_rng(seed).random(labels.shape[0])
+    order = np.lexsort((keys, labels))  # by class, then by random key
+    sorted_labels = labels[order]
+    first = np.searchsorted(sorted_labels, np.arange(len(counts)))
+    rank = np.arange(labels.shape[0]) - first[sorted_labels]
+    return np.sort(order[rank < np.asarray(counts)[sorted_labels]])
+
+
+def make_zipf_long_tailed(
+    dataset: InMemoryDataset, imbalance_factor: float, seed: int = 0, *, name: str | None = None
+) -> InMemoryDataset:
+    """A Zipf long-tailed copy of ``dataset``; the head class keeps as many images as the smallest class has."""
+    labels = dataset.train_labels.cpu().numpy().astype(np.int64)
+    available = np.bincount(labels, minlength=dataset.num_classes)[: dataset.num_classes]
+    head = int(available.min())
+    if head < 1:
+        raise UsageError(
+            f"{dataset.name} has a class without training images; a long-tailed subset needs every class "
+            "(drop --limit-train or raise it)."
+        )
+    counts = zipf_counts(dataset.num_classes, head, imbalance_factor)
+    if min(counts) < 1:
+        raise UsageError(
+            f"imbalance_factor {imbalance_factor} leaves the smallest class with 0 of {head} images; "
+            f"use a factor of at least {1.0 / head:g}."
+        )
+    keep = torch.from_numpy(keep_per_class(labels, counts, seed)).to(dataset.train_images.device)
+    info: dict[str, Any] = dict(dataset.info)
+    info.update(
+        base=dataset.name,
+        imbalance_factor=float(imbalance_factor),
+        profile="zipf",
+        seed=seed,
+        class_counts=counts,
+    )
+    return replace(
+        dataset,
+        name=name or f"{dataset.name}-lt",
+        train_images=dataset.train_images.index_select(0, keep).contiguous(),
+        train_labels=dataset.train_labels.index_select(0, keep).contiguous(),
+        info=info,
+    )
+
+
+def digits_lt(
+    root: str | None = None,
+    download: bool = False,
+    imbalance_factor: float = DEFAULT_IMBALANCE,
+    profile: str = "zipf",
+    seed: int = 0,
+    size: int = 32,
+    **options: Any,
+) -> InMemoryDataset:
+    """Long-tailed digits. ``root``/``download`` are accepted for the uniform signature and ignored."""
+    if options:
+        raise UsageError(
+            f"Dataset digits-lt does not take option(s) {', '.join(sorted(options))}; "
+            "it accepts imbalance_factor, profile, seed, size."
+        )
+    factor = as_float("imbalance_factor", imbalance_factor)
+    profile = str(profile).strip().lower()
+    seed = as_int("seed", seed)
+    if profile not in PROFILES:
+        raise UsageError(f"Unknown long-tail profile {profile!r}; use one of {', '.join(PROFILES)}.")
+    zipf_counts(2, 2, factor)  # validate the factor before loading any data
+    from ekdcli.plugins import registry
+
+    # The core's dataset, through the registry: whatever plugin provides "digits" supplies the images.
+    base = registry("datasets").get("digits").build(None, size=size)
+    if profile == "zipf":
+        return make_zipf_long_tailed(base, factor, seed, name="digits-lt")
+    return make_long_tailed(base, factor, profile, seed, name="digits-lt")

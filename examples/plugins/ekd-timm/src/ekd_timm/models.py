@@ -1,0 +1,71 @@
+"""Building timm models with ekd's forward contract.
+
+ekd calls ``model(x)`` for logits and ``model(x, return_features=True)`` for
+``(logits, {"feats": [...], "pooled": ...})``.  Rather than wrapping the timm model
+in another module (which would prefix every parameter name with ``model.`` and
+break loading timm state dicts with ``ekd import``), the built model's class is
+swapped for a subclass that only adds the ``return_features`` argument: same
+parameters, same names, same ``isinstance``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ekdcli.errors import PluginError, UsageError
+
+_ADAPTED: dict[type, type] = {}
+
+
+def _adapted_class(base: type) -> type:
+    """``base`` with ``forward(x, return_features=False)``; one subclass per timm class."""
+    cls = _ADAPTED.get(base)
+    if cls is not None:
+        return cls
+
+    def forward(self: Any, x: torch.Tensor, return_features: bool = False) -> Any:
+        if not return_features:
+            return base.forward(self, x)
+        feats = self.forward_features(x)
+        # forward_head(feats) is exactly what base.forward computes after forward_features;
+        # pre_logits=True stops before the classifier: the pooled (and, per model, normed) vector.
+        logits = self.forward_head(feats)
+        pooled = self.forward_head(feats, pre_logits=True)
+        return logits, {"feats": [feats], "pooled": pooled}
+
+    cls = type(base.__name__, (base,), {"forward": forward, "__module__": base.__module__})
+    _ADAPTED[base] = cls
+    return cls
+
+
+def adapt(model: nn.Module) -> nn.Module:
+    """Give a timm model ekd's forward contract, in place (parameters and their names unchanged)."""
+    model.__class__ = _adapted_class(type(model))
+    return model
+
+
+def create(timm_name: str, num_classes: int, in_channels: int = 3, **options: Any) -> nn.Module:
+    """``timm.create_model(timm_name, pretrained=False, num_classes=..., in_chans=..., **options)``, adapted."""
+    if options.pop("pretrained", False):
+        raise UsageError(
+            "ekd-timm never downloads pretrained weights; train the model with 'ekd train' "
+            "or bring its weights with 'ekd import'."
+        )
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise UsageError(f"timm/{timm_name} needs a positive number of classes, got {num_classes!r}.")
+    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
+        raise UsageError(f"timm/{timm_name} needs a positive number of input channels, got {in_channels!r}.")
+    try:
+        import timm
+    except ImportError as exc:
+        raise PluginError(
+            f"timm/{timm_name} needs the timm package, which is not importable ({exc}); "
+            "install it with 'pip install timm'."
+        ) from exc
+    model = timm.create_model(
+        timm_name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **options
+    )
+    return adapt(model)

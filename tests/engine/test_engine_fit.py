@@ -1,0 +1,184 @@
+"""fit(): learning, run-directory files, bitwise resume, Ctrl-C, non-finite loss."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from ekdcli.engine.loop import FitResult, fit
+from ekdcli.engine.objective import CrossEntropyObjective, StepOutput
+from ekdcli.engine.options import EngineOptions
+from ekdcli.engine.recipe import Recipe
+from ekdcli.engine.testing import TinyNet, synthetic_dataset
+from ekdcli.errors import JobError, UsageError
+from ekdcli.weights import load_tensors, meta_value
+
+RECIPE = Recipe(epochs=3, batch_size=32, lr=0.1, milestones=(2,))  # 128 samples: 4 steps per epoch
+
+
+def options(precision: str = "fp32") -> EngineOptions:
+    return EngineOptions(device="cpu", precision=precision, quiet=True, seed=7)
+
+
+def run(run_dir: Path | None, objective=None, precision: str = "fp32", **kwargs) -> FitResult:  # noqa: ANN001
+    torch.manual_seed(kwargs.pop("init_seed", 0))
+    data = synthetic_dataset(train=128, test=40)
+    model = TinyNet(dropout=0.3)  # dropout: the global torch RNG state matters on resume
+    return fit(model, data, objective or NoisyObjective(), RECIPE, options(precision), run_dir, **kwargs)
+
+
+class NoisyObjective(CrossEntropyObjective):
+    """Cross-entropy on inputs jittered from the engine's generator (its state matters on resume)."""
+
+    def __call__(self, model, batch, epoch, generator) -> StepOutput:  # noqa: ANN001
+        noise = torch.randn(batch.images.shape, generator=generator, device=batch.images.device)
+        batch.images = batch.images + 0.1 * noise
+        return super().__call__(model, batch, epoch, generator)
+
+
+class ScriptedObjective(NoisyObjective):
+    """Cross-entropy that, at one call, sends itself Ctrl-C or returns NaN (1-based call count)."""
+
+    def __init__(self, sigint_at: int | None = None, nan_at: int | None = None) -> None:
+        super().__init__()
+        self.calls, self.sigint_at, self.nan_at = 0, sigint_at, nan_at
+
+    def __call__(self, model, batch, epoch, generator) -> StepOutput:  # noqa: ANN001
+        self.calls += 1
+        out = super().__call__(model, batch, epoch, generator)
+        if self.calls == self.sigint_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        if self.calls == self.nan_at:
+            out.losses["loss_ce"] = out.losses["loss_ce"] * float("nan")
+        return out
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_training_learns_the_synthetic_task() -> None:
+    result = run(None)
+    losses = [record["loss"] for record in result.history]
+    assert losses[-1] < 0.7 * losses[0]
+    assert result.last_top1 > 60.0  # 4 classes: chance is 25 %
+    assert result.best_top1 >= result.last_top1 and 1 <= result.best_epoch <= 3
+    assert result.epochs_run == 3 and [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert result.history[0]["lr"] == pytest.approx(0.1) and result.history[2]["lr"] == pytest.approx(0.01)
+
+
+def test_run_directory_files_read_back(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = run(run_dir, config_text='model = "tiny"\n', metadata={"architecture": "tiny"})
+    assert (run_dir / "config.toml").read_text() == 'model = "tiny"\n'
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["versions"]["torch"] == torch.__version__ and environment["precision"] == "fp32"
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    for line, record in zip(lines, result.history, strict=True):
+        assert line["test_top1"] == pytest.approx(record["test_top1"])
+        assert {
+            "loss",
+            "losses",
+            "lr",
+            "images_per_s",
+            "seconds",
+            "test_top5",
+            "test_loss",
+            "train_top1",
+        } <= set(line)
+        assert line["losses"]["loss_ce"] == pytest.approx(line["loss"])
+    last, last_meta = load_tensors(run_dir / "last.safetensors")
+    assert_same_weights(last, result.last_state)
+    assert meta_value(last_meta, "epoch") == 3 and meta_value(last_meta, "architecture") == "tiny"
+    assert meta_value(last_meta, "top1") == pytest.approx(result.last_top1)
+    best, best_meta = load_tensors(run_dir / "best.safetensors")
+    assert meta_value(best_meta, "epoch") == result.best_epoch
+    assert_same_weights(best, result.best_state)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_top1"] == pytest.approx(result.best_top1) and summary["epochs"] == 3
+    assert summary["objective"] == {"objective": "cross_entropy", "label_smoothing": 0.0}
+    assert summary["device"] == "cpu" and summary["precision"] == "fp32"
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 3 and checkpoint["step"] == 12
+    assert not list(run_dir.glob(".*.tmp"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_resume_after_a_stop_is_bitwise_identical(tmp_path: Path, precision: str) -> None:
+    straight = run(tmp_path / "a", precision=precision)
+    stopped = run(tmp_path / "b", precision=precision, stop_after_epoch=1)
+    assert stopped.epochs_run == 1 and not (tmp_path / "b" / "summary.json").exists()
+    resumed = run(tmp_path / "b", precision=precision, resume=True, init_seed=99)
+    assert resumed.epochs_run == 2
+    assert_same_weights(resumed.last_state, straight.last_state)
+    assert resumed.best_top1 == straight.best_top1 and resumed.best_epoch == straight.best_epoch
+    metrics = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["loss"] for m in metrics] == [r["loss"] for r in straight.history]
+
+
+def test_ctrl_c_saves_a_mid_epoch_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
+    straight = run(tmp_path / "a")
+    run_dir = tmp_path / "b"
+    with pytest.raises(JobError) as caught:
+        run(run_dir, objective=ScriptedObjective(sigint_at=6))  # epoch 2, step 2
+    assert caught.value.message == f"interrupted at epoch 2 step 2; resume with --resume {run_dir}"
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["batches_done"], checkpoint["step"]) == (1, 2, 6)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    resumed = run(run_dir, resume=True)
+    assert_same_weights(resumed.last_state, straight.last_state)
+    assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in straight.history])
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(JobError, match=r"non-finite loss at epoch 2 step 3 \(loss_ce=nan\)") as caught:
+        run(run_dir, objective=ScriptedObjective(nan_at=7))
+    assert "checkpoint of epoch 1" in caught.value.message
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["batches_done"] == 0
+    last, meta = load_tensors(run_dir / "last.safetensors")
+    assert meta_value(meta, "epoch") == 1
+    assert_same_weights(last, checkpoint["model"])
+    assert all(torch.isfinite(t.float()).all() for t in last.values())
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_guards_on_run_directories(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no checkpoint at"):
+        run(tmp_path / "missing", resume=True)
+    with pytest.raises(UsageError, match="resuming needs a run directory"):
+        run(None, resume=True)
+    run(tmp_path / "done", stop_after_epoch=1)
+    with pytest.raises(UsageError, match="already holds a run; resume it with --resume"):
+        run(tmp_path / "done")
+    torch.manual_seed(0)
+    with pytest.raises(UsageError, match="other values of lr"):
+        changed = Recipe(epochs=3, batch_size=32, lr=0.5, milestones=(2,))
+        data = synthetic_dataset(train=128, test=40)
+        fit(TinyNet(), data, CrossEntropyObjective(), changed, options(), tmp_path / "done", resume=True)
+
+
+def test_objective_without_losses_is_rejected() -> None:
+    class Empty(NoisyObjective):
+        def __call__(self, model, batch, epoch, generator) -> StepOutput:  # noqa: ANN001
+            return StepOutput(losses={})
+
+    with pytest.raises(UsageError, match="returned no loss terms"):
+        run(None, objective=Empty())
+
+
+def test_history_values_are_finite_numbers() -> None:
+    result = run(None)
+    for record in result.history:
+        assert all(math.isfinite(record[k]) for k in ("loss", "lr", "test_top1", "test_loss", "images_per_s"))
