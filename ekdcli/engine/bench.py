@@ -80,7 +80,7 @@ class StepBench:
             timing.seconds.append(time.perf_counter() - started)
             timing.images += int(batch.labels.shape[0]) * self.runtime.world_size
             for name, value in out.losses.items():
-                timing.losses[name] = timing.losses.get(name, 0.0) + float(value)
+                timing.losses[name] = timing.losses.get(name, 0.0) + float(value.detach())
             for name, value in out.stats.items():
                 timing.stats[name] = timing.stats.get(name, 0.0) + float(value)
         return timing

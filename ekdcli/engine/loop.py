@@ -551,7 +551,9 @@ class _Trainer:
         if improved:
             self.best_state = weights
         payload = self._payload(None, None)  # collective: every rank takes part
-        meta = {**self.metadata, "epoch": epoch, "top1": st.last_top1, "top5": st.last_top5}
+        meta = {**self.metadata, "epoch": epoch}
+        if evaluation is not None:  # accuracy of these very weights
+            meta.update(top1=evaluation["top1"], top5=evaluation["top5"])
         self.writer.write_history(st.history)
         self.writer.weights("last.safetensors", weights, meta)
         if improved:

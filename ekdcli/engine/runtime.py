@@ -84,7 +84,7 @@ class Runtime:
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = (options or EngineOptions()).validate()
-        ddp.init_from_env()
+        ddp.init_from_env(backend="gloo" if self.options.device == "cpu" else None)
         self.rank = ddp.rank()
         self.world_size = ddp.world_size()
         self.device = self._resolve_device(self.options.device)

@@ -70,10 +70,8 @@ def plan_methods(config: Config) -> Plan:
             if not energy_distiller:
                 raise UsageError(f"--{side.replace('_', '-')} applies to energy distillers only.")
             d_opts[side] = value
-    if energy_distiller:
-        notes.append(
-            f"temperature rates low {d_opts.get('low_rate', 'preset')} / high {d_opts.get('high_rate', 'preset')}"
-        )
+    if energy_distiller and ("low_rate" in d_opts or "high_rate" in d_opts):
+        notes.append(f"temperature rates low {d_opts.get('low_rate')} / high {d_opts.get('high_rate')}")
     if augmentation is not None and energy_aug and config.energy.get("low_rule"):
         a_opts.setdefault("low_rule", config.energy["low_rule"])
     return Plan(distiller, d_opts, augmentation, a_opts, "; ".join(notes))

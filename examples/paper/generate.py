@@ -607,7 +607,8 @@ def table6() -> list[Experiment]:
                 augmentation={"mode": "extra"},
             ),
             [
-                "Bench (times --steps steps per rate, extrapolated to an epoch; add --epochs N for accuracy per rate):",
+                "Bench (times --steps steps per rate, extrapolated to an epoch; add --epochs N for "
+                "accuracy per rate):",
                 f"  ekd bench --config {config} --data-root {CIFAR_ROOT} --aug-rates {TABLE6_RATES}",
             ],
             cifar_teacher(pair[0]),

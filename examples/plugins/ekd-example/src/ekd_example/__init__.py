@@ -74,5 +74,5 @@ def register_commands(register: Callable[..., Any]) -> None:
     register(
         "class-counts",
         "ekd_example.command:class_counts",
-        description="Images per class of a dataset, and its imbalance ratio (ekd-example).",
+        description="Images per class of a dataset and its imbalance ratio.",
     )
