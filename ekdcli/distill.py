@@ -43,6 +43,7 @@ class DistillObjective:
         self.distiller = distiller
         self.augmentation = augmentation
         self.energy_context = energy_context
+        self._term_names: tuple[str, ...] = ()
         self._online = bool(
             augmentation is not None
             and augmentation.needs_energy
@@ -89,10 +90,9 @@ class DistillObjective:
         if self.augmentation is None or self.teacher is None:
             teacher_logits = self._teach(images) if self.teacher is not None else None
             student_logits = model(images)
-            losses = self.distiller(
-                DistillBatch(student_logits, teacher_logits, labels, indices, epoch, stats)
-            )
-            return StepOutput(losses=losses, stats=stats)
+            losses = self.distiller(DistillBatch(student_logits, teacher_logits, labels, indices, epoch, stats))
+            self._term_names = tuple(losses)
+            return StepOutput(losses=losses, stats=stats, logits=student_logits)
 
         aug = self.augmentation
         clean_teacher = None
@@ -125,18 +125,23 @@ class DistillObjective:
             teacher_logits[:rows] = clean_teacher
             teacher_logits[mixed_rows] = mixed_teacher.to(clean_teacher.dtype)
         student_logits = model(seen)
-        losses = dict(
-            self.distiller(
-                DistillBatch(
-                    student_logits[clean_rows],
-                    teacher_logits[clean_rows],
-                    labels[clean_rows],
-                    indices[clean_rows],
-                    epoch,
-                    stats,
+        if clean_rows.numel():
+            losses = dict(
+                self.distiller(
+                    DistillBatch(
+                        student_logits[clean_rows],
+                        teacher_logits[clean_rows],
+                        labels[clean_rows],
+                        indices[clean_rows],
+                        epoch,
+                        stats,
+                    )
                 )
             )
-        )
+            self._term_names = tuple(losses)
+        else:  # replace mode at rate 1.0: every row is mixed; keep the terms (as zeros) for the logs
+            zero = student_logits.float().sum() * 0.0
+            losses = {name: zero for name in self._term_names}
         for name, value in aug.loss(
             student_logits[mixed_rows], teacher_logits[mixed_rows], mix, epoch
         ).items():

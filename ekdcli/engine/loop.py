@@ -578,8 +578,7 @@ class _Trainer:
         rt = self.runtime
         parallel = f", {rt.world_size} processes" if rt.world_size > 1 else ""
         threads = f", {rt.num_threads} threads" if rt.device.type == "cpu" else ""
-        describe = self.objective.describe() if hasattr(self.objective, "describe") else {}
-        echo(f"training on {rt.device} ({rt.precision}{threads}{parallel}); objective {describe}")
+        echo(f"training on {rt.device} ({rt.precision}{threads}{parallel})")
         echo(
             f"{self.recipe.epochs} epochs x {self.steps_per_epoch} steps, batch {self.recipe.batch_size}, "
             f"lr {self.recipe.lr} ({self.recipe.schedule}), run dir {self.run_dir or '(none)'}"

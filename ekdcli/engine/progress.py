@@ -32,11 +32,13 @@ class EpochProgress:
         start_batch: int = 0,
         stream: TextIO | None = None,
         line_every_s: float = 30.0,
+        min_interval_s: float = 5.0,
     ) -> None:
         self.epoch, self.epochs, self.total = epoch, epochs, total_batches
         self.mode = mode
         self.stream = stream or sys.stderr
         self.line_every_s = line_every_s
+        self.min_interval_s = min_interval_s
         self.start = time.perf_counter()
         self.start_batch = start_batch
         self.images = 0
@@ -71,7 +73,11 @@ class EpochProgress:
             self.bar.update(batches_done - self.bar.n)  # tqdm rate-limits the redraws
             return
         fraction = batches_done / max(self.total, 1)
-        due = fraction - self.last_line_fraction >= 0.1 or now - self.last_line_time >= self.line_every_s
+        since = now - self.last_line_time
+        # Every ~10 % (but not more often than every few seconds), and at least every 30 s.
+        due = (fraction - self.last_line_fraction >= 0.1 and since >= self.min_interval_s) or (
+            since >= self.line_every_s
+        )
         if due and batches_done < self.total:
             done_here = max(batches_done - self.start_batch, 1)
             eta = (now - self.start) / done_here * (self.total - batches_done)

@@ -53,6 +53,8 @@ def ensure_scores(
         return Scored(table=table, path=path, computed=False)
     options = engine_options(config)
     options.limit_train = None  # energies key every training sample, whatever the run uses
+    if options.precision == "auto":  # bf16 could reorder close energies; the pass is cheap next to training
+        options.precision = "fp32"
     runtime = Runtime(options)
     logits, labels = predict(teacher.model, dataset, "train", runtime)
     table = score_from_logits(
