@@ -52,9 +52,7 @@ def _run_ekd(
         )
     environment.update(env or {})
     command = [str(EKD_SCRIPT)] if EKD_SCRIPT.exists() else [sys.executable, "-m", "ekdcli"]
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, timeout=timeout, env=environment
-    )
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 def _ekd_json(*args: str, **kwargs: Any) -> Any:
@@ -83,7 +81,7 @@ def fake_site(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def install_fake_plugin(fake_site: Path) -> Callable[[str, str, str], Path]:
-    """``install(dist, module, source)``: a plugin ``dist`` whose entry point (named ``dist``) is ``module``."""
+    """``install(dist, module, source)``: plugin ``dist`` whose entry point (named ``dist``) is ``module``."""
 
     def install(dist: str, module: str, source: str) -> Path:
         assert importlib.util.find_spec(module) is None, f"{module} would shadow an installed module"

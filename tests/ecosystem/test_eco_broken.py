@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.usefixtures("examples_installed")
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 
 RAISES_AT_IMPORT = """
     raise ImportError("ekd-broken needs libwidget 2.0")
@@ -50,18 +53,27 @@ def test_a_plugin_failing_at_import_is_a_warning_naming_it(
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     [warning] = payload["warnings"]
-    assert warning.startswith("plugin 'ekd-broken' (ekd-broken) failed to import: ImportError: ekd-broken needs")
+    assert warning.startswith(
+        "plugin 'ekd-broken' (ekd-broken) failed to import: ImportError: ekd-broken needs"
+    )
     assert "EKD_DISABLE_PLUGINS=ekd-broken" in warning
+    # docs/plugins.md quotes this warning word for word (with the exception's message elided)
+    quoted = "warning: " + warning.replace("ekd-broken needs libwidget 2.0", "<message>")
+    assert quoted in GUIDE.read_text(encoding="utf-8")
     assert {"ekd-example", "ekd-timm", "models"} <= {p["name"] for p in payload["plugins"]}
     # every other command keeps working and says why, once, on stderr
     listed = run_ekd("list", "models", "convmixer*", extra_path=site)
     assert listed.returncode == 0 and "convmixer_tiny" in listed.stdout
     assert listed.stderr.count("warning: plugin 'ekd-broken'") == 1
     # disabling it silences the warning; strict mode makes it fatal, as one sentence
-    quiet = run_ekd("list", "models", "convmixer*", extra_path=site, env={"EKD_DISABLE_PLUGINS": "ekd-broken"})
+    quiet = run_ekd(
+        "list", "models", "convmixer*", extra_path=site, env={"EKD_DISABLE_PLUGINS": "ekd-broken"}
+    )
     assert quiet.returncode == 0 and quiet.stderr == ""
     strict = run_ekd("list", "models", extra_path=site, env={"EKD_STRICT_PLUGINS": "1"})
-    assert strict.returncode == 1 and "error: plugin 'ekd-broken' (ekd-broken) failed to import" in strict.stderr
+    assert (
+        strict.returncode == 1 and "error: plugin 'ekd-broken' (ekd-broken) failed to import" in strict.stderr
+    )
     assert "Traceback" not in strict.stderr
 
 
@@ -90,6 +102,9 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(
     assert result.returncode == 1
     assert "model name 'ConvMixer_Tiny' is registered by both plugin" in result.stderr  # names are case-blind
     assert "'ekd-clash'" in result.stderr and "'ekd-example'" in result.stderr
+    assert result.stderr.strip().endswith(
+        "; uninstall one of them or disable it with EKD_DISABLE_PLUGINS=<plugin>."
+    )  # as docs/plugins.md shows it
     assert "Traceback" not in result.stderr
     fixed = run_ekd("list", "models", "convmixer*", extra_path=site, env={"EKD_DISABLE_PLUGINS": "ekd-clash"})
     assert fixed.returncode == 0 and "[ekd-example]" in fixed.stdout

@@ -12,9 +12,8 @@ from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import ekd_timm
+import pytest
 
 pytestmark = pytest.mark.usefixtures("examples_installed")
 
@@ -27,7 +26,11 @@ def test_plugins_lists_both_packages_with_what_they_register(ekd_json: Callable[
     payload = ekd_json("plugins")
     example = _plugin(payload, "ekd-example")
     assert example is not None and payload["warnings"] == []
-    assert (example["distribution"], example["version"], example["module"]) == ("ekd-example", "0.1.0", "ekd_example")
+    assert (example["distribution"], example["version"], example["module"]) == (
+        "ekd-example",
+        "0.1.0",
+        "ekd_example",
+    )
     assert example["registers"] == {
         "models": ["convmixer_tiny"],
         "datasets": ["digits-lt", "listfile-lt"],
@@ -85,7 +88,9 @@ def _site_without(tmp_path: Path, dist_name: str | None) -> Path:
     removed: set[str] = set()
     if dist_name is not None:
         dist = distribution(dist_name)
-        assert Path(dist.locate_file("")).resolve() == site_dir, "both packages must live in one site-packages"
+        assert Path(dist.locate_file("")).resolve() == site_dir, (
+            "both packages must live in one site-packages"
+        )
         for file in dist.files or ():
             parts = Path(file).parts
             if parts and parts[0] != "..":

@@ -23,8 +23,8 @@ def test_train_a_plugin_model_on_a_plugin_dataset(run_ekd: Callable[..., Any]) -
     assert "convmixer_tiny on digits-lt (10 classes)" in result.stdout
 
     import torch
-
     from ekd_example.convmixer import convmixer_tiny
+
     from ekdcli.weights import load_tensors, meta_value
 
     tensors, metadata = load_tensors(store / "models" / "digits-lt" / "convmixer_tiny.safetensors")
@@ -42,4 +42,7 @@ def test_the_plugin_command_reports_misuse_as_one_sentence(run_ekd: Callable[...
     # (its results are tested in-process in examples/plugins/ekd-example/tests)
     bad = run_ekd("class-counts", "--data", "digits-lt", "--option", "imbalance_factor")
     assert bad.returncode == 2
-    assert bad.stderr == "error: --option takes KEY=VALUE, got 'imbalance_factor'; e.g. --option imbalance_factor=0.05.\n"
+    assert (
+        bad.stderr
+        == "error: --option takes KEY=VALUE, got 'imbalance_factor'; e.g. --option imbalance_factor=0.05.\n"
+    )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import ekd_example
 import pytest
 import torch
-
-import ekd_example
 from ekd_example.convmixer import ConvMixer, convmixer_tiny
+
 from ekdcli.errors import UsageError
 
 

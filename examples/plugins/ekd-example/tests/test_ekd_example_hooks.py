@@ -8,11 +8,11 @@ import subprocess
 import sys
 from typing import Any
 
+import ekd_example
 import pytest
 from click.testing import CliRunner
-
-import ekd_example
 from ekd_example.command import class_counts, parse_options
+
 from ekdcli.errors import UsageError
 
 

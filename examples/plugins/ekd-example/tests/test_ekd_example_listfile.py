@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ekd_example.listfile import listfile_lt, read_list
 from PIL import Image
 
-from ekd_example.listfile import listfile_lt, read_list
 from ekdcli.errors import UsageError
 
 COUNTS = [5, 2, 1]  # a long tail: class 0 is the head
@@ -56,7 +56,9 @@ def test_images_labels_and_class_counts_read_back(lt_root: tuple[Path, dict[str,
     assert data.info["class_counts"] == COUNTS and data.info["imbalance_ratio"] == 5.0
     assert data.class_names == ["0", "1", "2"] and data.name == "listfile-lt"
     # normalization comes from the training images, per channel, in [0, 1] units
-    np.testing.assert_allclose(data.mean, expected.transpose(1, 0, 2, 3).reshape(3, -1).mean(1) / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        data.mean, expected.transpose(1, 0, 2, 3).reshape(3, -1).mean(1) / 255.0, rtol=1e-6
+    )
 
 
 def test_images_are_resized_on_the_shorter_side_and_centre_cropped(tmp_path: Path) -> None:

@@ -1,14 +1,15 @@
-"""digits-lt: Zipf counts against the formula, a seeded subset of the real digits, the test split untouched."""
+"""digits-lt: Zipf counts against the formula, a seeded subset of the real digits, test split untouched."""
 
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
 import torch
-
 from ekd_example.longtail import digits_lt, keep_per_class, zipf_counts
+
 from ekdcli.api import InMemoryDataset
 from ekdcli.errors import UsageError
 from ekdcli.plugins import registry
@@ -27,12 +28,14 @@ def zipf_reference(num_classes: int, n_max: int, factor: float) -> list[int]:
     ]
 
 
-@pytest.mark.parametrize(("classes", "n_max", "factor"), [(10, 140, 0.1), (10, 500, 0.01), (100, 500, 0.02), (3, 7, 1.0)])
+@pytest.mark.parametrize(
+    ("classes", "n_max", "factor"), [(10, 140, 0.1), (10, 500, 0.01), (100, 500, 0.02), (3, 7, 1.0)]
+)
 def test_zipf_counts_follow_the_power_law(classes: int, n_max: int, factor: float) -> None:
     counts = zipf_counts(classes, n_max, factor)
     assert counts == zipf_reference(classes, n_max, factor)
     assert counts[0] == n_max and counts[-1] == math.floor(n_max * factor + 1e-9)
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    assert all(a >= b for a, b in pairwise(counts))
 
 
 def test_zipf_with_ratio_equal_to_the_class_count_is_the_harmonic_series() -> None:
@@ -59,7 +62,12 @@ def test_digits_lt_is_a_zipf_subset_of_the_digits(digits: InMemoryDataset) -> No
     head = int(torch.bincount(digits.train_labels).min())
     expected = zipf_reference(10, head, 0.1)
     assert torch.bincount(lt.train_labels, minlength=10).tolist() == expected == lt.info["class_counts"]
-    assert (lt.name, lt.info["profile"], lt.info["imbalance_factor"], lt.info["seed"]) == ("digits-lt", "zipf", 0.1, 3)
+    assert (lt.name, lt.info["profile"], lt.info["imbalance_factor"], lt.info["seed"]) == (
+        "digits-lt",
+        "zipf",
+        0.1,
+        3,
+    )
     assert (lt.num_classes, lt.in_channels, lt.image_size, lt.hflip) == (10, 1, (32, 32), False)
     # every kept image is a training digit with its own label, kept in the original order
     where = {image.numpy().tobytes(): i for i, image in enumerate(digits.train_images)}

@@ -6,10 +6,10 @@ import subprocess
 import sys
 from typing import Any
 
+import ekd_timm
 import pytest
 import torch
 
-import ekd_timm
 from ekdcli.errors import PluginError, UsageError
 from ekdcli.plugins import Component
 
@@ -34,7 +34,14 @@ def test_registers_the_curated_table_under_the_prefix() -> None:
     seen = collect()
     assert 20 <= len(seen) <= 40
     assert all(name.startswith("timm/") for name in seen)
-    for wanted in ("resnet18", "resnet50", "resnet10t", "mobilenetv3_small_100", "efficientnet_b0", "convnext_atto"):
+    for wanted in (
+        "resnet18",
+        "resnet50",
+        "resnet10t",
+        "mobilenetv3_small_100",
+        "efficientnet_b0",
+        "convnext_atto",
+    ):
         assert f"timm/{wanted}" in seen
     for name, entry in seen.items():
         assert callable(entry["factory"]) and entry["info"]["timm_name"] == name.removeprefix("timm/")

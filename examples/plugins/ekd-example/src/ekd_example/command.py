@@ -35,14 +35,19 @@ def count_classes(dataset: Any) -> dict[str, Any]:
     test = torch.bincount(torch.as_tensor(dataset.labels("test")).cpu(), minlength=k)[:k].tolist()
     present = [n for n in train if n > 0]
     ratio = max(present) / min(present) if present else 0.0
-    classes = [{"class": name, "train": a, "test": b} for name, a, b in zip(dataset.class_names, train, test)]
+    classes = [
+        {"class": name, "train": a, "test": b}
+        for name, a, b in zip(dataset.class_names, train, test, strict=True)
+    ]
     return {"dataset": dataset.name, "classes": classes, "imbalance_ratio": ratio, "train": sum(train)}
 
 
 @click.command("class-counts")
 @click.option("--data", default="digits", show_default=True, help="A registered dataset name.")
 @click.option("--data-root", default=None, help="Its data directory or file, when it needs one.")
-@click.option("--option", "-o", "pairs", multiple=True, metavar="KEY=VALUE", help="A dataset option (repeat).")
+@click.option(
+    "--option", "-o", "pairs", multiple=True, metavar="KEY=VALUE", help="A dataset option (repeat)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON on stdout, nothing else.")
 def class_counts(data: str, data_root: str | None, pairs: tuple[str, ...], as_json: bool) -> None:
     """Images per class of a dataset, and its imbalance ratio (max / min training images).
@@ -60,6 +65,7 @@ def class_counts(data: str, data_root: str | None, pairs: tuple[str, ...], as_js
         click.echo(jsonlib.dumps(result))
         return
     width = max(len(c["class"]) for c in result["classes"])
-    click.echo(f"{result['dataset']}: {result['train']} training images, imbalance ratio {result['imbalance_ratio']:.1f}")
+    ratio = result["imbalance_ratio"]
+    click.echo(f"{result['dataset']}: {result['train']} training images, imbalance ratio {ratio:.1f}")
     for row in result["classes"]:
         click.echo(f"  {row['class']:<{width}}  train {row['train']:>6}  test {row['test']:>6}")

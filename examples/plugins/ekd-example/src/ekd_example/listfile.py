@@ -59,7 +59,9 @@ def load_image(path: Path, size: int) -> np.ndarray:
         with Image.open(path) as opened:
             image = opened.convert("RGB")
     except FileNotFoundError:
-        raise UsageError(f"image {path} named in the list file does not exist; fix the list or the root.") from None
+        raise UsageError(
+            f"image {path} named in the list file does not exist; fix the list or the root."
+        ) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise UsageError(f"image {path} could not be read ({exc}); replace it or drop its line.") from None
     width, height = image.size
@@ -112,10 +114,13 @@ def listfile_lt(
             "it accepts image_size, train_list, test_list, workers."
         )
     if as_bool("download", download):
-        raise UsageError("listfile-lt cannot download anything; point --data-root at a folder with list files.")
+        raise UsageError(
+            "listfile-lt cannot download anything; point --data-root at a folder with list files."
+        )
     if root is None:
         raise UsageError(
-            "listfile-lt needs --data-root: a folder with train.txt and test.txt of 'relative/path.jpg label' lines."
+            "listfile-lt needs --data-root: a folder with train.txt and test.txt "
+            "of 'relative/path.jpg label' lines."
         )
     folder = Path(root)
     if not folder.is_dir():

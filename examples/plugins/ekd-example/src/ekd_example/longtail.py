@@ -69,7 +69,7 @@ def keep_per_class(labels: np.ndarray, counts: list[int], seed: int) -> np.ndarr
 def make_zipf_long_tailed(
     dataset: InMemoryDataset, imbalance_factor: float, seed: int = 0, *, name: str | None = None
 ) -> InMemoryDataset:
-    """A Zipf long-tailed copy of ``dataset``; the head class keeps as many images as the smallest class has."""
+    """A Zipf long-tailed copy of ``dataset``; the head keeps as many images as the smallest class has."""
     labels = dataset.train_labels.cpu().numpy().astype(np.int64)
     available = np.bincount(labels, minlength=dataset.num_classes)[: dataset.num_classes]
     head = int(available.min())

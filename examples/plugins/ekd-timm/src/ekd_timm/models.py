@@ -48,7 +48,7 @@ def adapt(model: nn.Module) -> nn.Module:
 
 
 def create(timm_name: str, num_classes: int, in_channels: int = 3, **options: Any) -> nn.Module:
-    """``timm.create_model(timm_name, pretrained=False, num_classes=..., in_chans=..., **options)``, adapted."""
+    """``timm.create_model(name, pretrained=False, num_classes=..., in_chans=..., **options)``, adapted."""
     if options.pop("pretrained", False):
         raise UsageError(
             "ekd-timm never downloads pretrained weights; train the model with 'ekd train' "
