@@ -40,7 +40,6 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
         student=config.student or DEFAULT_PAIR[1],
         limit_train=config.limit_train or plan.limit_train,
         limit_test=config.limit_test or plan.limit_test,
-        json=False,
     )
     dataset = load_dataset(base)
     data_key = dataset_key(base)

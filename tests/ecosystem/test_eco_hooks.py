@@ -139,6 +139,7 @@ def check_contract(kind: str, recorder: Recorder) -> None:
             assert callable(target), name
 
 
+@pytest.mark.usefixtures("examples_installed")
 def test_models_hooks_honour_the_contract() -> None:
     import ekd_example
     import ekd_timm
@@ -151,6 +152,7 @@ def test_models_hooks_honour_the_contract() -> None:
         check_contract("models", recorder)
 
 
+@pytest.mark.usefixtures("examples_installed")
 def test_datasets_hooks_honour_the_contract() -> None:
     import ekd_example
 
@@ -175,6 +177,7 @@ def test_distillers_and_augmentations_hooks_honour_the_contract() -> None:
     assert "he-cutmix" in {c["name"] for c in augmentations.calls}
 
 
+@pytest.mark.usefixtures("examples_installed")
 def test_commands_hook_honours_the_contract() -> None:
     import ekd_example
 

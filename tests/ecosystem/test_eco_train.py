@@ -32,7 +32,7 @@ def test_train_a_plugin_model_on_a_plugin_dataset(run_ekd: Callable[..., Any]) -
     assert (meta_value(metadata, "num_classes"), meta_value(metadata, "in_channels")) == (10, 1)
     model = convmixer_tiny(10, in_channels=1)
     model.load_state_dict(tensors, strict=True)  # the plugin's own architecture reads its weights back
-    assert model.fc.weight.shape == (10, 128) and bool(torch.isfinite(model.fc.weight).all())
+    assert all(bool(torch.isfinite(t).all()) for t in tensors.values())
     [run_dir] = (store / "runs").iterdir()
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == [1]
