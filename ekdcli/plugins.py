@@ -81,9 +81,8 @@ class Component:
         except EkdError:
             raise
         except TypeError as exc:
-            # Raised by the call itself (no deeper frame): the options do not fit the signature.
-            at_call = exc.__traceback__ is not None and exc.__traceback__.tb_next is None
-            if at_call and "unexpected keyword argument" in str(exc):
+            # Options the component does not take (rejected by its signature, or by a library below it).
+            if "unexpected keyword argument" in str(exc):
                 raise UsageError(
                     f"{SINGULAR[self.kind]} {self.name!r} does not accept that option ({exc})."
                 ) from exc
