@@ -28,3 +28,20 @@ def shared_data() -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def ekd(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the ekd CLI in-process: ``ekd("train", "--model", ...) -> (exit code, stdout, stderr)``."""
+    from ekdcli.cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -23,6 +23,11 @@ FULL = DemoPlan(teacher_epochs=20, student_epochs=15, bench_steps=5)
 QUICK = DemoPlan(teacher_epochs=2, student_epochs=1, bench_steps=1, limit_train=256, limit_test=128)
 
 
+def _decay(epochs: int) -> dict[str, Any]:
+    """The quick recipe's two learning-rate decays, placed at 60% and 85% of a short run."""
+    return {"milestones": [max(1, round(epochs * 0.6)), max(1, round(epochs * 0.85))]}
+
+
 def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     from ekdcli.build import dataset_key, load_dataset
     from ekdcli.jobs.bench import run_bench
@@ -55,7 +60,9 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
         f"teacher {base.teacher}, student {base.student}, store {store.root}"
     )
     step(f"1/6 train the teacher {base.teacher} ({plan.teacher_epochs} epochs)")
-    trained = run_train(dataclasses.replace(base, model=base.teacher, epochs=plan.teacher_epochs))
+    trained = run_train(
+        dataclasses.replace(base, model=base.teacher, epochs=plan.teacher_epochs, train=_decay(plan.teacher_epochs))
+    )
     artifacts["teacher"] = str(trained.model_path)
 
     step("2/6 score the training set by teacher energy")
@@ -70,7 +77,9 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     artifacts.update(parted["files"])
 
     step(f"4/6 distill: KD, then Energy KD + HE-DA (CutMix on the 50% highest-energy images), {plan.student_epochs} epochs")
-    student_base = dataclasses.replace(base, epochs=plan.student_epochs, run_name=None)
+    student_base = dataclasses.replace(
+        base, epochs=plan.student_epochs, run_name=None, train=_decay(plan.student_epochs)
+    )
     kd = run_distill(dataclasses.replace(student_base, method="kd", augment=None, rate=None))
     energy = run_distill(dataclasses.replace(student_base, method="energy_kd", augment="he-cutmix", rate=0.5))
     artifacts["kd_run"] = kd["run_dir"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ekdcli.cli.main import main
-from ekdcli.jobs.bench import parse_rates
 from ekdcli.errors import UsageError
+from ekdcli.jobs.bench import parse_rates
 
 CONFIG = """
 data = "fake"
@@ -25,23 +25,13 @@ num_classes = 4
 """
 
 
-def ekd(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_bench_two_rates_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_two_rates_writes_table_json_and_plot(tmp_path: Path, ekd: Any) -> None:
     (tmp_path / "ekd.toml").write_text(CONFIG)
-    code, _, err = ekd(capsys, "train", "--model", "tiny_cnn", "--epochs", "1", "--quiet")
+    code, _, err = ekd("train", "--model", "tiny_cnn", "--epochs", "1", "--quiet")
     assert code == 0, err
     out_dir = tmp_path / "bench"
     code, out, err = ekd(
-        capsys, "bench", "--aug-rates", "0.25,1.0", "--steps", "2", "--rounds", "2", "--out", str(out_dir), "--json"
+        "bench", "--aug-rates", "0.25,1.0", "--steps", "2", "--rounds", "2", "--out", str(out_dir), "--json"
     )
     assert code == 0, err
     result = json.loads(out)
@@ -64,8 +54,8 @@ def test_bench_rate_parsing() -> None:
             parse_rates(bad)
 
 
-def test_demo_quick_runs_the_whole_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = ekd(capsys, "demo", "--quick", "--store", str(tmp_path / "store"), "--json")
+def test_demo_quick_runs_the_whole_pipeline(tmp_path: Path, ekd: Any) -> None:
+    code, out, err = ekd("demo", "--quick", "--store", str(tmp_path / "store"), "--json")
     assert code == 0, err
     result = json.loads(out)
     artifacts = result["artifacts"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ekdcli.cli.main import main
 from ekdcli.weights import load_tensors, meta_value
 
 CONFIG = """
@@ -27,17 +27,6 @@ seed = 3
 DATA_KEY = "fake-n_test96-n_train192-num_classes4-seed3"
 
 
-def ekd(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
@@ -52,8 +41,8 @@ def in_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return workspace
 
 
-def test_01_train_writes_weights_with_metadata(in_workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = ekd(capsys, "train", "--model", "resnet8", "--epochs", "4", "--json", "--quiet")
+def test_01_train_writes_weights_with_metadata(in_workspace: Path, ekd: Any) -> None:
+    code, out, err = ekd("train", "--model", "resnet8", "--epochs", "4", "--json", "--quiet")
     assert code == 0, err
     result = json.loads(out)
     weights = Path(result["weights"])
@@ -67,8 +56,8 @@ def test_01_train_writes_weights_with_metadata(in_workspace: Path, capsys: pytes
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
 
 
-def test_02_score_summary_and_reuse(in_workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = ekd(capsys, "score", "--teacher", "resnet8", "--json")
+def test_02_score_summary_and_reuse(in_workspace: Path, ekd: Any) -> None:
+    code, out, err = ekd("score", "--teacher", "resnet8", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["computed"] is True and Path(result["scores"]).is_file()
@@ -76,18 +65,18 @@ def test_02_score_summary_and_reuse(in_workspace: Path, capsys: pytest.CaptureFi
     summary = result["summary"]
     assert summary["n"] == 192
     assert summary["low"]["mean_confidence"] > summary["high"]["mean_confidence"]
-    code, out, _ = ekd(capsys, "score", "--teacher", "resnet8", "--json")
+    code, out, _ = ekd("score", "--teacher", "resnet8", "--json")
     assert code == 0 and json.loads(out)["computed"] is False  # a matching file is reused
 
 
-def test_03_partition_counts_follow_the_formula(in_workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = ekd(capsys, "partition", "--teacher", "resnet8", "--rate", "0.25", "--json")
+def test_03_partition_counts_follow_the_formula(in_workspace: Path, ekd: Any) -> None:
+    code, out, err = ekd("partition", "--teacher", "resnet8", "--rate", "0.25", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["counts"] == {"low": 48, "others": 96, "high": 48}  # floor(192 * 0.25) each side
     for key in ("partition", "grid", "average_prediction"):
         assert Path(result["files"][key]).stat().st_size > 0
-    code, out, err = ekd(capsys, "partition", "--teacher", "resnet8", "--segments", "4", "--json")
+    code, out, err = ekd("partition", "--teacher", "resnet8", "--segments", "4", "--json")
     assert code == 0, err
     assert len(json.loads(out)["segment_edges"]) == 3
 
@@ -103,10 +92,8 @@ def test_03_partition_counts_follow_the_formula(in_workspace: Path, capsys: pyte
         ("kd", ["--augment", "he-mixup", "--rate", "1.0", "--mode", "replace"]),
     ],
 )
-def test_04_distill_each_method(
-    in_workspace: Path, capsys: pytest.CaptureFixture[str], method: str, extra: list[str]
-) -> None:
-    code, out, err = ekd(capsys, "distill", "--method", method, *extra, "--epochs", "8", "--json", "--quiet")
+def test_04_distill_each_method(in_workspace: Path, ekd: Any, method: str, extra: list[str]) -> None:
+    code, out, err = ekd("distill", "--method", method, *extra, "--epochs", "8", "--json", "--quiet")
     assert code == 0, err
     result = json.loads(out)
     run = Path(result["run_dir"])
@@ -123,9 +110,9 @@ def test_04_distill_each_method(
         assert result["objective"]["augmentation"]["rate"] == float(extra[extra.index("--rate") + 1])
 
 
-def test_05_evaluate_compares_runs(in_workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_05_evaluate_compares_runs(in_workspace: Path, ekd: Any) -> None:
     runs = sorted(str(p) for p in (in_workspace / "store" / "runs").glob("distill-*"))
-    code, out, err = ekd(capsys, "evaluate", *runs, "--json")
+    code, out, err = ekd("evaluate", *runs, "--json")
     assert code == 0, err
     result = json.loads(out)
     assert len(result["targets"]) == len(runs)
@@ -146,23 +133,29 @@ def test_05_evaluate_compares_runs(in_workspace: Path, capsys: pytest.CaptureFix
     ],
 )
 def test_06_bad_input_is_one_sentence_exit_2_and_writes_nothing(
-    in_workspace: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    in_workspace: Path, ekd: Any, args: list[str], message: str
 ) -> None:
     before = sorted(p.name for p in (in_workspace / "store" / "runs").iterdir())
-    code, out, err = ekd(capsys, *args)
+    code, out, err = ekd(*args)
     assert code == 2, (out, err)
     assert message in err and err.startswith("error: ") and "Traceback" not in err
     assert sorted(p.name for p in (in_workspace / "store" / "runs").iterdir()) == before
 
 
-def test_07_teacher_for_other_data_is_refused(
-    in_workspace: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_07_teacher_for_other_data_is_refused(in_workspace: Path, ekd: Any, tmp_path: Path) -> None:
     weights = in_workspace / "store" / "models" / DATA_KEY / "resnet8.safetensors"
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     code, _, err = ekd(
-        capsys, "score", "--config", str(empty), "--teacher", str(weights), "--data", "digits", "--store", str(tmp_path)
+        "score",
+        "--config",
+        str(empty),
+        "--teacher",
+        str(weights),
+        "--data",
+        "digits",
+        "--store",
+        str(tmp_path),
     )
     assert code == 2
     assert "predicts 4 classes" in err or "channel" in err
