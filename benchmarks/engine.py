@@ -1,23 +1,30 @@
-"""Engine KD training throughput against a plain mdistiller-style loop, side by side.
+"""Engine distillation throughput against a plain mdistiller-style loop, side by side.
 
-The reference trains the way mdistiller does: a torch Dataset of PIL images with
+The reference trains the way mdistiller / RepDistiller do: a torch Dataset of PIL images with
 RandomCrop(32, 4) + RandomHorizontalFlip + ToTensor + Normalize in DataLoader workers, fp32,
-default memory format, the teacher in eval mode under no_grad, and Hinton's KD loss.
-The engine runs the same model pair on the same images through ``StepBench`` (on-device
-uint8 data, batched crop/flip, autocast, channels-last).  Rounds alternate between the two
-(the machine's speed drifts) and medians are reported.
+default memory format, the teacher in eval mode under no_grad, and the loss written inline
+(Hinton KD, or Energy KD as in the authors' release: per-sample temperature 2/4/6 from the
+online energy of the teacher's logits against fixed thresholds).  The engine runs the same
+pair on the same images through ``StepBench`` with the registered distiller (on-device uint8
+data, batched crop/flip, its default precision and channels-last), optionally with the teacher
+cache cold (emptied before each round: every view a miss) and warm (every view of the round
+filled by an untimed pass over the same batches).  Sides alternate within each round (the
+machine's speed drifts) and medians are reported.
 
-    python benchmarks/engine.py --steps 20 --rounds 5
-    python benchmarks/engine.py --teacher resnet8 --student resnet8 --subset 1024 --steps 5
+    python benchmarks/engine.py --method energy_kd --cache --steps 8 --rounds 5
+    python benchmarks/engine.py --teacher resnet56 --student resnet20 --method kd
+    python benchmarks/engine.py --teacher resnet8 --student resnet8 --subset 512 --steps 2 --rounds 1
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
-import itertools
+import json
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,35 +34,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ekdcli.api import InMemoryDataset
-from ekdcli.engine import EngineOptions, Recipe, Runtime, StepBench, StepOutput
-from ekdcli.engine.objective import Objective, model_logits
+from ekdcli.api import EnergyContext, InMemoryDataset
+from ekdcli.energy import compute_thresholds, energy
+from ekdcli.engine import EngineOptions, Recipe, Runtime, StepBench, predict
 from ekdcli.losses import kd_loss
 
 CIFAR_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR_STD = (0.2675, 0.2565, 0.2761)
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar100.npz"
 CE_WEIGHT, KD_WEIGHT, TEMPERATURE = 0.1, 0.9, 4.0
+# the released Energy KD code: T = 2 for low-energy, 6 for high-energy, 4 otherwise; rates 0.2/0.2
+ENERGY_T = (2.0, 4.0, 6.0)
+ENERGY_RATE = 0.2
 
 
 def build_model(name: str, classes: int) -> nn.Module:
-    """A CIFAR zoo model from ekd_plugins when installed, else a small stand-in CNN."""
-    try:
-        module = importlib.import_module("ekd_plugins.models.cifar_resnet")
-        return getattr(module, name)(num_classes=classes)
-    except (ImportError, AttributeError):
-        print(f"(ekd_plugins.models.cifar_resnet:{name} not found; using a small CNN)")
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(64, classes),
-        )
+    """A CIFAR zoo model from ekd_plugins (resnet8 ... resnet110, resnet8x4, resnet32x4)."""
+    module = importlib.import_module("ekd_plugins.models.cifar_resnet")
+    return getattr(module, name)(num_classes=classes)
 
 
 def load_images(path: Path, subset: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -67,28 +63,6 @@ def load_images(path: Path, subset: int, seed: int) -> tuple[np.ndarray, np.ndar
     print(f"({path} not found; using random images)")
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (subset, 32, 32, 3), dtype=np.uint8), rng.integers(0, 100, subset), 100
-
-
-class KDObjective(Objective):
-    """Hinton KD for the engine: frozen teacher, one forward of each model per step."""
-
-    def __init__(self, teacher: nn.Module) -> None:
-        self.teacher = teacher
-
-    def setup(self, runtime: Runtime) -> None:
-        runtime.prepare_model(self.teacher).eval().requires_grad_(False)
-
-    def __call__(self, model: nn.Module, batch: Any, epoch: int, generator: torch.Generator) -> StepOutput:
-        with torch.no_grad():
-            teacher_logits = model_logits(self.teacher(batch.images))
-        logits = model_logits(model(batch.images))
-        return StepOutput(
-            losses={
-                "loss_ce": CE_WEIGHT * F.cross_entropy(logits.float(), batch.labels),
-                "loss_kd": KD_WEIGHT * kd_loss(logits, teacher_logits, TEMPERATURE),
-            },
-            logits=logits,
-        )
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -118,6 +92,7 @@ class ReferenceLoop:
         recipe: Recipe,
         device: torch.device,
         workers: int,
+        thresholds: tuple[float, float] | None,
     ) -> None:
         import torchvision.transforms as T
 
@@ -141,13 +116,14 @@ class ReferenceLoop:
         self.device = device
         self.student = student.to(device).train()
         self.teacher = teacher.to(device).eval()
+        self.thresholds = thresholds  # None: Hinton KD; else Energy KD with these (low, high)
         self.optimizer = torch.optim.SGD(
             self.student.parameters(),
             lr=recipe.lr,
             momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
         )
-        self.batches = iter(())
+        self.batches: Any = iter(())
 
     def _next(self) -> tuple[torch.Tensor, torch.Tensor]:
         batch = next(self.batches, None)
@@ -159,6 +135,15 @@ class ReferenceLoop:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _temperature(self, teacher_logits: torch.Tensor) -> torch.Tensor | float:
+        if self.thresholds is None:
+            return TEMPERATURE
+        low, high = self.thresholds
+        energies = -TEMPERATURE * torch.logsumexp(teacher_logits / TEMPERATURE, dim=1)
+        t_low, t_mid, t_high = ENERGY_T
+        temps = torch.full_like(energies, t_mid)
+        return temps.masked_fill(energies < low, t_low).masked_fill(energies > high, t_high)
 
     def time_steps(self, steps: int) -> tuple[float, int]:
         """Seconds and images of ``steps`` steps, data loading included."""
@@ -173,7 +158,7 @@ class ReferenceLoop:
             with torch.no_grad():
                 teacher_logits = self.teacher(images)
             loss = CE_WEIGHT * F.cross_entropy(logits, labels) + KD_WEIGHT * kd_loss(
-                logits, teacher_logits, TEMPERATURE
+                logits, teacher_logits, self._temperature(teacher_logits)
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -183,20 +168,76 @@ class ReferenceLoop:
         return time.perf_counter() - started, images_seen
 
 
+class EngineSide:
+    """The engine with the registered distiller; ``cache`` is off, cold or warm."""
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        dataset: InMemoryDataset,
+        method: str,
+        context: EnergyContext | None,
+        recipe: Recipe,
+        options: EngineOptions,
+        cache: str,
+        cache_dir: Path,
+    ) -> None:
+        from ekdcli.distill import DistillObjective
+        from ekdcli.plugins import registry
+        from ekdcli.teacher_cache import TeacherCache, build_key
+
+        runtime = Runtime(options)
+        self.mode = cache
+        self.cache = None
+        if cache != "off":
+            key = build_key(dataset, f"benchmark-{id(teacher)}", runtime.precision)
+            self.cache = TeacherCache.open(cache_dir / cache, key)
+        distiller = registry("distillers").get(method).build()
+        objective = DistillObjective(teacher, distiller, None, context, teacher_cache=self.cache)
+        self.bench = StepBench(student, dataset, objective, recipe, options, runtime=runtime)
+        self.precision = runtime.precision
+
+    def time_steps(self, steps: int) -> tuple[float, int]:
+        if self.mode == "cold":
+            self.cache.clear()
+            self.bench.restart()
+        elif self.mode == "warm":
+            self.bench.restart()
+            self.bench.time_steps(steps)  # untimed: fills the views of the batches replayed below
+            self.bench.replay()
+        if self.cache is not None:
+            self.cache.reset_counts()
+        timing = self.bench.time_steps(steps)
+        if self.cache is not None:
+            expected = {"cold": (0, timing.images), "warm": (timing.images, 0)}[self.mode]
+            assert (self.cache.hits, self.cache.misses) == expected, (
+                self.mode,
+                self.cache.hits,
+                self.cache.misses,
+            )
+        return sum(timing.seconds), timing.images
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", default="resnet32x4")
     parser.add_argument("--student", default="resnet8x4")
+    parser.add_argument("--method", choices=("kd", "energy_kd"), default="kd")
+    parser.add_argument(
+        "--cache", action="store_true", help="also time the engine with the cache cold and warm"
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--subset", type=int, default=4096, help="training images to use")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per round and side")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round and side")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precision", default="auto", help="the engine's (the reference is always fp32)")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--workers", type=int, default=min(8, len(os.sched_getaffinity(0))))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
     options = EngineOptions(
@@ -217,31 +258,73 @@ def main() -> None:
     )
     torch.manual_seed(args.seed)
     teacher, student = build_model(args.teacher, classes), build_model(args.student, classes)
-    ref_teacher, ref_student = build_model(args.teacher, classes), build_model(args.student, classes)
-    ref_teacher.load_state_dict(teacher.state_dict())
-    ref_student.load_state_dict(student.state_dict())
-    engine = StepBench(student, dataset, KDObjective(teacher), recipe, options, runtime=runtime)
-    reference = ReferenceLoop(ref_student, ref_teacher, images, labels, recipe, runtime.device, args.workers)
+    context, thresholds = None, None
+    if args.method == "energy_kd":  # the scoring pass over the subset, as ekd score does (fp32)
+        score_runtime = Runtime(EngineOptions(device=args.device, precision="fp32", quiet=True))
+        logits, _ = predict(teacher, dataset, "train", score_runtime)
+        energies = energy(logits, TEMPERATURE)
+        context = EnergyContext(energies=energies, energy_temperature=TEMPERATURE, fingerprint="benchmark")
+        found = compute_thresholds(energies, ENERGY_RATE, ENERGY_RATE)
+        thresholds = (found.low, found.high)
+    modes = ["off", "cold", "warm"] if args.cache else ["off"]
+    scratch = tempfile.TemporaryDirectory(prefix="ekd-engine-bench-")
+    sides: dict[str, Any] = {}
+    for mode in modes:
+        name = "engine" if mode == "off" else f"engine+cache-{mode}"
+        sides[name] = EngineSide(
+            copy.deepcopy(student),
+            copy.deepcopy(teacher),
+            dataset,
+            args.method,
+            context,
+            recipe,
+            options,
+            mode,
+            Path(scratch.name),
+        )
+    sides["reference"] = ReferenceLoop(
+        copy.deepcopy(student),
+        copy.deepcopy(teacher),
+        images,
+        labels,
+        recipe,
+        runtime.device,
+        args.workers,
+        thresholds,
+    )
+    precision = sides["engine"].precision
     print(
-        f"{args.teacher} -> {args.student}, batch {args.batch_size}, {len(labels)} images, device "
-        f"{runtime.describe()['device_name']} ({runtime.num_threads} threads); engine {runtime.precision}"
+        f"{args.method}: {args.teacher} -> {args.student}, batch {args.batch_size}, {len(labels)} images, "
+        f"{runtime.describe()['device_name']} ({runtime.num_threads} threads); engine {precision}"
         f"{' compiled' if args.compile else ''} channels-last vs reference fp32 with {args.workers} workers"
     )
-    engine.time_steps(2)  # warm-up: allocation, kernel selection, worker start
-    reference.time_steps(2)
-    rates: dict[str, list[float]] = {"engine": [], "reference": []}
-    for round_index, side in itertools.product(range(args.rounds), ("engine", "reference")):
-        if side == "engine":
-            timing = engine.time_steps(args.steps)
-            seconds, seen = sum(timing.seconds), timing.images
-        else:
-            seconds, seen = reference.time_steps(args.steps)
-        rates[side].append(seen / seconds)
-        print(f"round {round_index + 1}/{args.rounds} {side:>9}: {seen / seconds:8.1f} images/s")
-    engine_rate, ref_rate = statistics.median(rates["engine"]), statistics.median(rates["reference"])
-    print(f"median engine    {engine_rate:8.1f} images/s")
-    print(f"median reference {ref_rate:8.1f} images/s")
-    print(f"ratio engine / reference: {engine_rate / ref_rate:.2f}x")
+    for side in sides.values():  # warm-up: allocation, kernel selection, worker start
+        side.time_steps(2)
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    for round_index in range(args.rounds):
+        for name, side in sides.items():
+            seconds, seen = side.time_steps(args.steps)
+            rates[name].append(seen / seconds)
+        print(
+            f"round {round_index + 1}/{args.rounds}: "
+            + "  ".join(f"{n} {r[-1]:.1f}" for n, r in rates.items())
+        )
+    scratch.cleanup()
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for name, value in medians.items():
+        print(f"median {name:<20} {value:8.1f} images/s  {value / medians['reference']:5.2f}x reference")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "engine_precision": precision,
+            "device_name": runtime.describe()["device_name"],
+            "threads": runtime.num_threads,
+            "images_per_s": rates,
+            "median": medians,
+            "vs_reference": {name: value / medians["reference"] for name, value in medians.items()},
+        }
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

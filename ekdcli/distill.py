@@ -11,6 +11,10 @@ Per batch, each model runs once:
 
 With ``online`` selection the teacher must see the clean batch before the
 mix is known; it then runs again on the mixed rows only.
+
+With a :class:`~ekdcli.teacher_cache.TeacherCache`, the teacher's logits of clean rows come from
+the cache where it holds that (sample, crop/flip view); the teacher runs once on the misses plus
+the mixed rows (which are never cached).  Online energies use the cached clean logits too.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ekdcli.engine import Batch, StepOutput
 
 if TYPE_CHECKING:
     from ekdcli.engine import Runtime
+    from ekdcli.teacher_cache import TeacherCache
 
 
 class DistillObjective:
@@ -36,10 +41,12 @@ class DistillObjective:
         distiller: Distiller,
         augmentation: Augmentation | None = None,
         energy_context: EnergyContext | None = None,
+        teacher_cache: TeacherCache | None = None,
     ) -> None:
         if distiller.needs_teacher and teacher is None:
             raise ValueError(f"distiller {distiller.name!r} needs a teacher")
         self.teacher = teacher
+        self.teacher_cache = teacher_cache if teacher is not None else None
         self.distiller = distiller
         self.augmentation = augmentation
         self.energy_context = energy_context
@@ -58,6 +65,8 @@ class DistillObjective:
             self.teacher.eval()
             for parameter in self.teacher.parameters():
                 parameter.requires_grad_(False)
+        if self.teacher_cache is not None:
+            self.teacher_cache.setup(runtime)
         context = self.energy_context
         if context is not None:
             context = EnergyContext(
@@ -82,15 +91,53 @@ class DistillObjective:
     def _teach(self, images: torch.Tensor) -> torch.Tensor:
         return self.teacher(images)
 
+    def _teach_clean(
+        self, batch: Batch, rows: torch.Tensor | None = None, extra: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher logits of the clean batch rows ``rows`` (all when None) through the cache, and
+        of the ``extra`` (mixed) images, in one teacher call.  Needs a cache and batch views."""
+        cache = self.teacher_cache
+        assert cache is not None and batch.views is not None
+        images, indices, views = batch.images, batch.indices, batch.views
+        if rows is not None:
+            images, indices, views = images[rows], indices[rows], views[rows]
+        before = cache.hits
+        clean, mixed = cache.teach(self._teach, images, indices, views, extra)
+        self._cache_hits += cache.hits - before
+        return clean, mixed
+
     def __call__(
         self, model: torch.nn.Module, batch: Batch, epoch: int, generator: torch.Generator
     ) -> StepOutput:
-        images, labels, indices = batch.images, batch.labels, batch.indices
         stats: dict[str, float] = {}
+        cached = self.teacher_cache is not None and batch.views is not None
+        self._cache_hits = 0
+        output = self._step(model, batch, epoch, generator, stats, cached)
+        if cached:
+            output.stats["teacher_cache_hits"] = float(self._cache_hits)
+        return output
+
+    def _step(
+        self,
+        model: torch.nn.Module,
+        batch: Batch,
+        epoch: int,
+        generator: torch.Generator,
+        stats: dict[str, float],
+        cached: bool,
+    ) -> StepOutput:
+        images, labels, indices = batch.images, batch.labels, batch.indices
         if self.augmentation is None or self.teacher is None:
-            teacher_logits = self._teach(images) if self.teacher is not None else None
+            if self.teacher is None:
+                teacher_logits = None
+            elif cached:
+                teacher_logits = self._teach_clean(batch)[0]
+            else:
+                teacher_logits = self._teach(images)
             student_logits = model(images)
-            losses = self.distiller(DistillBatch(student_logits, teacher_logits, labels, indices, epoch, stats))
+            losses = self.distiller(
+                DistillBatch(student_logits, teacher_logits, labels, indices, epoch, stats)
+            )
             self._term_names = tuple(losses)
             return StepOutput(losses=losses, stats=stats, logits=student_logits)
 
@@ -98,7 +145,7 @@ class DistillObjective:
         clean_teacher = None
         online_energies = None
         if self._online:
-            clean_teacher = self._teach(images)
+            clean_teacher = self._teach_clean(batch)[0] if cached else self._teach(images)
             online_energies = energy(clean_teacher, self._energy_temperature())
         mask = aug.select(indices, online_energies)
         mix = aug.mix(images, labels, mask, generator)
@@ -115,7 +162,15 @@ class DistillObjective:
             keep[mix.rows] = False
             clean_rows = keep.nonzero().squeeze(1)
             mixed_rows = mix.rows
-        if clean_teacher is None:
+        if clean_teacher is None and cached:  # clean rows from the cache, the mixed ones computed
+            clean_teacher, mixed_teacher = self._teach_clean(batch, clean_rows, mix.images.to(images.dtype))
+            teacher_logits = torch.empty(
+                (seen.shape[0], clean_teacher.shape[1]), dtype=clean_teacher.dtype, device=images.device
+            )
+            teacher_logits[clean_rows] = clean_teacher
+            if mixed_teacher is not None:
+                teacher_logits[mixed_rows] = mixed_teacher.to(clean_teacher.dtype)
+        elif clean_teacher is None:
             teacher_logits = self._teach(seen)
         else:  # online: the clean rows are known already; only the mixed ones are new
             mixed_teacher = self._teach(mix.images.to(images.dtype))

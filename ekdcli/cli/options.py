@@ -75,7 +75,15 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     ),
     "quiet": click.option("--quiet", "-q", is_flag=True, default=None, help="Print only the result."),
     "debug": click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
+    "nproc": click.option(
+        "--nproc",
+        type=click.IntRange(min=1),
+        help="Run as N data-parallel processes on this machine (via torchrun; ignored under torchrun).",
+    ),
 }
+
+# Shared options that steer the command itself and are not Config keys.
+COMMAND_ONLY = ("config", "nproc")
 
 COMMON = ("config", "store", "data", "data_root", "download", "device", "seed", "json", "quiet", "debug")
 RUNTIME = ("precision", "channels_last", "compile", "deterministic", "limit_train", "limit_test")
@@ -96,7 +104,7 @@ def options(*names: str) -> Callable[[F], F]:
 def build_config(params: dict[str, Any], tables: dict[str, dict[str, Any]] | None = None) -> Config:
     """Resolve the Config from a command's click params (shared-option names only) and option tables."""
     config_file = params.get("config_file")
-    flags = {k: v for k, v in params.items() if k in _OPTIONS and k != "config"}
+    flags = {k: v for k, v in params.items() if k in _OPTIONS and k not in COMMAND_ONLY}
     for table, values in (tables or {}).items():
         given = {k: v for k, v in values.items() if v is not None}
         if given:

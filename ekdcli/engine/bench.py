@@ -53,14 +53,29 @@ class StepBench:
         self.trainer = _Trainer(model, dataset, objective, recipe, options, None, self.runtime, {})
         self._batches: Any = iter(())
         self.epoch = 0
+        self._epoch_start: torch.Tensor | None = None
 
     def _next_batch(self) -> Batch:
         batch = next(self._batches, None)
         if batch is None:
-            self.epoch += 1
-            self._batches = self.trainer.train_batches.epoch()
+            self.restart()
             batch = next(self._batches)
         return batch
+
+    def restart(self) -> None:
+        """Start a new epoch now (the rest of the current one is dropped); :meth:`replay` returns here."""
+        self.epoch += 1
+        self._epoch_start = self.trainer.data_generator.get_state()
+        self._batches = self.trainer.train_batches.epoch()
+
+    def replay(self) -> None:
+        """Go back to where the last :meth:`restart` began: the same batches (same samples, crops and
+        flips) come again.  Benchmarks time a warm teacher cache with it."""
+        if self._epoch_start is None:
+            self.restart()
+            return
+        self.trainer.data_generator.set_state(self._epoch_start)
+        self._batches = self.trainer.train_batches.epoch()
 
     def _sync(self) -> None:
         if self.runtime.device.type == "cuda":

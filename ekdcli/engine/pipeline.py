@@ -28,14 +28,39 @@ if TYPE_CHECKING:
 
 @dataclass
 class Batch:
-    """One batch on the device: normalized float images, labels, and sample indices in the split."""
+    """One batch on the device: normalized float images, labels, and sample indices in the split.
+
+    ``views`` (training batches of in-memory sets only, else None) names the augmented view of each
+    row: ``view_code(dy, dx, flip, padding)``, so a sample's crop/flip can key a teacher cache.
+    """
 
     images: torch.Tensor  # float32 [B, C, H, W]
     labels: torch.Tensor  # int64 [B]
     indices: torch.Tensor  # int64 [B]
+    views: torch.Tensor | None = None  # int64 [B]
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+
+def view_count(padding: int) -> int:
+    """Distinct crop/flip views of one image: ``(2p + 1)^2`` crop offsets times 2 flips (162 at p = 4)."""
+    return (2 * padding + 1) ** 2 * 2
+
+
+def view_code(
+    offsets_y: torch.Tensor, offsets_x: torch.Tensor, flips: torch.Tensor, padding: int
+) -> torch.Tensor:
+    """``(dy * (2p + 1) + dx) * 2 + flip``: one int64 per row, in ``[0, view_count(p))``."""
+    side = 2 * padding + 1
+    return (offsets_y.long() * side + offsets_x.long()) * 2 + flips.long()
+
+
+def decode_view(views: torch.Tensor, padding: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`view_code`: ``(offsets_y, offsets_x, flips)``."""
+    side = 2 * padding + 1
+    crop, flips = views.div(2, rounding_mode="floor"), views.remainder(2).bool()
+    return crop.div(side, rounding_mode="floor"), crop.remainder(side), flips
 
 
 def crop_flip(
@@ -221,7 +246,8 @@ class DeviceBatches:
             crops = crop_flip(
                 self.images, offsets[0, part], offsets[1, part], flips[part], self.padding, index=index
             )
-            yield Batch(self._finish(crops), self.labels[index], index)
+            views = view_code(offsets[0, part], offsets[1, part], flips[part], self.padding)
+            yield Batch(self._finish(crops), self.labels[index], index, views)
 
     def _eval_batches(self, start_batch: int) -> Iterator[Batch]:
         start, stop = self.shard_range

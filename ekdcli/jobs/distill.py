@@ -112,10 +112,28 @@ def _student(config: Config, name: str, dataset: Any, data_key: str) -> tuple[An
     return build_model(arch, dataset.num_classes, dataset.in_channels), arch
 
 
+def open_teacher_cache(
+    config: Config, dataset: Any, data_key: str, teacher: TrainedModel, precision: str, say: Any
+) -> Any:
+    """The store's teacher cache for this teacher and dataset (None, said out loud, for folder data)."""
+    from ekdcli.api import InMemoryDataset
+    from ekdcli.scoring import weights_sha256
+    from ekdcli.teacher_cache import TeacherCache, build_key
+
+    if not isinstance(dataset, InMemoryDataset):
+        say.say("  teacher cache: off (it applies to in-memory datasets only; this one is read from folders)")
+        return None
+    # Until Config grows a teacher_cache_dtype key, "auto" picks float32 for fp32 teachers (exact).
+    dtype = str(getattr(config, "teacher_cache_dtype", "auto"))
+    key = build_key(dataset, weights_sha256(teacher.path), precision, dtype)
+    path = open_store(config).cache_path(data_key, teacher.arch)
+    return TeacherCache.open(path, key, say=lambda message: say.say(f"  {message}"))
+
+
 def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     from ekdcli.api import EnergyContext
     from ekdcli.distill import DistillObjective
-    from ekdcli.engine import fit
+    from ekdcli.engine import Runtime, fit
     from ekdcli.jobs.score import ensure_scores
 
     say = console(config)
@@ -132,8 +150,16 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     data_key = dataset_key(config)
     recipe = resolve_recipe(config, dataset)
     if defaulted:
-        say.say(f"no teacher/student configured: using the default pair {teacher_name} -> {student_name} on {data_key}")
-    teacher = _teacher(config, teacher_name, dataset, data_key, defaulted) if distiller.needs_teacher else None
+        say.say(
+            f"no teacher/student configured: using the default pair {teacher_name} -> {student_name} on {data_key}"
+        )
+    teacher = (
+        _teacher(config, teacher_name, dataset, data_key, defaulted) if distiller.needs_teacher else None
+    )
+    options = engine_options(config)
+    # The runtime before the student: it seeds the student's init (as in ekd train), and the
+    # teacher cache is keyed by its resolved precision.
+    runtime = Runtime(options)
     student, student_arch = _student(config, student_name, dataset, data_key)
 
     energy_context = None
@@ -148,13 +174,20 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
             energy_temperature=scored.table.meta.energy_temperature,
             fingerprint=scored.table.meta.fingerprint,
         )
-    objective = DistillObjective(teacher.model if teacher else None, distiller, augmentation, energy_context)
+    cache = None
+    if config.teacher_cache and teacher is not None:
+        cache = open_teacher_cache(config, dataset, data_key, teacher, runtime.precision, say)
+    objective = DistillObjective(
+        teacher.model if teacher else None, distiller, augmentation, energy_context, teacher_cache=cache
+    )
 
     store = open_store(config)
     prefix = f"distill-{plan.distiller.name}" + (f"-{plan.augmentation.name}" if plan.augmentation else "")
     run_dir = resume or store.new_run_dir(config.run_name, prefix)
     teacher_text = f"{teacher.arch} ({teacher.path})" if teacher else "none"
-    say.say(f"ekd distill: {plan.distiller.name} teacher {teacher_text} -> student {student_arch} on {data_key}")
+    say.say(
+        f"ekd distill: {plan.distiller.name} teacher {teacher_text} -> student {student_arch} on {data_key}"
+    )
     say.say(f"  loss: {_one_line(distiller.describe())}")
     if augmentation is not None:
         say.say(f"  augmentation: {_one_line(augmentation.describe())}")
@@ -176,12 +209,22 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
         dataset,
         objective,
         recipe,
-        engine_options(config),
+        options,
         run_dir,
         config_text=config.to_toml(),
         metadata=metadata,
         resume=resume is not None,
+        runtime=runtime,
     )
+    if cache is not None:
+        cache.flush()
+        share = 100.0 * cache.hits / max(cache.hits + cache.misses, 1)
+        where = " on rank 0" if runtime.world_size > 1 else ""
+        if runtime.is_main:
+            say.say(
+                f"  teacher cache: {cache.hits} hits, {cache.misses} misses{where} ({share:.1f}% of clean "
+                "views served without the teacher)"
+            )
     described = objective.describe()
     say.say(f"  rule used: {_one_line(described['distiller'])}")
     say.say(

@@ -77,6 +77,7 @@ def run_score(
     config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
 ) -> dict[str, Any]:
     from ekdcli.energy import compute_thresholds
+    from ekdcli.engine import Runtime
     from ekdcli.figures import energy_histogram
     from ekdcli.scoring import format_summary, summarize
 
@@ -87,6 +88,8 @@ def run_score(
     if not 0 < rate <= 0.5:
         raise UsageError(f"--rate must be in (0, 0.5] for the summary's thresholds, not {rate}.")
     say = console(config)
+    # Join the process group (under torchrun) even when the scores are reused: rank 0 alone draws.
+    main = Runtime(engine_options(config)).is_main
     dataset = load_dataset(config)
     data_key = dataset_key(config)
     teacher = load_trained(config.teacher, dataset, data_key, open_store(config), "teacher")
@@ -99,9 +102,10 @@ def run_score(
     summary = summarize(scored.table, rate=rate)
     figure = scored.path.with_suffix(".png")
     thresholds = compute_thresholds(scored.table.energies, rate, rate)
-    energy_histogram(
-        scored.table.energies, thresholds, figure, title=f"Energy of {teacher.arch} on {data_key}"
-    )
+    if main:
+        energy_histogram(
+            scored.table.energies, thresholds, figure, title=f"Energy of {teacher.arch} on {data_key}"
+        )
     say.say(format_summary(summary))
     say.say(f"scores: {scored.path}\nhistogram: {figure}")
     return {

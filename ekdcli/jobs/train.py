@@ -23,7 +23,8 @@ class TrainResult:
 def run_train(
     config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
 ) -> TrainResult:
-    from ekdcli.engine import CrossEntropyObjective, fit
+    from ekdcli.cli.launch import from_rank0
+    from ekdcli.engine import CrossEntropyObjective, Runtime, ddp, fit
 
     if not config.model:
         raise UsageError("say which architecture to train with --model (see 'ekd list models').")
@@ -35,7 +36,11 @@ def run_train(
     data_key = dataset_key(config)
     recipe = resolve_recipe(config, dataset)
     store = open_store(config)
-    run_dir = resume or store.new_run_dir(config.run_name, f"train-{arch}-{data_key}")
+    options = engine_options(config)
+    # The runtime first: it joins the process group under torchrun and seeds the model's init.
+    runtime = Runtime(options)
+    # Rank 0 names the run (a timestamped name could differ between ranks by a second).
+    run_dir = resume or from_rank0(lambda: store.new_run_dir(config.run_name, f"train-{arch}-{data_key}"))
     model = build_model(arch, dataset.num_classes, dataset.in_channels)
     out.say(f"ekd train: {arch} on {data_key} ({dataset.num_classes} classes), {describe_recipe(recipe)}")
     out.say(f"run directory: {run_dir}")
@@ -45,20 +50,23 @@ def run_train(
         dataset,
         CrossEntropyObjective(),
         recipe,
-        engine_options(config),
+        options,
         run_dir,
         config_text=config.to_toml(),
         metadata=metadata,
         resume=resume is not None,
+        runtime=runtime,
     )
     state = result.best_state if keep == "best" else result.last_state
     top1 = result.best_top1 if keep == "best" else result.last_top1
     model_path = store.model_path(data_key, name or arch)
-    save_tensors(
-        model_path,
-        state,
-        {**metadata, "top1": top1, "epochs": result.epochs_run, "kept": keep, "run_dir": str(run_dir)},
-    )
+    if runtime.is_main:  # every rank holds the same weights; one writes them
+        save_tensors(
+            model_path,
+            state,
+            {**metadata, "top1": top1, "epochs": result.epochs_run, "kept": keep, "run_dir": str(run_dir)},
+        )
+    ddp.barrier()  # the other ranks may load these weights next (a teacher trained inside distill)
     summary = {
         "model": arch,
         "data": data_key,

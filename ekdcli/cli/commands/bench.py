@@ -12,20 +12,66 @@ from ekdcli.cli.options import COMMON, RUNTIME, build_config, options
 
 @click.command("bench")
 @options("teacher", "student", "method", "augment", *COMMON, "recipe", "batch_size", *RUNTIME)
-@click.option("--aug-rates", default="0.1,0.5,1.0", show_default=True,
-              help="Comma-separated augmentation rates; the first is the reference.")
-@click.option("--mode", type=click.Choice(["extra", "replace"]), default="extra", show_default=True,
-              help="HE-DA cost mode: an extra mixed sub-batch (as released) or mixing in place.")
-@click.option("--steps", type=int, default=10, show_default=True, help="Training steps timed per rate and round.")
-@click.option("--rounds", type=int, default=3, show_default=True, help="Interleaved rounds (medians are reported).")
-@click.option("--epochs", "train_epochs", type=int,
-              help="Also train each rate for this many epochs and report accuracy (Table 5 style).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for bench.txt, bench.json and bench.png (default: <store>/bench/...).")
+@click.option(
+    "--aug-rates",
+    default="0.1,0.5,1.0",
+    show_default=True,
+    help="Comma-separated augmentation rates; the first is the reference.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["extra", "replace"]),
+    default="extra",
+    show_default=True,
+    help="HE-DA cost mode: an extra mixed sub-batch (as released) or mixing in place.",
+)
+@click.option(
+    "--steps", type=int, default=10, show_default=True, help="Training steps timed per rate and round."
+)
+@click.option(
+    "--rounds", type=int, default=3, show_default=True, help="Interleaved rounds (medians are reported)."
+)
+@click.option(
+    "--epochs",
+    "train_epochs",
+    type=int,
+    help="Also train each rate for this many epochs and report accuracy (Table 5 style).",
+)
+@click.option(
+    "--baseline",
+    is_flag=True,
+    help="Also time the same distillation without augmentation ('none' row, 'vs none' column).",
+)
+@click.option(
+    "--engine",
+    is_flag=True,
+    help="Instead: images/s of the configured distillation under each engine variant "
+    "(fp32, bf16, channels-last off, compile, teacher cache cold/warm) and the default it picks.",
+)
+@click.option(
+    "--variants",
+    default=",".join(("fp32", "bf16", "nchw", "compile", "cache-cold", "cache-warm")),
+    show_default=True,
+    help="With --engine: the variants to time.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for bench.txt, bench.json and bench.png (default: <store>/bench/...).",
+)
 def bench(
-    aug_rates: str, mode: str, steps: int, rounds: int, train_epochs: int | None, out: Path | None, **params: Any
+    aug_rates: str,
+    mode: str,
+    steps: int,
+    rounds: int,
+    train_epochs: int | None,
+    baseline: bool,
+    engine: bool,
+    variants: str,
+    out: Path | None,
+    **params: Any,
 ) -> None:
-    """Time HE-DA per augmentation rate: the paper's Table 6, measured side by side.
+    """Time HE-DA per augmentation rate (the paper's Table 6), or the engine's variants, side by side.
 
     For each rate: time per epoch and images/s of distillation with the
     augmentation (he-cutmix unless --augment says otherwise), and the increase
@@ -34,18 +80,29 @@ def bench(
     Uses the configured teacher, student and data (the embedded data and the
     default pair when nothing is configured).
 
+    With --engine: the configured method (energy_kd unless set) under each
+    engine variant, interleaved, and which default the engine picks here and
+    why. Cache variants use a temporary cache (cold: emptied each round;
+    warm: every view of the round filled first).
+
     \b
     Example:
       ekd bench --aug-rates 0.1,0.5,1.0
-      ekd bench --aug-rates 0.1,0.2,0.3,0.4,0.5,1.0 --mode replace --steps 20
+      ekd bench --aug-rates 0.1,0.2,0.3,0.4,0.5,1.0 --mode replace --steps 20 --baseline
       ekd bench --aug-rates 0.2,0.5 --epochs 30 --json
+      ekd bench --engine --teacher resnet32x4 --student resnet8x4 --data cifar100
     """
-    from ekdcli.jobs.bench import parse_rates, run_bench
+    from ekdcli.jobs.bench import parse_rates, parse_variants, run_bench, run_engine_bench
     from ekdcli.jobs.common import console
 
-    rates = parse_rates(aug_rates)
     params.setdefault("method", None)
+    if engine:
+        config = build_config(params)
+        result = run_engine_bench(config, parse_variants(variants), steps, rounds, out)
+        console(config).result(result)
+        return
+    rates = parse_rates(aug_rates)
     config = build_config(params)
     if config.sources.get("method") == "default":
         config.method = "kd"  # Table 6 times HE-DA on top of KD unless a method is configured
-    console(config).result(run_bench(config, rates, mode, steps, rounds, train_epochs, out))
+    console(config).result(run_bench(config, rates, mode, steps, rounds, train_epochs, out, baseline))

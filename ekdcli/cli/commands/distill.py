@@ -13,7 +13,7 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
 @click.command("distill")
 @options(
     "teacher", "student", "method", "augment", "rate", "low_rate", "high_rate", "energy_temperature",
-    *COMMON, *TRAINING, *RUNTIME,
+    *COMMON, *TRAINING, *RUNTIME, "teacher_cache", "nproc",
 )
 @click.option("--preset", type=click.Choice(["paper", "official"]),
               help="Energy temperature rule: the paper's Eq. 9 or the authors' released code.")
@@ -30,7 +30,8 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
               help="Continue a stopped run from its run directory.")
 def distill(
     preset: str | None, source: str | None, apply_to: str | None, segments: int | None,
-    logit_standardize: bool | None, mode: str | None, resume: Path | None, **params: Any,
+    logit_standardize: bool | None, mode: str | None, resume: Path | None, nproc: int | None,
+    **params: Any,
 ) -> None:
     """Distill a teacher into a student: KD, DKD, Energy KD, Energy DKD, HE-DA and ablations.
 
@@ -47,9 +48,9 @@ def distill(
       ekd distill --teacher resnet32x4 --student resnet8x4 --data cifar100 --method energy_kd --rate 0.2
       ekd distill --method energy_dkd --augment he-cutmix --rate 0.5     # models from ekd.toml
       ekd distill --method kd --epochs 3                                  # embedded data, default pair
+      ekd distill --method energy_kd --nproc 2                            # two processes (torchrun)
     """
-    from ekdcli.jobs.common import console
-    from ekdcli.jobs.distill import run_distill
+    from ekdcli.cli.launch import multiprocess
 
     energy = {"preset": preset, "source": source, "apply": apply_to, "segments": segments}
     config = build_config(
@@ -60,4 +61,8 @@ def distill(
             "augmentation": {"mode": mode},
         },
     )
-    console(config).result(run_distill(config, resume=resume))
+    with multiprocess(nproc):
+        from ekdcli.jobs.common import console
+        from ekdcli.jobs.distill import run_distill
+
+        console(config).result(run_distill(config, resume=resume))

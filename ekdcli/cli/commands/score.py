@@ -11,14 +11,26 @@ from ekdcli.cli.options import COMMON, build_config, options
 
 
 @click.command("score")
-@options("teacher", "energy_temperature", *COMMON, "precision", "channels_last")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Score file (default: in the store).")
+@options("teacher", "energy_temperature", *COMMON, "precision", "channels_last", "nproc")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Score file (default: in the store)."
+)
 @click.option("--force", is_flag=True, help="Recompute even if a matching score file exists.")
-@click.option("--save-logits/--no-save-logits", default=None,
-              help="Keep the teacher's logits in the file (default: when small enough).")
-@click.option("--rate", type=float, default=0.2, show_default=True,
-              help="Fraction marked on the histogram and used for the low/high summary.")
-def score(out: Path | None, force: bool, save_logits: bool | None, rate: float, **params: Any) -> None:
+@click.option(
+    "--save-logits/--no-save-logits",
+    default=None,
+    help="Keep the teacher's logits in the file (default: when small enough).",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Fraction marked on the histogram and used for the low/high summary.",
+)
+def score(
+    out: Path | None, force: bool, save_logits: bool | None, rate: float, nproc: int | None, **params: Any
+) -> None:
     """Score every training sample with the teacher's energy E = -T_E * logsumexp(z / T_E).
 
     One deterministic pass of the frozen teacher (eval mode, no augmentation)
@@ -32,9 +44,12 @@ def score(out: Path | None, force: bool, save_logits: bool | None, rate: float, 
       ekd score --teacher wrn40_2 --data cifar100
       ekd score --teacher runs/t/best.safetensors --data cifar100 --force
     """
-    from ekdcli.jobs.common import console
-    from ekdcli.jobs.score import run_score
+    from ekdcli.cli.launch import multiprocess
 
     config = build_config(params)
-    result = run_score(config, out, force, save_logits, rate)
-    console(config).result(result)
+    with multiprocess(nproc):
+        from ekdcli.jobs.common import console
+        from ekdcli.jobs.score import run_score
+
+        result = run_score(config, out, force, save_logits, rate)
+        console(config).result(result)

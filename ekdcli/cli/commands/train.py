@@ -11,7 +11,7 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
 
 
 @click.command("train")
-@options("model", *COMMON, *TRAINING, *RUNTIME)
+@options("model", *COMMON, *TRAINING, *RUNTIME, "nproc")
 @click.option("--name", help="Store the weights under this name instead of the architecture's.")
 @click.option(
     "--keep",
@@ -25,7 +25,7 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue a stopped run from its run directory.",
 )
-def train(name: str | None, keep: str, resume: Path | None, **params: Any) -> None:
+def train(name: str | None, keep: str, resume: Path | None, nproc: int | None, **params: Any) -> None:
     """Train a model with cross-entropy (teachers and student baselines).
 
     The weights are written to <store>/models/<data>/<model>.safetensors, where
@@ -35,12 +35,16 @@ def train(name: str | None, keep: str, resume: Path | None, **params: Any) -> No
     Example:
       ekd train --model resnet32x4 --data cifar100 --data-root ../shared/data/cifar100.npz
       ekd train --model resnet8 --epochs 5          # embedded digits data
+      ekd train --model resnet8 --nproc 2           # two data-parallel processes (torchrun)
     """
-    from ekdcli.jobs.train import run_train
+    from ekdcli.cli.launch import multiprocess
 
-    config = build_config(params)
-    result = run_train(config, name=name, keep=keep, resume=resume)
-    if config.json:
-        from ekdcli.jobs.common import console
+    config = build_config(params)  # bad options fail here, before any re-launch
+    with multiprocess(nproc):
+        from ekdcli.jobs.train import run_train
 
-        console(config).result(result.summary)
+        result = run_train(config, name=name, keep=keep, resume=resume)
+        if config.json:
+            from ekdcli.jobs.common import console
+
+            console(config).result(result.summary)
