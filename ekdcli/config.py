@@ -65,6 +65,7 @@ class Config:
     compile: bool = False
     deterministic: bool = False
     teacher_cache: bool = False
+    teacher_cache_dtype: str = "auto"
     run_name: str | None = None
     limit_train: int | None = None
     limit_test: int | None = None

@@ -170,14 +170,16 @@ class TeacherCache:
         key = self.key
         index = indices.detach().to("cpu", torch.int64).numpy()
         view = views.detach().to("cpu", torch.int64).numpy()
-        if index.size and (index.min() < 0 or index.max() >= key.samples):
+        bad = index[(index < 0) | (index >= key.samples)]
+        if bad.size:
             raise UsageError(
-                f"sample index {int(index.max())} is outside the cached training set of {key.samples}; "
+                f"sample index {int(bad[0])} is outside the cached training set of {key.samples}; "
                 "the teacher cache was built for another dataset: run without --teacher-cache."
             )
-        if view.size and (view.min() < 0 or view.max() >= key.views):
+        bad = view[(view < 0) | (view >= key.views)]
+        if bad.size:
             raise UsageError(
-                f"view code {int(view.max())} is outside the cache's {key.views} views (crop padding "
+                f"view code {int(bad[0])} is outside the cache's {key.views} views (crop padding "
                 f"{key.padding}); rerun without --teacher-cache."
             )
         flat = index * key.views + view

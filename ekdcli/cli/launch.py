@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import click
 
-from ekdcli.errors import EkdError, UsageError
+from ekdcli.errors import UsageError
 
 T = TypeVar("T")
 
@@ -178,31 +178,3 @@ def _finish() -> None:
 
     ddp.barrier()
     ddp.cleanup()
-
-
-def from_rank0(compute: Callable[[], T]) -> T:
-    """``compute()`` on rank 0, its result (or its EkdError) on every rank; a plain call alone.
-
-    For choices that must agree across ranks but could differ if each rank made them, e.g. a
-    timestamped run-directory name.  The process group must already be joined (build the job's
-    Runtime first).
-    """
-    from ekdcli.engine import ddp
-
-    if not ddp.is_dist():
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise RuntimeError("from_rank0 needs the process group: create the Runtime first.")
-        return compute()
-    import torch.distributed as dist
-
-    box: list[Any] = [None]
-    if ddp.rank() == 0:
-        try:
-            box[0] = ("ok", compute())
-        except EkdError as exc:
-            box[0] = ("error", exc)
-    dist.broadcast_object_list(box, src=0)
-    kind, payload = box[0]
-    if kind == "error":
-        raise payload
-    return payload

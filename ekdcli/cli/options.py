@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -67,6 +68,11 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "teacher_cache": click.option(
         "--teacher-cache/--no-teacher-cache", default=None, help="Cache teacher logits per crop/flip view."
     ),
+    "teacher_cache_dtype": click.option(
+        "--teacher-cache-dtype",
+        type=click.Choice(["auto", "float16", "float32"]),
+        help="Storage of cached teacher logits (auto: float32 for fp32 teachers, exact).",
+    ),
     "run_name": click.option("--run-name", help="Name of the run directory under <store>/runs/."),
     "limit_train": click.option("--limit-train", type=int, help="Use only the first N training samples."),
     "limit_test": click.option("--limit-test", type=int, help="Use only the first N test samples."),
@@ -101,9 +107,16 @@ def options(*names: str) -> Callable[[F], F]:
     return decorate
 
 
-def build_config(params: dict[str, Any], tables: dict[str, dict[str, Any]] | None = None) -> Config:
-    """Resolve the Config from a command's click params (shared-option names only) and option tables."""
+def build_config(
+    params: dict[str, Any], tables: dict[str, dict[str, Any]] | None = None, resume: Path | None = None
+) -> Config:
+    """Resolve the Config from a command's click params (shared-option names only) and option tables.
+
+    Resuming a run reads that run's resolved ``config.toml`` unless ``--config`` names another file.
+    """
     config_file = params.get("config_file")
+    if resume is not None and not config_file and (resume / "config.toml").is_file():
+        config_file = resume / "config.toml"
     flags = {k: v for k, v in params.items() if k in _OPTIONS and k not in COMMAND_ONLY}
     for table, values in (tables or {}).items():
         given = {k: v for k, v in values.items() if v is not None}

@@ -7,10 +7,15 @@ reads them.  Tests (torch.multiprocessing) call :func:`init` with an explicit ``
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ekdcli.errors import EkdError
 
 if TYPE_CHECKING:
     import torch
+
+T = TypeVar("T")
 
 
 def _dist():  # noqa: ANN202 - torch.distributed module, imported lazily
@@ -154,3 +159,29 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             model = model.module
         else:
             return model
+
+
+def from_rank0(compute: Callable[[], T]) -> T:
+    """``compute()`` on rank 0, its result (or its EkdError) on every rank; a plain call alone.
+
+    For choices that must agree across ranks but could differ if each rank made them, e.g. a
+    timestamped run-directory name.  The process group must already be joined (build the job's
+    Runtime first).
+    """
+    if not is_dist():
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise RuntimeError("from_rank0 needs the process group: create the Runtime first.")
+        return compute()
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    if rank() == 0:
+        try:
+            box[0] = ("ok", compute())
+        except EkdError as exc:
+            box[0] = ("error", exc)
+    dist.broadcast_object_list(box, src=0)
+    kind, payload = box[0]
+    if kind == "error":
+        raise payload
+    return payload

@@ -364,7 +364,7 @@ def run_engine_bench(
     say.say(
         f"  engine default: {default.precision} ({why}), channels-last "
         f"{'on' if options.channels_last else 'off'}, compile {'on' if options.compile else 'off'}, "
-        "teacher cache off (opt-in: --teacher-cache)"
+        f"teacher cache {'on' if config.teacher_cache else 'off (opt-in: --teacher-cache)'}"
     )
     say.say(f"  {rounds} interleaved rounds x {steps} steps per variant; medians reported")
     scratch = tempfile.TemporaryDirectory(prefix="ekd-bench-cache-")
@@ -452,7 +452,7 @@ def run_engine_bench(
             "why": why,
             "channels_last": options.channels_last,
             "compile": options.compile,
-            "teacher_cache": False,
+            "teacher_cache": bool(config.teacher_cache),
         },
         "reference_variant": reference,
         "rows": rows,
@@ -494,7 +494,11 @@ def engine_verdict(payload: dict[str, Any]) -> str:
     lines = [
         f"The engine trains with {default['precision']} here ({default['why']}), channels-last "
         f"{'on' if default['channels_last'] else 'off'}, compile {'on' if default['compile'] else 'off'}, "
-        "teacher cache off unless --teacher-cache."
+        + (
+            "teacher cache on."
+            if default.get("teacher_cache")
+            else "teacher cache off unless --teacher-cache."
+        )
     ]
     precisions = {name: rows[name]["images_per_s"] for name in ("fp32", "bf16") if name in rows}
     if len(precisions) == 2:

@@ -61,12 +61,16 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     )
     step(f"1/6 train the teacher {base.teacher} ({plan.teacher_epochs} epochs)")
     trained = run_train(
-        dataclasses.replace(base, model=base.teacher, epochs=plan.teacher_epochs, train=_decay(plan.teacher_epochs))
+        dataclasses.replace(
+            base, model=base.teacher, epochs=plan.teacher_epochs, train=_decay(plan.teacher_epochs)
+        )
     )
     artifacts["teacher"] = str(trained.model_path)
 
     step("2/6 score the training set by teacher energy")
-    scored = run_score(dataclasses.replace(base, limit_train=None), out=None, force=True, save_logits=True, rate=0.2)
+    scored = run_score(
+        dataclasses.replace(base, limit_train=None), out=None, force=True, save_logits=True, rate=0.2
+    )
     artifacts["scores"] = scored["scores"]
     artifacts["histogram"] = scored["histogram"]
 
@@ -76,7 +80,9 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     )
     artifacts.update(parted["files"])
 
-    step(f"4/6 distill: KD, then Energy KD + HE-DA (CutMix on the 50% highest-energy images), {plan.student_epochs} epochs")
+    step(
+        f"4/6 distill: KD, then Energy KD + HE-DA (CutMix on the 50% highest-energy images), {plan.student_epochs} epochs"
+    )
     student_base = dataclasses.replace(
         base, epochs=plan.student_epochs, run_name=None, train=_decay(plan.student_epochs)
     )

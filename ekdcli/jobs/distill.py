@@ -123,8 +123,7 @@ def open_teacher_cache(
     if not isinstance(dataset, InMemoryDataset):
         say.say("  teacher cache: off (it applies to in-memory datasets only; this one is read from folders)")
         return None
-    # Until Config grows a teacher_cache_dtype key, "auto" picks float32 for fp32 teachers (exact).
-    dtype = str(getattr(config, "teacher_cache_dtype", "auto"))
+    dtype = config.teacher_cache_dtype  # "auto": float32 for fp32 teachers (exact)
     key = build_key(dataset, weights_sha256(teacher.path), precision, dtype)
     path = open_store(config).cache_path(data_key, teacher.arch)
     return TeacherCache.open(path, key, say=lambda message: say.say(f"  {message}"))
@@ -134,6 +133,7 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     from ekdcli.api import EnergyContext
     from ekdcli.distill import DistillObjective
     from ekdcli.engine import Runtime, fit
+    from ekdcli.engine.ddp import from_rank0
     from ekdcli.jobs.score import ensure_scores
 
     say = console(config)
@@ -183,7 +183,7 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
 
     store = open_store(config)
     prefix = f"distill-{plan.distiller.name}" + (f"-{plan.augmentation.name}" if plan.augmentation else "")
-    run_dir = resume or store.new_run_dir(config.run_name, prefix)
+    run_dir = resume or from_rank0(lambda: store.new_run_dir(config.run_name, prefix))
     teacher_text = f"{teacher.arch} ({teacher.path})" if teacher else "none"
     say.say(
         f"ekd distill: {plan.distiller.name} teacher {teacher_text} -> student {student_arch} on {data_key}"

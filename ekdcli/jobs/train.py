@@ -23,8 +23,8 @@ class TrainResult:
 def run_train(
     config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
 ) -> TrainResult:
-    from ekdcli.cli.launch import from_rank0
     from ekdcli.engine import CrossEntropyObjective, Runtime, ddp, fit
+    from ekdcli.engine.ddp import from_rank0
 
     if not config.model:
         raise UsageError("say which architecture to train with --model (see 'ekd list models').")

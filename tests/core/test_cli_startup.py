@@ -8,7 +8,9 @@ import sys
 
 
 def _run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ekdcli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ekdcli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def _modules_after(argv: list[str]) -> set[str]:

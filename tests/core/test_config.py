@@ -11,7 +11,9 @@ from ekdcli.errors import UsageError
 
 
 def test_defaults_then_file_then_flags(tmp_path: Path) -> None:
-    (tmp_path / "ekd.toml").write_text('data = "cifar100"\nepochs = 5\nlr = 0.1\n[energy]\npreset = "official"\n')
+    (tmp_path / "ekd.toml").write_text(
+        'data = "cifar100"\nepochs = 5\nlr = 0.1\n[energy]\npreset = "official"\n'
+    )
     config = resolve({"epochs": 7, "seed": None, "energy": {"t_mid": 3.0}}, cwd=tmp_path)
     assert config.data == "cifar100"  # file over default
     assert config.epochs == 7  # flag over file

@@ -58,7 +58,9 @@ def test_entry_point_plugin_is_discovered_with_version_and_components(site: Path
 
 def test_two_plugins_claiming_one_name_is_an_error_naming_both(site: Path) -> None:
     _install_fake_dist(site, "ekd_toy", {"toy": "toy_models"}, {"toy_models": GOOD})
-    _install_fake_dist(site, "ekd_dup", {"dup": "dup_models"}, {"dup_models": GOOD.replace("toy_models", "dup_models")})
+    _install_fake_dist(
+        site, "ekd_dup", {"dup": "dup_models"}, {"dup_models": GOOD.replace("toy_models", "dup_models")}
+    )
     with pytest.raises(PluginError) as err:
         discover()
     assert "'dup'" in err.value.message and "'toy'" in err.value.message
@@ -67,7 +69,9 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(site: Path) -> No
 
 def test_broken_plugin_warns_and_the_rest_keeps_working(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _install_fake_dist(site, "ekd_toy", {"toy": "toy_models"}, {"toy_models": GOOD})
-    _install_fake_dist(site, "ekd_broken", {"broken": "broken_mod"}, {"broken_mod": "raise RuntimeError('boom')"})
+    _install_fake_dist(
+        site, "ekd_broken", {"broken": "broken_mod"}, {"broken_mod": "raise RuntimeError('boom')"}
+    )
     found = discover()
     assert "toynet" in found.registries["models"]
     assert len([w for w in found.warnings if "'broken'" in w and "boom" in w]) == 1
@@ -96,7 +100,9 @@ def test_factory_failure_names_the_plugin() -> None:
         raise ValueError("bad weights")
 
     component = Component(kind="models", name="m", factory=explode, plugin="acme")
-    with pytest.raises(PluginError, match=r"plugin 'acme' failed to build model 'm' \(ValueError: bad weights\)"):
+    with pytest.raises(
+        PluginError, match=r"plugin 'acme' failed to build model 'm' \(ValueError: bad weights\)"
+    ):
         component.build()
     lazy = Component(kind="models", name="m", factory="no_such_module_xyz:f", plugin="acme")
     with pytest.raises(PluginError, match="plugin 'acme' could not load model 'm'"):

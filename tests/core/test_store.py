@@ -15,11 +15,17 @@ from ekdcli.weights import load_tensors, meta_value, save_tensors
 
 def test_safetensors_round_trip_with_metadata(tmp_path: Path) -> None:
     tensors = {"conv1.weight": torch.randn(4, 3, 3, 3), "bn1.num_batches_tracked": torch.tensor(5)}
-    path = save_tensors(tmp_path / "w.safetensors", tensors, {"arch": "resnet20", "num_classes": 100, "acc": 0.5})
+    path = save_tensors(
+        tmp_path / "w.safetensors", tensors, {"arch": "resnet20", "num_classes": 100, "acc": 0.5}
+    )
     loaded, meta = load_tensors(path)
     assert set(loaded) == set(tensors)
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
-    assert meta["arch"] == "resnet20" and meta_value(meta, "num_classes") == 100 and meta_value(meta, "acc") == 0.5
+    assert (
+        meta["arch"] == "resnet20"
+        and meta_value(meta, "num_classes") == 100
+        and meta_value(meta, "acc") == 0.5
+    )
 
 
 def test_failed_write_leaves_the_old_file_intact(tmp_path: Path) -> None:

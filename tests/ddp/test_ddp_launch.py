@@ -15,6 +15,7 @@ from ekdcli.cli import launch
 from ekdcli.cli.commands.score import score
 from ekdcli.cli.commands.train import train
 from ekdcli.cli.main import main
+from ekdcli.engine import ddp
 from ekdcli.errors import UsageError
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
@@ -144,10 +145,10 @@ def test_ranks_other_than_zero_are_silent_but_errors_get_through(
 # ----------------------------------------------------------------- from_rank0
 def test_from_rank0_alone_is_a_plain_call(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert launch.from_rank0(lambda: "run-1") == "run-1"
+    assert ddp.from_rank0(lambda: "run-1") == "run-1"
     monkeypatch.setenv("WORLD_SIZE", "2")  # launched, but the group was never joined: a bug
     with pytest.raises(RuntimeError, match="create the Runtime first"):
-        launch.from_rank0(lambda: "run-1")
+        ddp.from_rank0(lambda: "run-1")
 
 
 def _share_worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -155,13 +156,13 @@ def _share_worker(rank: int, init_file: str, out_dir: str) -> None:
 
     ddp.init(rank, 2, f"file://{init_file}", backend="gloo")
     try:
-        name = launch.from_rank0(lambda: f"run-made-by-rank{rank}")
+        name = ddp.from_rank0(lambda: f"run-made-by-rank{rank}")
 
         def fail() -> str:
             raise UsageError(f"rank {rank} refuses.")
 
         try:
-            launch.from_rank0(fail)
+            ddp.from_rank0(fail)
             error = "none"
         except UsageError as exc:
             error = exc.message

@@ -10,8 +10,12 @@ from ekdcli.cli.options import build_config, options
 
 
 @click.command("demo")
-@options("config", "store", "data", "data_root", "teacher", "student", "device", "seed", "json", "quiet", "debug")
-@click.option("--quick", is_flag=True, help="A tiny setting (seconds, not minutes): checks that everything runs.")
+@options(
+    "config", "store", "data", "data_root", "teacher", "student", "device", "seed", "json", "quiet", "debug"
+)
+@click.option(
+    "--quick", is_flag=True, help="A tiny setting (seconds, not minutes): checks that everything runs."
+)
 def demo(quick: bool, **params: Any) -> None:
     """Run the whole pipeline on the embedded handwritten digits in a few minutes on a CPU.
 

@@ -12,25 +12,62 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
 
 @click.command("distill")
 @options(
-    "teacher", "student", "method", "augment", "rate", "low_rate", "high_rate", "energy_temperature",
-    *COMMON, *TRAINING, *RUNTIME, "teacher_cache", "nproc",
+    "teacher",
+    "student",
+    "method",
+    "augment",
+    "rate",
+    "low_rate",
+    "high_rate",
+    "energy_temperature",
+    *COMMON,
+    *TRAINING,
+    *RUNTIME,
+    "teacher_cache",
+    "teacher_cache_dtype",
+    "nproc",
 )
-@click.option("--preset", type=click.Choice(["paper", "official"]),
-              help="Energy temperature rule: the paper's Eq. 9 or the authors' released code.")
-@click.option("--source", type=click.Choice(["static", "online"]),
-              help="Energy of each sample: from the scoring pass (static) or the current view (online).")
-@click.option("--apply", "apply_to", type=click.Choice(["both", "low", "high"]),
-              help="Change the temperature of low-energy, high-energy or both sets (Table 4).")
+@click.option(
+    "--preset",
+    type=click.Choice(["paper", "official"]),
+    help="Energy temperature rule: the paper's Eq. 9 or the authors' released code.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["static", "online"]),
+    help="Energy of each sample: from the scoring pass (static) or the current view (online).",
+)
+@click.option(
+    "--apply",
+    "apply_to",
+    type=click.Choice(["both", "low", "high"]),
+    help="Change the temperature of low-energy, high-energy or both sets (Table 4).",
+)
 @click.option("--segments", type=int, help="Temperature gradation over N energy segments (Table 4).")
-@click.option("--logit-standardize/--no-logit-standardize", default=None,
-              help="Z-score teacher and student logits before temperature scaling (Sun et al. 2024).")
-@click.option("--mode", type=click.Choice(["extra", "replace"]),
-              help="Augmentation cost mode: an extra mixed sub-batch, or mixing in place.")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Continue a stopped run from its run directory.")
+@click.option(
+    "--logit-standardize/--no-logit-standardize",
+    default=None,
+    help="Z-score teacher and student logits before temperature scaling (Sun et al. 2024).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["extra", "replace"]),
+    help="Augmentation cost mode: an extra mixed sub-batch, or mixing in place.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Continue a stopped run from its run directory.",
+)
 def distill(
-    preset: str | None, source: str | None, apply_to: str | None, segments: int | None,
-    logit_standardize: bool | None, mode: str | None, resume: Path | None, nproc: int | None,
+    preset: str | None,
+    source: str | None,
+    apply_to: str | None,
+    segments: int | None,
+    logit_standardize: bool | None,
+    mode: str | None,
+    resume: Path | None,
+    nproc: int | None,
     **params: Any,
 ) -> None:
     """Distill a teacher into a student: KD, DKD, Energy KD, Energy DKD, HE-DA and ablations.
@@ -60,6 +97,7 @@ def distill(
             "distiller": {"logit_standardize": logit_standardize},
             "augmentation": {"mode": mode},
         },
+        resume=resume,
     )
     with multiprocess(nproc):
         from ekdcli.jobs.common import console

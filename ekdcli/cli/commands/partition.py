@@ -12,12 +12,21 @@ from ekdcli.cli.options import COMMON, build_config, options
 
 @click.command("partition")
 @options("teacher", "rate", "low_rate", "high_rate", *COMMON)
-@click.option("--scores", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Score file (default: the store's file for --teacher and --data).")
-@click.option("--segments", type=int, help="Split into N equal-count energy segments instead (temperature gradation).")
+@click.option(
+    "--scores",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Score file (default: the store's file for --teacher and --data).",
+)
+@click.option(
+    "--segments", type=int, help="Split into N equal-count energy segments instead (temperature gradation)."
+)
 @click.option("--per-class", type=int, default=6, show_default=True, help="Images per row in the figure.")
-@click.option("--classes", "num_classes", type=int, default=4, show_default=True, help="Classes in the figures.")
-@click.option("--figures/--no-figures", default=True, show_default=True, help="Draw the paper's Figures 3 and 4.")
+@click.option(
+    "--classes", "num_classes", type=int, default=4, show_default=True, help="Classes in the figures."
+)
+@click.option(
+    "--figures/--no-figures", default=True, show_default=True, help="Draw the paper's Figures 3 and 4."
+)
 def partition(
     scores: Path | None, segments: int | None, per_class: int, num_classes: int, figures: bool, **params: Any
 ) -> None:

@@ -39,7 +39,7 @@ def train(name: str | None, keep: str, resume: Path | None, nproc: int | None, *
     """
     from ekdcli.cli.launch import multiprocess
 
-    config = build_config(params)  # bad options fail here, before any re-launch
+    config = build_config(params, resume=resume)  # bad options fail here, before any re-launch
     with multiprocess(nproc):
         from ekdcli.jobs.train import run_train
 
