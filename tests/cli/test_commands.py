@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,20 @@ def test_01_train_writes_weights_with_metadata(in_workspace: Path, ekd: Any) -> 
     for name in ("config.toml", "metrics.jsonl", "summary.json", "best.safetensors", "last.safetensors"):
         assert (run / name).is_file(), name
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_01b_resume_continues_a_run_from_its_own_config(in_workspace: Path, ekd: Any) -> None:
+    code, out, err = ekd("train", "--model", "tiny_cnn", "--epochs", "1", "--json", "--quiet")
+    assert code == 0, err
+    run = Path(json.loads(out)["run_dir"])
+    (in_workspace / "elsewhere").mkdir()
+    os.chdir(in_workspace / "elsewhere")  # no ekd.toml here: the run's config.toml must be used
+    code, out, err = ekd("train", "--resume", str(run), "--epochs", "3", "--json", "--quiet")
+    os.chdir(in_workspace)
+    assert code == 0, err
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    assert json.loads(out)["run_dir"] == str(run)
 
 
 def test_02_score_summary_and_reuse(in_workspace: Path, ekd: Any) -> None:
