@@ -7,6 +7,7 @@ reads them.  Tests (torch.multiprocessing) call :func:`init` with an explicit ``
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -81,8 +82,12 @@ def init_from_env(backend: str | None = None) -> bool:
 
 
 def cleanup() -> None:
+    """Leave the process group; a barrier first, so no rank tears gloo down while another still talks."""
     if _dist().is_available() and _dist().is_initialized():
-        _dist().destroy_process_group()
+        try:
+            _dist().barrier()
+        finally:
+            _dist().destroy_process_group()
 
 
 def barrier() -> None:
@@ -147,7 +152,9 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
+    with warnings.catch_warnings():  # torch 2.14 renames the option; the behaviour we want is the same
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
