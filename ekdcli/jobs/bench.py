@@ -21,7 +21,7 @@ from ekdcli.config import Config
 from ekdcli.errors import UsageError
 from ekdcli.fsutil import atomic_write_json, atomic_write_text
 from ekdcli.jobs.common import console, engine_options, open_store, resolve_recipe
-from ekdcli.jobs.distill import _default_pair, _student, _teacher, plan_methods
+from ekdcli.jobs.distill import _default_pair, _student, _teacher, open_teacher_cache, plan_methods
 
 # The paper's Table 6: increase of time per epoch relative to r = 0.1.
 PAPER_TABLE6 = {0.1: 0.0, 0.2: 3.94, 0.3: 5.52, 0.4: 8.78, 0.5: 14.17, 1.0: 33.26}
@@ -99,7 +99,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Time distillation with the augmentation at each rate; ``baseline`` adds a row without it."""
     from ekdcli.distill import DistillObjective
-    from ekdcli.engine import StepBench, fit
+    from ekdcli.engine import Runtime, StepBench, fit
 
     if steps < 1 or rounds < 1:
         raise UsageError("--steps and --rounds must be at least 1.")
@@ -112,6 +112,14 @@ def run_bench(
         raise UsageError(f"ekd bench varies an energy augmentation's rate; {config.augment!r} has none.")
     setup = _setup(config, needs_scores=True)
     teacher, recipe, dataset, context = setup.teacher, setup.recipe, setup.dataset, setup.context
+    options = engine_options(config)
+    # With --teacher-cache every rate reads and fills the store's cache: clean rows are the same
+    # teacher views whatever the rate (mixed rows are never cached).
+    cache = (
+        open_teacher_cache(config, dataset, setup.data_key, teacher, Runtime(options).precision, say)
+        if config.teacher_cache
+        else None
+    )
 
     def objective(rate: float | None) -> DistillObjective:
         distiller = plan.distiller.build(**plan.distiller_options)
@@ -120,9 +128,10 @@ def run_bench(
             if rate is not None
             else None
         )
-        return DistillObjective(copy.deepcopy(teacher.model), distiller, augmentation, context)
+        return DistillObjective(
+            copy.deepcopy(teacher.model), distiller, augmentation, context, teacher_cache=cache
+        )
 
-    options = engine_options(config)
     steps_per_epoch = _steps_per_epoch(setup, options)
     say.say(
         f"ekd bench: {plan.distiller.name} + {plan.augmentation.name} ({mode} mode), {teacher.arch} -> "
@@ -148,6 +157,14 @@ def run_bench(
             step_times[rate].extend(timing.seconds)
             augmented[rate].append(timing.stats.get("augmented", 0.0) / max(1, len(timing.seconds)))
         say.say(f"  round {round_index + 1}/{rounds} done")
+    cache_note = None
+    if cache is not None:
+        cache.flush()
+        cache_note = {"hits": cache.hits, "misses": cache.misses, "path": str(cache.directory)}
+        say.say(
+            f"  teacher cache: {cache.hits} hits, {cache.misses} misses over the timed and warm-up steps "
+            f"({cache.directory})"
+        )
     rows = []
     base_step = statistics.median(step_times[rates[0]])
     none_step = statistics.median(step_times[None]) if baseline else None
@@ -188,6 +205,7 @@ def run_bench(
         "steps_per_round": steps,
         "rounds": rounds,
         "extrapolated": True,
+        "teacher_cache": cache_note,
         "rows": rows,
     }
     text = format_bench(payload)

@@ -47,6 +47,31 @@ def test_bench_two_rates_writes_table_json_and_plot(tmp_path: Path, ekd: Any) ->
     assert (out_dir / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_bench_teacher_cache_uses_and_fills_the_store_cache(tmp_path: Path, ekd: Any) -> None:
+    (tmp_path / "ekd.toml").write_text(CONFIG)
+    code, _, err = ekd("train", "--model", "tiny_cnn", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    args = ("bench", "--aug-rates", "0.5,1.0", "--steps", "2", "--rounds", "1", "--teacher-cache", "--json")
+    code, out, err = ekd(*args, "--out", str(tmp_path / "b1"))
+    assert code == 0, err
+    first = json.loads(out)["teacher_cache"]
+    cache_dir = Path(first["path"])
+    assert cache_dir.is_relative_to(tmp_path / "store" / "cache")
+    assert any(cache_dir.glob("*.logits.npy"))
+    # 2 rates x (1 warm-up + 2 timed) steps of 16 clean rows; 64 samples: rows repeat across rates
+    assert first["hits"] + first["misses"] == 2 * 3 * 16
+    assert first["misses"] > 0
+    code, out, err = ekd(*args, "--out", str(tmp_path / "b2"))
+    assert code == 0, err
+    second = json.loads(out)["teacher_cache"]
+    assert second["path"] == first["path"]
+    assert second["hits"] > first["hits"]  # the second bench reads what the first one stored
+    # without the flag the bench does not touch the cache
+    code, out, err = ekd(*args[:-2], "--json", "--out", str(tmp_path / "b3"))
+    assert code == 0, err
+    assert json.loads(out)["teacher_cache"] is None
+
+
 def test_bench_rate_parsing() -> None:
     assert parse_rates("0.1, 0.5,1.0") == [0.1, 0.5, 1.0]
     for bad, message in (("0.1,abc", "comma-separated"), ("0,0.5", r"\(0, 1\]"), ("0.5,0.5", "twice")):

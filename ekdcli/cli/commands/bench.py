@@ -11,7 +11,18 @@ from ekdcli.cli.options import COMMON, RUNTIME, build_config, options
 
 
 @click.command("bench")
-@options("teacher", "student", "method", "augment", *COMMON, "recipe", "batch_size", *RUNTIME)
+@options(
+    "teacher",
+    "student",
+    "method",
+    "augment",
+    *COMMON,
+    "recipe",
+    "batch_size",
+    "teacher_cache",
+    "teacher_cache_dtype",
+    *RUNTIME,
+)
 @click.option(
     "--aug-rates",
     default="0.1,0.5,1.0",
@@ -77,6 +88,8 @@ def bench(
     augmentation (he-cutmix unless --augment says otherwise), and the increase
     relative to the first rate. Rates are interleaved over rounds and medians
     reported; epoch times are extrapolated from --steps steps per round.
+    With --teacher-cache the rates read and fill the store's teacher cache,
+    as `ekd distill --teacher-cache` does (mixed images are never cached).
     Uses the configured teacher, student and data (the embedded data and the
     default pair when nothing is configured).
 
