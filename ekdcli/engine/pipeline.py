@@ -140,7 +140,45 @@ def _contiguous_shard(samples: int, rank: int, world_size: int) -> tuple[int, in
     return min(rank * size, samples), min((rank + 1) * size, samples)
 
 
-class DeviceBatches:
+class _ShardedBatches:
+    """What both batch sources share: the per-rank batch size, how samples are split over ranks
+    (training: a strided shard of each epoch's permutation; evaluation: contiguous shards in index
+    order) and the number of batches per pass."""
+
+    def _shard(
+        self, samples: int, batch_size: int, runtime: Runtime, train: bool, drop_last: bool | None
+    ) -> None:
+        self.runtime = runtime
+        self.train = train
+        self.samples = samples
+        self.batch_size = _per_rank_batch(batch_size, runtime.world_size) if train else batch_size
+        self.drop_last = train if drop_last is None else drop_last
+        world = runtime.world_size
+        if train:
+            self.used = samples - samples % world if samples >= world else samples
+            self.shard_size = self.used // world if samples >= world else samples
+        else:
+            self.shard_range = _contiguous_shard(samples, runtime.rank, world)
+            self.shard_size = self.shard_range[1] - self.shard_range[0]
+
+    def __len__(self) -> int:
+        return _batches_per_epoch(self.shard_size, self.batch_size, self.drop_last)
+
+    def shard_sizes(self) -> list[int]:
+        """Rows each rank yields per pass in eval mode (for gathering results)."""
+        world = self.runtime.world_size
+        return [
+            stop - start for start, stop in (_contiguous_shard(self.samples, r, world) for r in range(world))
+        ]
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.epoch()
+
+    def epoch(self, start_batch: int = 0) -> Iterator[Batch]:
+        raise NotImplementedError
+
+
+class DeviceBatches(_ShardedBatches):
     """Batches of an in-memory split whose uint8 images were moved to the device once.
 
     ``train=True``: a new shuffled, augmented epoch at each :meth:`epoch` call (each rank gets a
@@ -180,43 +218,15 @@ class DeviceBatches:
             images_uint8, labels = images_uint8[:limit], labels[:limit]
         if images_uint8.shape[0] == 0:
             raise UsageError("the split has no samples; check the dataset or --limit-train/--limit-test.")
-        self.runtime = runtime
-        self.train = train
+        self._shard(int(images_uint8.shape[0]), batch_size, runtime, train, drop_last)
         self.padding = int(crop_padding)
         self.hflip = bool(hflip)
         self.generator = generator
-        self.batch_size = _per_rank_batch(batch_size, runtime.world_size) if train else batch_size
-        self.drop_last = train if drop_last is None else drop_last
         device = runtime.device
         # NHWC storage makes the per-batch gather read contiguous pixels.
         self.images = images_uint8.to(device).contiguous(memory_format=torch.channels_last)
         self.labels = labels.to(device=device, dtype=torch.long)
         self.scale, self.shift = _norm_params(mean, std, images_uint8.shape[1], device)
-        self.samples = int(images_uint8.shape[0])
-        world = runtime.world_size
-        if train:
-            self.used = self.samples - self.samples % world if self.samples >= world else self.samples
-            self.shard_size = self.used // world if self.samples >= world else self.samples
-        else:
-            start, stop = _contiguous_shard(self.samples, runtime.rank, world)
-            self.shard_range = (start, stop)
-            self.shard_size = stop - start
-
-    def __len__(self) -> int:
-        return _batches_per_epoch(self.shard_size, self.batch_size, self.drop_last)
-
-    def shard_sizes(self) -> list[int]:
-        """Rows each rank yields per pass in eval mode (for gathering results)."""
-        return [
-            stop - start
-            for start, stop in (
-                _contiguous_shard(self.samples, r, self.runtime.world_size)
-                for r in range(self.runtime.world_size)
-            )
-        ]
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self.epoch()
 
     def epoch(self, start_batch: int = 0) -> Iterator[Batch]:
         """One pass; the random draws happen now (not lazily), so the generator state after this
@@ -279,7 +289,7 @@ class _IndexSampler:
         return len(self.indices)
 
 
-class LoaderBatches:
+class LoaderBatches(_ShardedBatches):
     """Batches of a torch Dataset yielding ``(image, label, index)`` through DataLoader workers.
 
     Same sharding and :meth:`epoch` contract as :class:`DeviceBatches`; augmentation is the
@@ -301,21 +311,11 @@ class LoaderBatches:
 
         if train and generator is None:
             raise ValueError("training batches need a generator for the data order")
-        self.runtime = runtime
-        self.train = train
-        self.generator = generator
-        self.samples = min(len(dataset), limit) if limit is not None else len(dataset)
-        if self.samples == 0:
+        samples = min(len(dataset), limit) if limit is not None else len(dataset)
+        if samples == 0:
             raise UsageError("the split has no samples; check the dataset or --limit-train/--limit-test.")
-        self.batch_size = _per_rank_batch(batch_size, runtime.world_size) if train else batch_size
-        self.drop_last = train if drop_last is None else drop_last
-        world = runtime.world_size
-        if train:
-            self.used = self.samples - self.samples % world if self.samples >= world else self.samples
-            self.shard_size = self.used // world if self.samples >= world else self.samples
-        else:
-            self.shard_range = _contiguous_shard(self.samples, runtime.rank, world)
-            self.shard_size = self.shard_range[1] - self.shard_range[0]
+        self._shard(samples, batch_size, runtime, train, drop_last)
+        self.generator = generator
         self.sampler = _IndexSampler()
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         num_workers = min(num_workers, cpus)
@@ -332,21 +332,6 @@ class LoaderBatches:
             generator=self.loader_generator,
             prefetch_factor=4 if num_workers > 0 else None,
         )
-
-    def __len__(self) -> int:
-        return _batches_per_epoch(self.shard_size, self.batch_size, self.drop_last)
-
-    def shard_sizes(self) -> list[int]:
-        return [
-            stop - start
-            for start, stop in (
-                _contiguous_shard(self.samples, r, self.runtime.world_size)
-                for r in range(self.runtime.world_size)
-            )
-        ]
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self.epoch()
 
     def epoch(self, start_batch: int = 0) -> Iterator[Batch]:
         """One pass (draws happen now, as in :meth:`DeviceBatches.epoch`)."""

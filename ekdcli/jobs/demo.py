@@ -32,7 +32,8 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     from ekdcli.build import dataset_key, load_dataset
     from ekdcli.jobs.bench import run_bench
     from ekdcli.jobs.distill import run_distill
-    from ekdcli.jobs.evaluate import format_evaluation, run_evaluate
+    from ekdcli.jobs.evaluate import run_evaluate
+    from ekdcli.jobs.evaluate_report import format_evaluation
     from ekdcli.jobs.score import run_partition, run_score
     from ekdcli.jobs.train import run_train
 

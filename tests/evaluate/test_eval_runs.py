@@ -14,7 +14,8 @@ import torch
 from ekd_plugins.models.tiny import tiny_cnn
 from ekdcli.config import Config, resolve
 from ekdcli.errors import UsageError
-from ekdcli.jobs.evaluate import format_evaluation, run_evaluate
+from ekdcli.jobs.evaluate import run_evaluate
+from ekdcli.jobs.evaluate_report import format_evaluation
 from ekdcli.scoring import save_scores, score_from_logits
 from ekdcli.store import Store
 from ekdcli.weights import save_tensors

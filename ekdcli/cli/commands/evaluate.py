@@ -63,7 +63,8 @@ def evaluate(
       ekd evaluate my-run --which last --scores ekd-store/scores/cifar100/wrn_40_2.safetensors --json
     """
     from ekdcli.jobs.common import console
-    from ekdcli.jobs.evaluate import format_evaluation, run_evaluate
+    from ekdcli.jobs.evaluate import run_evaluate
+    from ekdcli.jobs.evaluate_report import format_evaluation
 
     config = build_config(params)
     result = run_evaluate(config, list(targets), split, scores, which, rate)

@@ -1,0 +1,201 @@
+"""The report of ``ekd evaluate``: targets of one configuration grouped with mean ± sample std,
+and the text tables (``--json`` prints the same numbers as data)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from typing import Any
+
+SHOWN_CLASSES = 3  # worst and best classes in the text output
+
+
+def finite(value: Any) -> bool:
+    """A real number that is not NaN or infinite (booleans are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ------------------------------------------------------------------ groups
+def mean_std(values: list[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (``None`` with fewer than two values) of finite values."""
+    numbers = [float(v) for v in values if finite(v)]
+    return {
+        "mean": statistics.fmean(numbers) if numbers else None,
+        "std": statistics.stdev(numbers) if len(numbers) > 1 else None,
+        "n": len(numbers),
+    }
+
+
+def _differing(configs: list[dict[str, Any]]) -> list[str]:
+    flat = [_flatten(c) for c in configs]
+    keys = sorted(set().union(*flat))
+    return [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flat}) > 1]
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Targets of the same configuration together, with mean ± std of their numbers, in first-seen order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(result["configuration"], []).append(result)
+    out = []
+    for key, members in groups.items():
+        runs = [m["run"] or {} for m in members]
+        out.append(
+            {
+                "label": members[0]["label"],
+                "configuration": json.loads(key),
+                "n": len(members),
+                "targets": [m["target"] for m in members],
+                "best_top1": mean_std([r.get("best_top1") for r in runs]),
+                "last_top1": mean_std([r.get("last_top1") for r in runs]),
+                "top1": mean_std([m["top1"] for m in members]),
+                "ece": mean_std([m["ece"] for m in members]),
+            }
+        )
+    # Groups sharing a label get the settings that tell them apart.
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for group in out:
+        by_label.setdefault(group["label"], []).append(group)
+    for same in by_label.values():
+        if len(same) > 1:
+            keys = _differing([g["configuration"] for g in same])
+            for group in same:
+                flat = _flatten(group["configuration"])
+                extra = ", ".join(f"{k}={flat.get(k)}" for k in keys)
+                group["label"] = f"{group['label']} [{extra}]"
+    return out
+
+
+# ------------------------------------------------------------------ text
+def _pct(value: Any, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if finite(value) else "-"
+
+
+def _cell(stats: dict[str, Any], scale: float = 1.0) -> str:
+    if stats["mean"] is None:
+        return "-"
+    std = f"{stats['std'] * scale:.2f}" if stats["std"] is not None else "-"
+    return f"{stats['mean'] * scale:.2f} ± {std}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned first column, right-aligned numbers."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))]).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _classes_line(result: dict[str, Any]) -> list[str]:
+    acc = result["per_class_accuracy"]
+    names = result["class_names"]
+    ranked = sorted((a, i) for i, a in enumerate(acc) if a is not None)
+    if len(ranked) < 2:
+        return []
+    k = min(SHOWN_CLASSES, len(ranked) // 2)
+
+    def show(items: list[tuple[float, int]]) -> str:
+        return ", ".join(f"{names[i]} {a:.1f}%" for a, i in items)
+
+    return [f"  worst classes: {show(ranked[:k])}", f"  best classes:  {show(ranked[::-1][:k])}"]
+
+
+def _energy_lines(energy: dict[str, Any]) -> list[str]:
+    if not energy.get("available"):
+        return [f"  energy groups: {energy.get('reason', 'not available')}"]
+    g = energy["groups"]
+    cells = "  ".join(
+        f"{name} {_pct(g[name]['accuracy'])}% "
+        f"(n={g[name]['count']}, teacher {_pct(g[name]['teacher_accuracy'])}%)"
+        for name in ("low", "others", "high")
+    )
+    return [f"  train accuracy by energy (rate {energy['rate']:g}, {energy['low_rule']} rule): {cells}"]
+
+
+def format_target(result: dict[str, Any]) -> str:
+    """The text block of one target."""
+    which = f" {result['which']}" if result["which"] else ""
+    lines = [
+        f"{result['target']}: {result['label']}{which} weights on {result['data']} {result['split']} "
+        f"({result['n']} images, {result['precision']})",
+        f"  top-1 {_pct(result['top1'])}%  top-5 {_pct(result['top5'])}%  NLL {result['nll']:.4f}  "
+        f"ECE {100 * result['ece']:.2f}%",
+    ]
+    run = result["run"]
+    if run is not None:
+        planned = f" of {run['epochs_planned']}" if run["epochs_planned"] else ""
+        state = "" if run["finished"] else " (unfinished)"
+        lines.append(
+            f"  run: best top-1 {_pct(run['best_top1'])}% (epoch {run['best_epoch'] or '-'}), "
+            f"last {_pct(run['last_top1'])}% (epoch {run['epochs_done']}{planned}){state}"
+        )
+    lines += _classes_line(result)
+    if result["long_tail"]:
+        lt = result["long_tail"]
+        lines.append(
+            "  long-tailed: "
+            + "  ".join(f"{g}-shot {_pct(lt[g]['accuracy'])}% ({lt[g]['classes']} classes)" for g in lt)
+        )
+    lines += _energy_lines(result["energy_groups"])
+    return "\n".join(lines)
+
+
+def format_evaluation(payload: dict[str, Any]) -> str:
+    """One block for one target; a per-target table and a per-configuration table for several."""
+    results = payload["targets"]
+    if len(results) == 1:
+        return format_target(results[0])
+    header = ["target", "top-1", "top-5", "NLL", "ECE%", "low", "others", "high"]
+    rows = []
+    for r in results:
+        energy = r["energy_groups"]
+        groups = energy.get("groups", {}) if energy.get("available") else {}
+        rows.append(
+            [
+                r["target"],
+                _pct(r["top1"]),
+                _pct(r["top5"]),
+                f"{r['nll']:.4f}",
+                f"{100 * r['ece']:.2f}",
+                *(_pct(groups.get(g, {}).get("accuracy")) for g in ("low", "others", "high")),
+            ]
+        )
+    which = payload["which"]
+    group_rows = [
+        [
+            g["label"],
+            str(g["n"]),
+            _cell(g["best_top1"]),
+            _cell(g["last_top1"]),
+            _cell(g["top1"]),
+            _cell(g["ece"], 100.0),
+        ]
+        for g in group_results_sorted(payload["groups"])
+    ]
+    lines = _table(header, rows)
+    lines += ["", f"by configuration (mean ± sample std over runs; test top-1 of the {which} weights):"]
+    lines += _table(
+        ["configuration", "n", "best top-1", "last top-1", f"{payload['split']} top-1", "ECE%"], group_rows
+    )
+    if any(not (r["energy_groups"] or {}).get("available") for r in results):
+        lines.append("(low/others/high: train accuracy by teacher energy; '-' where no score file was found)")
+    return "\n".join(lines)
+
+
+def group_results_sorted(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups in label order, so a configuration's repeats and its variants read together."""
+    return sorted(groups, key=lambda g: g["label"])
