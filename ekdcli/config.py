@@ -12,6 +12,7 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -153,6 +154,33 @@ def validate(raw: dict[str, Any], origin: str) -> dict[str, Any]:
     if problems:
         raise UsageError(f"{origin}: " + "; ".join(problems) + ". See 'ekd <command> --help' for the keys.")
     return {key.replace("-", "_"): value for key, value in raw.items()}
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``--set`` values: ``KEY=VALUE`` or ``TABLE.KEY=VALUE``, VALUE read as TOML (``2``, ``true``,
+    ``[150, 180]``, ``"text"``) or else taken as plain text; the result has the shape of a TOML file."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or len(parts) > 2 or not all(parts):
+            raise UsageError(
+                f"--set wants KEY=VALUE or TABLE.KEY=VALUE (e.g. energy.t_low_energy=2), not {item!r}."
+            )
+        if len(parts) == 2 and parts[0] not in OPTION_TABLES:
+            raise UsageError(
+                f"--set {item}: {parts[0]!r} is not an option table; the tables are {', '.join(OPTION_TABLES)}."
+            )
+        try:
+            value = tomllib.loads(f"value = {text.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        if len(parts) == 2:
+            out.setdefault(parts[0], {})[parts[1]] = value
+        else:
+            out[key] = value
+    return out
 
 
 def resolve(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ekd_plugins.augmentations.options import default_options
 from ekdcli.hookspecs import hookimpl
 
 _MODULE = "ekd_plugins.augmentations.energy_mix"
@@ -45,5 +46,10 @@ def register_augmentations(register: Callable[..., Any]) -> None:
             f"{_MODULE}:{name.replace('-', '_')}",
             aliases=aliases,
             description=f"{_KIND_TEXT[kind]} on {_SELECTION_TEXT[selection]}",
-            info={"needs_energy": selection != "all", "selection": selection, "kind": kind},
+            info={
+                "needs_energy": selection != "all",
+                "selection": selection,
+                "kind": kind,
+                "options": default_options(kind, selection),
+            },
         )

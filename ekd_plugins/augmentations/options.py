@@ -1,7 +1,7 @@
 """Validation of the options of the mixing augmentations: every mistake is one UsageError sentence.
 
-Values may arrive typed (TOML, Python) or as strings (``--aug-opt rate=0.5``
-style flags); numbers and booleans are parsed from strings, anything else is
+Values may arrive typed (TOML, Python) or as strings (``--set augmentation.rate=0.5``
+when not TOML); numbers and booleans are parsed from strings, anything else is
 refused with the list of valid values.  No torch here.
 """
 
@@ -116,3 +116,8 @@ def parse_options(aug: str, kind: str, selection: str, options: dict[str, Any]) 
         mixed_ce=_flag("mixed_ce", aug, options.get("mixed_ce", False)),
         low_rule=_choice("low_rule", aug, options.get("low_rule", "released"), LOW_RULES),
     )
+
+
+def default_options(kind: str, selection: str) -> dict[str, Any]:
+    """The options an augmentation of this kind and selection gets when none are given."""
+    return parse_options(f"{selection}-{kind}", kind, selection, {}).as_dict()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ekdcli.config import Config, resolve
+from ekdcli.config import OPTION_TABLES, Config, parse_assignments, resolve
 
 F = Callable[..., Any]
 
@@ -81,6 +81,15 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     ),
     "quiet": click.option("--quiet", "-q", is_flag=True, default=None, help="Print only the result."),
     "debug": click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
+    "set_values": click.option(
+        "--set",
+        "set_values",
+        multiple=True,
+        metavar="[TABLE.]KEY=VALUE",
+        help="Any config key from the command line, repeatable: energy.t_low_energy=2, "
+        "data_options.imbalance_factor=0.01, train.momentum=0.95, teacher_cache=true "
+        f"(tables: {', '.join(OPTION_TABLES)}). Named flags win over --set.",
+    ),
     "nproc": click.option(
         "--nproc",
         type=click.IntRange(min=1),
@@ -89,9 +98,21 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
 }
 
 # Shared options that steer the command itself and are not Config keys.
-COMMAND_ONLY = ("config", "nproc")
+COMMAND_ONLY = ("config", "nproc", "set_values")
 
-COMMON = ("config", "store", "data", "data_root", "download", "device", "seed", "json", "quiet", "debug")
+COMMON = (
+    "config",
+    "store",
+    "data",
+    "data_root",
+    "download",
+    "device",
+    "seed",
+    "json",
+    "quiet",
+    "debug",
+    "set_values",
+)
 RUNTIME = ("precision", "channels_last", "compile", "deterministic", "limit_train", "limit_test")
 TRAINING = ("recipe", "epochs", "batch_size", "lr", "run_name")
 
@@ -113,13 +134,18 @@ def build_config(
     """Resolve the Config from a command's click params (shared-option names only) and option tables.
 
     Resuming a run reads that run's resolved ``config.toml`` unless ``--config`` names another file.
+    ``--set`` assignments come first; the named flags and option tables override them.
     """
     config_file = params.get("config_file")
     if resume is not None and not config_file and (resume / "config.toml").is_file():
         config_file = resume / "config.toml"
-    flags = {k: v for k, v in params.items() if k in _OPTIONS and k not in COMMAND_ONLY}
+    # --set first, so that the named flags win over it
+    flags: dict[str, Any] = parse_assignments(params.get("set_values") or ())
+    flags.update(
+        {k: v for k, v in params.items() if k in _OPTIONS and k not in COMMAND_ONLY and v is not None}
+    )
     for table, values in (tables or {}).items():
         given = {k: v for k, v in values.items() if v is not None}
         if given:
-            flags[table] = given
+            flags[table] = {**flags.get(table, {}), **given}
     return resolve(flags, config_file)

@@ -68,10 +68,7 @@ def resolve_recipe(config: Config, dataset: Dataset) -> Recipe:
             overrides[key] = getattr(config, key)
     if "milestones" in overrides:
         overrides["milestones"] = tuple(overrides["milestones"])
-    recipe = dataclasses.replace(recipe, **overrides)
-    if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
-        raise UsageError("epochs and batch size must be at least 1 and the learning rate positive.")
-    return recipe
+    return dataclasses.replace(recipe, **overrides).validate()
 
 
 def describe_recipe(recipe: Recipe) -> str:

@@ -35,7 +35,13 @@ def test_every_variant_is_registered_with_its_info_and_builds() -> None:
     for name, (kind, selection, needs_energy) in EXPECTED.items():
         component = registry.get(name)
         assert isinstance(component.factory, str) and component.description
+        options = component.info.pop("options")
         assert component.info == {"needs_energy": needs_energy, "selection": selection, "kind": kind}
+        component.info["options"] = options
+        # the advertised defaults are the options a build without any gets
+        assert options["rate"] == (1.0 if selection == "all" else 0.2)
+        assert options["alpha"] == {"cutmix": 1.0, "mixup": 0.2}[kind]
+        assert component.build().options.as_dict() == options
         aug = component.build(rate=1.0) if selection == "all" else component.build(rate=0.3)
         assert isinstance(aug, EnergyMix)
         assert (aug.name, aug.kind, aug.selection.side, aug.needs_energy) == (

@@ -45,3 +45,23 @@ def test_every_command_has_help_with_an_example() -> None:
         result = _run(name, "--help")
         assert result.returncode == 0, result.stderr
         assert "Example" in result.stdout, name
+
+
+def test_list_of_one_component_shows_its_options_and_defaults() -> None:
+    result = _run("list", "augmentations", "he-da")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("he-cutmix ")
+    assert "--set augmentation.KEY=VALUE" in lines[1]
+    options = dict(line.split() for line in lines[2:])
+    assert options["rate"] == "0.2" and options["alpha"] == "1.0" and options["mode"] == "extra"
+    result = _run("list", "distillers", "energy_kd")
+    assert (
+        "[energy]" in result.stdout
+        and "t_low_energy" in result.stdout
+        and "decided by the preset" in result.stdout
+    )
+    result = _run("list", "datasets", "cifar100-lt")
+    assert "--set data_options.KEY=VALUE" in result.stdout and "imbalance_factor  0.01" in result.stdout
+    result = _run("list", "distillers")  # several matches: no options
+    assert "options, with defaults" not in result.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ekdcli.config import Config, read_toml, resolve
+from ekdcli.config import Config, parse_assignments, read_toml, resolve
 from ekdcli.errors import UsageError
 
 
@@ -64,3 +64,56 @@ def test_store_root_env_and_explicit(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("EKD_HOME", str(tmp_path / "home"))
     assert resolve({}).store_root() == tmp_path / "home"
     assert resolve({"store": "s"}).store_root() == Path("s")
+
+
+def test_set_values_are_read_as_toml_or_text() -> None:
+    parsed = parse_assignments(
+        [
+            "energy.t_low_energy=2",
+            "energy.preset=official",
+            "train.milestones=[150, 180]",
+            "teacher_cache=true",
+            'run_name="a b"',
+            "data_options.imbalance_factor = 0.01",
+        ]
+    )
+    assert parsed == {
+        "energy": {"t_low_energy": 2, "preset": "official"},
+        "train": {"milestones": [150, 180]},
+        "teacher_cache": True,
+        "run_name": "a b",
+        "data_options": {"imbalance_factor": 0.01},
+    }
+    for bad, message in (
+        ("energy", "KEY=VALUE"),
+        ("=3", "KEY=VALUE"),
+        ("a.b.c=1", "KEY=VALUE"),
+        ("energy.=1", "KEY=VALUE"),
+        ("nosuch.key=1", "'nosuch' is not an option table; the tables are train"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            parse_assignments([bad])
+
+
+def test_set_goes_below_named_flags_and_above_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ekdcli.cli.options import build_config
+
+    monkeypatch.chdir(tmp_path)  # no ./ekd.toml but the one named
+
+    (tmp_path / "cfg.toml").write_text('epochs = 5\nseed = 3\n[energy]\npreset = "paper"\nt_plus = 1.0\n')
+    params = {
+        "config_file": str(tmp_path / "cfg.toml"),
+        "set_values": ("epochs=7", "seed=9", "energy.preset=official", "energy.segments=10"),
+        "seed": 11,  # a named flag wins over --set
+        "epochs": None,  # not given: --set applies
+    }
+    config = build_config(params, tables={"energy": {"segments": 4, "source": None}})
+    assert config.epochs == 7
+    assert config.seed == 11
+    # the file's table keys stay unless overridden; --set adds; the named table option wins
+    assert config.energy == {"preset": "official", "t_plus": 1.0, "segments": 4}
+    assert config.sources["epochs"] == "flag"
+    with pytest.raises(UsageError, match="'epochs' must be an integer"):
+        build_config({"set_values": ("epochs=many",)})

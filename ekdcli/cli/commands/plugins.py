@@ -55,6 +55,27 @@ def _describe(component: Component) -> dict[str, Any]:
     }
 
 
+# Where a component's options are set (a TOML table, or --set TABLE.KEY=VALUE).
+_OPTION_TABLE = {"datasets": "data_options", "distillers": "distiller", "augmentations": "augmentation"}
+
+
+def _options_text(kind: str, component: Component) -> str:
+    """The options of one component with their defaults, and where to set them."""
+    defaults = component.info.get("options")
+    table = _OPTION_TABLE.get(kind)
+    if not isinstance(defaults, dict) or not defaults or table is None:
+        return ""
+    where = f"[{table}]"
+    if kind == "distillers" and component.info.get("needs_energy"):
+        where += " (energy options also in [energy])"
+    lines = [f"options, with defaults (set in {where} of ekd.toml or with --set {table}.KEY=VALUE):"]
+    width = max(len(name) for name in defaults)
+    lines += [f"  {name:<{width}}  {'-' if value is None else value}" for name, value in defaults.items()]
+    if any(value is None for value in defaults.values()):
+        lines.append("  (-: decided by the preset, the teacher/student pair or the other options)")
+    return "\n".join(lines)
+
+
 def _params(component: Component) -> str:
     count = component.info.get("params_100")
     return f"{count / 1e6:.3f}M" if isinstance(count, (int, float)) else ""
@@ -68,12 +89,14 @@ def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> Non
     """Registered components of KIND matching PATTERN (shell wildcards, names and aliases).
 
     KIND is one of models, datasets, distillers, augmentations, commands.
-    Model parameter counts are for 100 classes.
+    Model parameter counts are for 100 classes. When one component matches,
+    its options are listed with their defaults.
 
     \b
     Example:
       ekd list models 'resnet*'
       ekd list augmentations
+      ekd list distillers energy_kd     # its options and defaults
     """
     key = _KIND_ALIASES.get(kind.lower())
     if key is None:
@@ -93,4 +116,6 @@ def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> Non
         f"{name:<{width}}  {extra:>8}  {desc}" if key == "models" else f"{name:<{width}}  {desc}"
         for name, extra, desc in rows
     )
+    if len(found) == 1 and (options_text := _options_text(key, found[0])):
+        text += "\n" + options_text
     Console(json_mode=bool(json)).result([_describe(c) for c in found], text)
