@@ -8,15 +8,20 @@ strings that the core imports on first use).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pluggy
 
 PROJECT = "ekd"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+Register = Callable[..., Any]  # the ``register`` callable each hook receives
+
 
 @hookspec
-def register_models(register):  # type: ignore[no-untyped-def]
+def register_models(register: Register) -> None:
     """Register model architectures.
 
     ``register(name, factory, *, aliases=(), description="", info=None)`` where
@@ -30,7 +35,7 @@ def register_models(register):  # type: ignore[no-untyped-def]
 
 
 @hookspec
-def register_datasets(register):  # type: ignore[no-untyped-def]
+def register_datasets(register: Register) -> None:
     """Register datasets and dataset builders (long-tailed ones included).
 
     ``register(name, factory, *, aliases=(), description="", info=None)`` where
@@ -39,7 +44,7 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
 
 
 @hookspec
-def register_distillers(register):  # type: ignore[no-untyped-def]
+def register_distillers(register: Register) -> None:
     """Register distillation methods.
 
     ``register(name, factory, *, aliases=(), description="", info=None)`` where
@@ -48,7 +53,7 @@ def register_distillers(register):  # type: ignore[no-untyped-def]
 
 
 @hookspec
-def register_augmentations(register):  # type: ignore[no-untyped-def]
+def register_augmentations(register: Register) -> None:
     """Register batch augmentations (HE-DA and friends).
 
     ``register(name, factory, *, aliases=(), description="", info=None)`` where
@@ -57,5 +62,5 @@ def register_augmentations(register):  # type: ignore[no-untyped-def]
 
 
 @hookspec
-def register_commands(register):  # type: ignore[no-untyped-def]
+def register_commands(register: Register) -> None:
     """Register extra CLI subcommands: ``register(name, click_command_or_"module:attr")``."""

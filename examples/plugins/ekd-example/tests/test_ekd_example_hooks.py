@@ -21,7 +21,14 @@ def collect() -> dict[str, dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
 
     def recorder(kind: str):  # type: ignore[no-untyped-def]
-        def register(name, factory, *, aliases=(), description="", info=None):  # type: ignore[no-untyped-def]
+        def register(
+            name: str,
+            factory: Any,
+            *,
+            aliases: tuple[str, ...] = (),
+            description: str = "",
+            info: dict[str, Any] | None = None,
+        ) -> None:
             assert name not in seen, name
             seen[name] = {"kind": kind, "factory": factory, "aliases": aliases, "description": description}
 

@@ -17,7 +17,14 @@ from ekdcli.plugins import Component
 def collect() -> dict[str, dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
 
-    def register(name, factory, *, aliases=(), description="", info=None):  # type: ignore[no-untyped-def]
+    def register(
+        name: str,
+        factory: Any,
+        *,
+        aliases: tuple[str, ...] = (),
+        description: str = "",
+        info: dict[str, Any] | None = None,
+    ) -> None:
         assert name not in seen, name
         seen[name] = {"factory": factory, "aliases": aliases, "description": description, "info": info}
 
