@@ -21,7 +21,7 @@ from ekdcli.config import Config
 from ekdcli.errors import UsageError
 from ekdcli.fsutil import atomic_write_json, atomic_write_text
 from ekdcli.jobs.common import console, engine_options, open_store, resolve_recipe
-from ekdcli.jobs.distill import _default_pair, _student, _teacher, open_teacher_cache, plan_methods
+from ekdcli.jobs.distill import load_student, load_teacher, open_teacher_cache, plan_methods, resolve_pair
 
 # The paper's Table 6: increase of time per epoch relative to r = 0.1.
 PAPER_TABLE6 = {0.1: 0.0, 0.2: 3.94, 0.3: 5.52, 0.4: 8.78, 0.5: 14.17, 1.0: 33.26}
@@ -63,12 +63,12 @@ def _setup(config: Config, needs_scores: bool) -> _Setup:
     from ekdcli.jobs.score import ensure_scores
 
     plan = plan_methods(config)
-    teacher_name, student_name, defaulted = _default_pair(config)
+    teacher_name, student_name, defaulted = resolve_pair(config)
     dataset = load_dataset(config)
     data_key = dataset_key(config)
     recipe = resolve_recipe(config, dataset)
-    teacher = _teacher(config, teacher_name, dataset, data_key, defaulted)
-    student, student_arch = _student(config, student_name, dataset, data_key)
+    teacher = load_teacher(config, teacher_name, dataset, data_key, defaulted)
+    student, student_arch = load_student(config, student_name, dataset, data_key)
     context = None
     if needs_scores:
         scored = ensure_scores(config, dataset, data_key, teacher)

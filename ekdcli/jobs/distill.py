@@ -77,7 +77,7 @@ def plan_methods(config: Config) -> Plan:
     return Plan(distiller, d_opts, augmentation, a_opts, "; ".join(notes))
 
 
-def _default_pair(config: Config) -> tuple[str, str, bool]:
+def resolve_pair(config: Config) -> tuple[str, str, bool]:
     """Teacher and student names; the default pair only on the embedded data, said out loud."""
     if config.teacher and config.student:
         return config.teacher, config.student, False
@@ -87,7 +87,9 @@ def _default_pair(config: Config) -> tuple[str, str, bool]:
     raise UsageError(f"say which models to use with {missing} (or name them in ekd.toml).")
 
 
-def _teacher(config: Config, name: str, dataset: Any, data_key: str, defaulted: bool) -> TrainedModel:
+def load_teacher(config: Config, name: str, dataset: Any, data_key: str, defaulted: bool) -> TrainedModel:
+    """The trained teacher from the store (or a .safetensors path); the default pair's teacher is
+    trained first when the store has none."""
     store = open_store(config)
     canonical = canonical_model(name) if is_registered_model(name) else None
     if defaulted and store.find_weights(name, data_key, canonical) is None:
@@ -104,7 +106,8 @@ def _teacher(config: Config, name: str, dataset: Any, data_key: str, defaulted: 
     return load_trained(name, dataset, data_key, store, "teacher")
 
 
-def _student(config: Config, name: str, dataset: Any, data_key: str) -> tuple[Any, str]:
+def load_student(config: Config, name: str, dataset: Any, data_key: str) -> tuple[Any, str]:
+    """A freshly built student and its architecture, or one starting from a .safetensors file."""
     if name.endswith(".safetensors"):
         trained = load_trained(name, dataset, data_key, open_store(config), "student")
         return trained.model, trained.arch
@@ -138,7 +141,7 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
 
     say = console(config)
     plan = plan_methods(config)
-    teacher_name, student_name, defaulted = _default_pair(config)
+    teacher_name, student_name, defaulted = resolve_pair(config)
     # Build the loss parts first: bad options fail here, before data, models or files.
     distiller_options = dict(plan.distiller_options)
     if "pair" in plan.distiller.info.get("options", {}):  # per-pair defaults (DKD beta, rates)
@@ -154,13 +157,13 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
             f"no teacher/student configured: using the default pair {teacher_name} -> {student_name} on {data_key}"
         )
     teacher = (
-        _teacher(config, teacher_name, dataset, data_key, defaulted) if distiller.needs_teacher else None
+        load_teacher(config, teacher_name, dataset, data_key, defaulted) if distiller.needs_teacher else None
     )
     options = engine_options(config)
     # The runtime before the student: it seeds the student's init (as in ekd train), and the
     # teacher cache is keyed by its resolved precision.
     runtime = Runtime(options)
-    student, student_arch = _student(config, student_name, dataset, data_key)
+    student, student_arch = load_student(config, student_name, dataset, data_key)
 
     energy_context = None
     needs_energy = distiller.needs_energy or bool(augmentation is not None and augmentation.needs_energy)
