@@ -117,3 +117,20 @@ def test_set_goes_below_named_flags_and_above_the_file(
     assert config.sources["epochs"] == "flag"
     with pytest.raises(UsageError, match="'epochs' must be an integer"):
         build_config({"set_values": ("epochs=many",)})
+
+
+def test_every_key_and_table_is_in_the_configuration_reference() -> None:
+    import dataclasses
+
+    from ekdcli.config import OPTION_TABLES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    keys = [f.name for f in dataclasses.fields(Config) if f.name != "sources" and f.name not in OPTION_TABLES]
+    missing = [key for key in keys if f"| `{key}` |" not in doc]
+    assert not missing, f"docs/configuration.md lacks a row for {missing}"
+    missing_tables = [table for table in OPTION_TABLES if f"| `[{table}]` |" not in doc]
+    assert not missing_tables, f"docs/configuration.md lacks the tables {missing_tables}"
+    # and the documented defaults of plain scalars are the real ones
+    for key in ("store", "data", "method", "energy_temperature", "recipe", "seed", "device", "precision"):
+        default = getattr(Config(), key)
+        assert f"| `{key}` | `--{key.replace('_', '-')}` | `{default}` |" in doc, key
