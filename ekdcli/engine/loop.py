@@ -580,7 +580,7 @@ class _Trainer:
         threads = f", {rt.num_threads} threads" if rt.device.type == "cpu" else ""
         echo(f"training on {rt.device} ({rt.precision}{threads}{parallel})")
         echo(
-            f"{self.recipe.epochs} epochs x {self.steps_per_epoch} steps, batch {self.recipe.batch_size}, "
+            f"{self.recipe.epochs} epoch{'s' if self.recipe.epochs != 1 else ''} x {self.steps_per_epoch} steps, batch {self.recipe.batch_size}, "
             f"lr {self.recipe.lr} ({self.recipe.schedule}), run dir {self.run_dir or '(none)'}"
         )
 

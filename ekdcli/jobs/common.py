@@ -74,7 +74,7 @@ def resolve_recipe(config: Config, dataset: Dataset) -> Recipe:
 def describe_recipe(recipe: Recipe) -> str:
     milestones = ",".join(str(m) for m in recipe.milestones)
     return (
-        f"{recipe.epochs} epochs, batch {recipe.batch_size}, SGD lr {recipe.lr} momentum {recipe.momentum} "
+        f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''}, batch {recipe.batch_size}, SGD lr {recipe.lr} momentum {recipe.momentum} "
         f"wd {recipe.weight_decay}, {recipe.schedule} schedule"
         + (f" (x{recipe.gamma} at {milestones})" if recipe.schedule == "step" else "")
     )

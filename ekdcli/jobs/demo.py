@@ -25,7 +25,7 @@ QUICK = DemoPlan(teacher_epochs=2, student_epochs=1, bench_steps=1, limit_train=
 
 def _decay(epochs: int) -> dict[str, Any]:
     """The quick recipe's two learning-rate decays, placed at 60% and 85% of a short run."""
-    return {"milestones": [max(1, round(epochs * 0.6)), max(1, round(epochs * 0.85))]}
+    return {"milestones": sorted({max(1, round(epochs * 0.6)), max(1, round(epochs * 0.85))})}
 
 
 def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
@@ -60,7 +60,9 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
         f"ekd demo: {dataset.name} ({len(dataset.labels('train'))} training images, {dataset.num_classes} classes), "
         f"teacher {base.teacher}, student {base.student}, store {store.root}"
     )
-    step(f"1/6 train the teacher {base.teacher} ({plan.teacher_epochs} epochs)")
+    step(
+        f"1/6 train the teacher {base.teacher} ({plan.teacher_epochs} epoch{'s' if plan.teacher_epochs != 1 else ''})"
+    )
     trained = run_train(
         dataclasses.replace(
             base, model=base.teacher, epochs=plan.teacher_epochs, train=_decay(plan.teacher_epochs)
@@ -82,7 +84,7 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     artifacts.update(parted["files"])
 
     step(
-        f"4/6 distill: KD, then Energy KD + HE-DA (CutMix on the 50% highest-energy images), {plan.student_epochs} epochs"
+        f"4/6 distill: KD, then Energy KD + HE-DA (CutMix on the 50% highest-energy images), {plan.student_epochs} epoch{'s' if plan.student_epochs != 1 else ''}"
     )
     student_base = dataclasses.replace(
         base, epochs=plan.student_epochs, run_name=None, train=_decay(plan.student_epochs)
