@@ -251,4 +251,15 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
 
 
 def _one_line(described: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in described.items() if v is not None and not isinstance(v, dict))
+    """``key=value, ...`` of the set values; nested tables (temperatures, thresholds) inline."""
+    return ", ".join(f"{k}={_compact(v)}" for k, v in described.items() if v is not None)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + " ".join(f"{k}:{_compact(v)}" for k, v in value.items() if v is not None) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(_compact(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
