@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
+@functools.cache
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask (mkstemp's is always 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    If ``write`` raises, the temporary file is removed and ``path`` is untouched.
+    If ``write`` raises, the temporary file is removed and ``path`` is untouched.  The file
+    gets the permissions of the file it replaces, else those of any newly created file.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -21,6 +32,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     os.close(fd)
     try:
         write(tmp)
+        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else _new_file_mode()
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)

@@ -203,6 +203,11 @@ def discover(modules: Iterable[tuple[str, Any, str, str]] | None = None) -> Plug
             continue
         try:
             manager.register(module, name=name)
+        except pluggy.PluginValidationError as exc:  # a hook taking arguments its spec does not pass
+            raise PluginError(
+                f"plugin {name!r} implements a hook with the wrong signature ({' '.join(str(exc).split())}); "
+                f"update the plugin or disable it with EKD_DISABLE_PLUGINS={name}."
+            ) from exc
         except ValueError as exc:  # the same module under two entry-point names
             raise PluginError(f"plugin {name!r} could not be registered ({exc}).") from exc
         infos.append(
@@ -215,7 +220,7 @@ def discover(modules: Iterable[tuple[str, Any, str, str]] | None = None) -> Plug
     except pluggy.PluginValidationError as exc:
         name = manager.get_name(exc.plugin) or "?"
         raise PluginError(
-            f"plugin {name!r} implements a hook that ekd does not define ({exc}); "
+            f"plugin {name!r} implements a hook that ekd does not define ({' '.join(str(exc).split())}); "
             f"update the plugin or disable it with EKD_DISABLE_PLUGINS={name}."
         ) from exc
 
@@ -225,6 +230,7 @@ def discover(modules: Iterable[tuple[str, Any, str, str]] | None = None) -> Plug
         hook = getattr(manager.hook, f"register_{kind}")
         for impl in reversed(hook.get_hookimpls()):  # registration order = discovery order
             info = by_name[impl.plugin_name]
+            staged: list[Component] = []
 
             def register(
                 name: str,
@@ -234,23 +240,27 @@ def discover(modules: Iterable[tuple[str, Any, str, str]] | None = None) -> Plug
                 description: str = "",
                 info: dict[str, Any] | None = None,
                 _kind: str = kind,
-                _plugin: PluginInfo = info,
+                _plugin: str = info.name,
+                _staged: list[Component] = staged,
             ) -> None:
-                if not isinstance(name, str) or not name:
-                    raise PluginError(
-                        f"plugin {_plugin.name!r} registered a {SINGULAR[_kind]} without a name."
+                if not isinstance(name, str) or not name.strip():
+                    raise TypeError(f"a {SINGULAR[_kind]} needs a non-empty string name, got {name!r}")
+                if not callable(factory) and not (isinstance(factory, str) and ":" in factory):
+                    raise TypeError(
+                        f"{SINGULAR[_kind]} {name!r} needs a callable or a 'module:attr' string "
+                        f"as its factory, got {factory!r}"
                     )
-                component = Component(
-                    kind=_kind,
-                    name=name,
-                    factory=factory,
-                    plugin=_plugin.name,
-                    aliases=tuple(aliases),
-                    description=description,
-                    info=dict(info or {}),
+                _staged.append(
+                    Component(
+                        kind=_kind,
+                        name=name,
+                        factory=factory,
+                        plugin=_plugin,
+                        aliases=tuple(aliases),
+                        description=description,
+                        info=dict(info or {}),
+                    )
                 )
-                registries[_kind].add(component)
-                _plugin.registered.setdefault(_kind, []).append(name)
 
             try:
                 impl.function(register=register)
@@ -263,17 +273,31 @@ def discover(modules: Iterable[tuple[str, Any, str, str]] | None = None) -> Plug
                 if _strict():
                     raise PluginError(message + ".") from exc
                 warnings.append(message + "; its components are skipped.")
+                continue
+            # only a hook that completed registers anything (so "skipped" above is the whole truth)
+            for component in staged:
+                registries[kind].add(component)
+                info.registered.setdefault(kind, []).append(component.name)
     return Plugins(registries=registries, plugins=infos, warnings=warnings)
 
 
 def _load_entry_points(disabled: set[str], warnings: list[str]) -> Iterable[tuple[str, Any, str, str]]:
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}  # entry-point name -> (distribution, module)
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name in disabled or ep.name in seen:
+        if ep.name in disabled:
             continue
-        seen.add(ep.name)
         dist = getattr(ep, "dist", None)
         dist_name = dist.name if dist is not None else "?"
+        if ep.name in seen:
+            if seen[ep.name][1] == ep.value:  # one package found twice on sys.path
+                continue
+            other_dist, other_module = seen[ep.name]
+            raise PluginError(
+                f"plugin name {ep.name!r} is declared by both distribution {other_dist!r} "
+                f"(module {other_module}) and distribution {dist_name!r} (module {ep.value}); "
+                f"uninstall one of them."
+            )
+        seen[ep.name] = (dist_name, ep.value)
         version = dist.version if dist is not None else "?"
         try:
             module = ep.load()

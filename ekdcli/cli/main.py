@@ -114,6 +114,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted.", err=True)
         sys.exit(130)
+    except OSError as exc:  # the file system refused (no such folder, permissions, disk full, ...)
+        if debug:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(
+            f"error: {exc.strerror or exc}{where}; check the path, its permissions and the free space "
+            "(--debug shows where it happened).",
+            err=True,
+        )
+        sys.exit(1)
     except Exception as exc:  # a bug or an environment problem: still one sentence unless --debug
         if debug:
             traceback.print_exc()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 
-def _run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ekdcli", *args], capture_output=True, text=True, timeout=120
     )
@@ -36,6 +36,10 @@ def test_unknown_kind_is_a_usage_error_with_suggestion() -> None:
     assert result.returncode == 2
     assert "Did you mean 'models'" in result.stderr
     assert "Traceback" not in result.stderr
+    debug = _run("list", "modles", "--debug")  # the same sentence, after the traceback
+    assert debug.returncode == 2
+    assert debug.stderr.startswith("Traceback") and "ekdcli.errors.UsageError" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == result.stderr.strip()
 
 
 def test_every_command_has_help_with_an_example() -> None:
@@ -65,3 +69,17 @@ def test_list_of_one_component_shows_its_options_and_defaults() -> None:
     assert "--set data_options.KEY=VALUE" in result.stdout and "imbalance_factor  0.01" in result.stdout
     result = _run("list", "distillers")  # several matches: no options
     assert "options, with defaults" not in result.stdout
+
+
+def test_a_file_system_refusal_is_one_sentence_naming_the_path(tmp_path, ekd) -> None:
+    (tmp_path / "blocker").write_text("a file where the store's folder should be")
+    args = ("train", "--store", "blocker/store", "--model", "resnet8", "--epochs", "1", "--limit-train", "16")
+    code, out, err = ekd(*args, "--limit-test", "8", "--quiet")
+    assert (code, out) == (1, "")
+    [line] = err.splitlines()
+    assert line.startswith("error: Not a directory (blocker/store/") and "Traceback" not in err
+    assert line.endswith(
+        "; check the path, its permissions and the free space (--debug shows where it happened)."
+    )
+    code, _, err = ekd(*args, "--limit-test", "8", "--quiet", "--debug")
+    assert code == 1 and "Traceback" in err and "NotADirectoryError" in err

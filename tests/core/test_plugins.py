@@ -121,3 +121,49 @@ def test_registry_wildcards_aliases_and_suggestions() -> None:
     assert err.value.exit_code == 2
     with pytest.raises(PluginError, match="twice by plugin 'p'"):
         reg.add(Component(kind="models", name="x", factory=str, plugin="p", aliases=("resnet20",)))
+
+
+HALF_THEN_RAISE = """
+    from ekdcli.hookspecs import hookimpl
+
+    @hookimpl
+    def register_models(register):
+        register("halfnet_a", "half_mod:build")
+        register("halfnet_b", 42)  # not a factory: the whole hook is refused
+
+    @hookimpl
+    def register_datasets(register):
+        register("half-data", "half_mod:build")
+"""
+
+
+def test_a_hook_that_fails_half_way_registers_none_of_that_kind(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_fake_dist(site, "ekd_half", {"half": "half_mod"}, {"half_mod": HALF_THEN_RAISE})
+    found = discover()
+    [warning] = [w for w in found.warnings if "'half'" in w]
+    assert warning == (
+        "plugin 'half' failed while registering models (TypeError: model 'halfnet_b' needs a callable "
+        "or a 'module:attr' string as its factory, got 42); its components are skipped."
+    )
+    assert "halfnet_a" not in found.registries["models"]  # "skipped" means all of them
+    assert "half-data" in found.registries["datasets"]  # its other hooks still count
+    info = next(p for p in found.plugins if p.name == "half")
+    assert info.registered == {"datasets": ["half-data"]}
+    monkeypatch.setenv("EKD_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="plugin 'half' failed while registering models"):
+        discover()
+
+
+def test_two_distributions_declaring_one_entry_point_name_is_an_error(site: Path) -> None:
+    _install_fake_dist(site, "ekd_toy", {"toy": "toy_models"}, {"toy_models": GOOD})
+    _install_fake_dist(
+        site, "ekd_dup", {"toy": "dup_models"}, {"dup_models": GOOD.replace("toynet", "dupnet")}
+    )
+    with pytest.raises(PluginError) as err:
+        discover()
+    message = err.value.message  # (which of the two comes first depends on the folder listing)
+    assert message.startswith("plugin name 'toy' is declared by both distribution ")
+    assert "'ekd_dup' (module dup_models)" in message and "'ekd_toy' (module toy_models)" in message
+    assert message.endswith("; uninstall one of them.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,39 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path: Path) -> None:
         atomic_write(target, half_then_crash)
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temp file left behind
+
+
+def test_failed_safetensors_write_leaves_the_old_weights_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import safetensors.torch
+
+    target = save_tensors(tmp_path / "w.safetensors", {"w": torch.ones(3)}, {"arch": "old"})
+    before = target.read_bytes()
+
+    def half_written(tensors: object, filename: str, metadata: object = None) -> None:
+        Path(filename).write_bytes(before[: len(before) // 2])  # the crash comes mid-file
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        save_tensors(target, {"w": torch.zeros(3)}, {"arch": "new"})
+    assert target.read_bytes() == before
+    tensors, meta = load_tensors(target)
+    assert torch.equal(tensors["w"], torch.ones(3)) and meta["arch"] == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temp file left
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0)  # read this process's umask ...
+    os.umask(umask)  # ... and put it back
+    new = atomic_write_text(tmp_path / "new.txt", "x")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask  # what open() gives, not mkstemp's 0600
+    kept = tmp_path / "kept.txt"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    atomic_write_text(kept, "new")  # a replaced file keeps its permissions
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new"
 
 
 def test_corrupt_weights_file_is_a_clear_error(tmp_path: Path) -> None:

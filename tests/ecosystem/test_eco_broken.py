@@ -77,6 +77,29 @@ def test_a_plugin_failing_at_import_is_a_warning_naming_it(
     assert "Traceback" not in strict.stderr
 
 
+WRONG_SIGNATURE = """
+    from ekdcli.hookspecs import hookimpl
+
+    @hookimpl
+    def register_models(register, registry):  # ekd passes only `register`
+        register("odd_net", "ekd_odd_mod:build")
+"""
+
+
+def test_a_hook_implementation_with_the_wrong_signature_fails_at_load(
+    install_fake_plugin: Callable[..., Any], run_ekd: Callable[..., Any]
+) -> None:
+    site = install_fake_plugin("ekd-odd", "ekd_odd_mod", WRONG_SIGNATURE)
+    result = run_ekd("list", "models", extra_path=site)
+    assert (result.returncode, result.stdout) == (1, "")
+    [line] = result.stderr.splitlines()  # pluggy's multi-line message folded into the sentence
+    assert line.startswith("error: plugin 'ekd-odd' implements a hook with the wrong signature (")
+    assert "register_models(register, registry)" in line and "{'registry'}" in line
+    assert line.endswith("; update the plugin or disable it with EKD_DISABLE_PLUGINS=ekd-odd.")
+    fixed = run_ekd("list", "models", "resnet8", extra_path=site, env={"EKD_DISABLE_PLUGINS": "ekd-odd"})
+    assert fixed.returncode == 0 and fixed.stdout.startswith("resnet8 ")
+
+
 def test_a_factory_raising_is_a_clear_error_naming_the_plugin(
     install_fake_plugin: Callable[..., Any], run_ekd: Callable[..., Any]
 ) -> None:

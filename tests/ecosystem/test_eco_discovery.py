@@ -73,6 +73,24 @@ def test_help_shows_the_plugin_command_without_importing_heavy_modules() -> None
     assert any("class-counts" in line and "Images per class" in line for line in help_lines)
 
 
+@pytest.mark.parametrize(
+    "argv", [["list", "models", "timm/*"], ["list", "models", "timm/*", "--json"], ["plugins"]]
+)
+def test_listing_timm_models_imports_neither_timm_nor_torch(argv: list[str]) -> None:
+    code = (
+        "import sys, json\n"
+        "from ekdcli.cli.main import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    *listing, modules = result.stdout.strip().splitlines()
+    assert "timm/resnet10t" in "\n".join(listing)  # the listing really ran
+    loaded = set(json.loads(modules))
+    assert "ekd_timm" in loaded and not loaded & {"timm", "torch", "ekd_timm.models"}
+
+
 def test_disabled_plugins_are_gone(run_ekd: Callable[..., Any], ekd_json: Callable[..., Any]) -> None:
     env = {"EKD_DISABLE_PLUGINS": "ekd-example,ekd-timm"}
     names = {p["name"] for p in ekd_json("plugins", env=env)["plugins"]}

@@ -46,3 +46,40 @@ def test_the_plugin_command_reports_misuse_as_one_sentence(run_ekd: Callable[...
         bad.stderr
         == "error: --option takes KEY=VALUE, got 'imbalance_factor'; e.g. --option imbalance_factor=0.05.\n"
     )
+
+
+@pytest.mark.slow
+def test_timm_models_serve_as_teacher_and_student_without_downloading(
+    ekd: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import torch
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ekd-timm tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)  # a weights download would fail here
+    store = Path(os.environ["EKD_HOME"])
+    quick = ("--epochs", "1", "--limit-train", "32", "--limit-test", "16", "--batch-size", "16", "--json")
+    code, out, err = ekd("train", "--model", "timm/lcnet_050", *quick)
+    assert code == 0, err
+    teacher = store / "models" / "digits" / "timm_lcnet_050.safetensors"
+    assert json.loads(out)["weights"] == str(teacher)
+    student = "timm/mobilenetv3_small_050"
+    code, out, err = ekd(
+        "distill", "--teacher", "timm/lcnet_050", "--student", student, "--method", "kd", *quick
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["teacher"], summary["student"], summary["method"]) == ("timm/lcnet_050", student, "kd")
+
+    import timm
+
+    from ekdcli.weights import load_tensors, meta_value
+
+    tensors, metadata = load_tensors(Path(summary["run_dir"]) / "best.safetensors")
+    assert meta_value(metadata, "arch") == student
+    plain = timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=10, in_chans=1)
+    plain.load_state_dict(tensors, strict=True)  # timm's own parameter names, nothing prefixed
+    assert all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
