@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -214,6 +214,26 @@ def from_arrays(
         crop_padding=int(crop_padding),
         hflip=bool(hflip),
         info=dict(info or {}),
+    )
+
+
+def describe_class_counts(name: str, info: Mapping[str, Any]) -> str | None:
+    """The training class counts of a long-tailed dataset (``info["class_counts"]``) as text, else None.
+
+    One summary line (total, head and tail size, how the subset was made), then every count in class order.
+    """
+    counts = [int(c) for c in info.get("class_counts") or ()]
+    if not counts:
+        return None
+    made = ", ".join(
+        f"{label} {info[key]}"
+        for key, label in (("profile", "profile"), ("imbalance_factor", "imbalance factor"), ("seed", "seed"))
+        if key in info
+    )
+    return (
+        f"{name}: {sum(counts):,} training images in {len(counts)} classes, {max(counts)} down to "
+        f"{min(counts)} per class" + (f" ({made})" if made else "") + "\n"
+        f"  class counts: {' '.join(map(str, counts))}"
     )
 
 

@@ -66,7 +66,10 @@ def _torch_load(file: Path) -> Any:
         # The weights-only unpickler names what it refused; anything else is a damaged or foreign file.
         found = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", str(exc))
         if found is None:
-            raise UsageError(f"{file} is not a readable PyTorch checkpoint ({_last_line(exc)}).") from exc
+            raise UsageError(
+                f"{file} is not a readable PyTorch checkpoint ({_last_line(exc)}); give a file written by "
+                f"torch.save (.pth, .pt) or a .safetensors file."
+            ) from exc
         raise UsageError(
             f"{file} contains a pickled Python object ({found.group(1) or found.group(2)}) besides tensors, "
             f"which ekd refuses to unpickle because that could run arbitrary code; in an environment you "
@@ -74,8 +77,10 @@ def _torch_load(file: Path) -> Any:
             f"then import that file."
         ) from exc
     except Exception as exc:  # zip/pickle format errors surface as several exception types
+        detail = "the file is empty" if file.stat().st_size == 0 else f"{type(exc).__name__}: {exc}"
         raise UsageError(
-            f"{file} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})."
+            f"{file} is not a readable PyTorch checkpoint ({detail}); give a file written by torch.save "
+            f"(.pth, .pt) or a .safetensors file."
         ) from exc
 
 
@@ -172,7 +177,8 @@ def check_state_dict(
     arch = name or type(model).__name__
     raise UsageError(
         f"the checkpoint does not fit {arch}: {'; '.join(problems)}. Check the architecture name and the "
-        f"number of classes (a checkpoint of a whole distiller needs a key prefix such as 'student.')."
+        f"number of classes (for a checkpoint of a whole distiller, pick the student's keys with "
+        f"'ekd import --prefix student.')."
     )
 
 

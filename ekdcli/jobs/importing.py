@@ -40,7 +40,12 @@ def _shape_of_data(config: Config, num_classes: int | None, in_channels: int | N
 
 
 def run_import(
-    config: Config, source: Path, name: str | None, num_classes: int | None, in_channels: int | None
+    config: Config,
+    source: Path,
+    name: str | None,
+    num_classes: int | None,
+    in_channels: int | None,
+    prefix: str | None = None,
 ) -> dict[str, Any]:
     from ekdcli.importer import check_state_dict, convert, read_state_dict
 
@@ -48,9 +53,11 @@ def run_import(
         raise UsageError("say which architecture the checkpoint is with --model (see 'ekd list models').")
     arch = canonical_model(config.model)
     classes, channels = _shape_of_data(config, num_classes, in_channels)
-    state = read_state_dict(source)
+    state = read_state_dict(source, prefix)
     model = build_model(arch, classes, channels)
-    check_state_dict(model, state)
+    # Name what the model was built for: a wrong --data (classes, channels) shows up as mis-shaped keys.
+    built_for = f"{classes} classes and {channels} input channel(s), as for --data {config.data}"
+    check_state_dict(model, state, f"{arch} ({built_for}; --num-classes and --in-channels override)")
     tensors = convert(model, state)
     data_key = dataset_key(config)
     target = open_store(config).model_path(data_key, name or arch)
@@ -61,7 +68,7 @@ def run_import(
         "num_classes": classes,
         "in_channels": channels,
         "made_by": "ekd import",
-        "source": str(source),
+        "source": str(source.resolve()),
         "source_sha256": _file_sha256(source),
         "ekd_version": __version__,
     }

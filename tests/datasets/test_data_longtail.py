@@ -11,6 +11,7 @@ import torch
 
 from ekd_plugins.datasets.longtail import cifar100_lt, long_tail_counts, make_long_tailed
 from ekdcli.api import InMemoryDataset
+from ekdcli.datasets import describe_class_counts
 from ekdcli.errors import UsageError
 
 TINY100 = Path("/work/shared/data/tiny_cifar100.npz")
@@ -63,6 +64,7 @@ def test_factor_one_half_and_step_profile(balanced: InMemoryDataset) -> None:
     half = make_long_tailed(balanced, 0.5, "exp")
     counts = torch.bincount(half.train_labels, minlength=100).tolist()
     assert counts == _expected_exp(500, 0.5, 100) and counts[0] == 500 and counts[-1] == 250
+    assert sum(counts) == 36_029
     step = make_long_tailed(balanced, 0.01, "step")
     assert torch.bincount(step.train_labels, minlength=100).tolist() == [500] * 50 + [5] * 50
     assert make_long_tailed(balanced, 1.0).train_labels.shape[0] == 50_000
@@ -113,3 +115,37 @@ def test_factory_validates_options_before_reading_data(tmp_path: Path) -> None:
         cifar100_lt(str(tmp_path / "missing"), profile="zipf")
     with pytest.raises(UsageError, match="cifar100-lt does not take option\\(s\\) ratio"):
         cifar100_lt(str(tmp_path), ratio=10)
+
+
+def test_class_counts_are_described_in_full(balanced: InMemoryDataset) -> None:
+    lt = make_long_tailed(balanced, 0.01, "exp", seed=0)
+    head, counts = describe_class_counts(lt.name, lt.info).split("\n")
+    assert head == (
+        "synthetic-lt: 10,847 training images in 100 classes, 500 down to 5 per class "
+        "(profile exp, imbalance factor 0.01, seed 0)"
+    )
+    assert counts == "  class counts: " + " ".join(map(str, _expected_exp(500, 0.01, 100)))
+    assert describe_class_counts("cifar100", {"source": "x"}) is None  # balanced data: nothing to say
+
+
+@pytest.mark.skipif(not TINY100.exists(), reason="shared tiny CIFAR npz absent")
+def test_commands_print_the_class_counts(tmp_path: Path, ekd) -> None:
+    from ekdcli.build import build_model
+
+    torch.save({"model": build_model("tiny_cnn", 100, 3).state_dict()}, tmp_path / "tiny.pth")
+    code, _, err = ekd("import", "tiny.pth", "--model", "tiny_cnn", "--data", "cifar100-lt")
+    assert code == 0, err
+    (tmp_path / "lt.toml").write_text("[data_options]\nimbalance_factor = 0.5\nseed = 2\n")
+    weights = str(tmp_path / "store" / "models" / "cifar100-lt" / "tiny_cnn.safetensors")
+    where = ("--data", "cifar100-lt", "--data-root", str(TINY100), "--config", "lt.toml")
+    code, out, err = ekd("evaluate", weights, *where)
+    assert code == 0, err
+    n_max = int(np.bincount(np.load(TINY100)["y_train"], minlength=100).min())
+    expected = _expected_exp(n_max, 0.5, 100)
+    assert (
+        f"cifar100-lt: {sum(expected):,} training images in 100 classes, {n_max} down to {expected[-1]} "
+        "per class (profile exp, imbalance factor 0.5, seed 2)"
+    ) in out
+    assert "  class counts: " + " ".join(map(str, expected)) + "\n" in out
+    code, out, err = ekd("evaluate", weights, *where, "--json")  # --json: stdout stays pure JSON
+    assert code == 0 and out.lstrip().startswith("{") and "class counts: " in err

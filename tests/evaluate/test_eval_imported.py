@@ -1,8 +1,11 @@
 """An imported published checkpoint evaluates to exactly what the original code reports.
 
-The reference side is written here the way mdistiller / RepDistiller evaluate CIFAR-100: PIL
-images through torchvision's ``ToTensor`` and ``Normalize`` with their mean and std, fp32,
-the checkpoint's state dict loaded into the architecture, eval mode.
+The reference side is written here the way mdistiller / RepDistiller evaluate CIFAR-100: the
+checkpoint file read back with ``torch.load(...)["model"]``, PIL images through torchvision's
+``ToTensor`` and ``Normalize`` with their mean and std, fp32, and their CIFAR ResNet's eval-mode
+forward (conv-BN-ReLU stem, basic blocks with a 1x1 conv + BN projection where the shape changes,
+8x8 average pool, linear), written out functionally on the state dict so that it shares no code
+with ekd's model zoo.
 """
 
 from __future__ import annotations
@@ -39,16 +42,36 @@ def _published_checkpoint(path: Path, images: np.ndarray) -> dict[str, torch.Ten
     return state
 
 
-def _reference(state: dict[str, torch.Tensor], images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    model = build_model("resnet8", 100, 3)
-    model.load_state_dict(state)
-    model.eval()
+def _mdistiller_resnet_logits(sd: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """mdistiller's ``models/cifar/resnet.py`` ResNet (basic blocks) in eval mode, on a state dict."""
+
+    def conv_bn(x: torch.Tensor, conv: str, bn: str, stride: int, padding: int) -> torch.Tensor:
+        y = F.conv2d(x, sd[f"{conv}.weight"], stride=stride, padding=padding)
+        stats = (sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"], sd[f"{bn}.bias"])
+        return F.batch_norm(y, *stats, training=False, eps=1e-5)
+
+    x = F.relu(conv_bn(x, "conv1", "bn1", 1, 1))
+    for stage in (1, 2, 3):
+        blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith(f"layer{stage}.")})
+        for i in blocks:
+            p, stride = f"layer{stage}.{i}", 2 if stage > 1 and i == 0 else 1
+            out = F.relu(conv_bn(x, f"{p}.conv1", f"{p}.bn1", stride, 1))
+            out = conv_bn(out, f"{p}.conv2", f"{p}.bn2", 1, 1)
+            if f"{p}.downsample.0.weight" in sd:
+                x = conv_bn(x, f"{p}.downsample.0", f"{p}.downsample.1", stride, 0)
+            x = F.relu(out + x)
+    pooled = F.avg_pool2d(x, 8).reshape(x.shape[0], -1)
+    return F.linear(pooled, sd["fc.weight"], sd["fc.bias"])
+
+
+def _reference(checkpoint: Path, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
     transform = transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize(MDISTILLER_MEAN, MDISTILLER_STD)]
     )
     batch = torch.stack([transform(Image.fromarray(image)) for image in images])
     with torch.no_grad():
-        logits = model(batch).double()
+        logits = _mdistiller_resnet_logits(state, batch).double()
     target = torch.from_numpy(labels).long()
     top5 = logits.topk(5, dim=1).indices
     return {
@@ -66,14 +89,14 @@ def test_imported_checkpoint_gives_the_original_codes_accuracy(
     with np.load(data) as arrays:
         train_images = arrays["x_train"]
         test_images, test_labels = arrays["x_test"], arrays["y_test"]
-    state = _published_checkpoint(tmp_path / "ckpt_epoch_240.pth", train_images)
+    _published_checkpoint(tmp_path / "ckpt_epoch_240.pth", train_images)
     where = ("--data", "cifar100", "--data-root", str(data))
     code, _, err = ekd("import", str(tmp_path / "ckpt_epoch_240.pth"), "--model", "resnet8", *where)
     assert code == 0, err
     code, out, err = ekd("evaluate", "resnet8", *where, "--json")
     assert code == 0, err
     (result,) = json.loads(out)["targets"]
-    reference = _reference(state, test_images, test_labels)
+    reference = _reference(tmp_path / "ckpt_epoch_240.pth", test_images, test_labels)
 
     assert result["n"] == len(test_labels) == 200
     assert result["precision"] == "fp32"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import subprocess
 import sys
 from typing import Any
@@ -275,6 +276,112 @@ def test_imagenet_models_keep_torchvision_names(name, reference):
     assert [(k, tuple(v.shape)) for k, v in ours.items()] == [(k, tuple(v.shape)) for k, v in theirs.items()]
 
 
+# Full (name, shape) lists of the other mdistiller families, written out from their architecture
+# descriptions (models/cifar/vgg.py, resnetv2.py, ShuffleNetv1.py, ShuffleNetv2.py), for 100 classes.
+Shape = tuple[int, ...]
+
+
+def _bn_shapes(prefix: str, c: int) -> list[tuple[str, Shape]]:
+    return [(f"{prefix}.{s}", () if s == "num_batches_tracked" else (c,)) for s in BN]
+
+
+def _vgg_shapes(cfg: list[list[int]]) -> list[tuple[str, Shape]]:
+    """``block{b}.{3j}`` is a biased 3x3 conv, ``block{b}.{3j+1}`` its BN; ``classifier`` is 512 -> 100."""
+    out: list[tuple[str, Shape]] = []
+    cin = 3
+    for b, widths in enumerate(cfg):
+        for j, w in enumerate(widths):
+            out += [(f"block{b}.{3 * j}.weight", (w, cin, 3, 3)), (f"block{b}.{3 * j}.bias", (w,))]
+            out += _bn_shapes(f"block{b}.{3 * j + 1}", w)
+            cin = w
+    return [*out, ("classifier.weight", (100, 512)), ("classifier.bias", (100,))]
+
+
+def _resnetv2_shapes(blocks: list[int], bottleneck: bool) -> list[tuple[str, Shape]]:
+    out = [("conv1.weight", (64, 3, 3, 3)), *_bn_shapes("bn1", 64)]
+    expansion = 4 if bottleneck else 1
+    cin = 64
+    for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks, strict=True), start=1):
+        for i in range(n):
+            p, stride = f"layer{stage}.{i}", 2 if stage > 1 and i == 0 else 1
+            if bottleneck:
+                convs = [(p + ".conv1", (planes, cin, 1, 1)), (p + ".conv2", (planes, planes, 3, 3))]
+                convs.append((p + ".conv3", (4 * planes, planes, 1, 1)))
+            else:
+                convs = [(p + ".conv1", (planes, cin, 3, 3)), (p + ".conv2", (planes, planes, 3, 3))]
+            for k, (conv, shape) in enumerate(convs, start=1):
+                out += [(f"{conv}.weight", shape), *_bn_shapes(f"{p}.bn{k}", shape[0])]
+            if stride != 1 or cin != expansion * planes:
+                out += [(f"{p}.shortcut.0.weight", (expansion * planes, cin, 1, 1))]
+                out += _bn_shapes(f"{p}.shortcut.1", expansion * planes)
+            cin = expansion * planes
+    return [*out, ("linear.weight", (100, 512 * expansion)), ("linear.bias", (100,))]
+
+
+def _shufflev1_shapes() -> list[tuple[str, Shape]]:
+    """Groups 3; the first block after the 24-channel stem has an ungrouped first 1x1 conv."""
+    out = [("conv1.weight", (24, 3, 1, 1)), *_bn_shapes("bn1", 24)]
+    cin = 24
+    for stage, (planes, n) in enumerate(zip((240, 480, 960), (4, 8, 4), strict=True), start=1):
+        for i in range(n):
+            p = f"layer{stage}.{i}"
+            branch = planes - cin if i == 0 else planes  # the strided block concatenates its input
+            mid, g = branch // 4, 1 if cin == 24 else 3
+            out += [(f"{p}.conv1.weight", (mid, cin // g, 1, 1)), *_bn_shapes(f"{p}.bn1", mid)]
+            out += [(f"{p}.conv2.weight", (mid, 1, 3, 3)), *_bn_shapes(f"{p}.bn2", mid)]
+            out += [(f"{p}.conv3.weight", (branch, mid // 3, 1, 1)), *_bn_shapes(f"{p}.bn3", branch)]
+            cin = planes
+    return [*out, ("linear.weight", (100, 960)), ("linear.bias", (100,))]
+
+
+def _shufflev2_shapes() -> list[tuple[str, Shape]]:
+    out = [("conv1.weight", (24, 3, 1, 1)), *_bn_shapes("bn1", 24)]
+    cin = 24
+    for stage, (planes, n) in enumerate(zip((116, 232, 464), (3, 7, 3), strict=True), start=1):
+        mid, p = planes // 2, f"layer{stage}.0"
+        down = [(cin, 1, 3, 3), (mid, cin, 1, 1), (mid, cin, 1, 1), (mid, 1, 3, 3), (mid, mid, 1, 1)]
+        for k, shape in enumerate(down, start=1):
+            out += [(f"{p}.conv{k}.weight", shape), *_bn_shapes(f"{p}.bn{k}", shape[0])]
+        for i in range(1, n + 1):
+            p = f"layer{stage}.{i}"
+            for k, shape in enumerate([(mid, mid, 1, 1), (mid, 1, 3, 3), (mid, mid, 1, 1)], start=1):
+                out += [(f"{p}.conv{k}.weight", shape), *_bn_shapes(f"{p}.bn{k}", mid)]
+        cin = planes
+    out += [("conv2.weight", (1024, 464, 1, 1)), *_bn_shapes("bn2", 1024)]
+    return [*out, ("linear.weight", (100, 1024)), ("linear.bias", (100,))]
+
+
+_VGG_CFG = {
+    "vgg8": [[64], [128], [256], [512], [512]],
+    "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "vgg13": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "vgg16": [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3],
+    "vgg19": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
+}
+REFERENCE_SHAPES = {
+    **{name: functools.partial(_vgg_shapes, cfg) for name, cfg in _VGG_CFG.items()},
+    "resnet18": functools.partial(_resnetv2_shapes, [2, 2, 2, 2], False),
+    "resnet34": functools.partial(_resnetv2_shapes, [3, 4, 6, 3], False),
+    "resnet50": functools.partial(_resnetv2_shapes, [3, 4, 6, 3], True),
+    "shufflev1": _shufflev1_shapes,
+    "shufflev2": _shufflev2_shapes,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_SHAPES))
+def test_every_key_and_shape_follows_mdistiller(name):
+    ours = [(k, tuple(v.shape)) for k, v in build(name, num_classes=100).state_dict().items()]
+    expected = REFERENCE_SHAPES[name]()
+    assert ours == expected
+    # and the list adds up to the published parameter count (buffers excluded)
+    params = sum(
+        math.prod(s)
+        for k, s in expected
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
+    assert params == count_at_100(name)
+
+
 # ------------------------------------------------------------ forward contract
 def _head(model: nn.Module) -> nn.Linear:
     return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
@@ -331,6 +438,38 @@ def test_in_channels_changes_only_the_first_conv(name):
     assert gray.state_dict()[key].shape[1] == 1 and rgb.state_dict()[key].shape[1] == 3
     size = 32 if name.startswith("imagenet/") else 16
     assert gray.eval()(torch.randn(2, 1, size, size)).shape == (2, 10)
+
+
+@functools.cache
+def _digits_batch() -> torch.Tensor:
+    """Two real images of the embedded default (1 channel, 32x32), normalized as the engine does."""
+    from ekd_plugins.datasets.digits import digits
+
+    split = digits().split("test")
+    return torch.stack([split[0][0], split[1][0]])
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+def test_every_model_runs_on_the_embedded_digits(name):
+    x = _digits_batch()
+    assert x.shape == (2, 1, 32, 32)
+    torch.manual_seed(0)
+    model = build(name, num_classes=10, in_channels=1)
+    model.train()
+    model(x).sum().backward()  # a training step's forward/backward on a 2-image batch
+    with torch.no_grad():
+        logits = model.eval()(x)
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+
+
+def test_ekd_list_models_shows_the_parameter_counts(ekd):
+    code, out, err = ekd("list", "models")
+    assert code == 0, err
+    shown = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+    for name in CANONICAL:
+        assert shown[name] == f"{count_at_100(name) / 1e6:.3f}M", name
+    for name, millions in PUBLISHED_M.items():
+        assert shown[name] == f"{millions:.3f}M", name
 
 
 @pytest.mark.parametrize("name", ["resnet20", "shufflev1", "mobilenetv2"])

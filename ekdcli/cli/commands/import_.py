@@ -16,15 +16,24 @@ from ekdcli.cli.options import build_config, options
 @click.option("--name", help="Name in the store (default: the architecture's name).")
 @click.option("--num-classes", type=int, help="Classes of the checkpoint (default: the dataset's).")
 @click.option("--in-channels", type=int, help="Input channels of the checkpoint (default: the dataset's).")
+@click.option(
+    "--prefix",
+    help="Keep only the keys under this prefix and strip it, e.g. 'student.' for a whole-distiller checkpoint.",
+)
 def import_(
-    checkpoint: Path, name: str | None, num_classes: int | None, in_channels: int | None, **params: Any
+    checkpoint: Path,
+    name: str | None,
+    num_classes: int | None,
+    in_channels: int | None,
+    prefix: str | None,
+    **params: Any,
 ) -> None:
     """Import a checkpoint from mdistiller, RepDistiller or torchvision into the store.
 
     Reads {'model': state_dict}, {'state_dict': ...}, a bare state dict or a
     .safetensors file, safely (torch.load with weights_only=True: never
-    arbitrary unpickling), strips 'module.' prefixes, checks every key and
-    shape against the architecture, and writes
+    arbitrary unpickling), strips 'module.' prefixes (and --prefix), checks
+    every key and shape against the architecture, and writes
     <store>/models/<data>/<name>.safetensors.
 
     \b
@@ -35,4 +44,4 @@ def import_(
     from ekdcli.jobs.importing import run_import
 
     config = build_config(params)
-    console(config).result(run_import(config, checkpoint, name, num_classes, in_channels))
+    console(config).result(run_import(config, checkpoint, name, num_classes, in_channels, prefix))
