@@ -139,6 +139,7 @@ class _Meters:
         self.steps = int(state.get("steps", 0))
         self.images = int(state.get("images", 0))
         self.correct = float(state.get("correct", 0.0))
+        self.correct5 = float(state.get("correct5", 0.0))
         self.scored = int(state.get("scored", 0))
         self.loss = float(state.get("loss", 0.0))
         self.losses: dict[str, float] = dict(state.get("losses", {}))
@@ -150,6 +151,7 @@ class _Meters:
             "steps": self.steps,
             "images": self.images,
             "correct": self.correct,
+            "correct5": self.correct5,
             "scored": self.scored,
             "loss": self.loss,
             "losses": dict(self.losses),
@@ -411,7 +413,8 @@ class _Trainer:
     def _step_values(
         self, total: torch.Tensor, out: StepOutput, batch: Batch
     ) -> tuple[list[str], torch.Tensor]:
-        """One vector per step: [stop, total, losses..., stats..., correct, scored], summed over ranks."""
+        """One vector per step: [stop, total, losses..., stats..., top-1 and top-5 correct, scored],
+        summed over ranks."""
         device = total.device
         names = [f"loss:{k}" for k in out.losses] + [f"stat:{k}" for k in out.stats]
         parts = [torch.tensor(float(self.interrupt.requested), device=device), total.detach()]
@@ -419,10 +422,13 @@ class _Trainer:
         parts += [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in out.stats.values()]
         logits = out.logits
         if logits is not None and logits.shape[0] == batch.labels.shape[0]:
-            parts.append((logits.detach().argmax(dim=1) == batch.labels).sum().float())
+            top = logits.detach().topk(min(5, logits.shape[1]), dim=1).indices
+            hits = top == batch.labels[:, None]
+            parts.append(hits[:, 0].sum().float())
+            parts.append(hits.any(dim=1).sum().float())
             parts.append(torch.tensor(float(batch.labels.shape[0]), device=device))
         else:
-            parts += [torch.zeros((), device=device), torch.zeros((), device=device)]
+            parts += [torch.zeros((), device=device) for _ in range(3)]
         values = torch.stack(parts)
         return names, ddp.all_reduce_sum(values)
 
@@ -433,7 +439,7 @@ class _Trainer:
         step_in_epoch, images, names = meta
         world = self.runtime.world_size
         stop, total = values[0], values[1]
-        named = dict(zip(names, values[2:-2], strict=True))
+        named = dict(zip(names, values[2:-3], strict=True))
         losses = {k[5:]: v / world for k, v in named.items() if k.startswith("loss:")}
         if not all(math.isfinite(v) for v in [total / world, *losses.values()]):
             terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
@@ -444,8 +450,9 @@ class _Trainer:
             else:
                 kept = "no checkpoint was written yet"
             raise JobError(
-                f"non-finite loss at epoch {epoch} step {step_in_epoch} ({terms}); {kept}: lower the "
-                "learning rate or check the data and the teacher, then rerun or resume."
+                f"non-finite loss at epoch {epoch} step {step_in_epoch} ({terms}); {kept}; lower --lr, "
+                "clip the gradients (--set train.grad_clip=5) or check the data and the teacher, and "
+                "start a new run (a resumed run keeps its learning rate)."
             )
         meters.steps += 1
         meters.images += images
@@ -455,7 +462,8 @@ class _Trainer:
         for k, v in named.items():
             if k.startswith("stat:"):
                 meters.stats[k[5:]] = meters.stats.get(k[5:], 0.0) + v
-        meters.correct += values[-2]
+        meters.correct += values[-3]
+        meters.correct5 += values[-2]
         meters.scored += int(values[-1])
         return stop > 0
 
@@ -535,6 +543,7 @@ class _Trainer:
         }
         if meters.scored:
             record["train_top1"] = 100.0 * meters.correct / meters.scored
+            record["train_top5"] = 100.0 * meters.correct5 / meters.scored
         improved = False
         if evaluation is not None:
             record.update(
@@ -569,6 +578,8 @@ class _Trainer:
             text += f"  train {record['train_top1']:.2f}%"
         if "test_top1" in record:
             text += f"  test top-1 {record['test_top1']:.2f}% top-5 {record['test_top5']:.2f}%"
+        if "augmented" in record["stats"]:  # samples an augmentation mixed this epoch (HE-DA & co)
+            text += f"  mixed {record['stats']['augmented']:.0f}"
         text += f"  lr {record['lr']:.4g}  {record['images_per_s']:.0f} img/s  {record['seconds']:.1f} s"
         echo(text)
 

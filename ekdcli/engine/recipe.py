@@ -81,6 +81,24 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# DESIGN §1: the CIFAR recipes train MobileNetV2 and ShuffleNet students at lr 0.01, not 0.05.
+SMALL_LR = 0.01
+SMALL_LR_MODELS = frozenset({"mobilenetv2", "shufflev1", "shufflev2"})
+CIFAR_RECIPES = ("cifar", "cifar-energy")
+
+
+def preset(name: str, model: str | None = None) -> Recipe:
+    """The named recipe for training ``model`` (a canonical architecture name, or None).
+
+    The CIFAR presets use lr 0.01 for the MobileNetV2 / ShuffleNet models, as the reference
+    configs do; everything else is the preset as listed in :data:`RECIPES`.
+    """
+    recipe = RECIPES[name]
+    if name in CIFAR_RECIPES and model in SMALL_LR_MODELS:
+        return replace(recipe, lr=SMALL_LR)
+    return recipe
+
+
 def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     """Multiplier of ``recipe.lr`` for optimizer step ``step`` (0-based, counted over the whole run).
 

@@ -9,7 +9,14 @@ from typing import Any
 from ekdcli.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.config import Config
 from ekdcli.errors import UsageError
-from ekdcli.jobs.common import console, describe_recipe, engine_options, open_store, resolve_recipe
+from ekdcli.jobs.common import (
+    console,
+    describe_recipe,
+    engine_options,
+    open_store,
+    recorded_config,
+    resolve_recipe,
+)
 from ekdcli.weights import save_tensors
 
 
@@ -34,13 +41,14 @@ def run_train(
     arch = canonical_model(config.model)
     dataset = load_dataset(config)
     data_key = dataset_key(config)
-    recipe = resolve_recipe(config, dataset)
+    recipe = resolve_recipe(config, dataset, arch)
     store = open_store(config)
     options = engine_options(config)
     # The runtime first: it joins the process group under torchrun and seeds the model's init.
     runtime = Runtime(options)
     # Rank 0 names the run (a timestamped name could differ between ranks by a second).
-    run_dir = resume or from_rank0(lambda: store.new_run_dir(config.run_name, f"train-{arch}-{data_key}"))
+    run_dir = resume.resolve() if resume else None
+    run_dir = run_dir or from_rank0(lambda: store.new_run_dir(config.run_name, f"train-{arch}-{data_key}"))
     model = build_model(arch, dataset.num_classes, dataset.in_channels)
     out.say(f"ekd train: {arch} on {data_key} ({dataset.num_classes} classes), {describe_recipe(recipe)}")
     out.say(f"run directory: {run_dir}")
@@ -52,19 +60,31 @@ def run_train(
         recipe,
         options,
         run_dir,
-        config_text=config.to_toml(),
+        config_text=recorded_config(config, store).to_toml(),
         metadata=metadata,
         resume=resume is not None,
         runtime=runtime,
     )
     state = result.best_state if keep == "best" else result.last_state
-    top1 = result.best_top1 if keep == "best" else result.last_top1
+    top1, top5 = (
+        (result.best_top1, result.best_top5) if keep == "best" else (result.last_top1, result.last_top5)
+    )
+    epochs_done = result.history[-1]["epoch"] if result.history else 0
+    epoch = result.best_epoch if keep == "best" else epochs_done
     model_path = store.model_path(data_key, name or arch)
     if runtime.is_main:  # every rank holds the same weights; one writes them
         save_tensors(
             model_path,
             state,
-            {**metadata, "top1": top1, "epochs": result.epochs_run, "kept": keep, "run_dir": str(run_dir)},
+            {
+                **metadata,
+                "top1": top1,
+                "top5": top5,
+                "epoch": epoch,
+                "epochs": epochs_done,
+                "kept": keep,
+                "run_dir": str(run_dir),
+            },
         )
     ddp.barrier()  # the other ranks may load these weights next (a teacher trained inside distill)
     summary = {

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,8 +96,10 @@ def test_run_directory_files_read_back(tmp_path: Path) -> None:
             "test_top5",
             "test_loss",
             "train_top1",
+            "train_top5",
         } <= set(line)
         assert line["losses"]["loss_ce"] == pytest.approx(line["loss"])
+        assert line["train_top5"] == 100.0  # 4 classes: the true one is always among the top 5
     last, last_meta = load_tensors(run_dir / "last.safetensors")
     assert_same_weights(last, result.last_state)
     assert meta_value(last_meta, "epoch") == 3 and meta_value(last_meta, "architecture") == "tiny"
@@ -125,6 +129,63 @@ def test_resume_after_a_stop_is_bitwise_identical(tmp_path: Path, precision: str
     assert [m["loss"] for m in metrics] == [r["loss"] for r in straight.history]
 
 
+# Run in a fresh interpreter: the objective kills its own process (SIGKILL, no clean-up at all)
+# at call 7 = epoch 2 step 3, after the checkpoint of epoch 1 was written.
+KILL_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import test_engine_fit as t
+
+class Killed(t.NoisyObjective):
+    calls = 0
+
+    def __call__(self, model, batch, epoch, generator):
+        Killed.calls += 1
+        if Killed.calls == 7:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__call__(model, batch, epoch, generator)
+
+t.run(Path(sys.argv[2]), objective=Killed())
+"""
+
+
+def test_resume_after_a_real_kill_is_bitwise_identical(tmp_path: Path) -> None:
+    straight = run(tmp_path / "a")
+    run_dir = tmp_path / "b"
+    here = str(Path(__file__).parent)
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, here, str(run_dir)], timeout=300, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    resumed = run(run_dir, resume=True, init_seed=99)  # another init: the checkpoint must win
+    assert resumed.epochs_run == 2
+    assert_same_weights(resumed.last_state, straight.last_state)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+
+
+class RankedLogits(NoisyObjective):
+    """Trains on cross-entropy but reports logits that put each sample's label at rank index % 7."""
+
+    def __call__(self, model, batch, epoch, generator) -> StepOutput:  # noqa: ANN001
+        out = super().__call__(model, batch, epoch, generator)
+        classes = out.logits.shape[1]
+        rank = batch.indices % 7
+        position = (torch.arange(classes)[None, :] - batch.labels[:, None] + rank[:, None]) % classes
+        out.logits = -position.float()  # the label's score is -rank: rank 0 is the top
+        return out
+
+
+def test_train_top1_and_top5_count_the_reported_logits() -> None:
+    data = synthetic_dataset(train=128, test=16, classes=10)
+    recipe = Recipe(epochs=1, batch_size=32, lr=0.1)  # 4 whole batches: every index once
+    result = fit(TinyNet(classes=10), data, RankedLogits(), recipe, options(), None)
+    top1 = 100.0 * sum(1 for i in range(128) if i % 7 == 0) / 128
+    top5 = 100.0 * sum(1 for i in range(128) if i % 7 < 5) / 128
+    assert result.history[0]["train_top1"] == pytest.approx(top1)
+    assert result.history[0]["train_top5"] == pytest.approx(top5)
+
+
 def test_ctrl_c_saves_a_mid_epoch_checkpoint_that_resumes_exactly(tmp_path: Path) -> None:
     straight = run(tmp_path / "a")
     run_dir = tmp_path / "b"
@@ -152,6 +213,23 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
     assert all(torch.isfinite(t.float()).all() for t in last.values())
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
     assert not (run_dir / "summary.json").exists()
+
+
+@pytest.mark.parametrize("clip", [None, 0.01])
+def test_gradient_clipping_bounds_the_first_step(clip: float | None) -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    names = [name for name, _ in model.named_parameters()]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = synthetic_dataset(train=32, test=8)
+    # one plain SGD step (no momentum, no decay): the update is -lr * (clipped) gradient
+    recipe = Recipe(epochs=1, batch_size=32, lr=1.0, momentum=0.0, weight_decay=0.0, grad_clip=clip)
+    after = fit(model, data, CrossEntropyObjective(), recipe, options(), None).last_state
+    step = torch.cat([(after[k] - before[k]).flatten() for k in names]).norm().item()
+    if clip is None:
+        assert step > 0.1  # the unclipped gradient is far larger than the clip below
+    else:
+        assert step == pytest.approx(clip, rel=1e-4)
 
 
 def test_guards_on_run_directories(tmp_path: Path) -> None:

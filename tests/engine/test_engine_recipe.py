@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
-from ekdcli.engine.recipe import RECIPES, Recipe, build_optimizer, build_scheduler, lr_factor
+from ekdcli.config import resolve
+from ekdcli.engine.recipe import RECIPES, Recipe, build_optimizer, build_scheduler, lr_factor, preset
 from ekdcli.errors import UsageError
+from ekdcli.jobs.common import resolve_recipe
 
 
 def lrs_seen(recipe: Recipe, steps_per_epoch: int, steps: int) -> list[float]:
@@ -97,3 +99,28 @@ def test_overrides_ignore_none() -> None:
     recipe = RECIPES["cifar"].with_overrides(lr=0.01, epochs=None)
     assert recipe.lr == 0.01 and recipe.epochs == 240
     assert RECIPES["cifar"].lr == 0.05  # the named recipe is untouched
+
+
+def test_cifar_presets_use_lr_001_for_mobilenet_and_shufflenet() -> None:
+    for name in ("cifar", "cifar-energy"):
+        for model in ("mobilenetv2", "shufflev1", "shufflev2"):
+            small = preset(name, model)
+            assert small.lr == 0.01 and small.epochs == RECIPES[name].epochs
+        assert preset(name, "resnet8x4").lr == preset(name).lr == 0.05
+    assert preset("imagenet", "mobilenetv2").lr == 0.2
+    assert RECIPES["cifar"].lr == 0.05  # the table itself is untouched
+
+
+class _Data:
+    name, info = "cifar100", {}
+
+
+def test_resolve_recipe_applies_the_small_student_lr_unless_one_is_given() -> None:
+    config = resolve({"recipe": "cifar"})
+    assert resolve_recipe(config, _Data(), "mv2").lr == 0.01  # an alias of mobilenetv2
+    assert resolve_recipe(config, _Data(), "shufflev2").lr == 0.01
+    assert resolve_recipe(config, _Data(), "resnet8").lr == 0.05
+    assert resolve_recipe(config, _Data(), "weights/student.safetensors").lr == 0.05
+    assert resolve_recipe(config, _Data()).lr == 0.05
+    assert resolve_recipe(resolve({"recipe": "cifar", "lr": 0.03}), _Data(), "mv2").lr == 0.03
+    assert resolve_recipe(resolve({"recipe": "cifar", "train": {"lr": 0.02}}), _Data(), "mv2").lr == 0.02
