@@ -114,6 +114,20 @@ def energy_histogram(
     return save_figure(fig, path)
 
 
+def certain_uncertain_picks(
+    labels: torch.Tensor, energies: torch.Tensor, cls: int, per_class: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of class ``cls``'s ``per_class`` lowest-energy images (ascending energy) and of its
+    ``per_class`` highest (descending).  A class with fewer than ``2 * per_class`` images is split in
+    halves (the extra one, if odd, goes to the certain side), so no image is in both rows."""
+    import torch
+
+    members = torch.nonzero(labels == cls).flatten()
+    order = members[torch.argsort(energies[members], stable=True)]
+    half = (order.numel() + 1) // 2
+    return order[: min(per_class, half)], order.flip(0)[: min(per_class, order.numel() - half)]
+
+
 def certain_uncertain_grid(
     images_uint8: torch.Tensor,
     labels: torch.Tensor,
@@ -146,12 +160,8 @@ def certain_uncertain_grid(
     )
     pixels = images.permute(0, 2, 3, 1)  # NHWC for imshow
     for r, c in enumerate(chosen):
-        members = torch.nonzero(y == c).flatten()
-        order = members[torch.argsort(e[members], stable=True)]
-        picks = (
-            ("certain", order[:per_class], CERTAIN_FRAME),
-            ("uncertain", order.flip(0)[:per_class], UNCERTAIN_FRAME),
-        )
+        certain, uncertain = certain_uncertain_picks(y, e, c, per_class)
+        picks = (("certain", certain, CERTAIN_FRAME), ("uncertain", uncertain, UNCERTAIN_FRAME))
         for half, (kind, idx, frame) in enumerate(picks):
             row = axes[2 * r + half]
             for j, ax in enumerate(row):

@@ -224,8 +224,12 @@ def check_compatible(
     teacher_sha256: str | None = None,
     dataset_fingerprint: str | None = None,
     energy_temperature: float | None = None,
+    data: str | None = None,
 ) -> None:
-    """Refuse scores made with other teacher weights, another dataset or another T_E."""
+    """Refuse scores made with other teacher weights, another dataset or another T_E.
+
+    ``data`` is the dataset as the user names it (``--data``) for the suggested command.
+    """
     meta = table.meta
     checks = (
         ("teacher weights (sha256)", teacher_sha256, meta.teacher_sha256),
@@ -238,9 +242,10 @@ def check_compatible(
         numeric = isinstance(expected, (int, float))
         same = math.isclose(float(expected), float(found)) if numeric else expected == found
         if not same:
-            command = (
-                f"ekd score --teacher {meta.teacher or 'TEACHER'} --data {meta.dataset or 'DATA'} --force"
-            )
+            teacher, dataset = meta.teacher or "TEACHER", data or meta.dataset or "DATA"
+            command = f"ekd score --teacher {teacher} --data {dataset} --force"
+            if numeric:
+                command += f" --energy-temperature {float(expected):g}"
             raise UsageError(
                 f"the score file was made for another {what}: expected {expected}, found {found}; "
                 f"re-run `{command}`."

@@ -49,8 +49,10 @@ def ensure_scores(
     fingerprint = dataset.fingerprint("train")
     if path.is_file() and not force:
         table = load_scores(path)
-        check_compatible(table, sha, fingerprint, config.energy_temperature)
-        return Scored(table=table, path=path, computed=False)
+        check_compatible(table, sha, fingerprint, config.energy_temperature, data=config.data)
+        # --save-logits asks for what a reused file lacks: score again rather than ignore the flag
+        if not (save_logits and table.logits is None):
+            return Scored(table=table, path=path, computed=False)
     options = engine_options(config)
     options.limit_train = None  # energies key every training sample, whatever the run uses
     if options.precision == "auto":  # bf16 could reorder close energies; the pass is cheap next to training
@@ -133,7 +135,8 @@ def _load_scores_for(config: Config, scores: Path | None, data_key: str) -> tupl
     for path in candidates:
         if path.is_file():
             return load_scores(path), path
-    return load_scores(candidates[-1], teacher=config.teacher, data=data_key), candidates[-1]
+    # the hint names the dataset as the user types it (--data), not the store's key
+    return load_scores(candidates[-1], teacher=config.teacher, data=config.data), candidates[-1]
 
 
 def partition_rates(config: Config) -> tuple[float, float]:
@@ -161,29 +164,19 @@ def run_partition(
         part = make_segments(table.energies, segments, fingerprint)
         label = f"seg{segments}"
     else:
-        low_rate, high_rate = partition_rates(config)
-        if config.low_rate is None and config.high_rate is None and not 0 < low_rate <= 0.5:
-            raise UsageError(f"--rate must be in (0, 0.5] for a symmetric partition, not {low_rate}.")
-        if low_rate + high_rate > 1:
-            raise UsageError(f"--low-rate + --high-rate must not exceed 1 (got {low_rate} + {high_rate}).")
+        low_rate, high_rate = partition_rates(config)  # make_partition checks their ranges
         low_rule = str(config.energy.get("low_rule", "released"))
         part = make_partition(table.energies, low_rate, high_rate, low_rule, fingerprint)
         label = f"low{low_rate:g}-high{high_rate:g}"
+    dataset = _dataset_of_scores(config, table, score_path, figures, say)
+    lt = dataset is not None and "class_counts" in dataset.info
     out = score_path.with_name(f"{score_path.stem}.partition-{label}.safetensors")
     save_partition(out, part, {"scores": str(score_path), "teacher": table.meta.teacher, "dataset": data_key})
-    dataset = None
-    lt = False
-    try:
-        dataset = load_dataset(config)
-        lt = "class_counts" in dataset.info
-    except UsageError as exc:
-        if figures:
-            say.warn(f"figures skipped: {exc.message}")
     class_names = dataset.class_names if dataset is not None else None
     say.say(f"ekd partition: {score_path} ({table.meta.teacher} on {table.meta.dataset})")
     say.say(format_partition(part, table.labels if lt else None, class_names))
     written = {"partition": str(out)}
-    if figures and dataset is not None and dataset.fingerprint("train") == table.meta.dataset_fingerprint:
+    if figures and dataset is not None:
         chosen = pick_classes(table.labels, num=classes, seed=config.seed)
         images = getattr(dataset, "train_images", None)
         if images is not None:
@@ -218,3 +211,35 @@ def run_partition(
         "score_fingerprint": fingerprint,
         "files": written,
     }
+
+
+def _dataset_of_scores(
+    config: Config, table: ScoreTable, score_path: Path, figures: bool, say: Any
+) -> Dataset | None:
+    """The training set the scores describe (for figures and per-class counts), or None.
+
+    A dataset named on purpose (``--data``, a config file) that is not the scored one is refused,
+    both fingerprints shown; the built-in default dataset is only skipped, said out loud.
+    """
+    try:
+        dataset = load_dataset(config)
+    except UsageError as exc:
+        if figures:
+            say.warn(f"figures skipped: {exc.message}")
+        return None
+    found = dataset.fingerprint("train")
+    if found == table.meta.dataset_fingerprint:
+        return dataset
+    if config.sources.get("data", "default") != "default":
+        raise UsageError(
+            f"{score_path} was scored on another dataset: its fingerprint is "
+            f"{table.meta.dataset_fingerprint} ({table.meta.dataset or 'unnamed'}), the training set of "
+            f"--data {config.data} has {found}; pass the score file of this dataset or re-run "
+            f"`ekd score --teacher {table.meta.teacher or 'TEACHER'} --data {config.data}`."
+        )
+    if figures:
+        say.warn(
+            f"figures skipped: {score_path} scores {table.meta.dataset or 'another dataset'}, not the "
+            f"default {config.data}; name its dataset with --data to draw them."
+        )
+    return None

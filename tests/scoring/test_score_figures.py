@@ -7,7 +7,13 @@ import torch
 
 from ekdcli.energy import compute_thresholds
 from ekdcli.errors import UsageError
-from ekdcli.figures import average_prediction_plot, certain_uncertain_grid, energy_histogram, pick_classes
+from ekdcli.figures import (
+    average_prediction_plot,
+    certain_uncertain_grid,
+    certain_uncertain_picks,
+    energy_histogram,
+    pick_classes,
+)
 from ekdcli.partition import make_partition
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -49,6 +55,21 @@ def test_certain_uncertain_grid(tmp_path, channels: int) -> None:
         images, labels, energies, names, [0, 2], 3, tmp_path / f"grid{channels}.png"
     )
     assert_png(path)
+
+
+def test_picks_are_each_class_lowest_and_highest_energies_never_both() -> None:
+    labels = torch.tensor([0, 1, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0])
+    energies = torch.tensor([5.0, 1.0, -3.0, 2.0, 0.0, 9.0, -1.0, 4.0, 7.0, 3.0, 8.0, 6.0])
+    # class 0 by energy: idx 2 (-3), 6 (-1), 3 (2), 9 (3), 0 (5), 11 (6), 8 (7), 10 (8), 5 (9)
+    certain, uncertain = certain_uncertain_picks(labels, energies, 0, 3)
+    assert certain.tolist() == [2, 6, 3] and uncertain.tolist() == [5, 10, 8]
+    certain, uncertain = certain_uncertain_picks(labels, energies, 0, 6)  # 9 images: 5 + 4
+    assert certain.tolist() == [2, 6, 3, 9, 0] and uncertain.tolist() == [5, 10, 8, 11]
+    assert certain_uncertain_picks(labels, energies, 1, 4)[0].tolist() == [4]  # 2 images: one each
+    assert certain_uncertain_picks(labels, energies, 1, 4)[1].tolist() == [1]
+    certain, uncertain = certain_uncertain_picks(labels, energies, 2, 4)  # one image: certain only
+    assert certain.tolist() == [7] and uncertain.numel() == 0
+    assert [t.numel() for t in certain_uncertain_picks(labels, energies, 3, 4)] == [0, 0]
 
 
 def test_grid_handles_classes_with_few_images_and_refuses_bad_input(tmp_path) -> None:
