@@ -201,7 +201,9 @@ class DistillObjective:
             student_logits[mixed_rows], teacher_logits[mixed_rows], mix, epoch
         ).items():
             losses[name] = value
-        return StepOutput(losses=losses, stats=stats)
+        # extra mode keeps the whole clean batch in its first rows: training top-1 comes from them
+        clean_logits = student_logits[:rows] if aug.mode == "extra" else None
+        return StepOutput(losses=losses, stats=stats, logits=clean_logits)
 
     def _energy_temperature(self) -> float:
         if self.energy_context is not None:

@@ -50,8 +50,14 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """Only the metadata of a safetensors file (cheap: reads the header)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no weights file at {file}")
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:  # safetensors raises several types for a bad header
+        raise UsageError(f"{file} is not a readable safetensors file ({exc})") from exc
 
 
 def meta_value(metadata: dict[str, str], key: str, default: Any = None) -> Any:

@@ -15,12 +15,15 @@ class DemoPlan:
     teacher_epochs: int
     student_epochs: int
     bench_steps: int
+    bench_rounds: int = 3
     limit_train: int | None = None
     limit_test: int | None = None
 
 
 FULL = DemoPlan(teacher_epochs=20, student_epochs=15, bench_steps=5)
-QUICK = DemoPlan(teacher_epochs=2, student_epochs=1, bench_steps=1, limit_train=256, limit_test=128)
+QUICK = DemoPlan(
+    teacher_epochs=2, student_epochs=1, bench_steps=1, bench_rounds=2, limit_train=256, limit_test=128
+)
 
 
 def _decay(epochs: int) -> dict[str, Any]:
@@ -104,11 +107,13 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
         [0.1, 0.5, 1.0],
         "extra",
         steps=plan.bench_steps,
-        rounds=2,
+        rounds=plan.bench_rounds,
         epochs=None,
         out_dir=None,
     )
     artifacts["bench"] = benched["files"]["txt"]
+    artifacts["bench_plot"] = benched["files"]["png"]
+    say.say("(a short measurement, so noisy: 'ekd bench --steps 20 --rounds 5' gives steadier numbers)")
 
     minutes = (time.perf_counter() - started) / 60
     say.say(f"\n=== done in {minutes:.1f} min; artifacts ===")
@@ -118,4 +123,11 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
         "\nNext: 'ekd list models', 'ekd distill --help', and examples/README.md for the paper's tables "
         f"(data key for this demo: {data_key})."
     )
-    return {"artifacts": artifacts, "kd": kd, "energy_kd": energy, "minutes": minutes}
+    return {
+        "artifacts": artifacts,
+        "kd": kd,
+        "energy_kd": energy,
+        "evaluation": evaluated,
+        "bench": benched,
+        "minutes": minutes,
+    }

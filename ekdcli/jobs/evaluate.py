@@ -388,7 +388,10 @@ def evaluate_target(
     if isinstance(recorded, str) and recorded and recorded != data_key:
         say.warn(f"{target.weights} was made on data {recorded!r}; evaluating it on {data_key!r}.")
     trained = load_trained(str(target.weights), dataset, data_key, open_store(config), "model")
-    say.say(f"evaluating {target.ref}: {trained.arch} ({target.weights}) on {data_key} {split}")
+    source = {"run": f", its {target.weights.stem} weights", "store": f", {target.weights}"}.get(
+        target.kind, ""
+    )
+    say.say(f"evaluating {target.ref} ({trained.arch}{source}) on {data_key} {split}")
 
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
 SHOWN_CLASSES = 3  # worst and best classes in the text output
@@ -83,10 +84,26 @@ def _pct(value: Any, digits: int = 2) -> str:
 
 
 def _cell(stats: dict[str, Any], scale: float = 1.0) -> str:
+    """``mean ± std``; a single value (no std) alone."""
     if stats["mean"] is None:
         return "-"
-    std = f"{stats['std'] * scale:.2f}" if stats["std"] is not None else "-"
-    return f"{stats['mean'] * scale:.2f} ± {std}"
+    if stats["std"] is None:
+        return f"{stats['mean'] * scale:.2f}"
+    return f"{stats['mean'] * scale:.2f} ± {stats['std'] * scale:.2f}"
+
+
+def display_names(results: list[dict[str, Any]]) -> tuple[list[str], str | None]:
+    """Short row names and the folder they are in: when every run lies in one folder, a run is named
+    by its directory name (others stay as given); otherwise every target as given, and no folder."""
+    as_given = [r["target"] for r in results]
+    runs = [Path(r["run_dir"]) for r in results if r["kind"] == "run" and r["run_dir"]]
+    folders = {str(run.parent) for run in runs}
+    if len(folders) != 1:
+        return as_given, None
+    names = [Path(r["run_dir"]).name if r["kind"] == "run" and r["run_dir"] else r["target"] for r in results]
+    if len(set(names)) < len(names) or names == as_given:
+        return as_given, None
+    return names, folders.pop()
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -159,18 +176,22 @@ def format_evaluation(payload: dict[str, Any]) -> str:
     results = payload["targets"]
     if len(results) == 1:
         return format_target(results[0])
-    header = ["target", "top-1", "top-5", "NLL", "ECE%", "low", "others", "high"]
+    header = ["target", "top-1", "top-5", "NLL", "ECE%", "best", "last", "low", "others", "high"]
+    names, folder = display_names(results)
     rows = []
-    for r in results:
+    for r, name in zip(results, names, strict=True):
         energy = r["energy_groups"]
         groups = energy.get("groups", {}) if energy.get("available") else {}
+        run = r["run"] or {}
         rows.append(
             [
-                r["target"],
+                name,
                 _pct(r["top1"]),
                 _pct(r["top5"]),
                 f"{r['nll']:.4f}",
                 f"{100 * r['ece']:.2f}",
+                _pct(run.get("best_top1")),
+                _pct(run.get("last_top1")),
                 *(_pct(groups.get(g, {}).get("accuracy")) for g in ("low", "others", "high")),
             ]
         )
@@ -186,13 +207,21 @@ def format_evaluation(payload: dict[str, Any]) -> str:
         ]
         for g in group_results_sorted(payload["groups"])
     ]
-    lines = _table(header, rows)
+    lines = [f"runs in {folder}:"] if folder else []
+    lines += _table(header, rows)
+    rates = sorted({r["energy_groups"]["rate"] for r in results if r["energy_groups"].get("available")})
+    at_rate = f" (rate {', '.join(f'{x:g}' for x in rates)})" if rates else ""
+    missing = any(not r["energy_groups"].get("available") for r in results)
+    lines += [
+        f"(top-1 to ECE: the {which} weights on the {payload['split']} split; best/last: the run's best- and "
+        "last-epoch test top-1 while training;",
+        f" low/others/high: top-1 on the training images of the teacher's low/others/high energy sets{at_rate}"
+        + ("; '-' where no score file was found)" if missing else ")"),
+    ]
     lines += ["", f"by configuration (mean ± sample std over runs; test top-1 of the {which} weights):"]
     lines += _table(
         ["configuration", "n", "best top-1", "last top-1", f"{payload['split']} top-1", "ECE%"], group_rows
     )
-    if any(not (r["energy_groups"] or {}).get("available") for r in results):
-        lines.append("(low/others/high: train accuracy by teacher energy; '-' where no score file was found)")
     return "\n".join(lines)
 
 

@@ -134,8 +134,22 @@ def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
     assert b["n"] == 1 and b["best_top1"] == {"mean": 12.5, "std": None, "n": 1}
 
     text = format_evaluation(result)
+    # per-target table: each run's best-epoch and last-epoch top-1 from its metrics, beside this evaluation
+    _, header, _, *target_rows = text.split("\n\n")[0].splitlines()
+    columns = header.split()
+    assert columns[:7] == ["target", "top-1", "top-5", "NLL", "ECE%", "best", "last"]
+    assert text.startswith(f"runs in {runs}:\n")  # the folder once, each run by its name
+    cells = {row.split()[0]: row.split() for row in target_rows if not row.startswith(("(", " "))}
+    assert {name: (cells[name][5], cells[name][6]) for name in cells} == {
+        "a0": ("50.00", "48.00"),
+        "a1": ("54.00", "50.00"),
+        "a2": ("25.00", "25.00"),
+        "b0": ("12.50", "12.50"),
+    }
+    assert cells["a0"][1] == f"{by_target['a0']['top1']:.2f}"
+    assert "(top-1 to ECE: the best weights on the test split" in text
     assert f"{(50 + 54 + 25) / 3:.2f} ± {_sample_std([50.0, 54.0, 25.0]):.2f}" in text
-    assert "12.50 ± -" in text
+    assert "12.50 ± " not in text and "  12.50  " in text  # one run: its number, no std
     table = text.split("by configuration")[1].splitlines()[1:]
     header, rule, *rows = [line for line in table if not line.startswith("(")]
     assert header.startswith("configuration") and set(rule.replace(" ", "")) == {"-"}
@@ -273,6 +287,10 @@ def test_bad_targets_say_what_was_looked_for(tmp_path: Path) -> None:
         run_evaluate(_config(), ["lastonly"], "test", None, "best")
     with pytest.raises(UsageError, match="does not exist"):
         run_evaluate(_config(), ["missing.safetensors"], "test", None, "best")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    with pytest.raises(UsageError, match="corrupt.safetensors is not a readable safetensors file"):
+        run_evaluate(_config(), [str(corrupt)], "test", None, "best")
     (tmp_path / "plain").mkdir()
     with pytest.raises(UsageError, match="not a run directory"):
         run_evaluate(_config(), [str(tmp_path / "plain")], "test", None, "best")
