@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli import __version__
-from ekdcli.config import Config
+from ekdcli.config import Config, naming_origin
 from ekdcli.errors import UsageError
 from ekdcli.plugins import registry
 from ekdcli.store import Store
@@ -27,7 +27,15 @@ def load_dataset(config: Config) -> Dataset:
     options = dict(config.data_options)
     if config.download:
         options["download"] = True
-    return component.build(config.data_root, **options)
+    with naming_origin(config, "data_options"):
+        dataset = component.build(config.data_root, **options)
+    from ekdcli.cli.output import Console
+    from ekdcli.datasets import describe_class_counts
+
+    counts = describe_class_counts(dataset.name, dataset.info)  # long-tailed data: say what was kept
+    if counts:
+        Console(quiet=config.quiet, json_mode=config.json).say(counts)
+    return dataset
 
 
 def dataset_key(config: Config) -> str:

@@ -7,12 +7,13 @@ once, each with its file and key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -121,12 +122,13 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is dict or annotation is dict:
+        return "a table"
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if args:
         return " or ".join(_type_name(a) for a in args)
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        annotation,
-        "a table" if typing.get_origin(annotation) is dict or annotation is dict else str(annotation),
+        annotation, str(annotation)
     )
 
 
@@ -206,6 +208,22 @@ def resolve(
         sources[key] = "flag"
     config.sources = sources
     return config
+
+
+@contextlib.contextmanager
+def naming_origin(config: Config, *tables: str) -> Iterator[None]:
+    """Add the file that set the option ``tables`` to a UsageError raised while a plugin reads them.
+
+    Top-level keys are checked here, with their file; a table's keys are checked by the plugin that
+    receives them, which does not know where they came from.
+    """
+    try:
+        yield
+    except UsageError as exc:
+        files = sorted({config.sources.get(table, "default") for table in tables} - {"default", "flag"})
+        if not files:
+            raise
+        raise UsageError(f"{exc.message.rstrip('.')} (set in {', '.join(files)}).") from exc
 
 
 def dumps_toml(data: dict[str, Any]) -> str:

@@ -21,10 +21,23 @@ from ekdcli.config import Config
 from ekdcli.errors import UsageError
 from ekdcli.fsutil import atomic_write_json, atomic_write_text
 from ekdcli.jobs.common import console, engine_options, open_store, resolve_recipe
-from ekdcli.jobs.distill import load_student, load_teacher, open_teacher_cache, plan_methods, resolve_pair
+from ekdcli.jobs.distill import (
+    build_losses,
+    check_student_name,
+    load_student,
+    load_teacher,
+    open_teacher_cache,
+    plan_methods,
+    resolve_pair,
+)
 
 # The paper's Table 6: increase of time per epoch relative to r = 0.1.
 PAPER_TABLE6 = {0.1: 0.0, 0.2: 3.94, 0.3: 5.52, 0.4: 8.78, 0.5: 14.17, 1.0: 33.26}
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def parse_rates(text: str) -> list[float]:
@@ -49,6 +62,7 @@ class _Setup:
     """What both benches need: the configured pair, data, recipe and energies, loaded once."""
 
     plan: Any
+    pair: tuple[str, str]  # teacher and student as named (per-pair loss defaults)
     teacher: Any
     student: Any
     student_arch: str
@@ -64,9 +78,11 @@ def _setup(config: Config, needs_scores: bool) -> _Setup:
 
     plan = plan_methods(config)
     teacher_name, student_name, defaulted = resolve_pair(config)
+    check_student_name(student_name)  # bad names and options fail before a teacher is trained
+    build_losses(config, plan, (teacher_name, student_name))
     dataset = load_dataset(config)
     data_key = dataset_key(config)
-    recipe = resolve_recipe(config, dataset)
+    recipe = resolve_recipe(config, dataset, student_name)
     teacher = load_teacher(config, teacher_name, dataset, data_key, defaulted)
     student, student_arch = load_student(config, student_name, dataset, data_key)
     context = None
@@ -77,7 +93,9 @@ def _setup(config: Config, needs_scores: bool) -> _Setup:
             energy_temperature=scored.table.meta.energy_temperature,
             fingerprint=scored.table.meta.fingerprint,
         )
-    return _Setup(plan, teacher, student, student_arch, dataset, data_key, recipe, context)
+    return _Setup(
+        plan, (teacher_name, student_name), teacher, student, student_arch, dataset, data_key, recipe, context
+    )
 
 
 def _steps_per_epoch(setup: _Setup, options: Any) -> int:
@@ -122,12 +140,11 @@ def run_bench(
     )
 
     def objective(rate: float | None) -> DistillObjective:
-        distiller = plan.distiller.build(**plan.distiller_options)
-        augmentation = (
-            plan.augmentation.build(**{**plan.augmentation_options, "rate": rate})
-            if rate is not None
-            else None
+        # rate None: the same distillation without the augmentation (--baseline)
+        distiller, augmentation = build_losses(
+            config, plan, setup.pair, **({} if rate is None else {"rate": rate})
         )
+        augmentation = augmentation if rate is not None else None
         return DistillObjective(
             copy.deepcopy(teacher.model), distiller, augmentation, context, teacher_cache=cache
         )
@@ -139,7 +156,7 @@ def run_bench(
         f"{', '.join(map(str, rates))}" + (" and no augmentation" if baseline else "")
     )
     say.say(
-        f"  {rounds} interleaved rounds x {steps} steps per rate; time per epoch = median step time x "
+        f"  {_count(rounds, 'interleaved round')} x {_count(steps, 'step')} per rate; time per epoch = median step time x "
         f"{steps_per_epoch} steps (extrapolated)"
     )
     variants: list[float | None] = ([None] if baseline else []) + list(rates)
@@ -227,7 +244,7 @@ def format_bench(payload: dict[str, Any]) -> str:
     lines = [header]
     for row in payload["rows"]:
         paper = row["paper_increase_pct"]
-        rate = "none" if row["rate"] is None else f"{row['rate']:g}"
+        rate = "none" if row["rate"] is None else str(float(row["rate"]))  # 1.0 as given, not 1
         line = (
             f"{rate:>6} {row['seconds_per_epoch']:>10.2f} {row['images_per_s']:>10.1f} "
             f"{row['augmented_per_step']:>11.1f} {row['increase_pct']:>+8.2f}% "
@@ -243,7 +260,7 @@ def format_bench(payload: dict[str, Any]) -> str:
         f"(increase relative to rate {reference:g}"
         + ("; vs none: relative to the same distillation without augmentation" if with_none else "")
         + "; epoch times extrapolated from "
-        f"{payload['rounds']} x {payload['steps_per_round']} steps per rate; paper = Table 6)"
+        f"{payload['rounds']} x {_count(payload['steps_per_round'], 'step')} per rate; paper = Table 6)"
     )
     return "\n".join(lines)
 
@@ -368,9 +385,6 @@ def run_engine_bench(
     if cached and not isinstance(dataset, InMemoryDataset):
         say.say("  teacher cache variants skipped: the cache applies to in-memory datasets only")
         chosen = [v for v in chosen if v.cache == "off"]
-    distiller_options = dict(plan.distiller_options)
-    if "pair" in plan.distiller.info.get("options", {}):
-        distiller_options.setdefault("pair", (teacher.arch, setup.student_arch))
     sha = weights_sha256(teacher.path) if cached else ""
 
     say.say(
@@ -384,7 +398,9 @@ def run_engine_bench(
         f"{'on' if options.channels_last else 'off'}, compile {'on' if options.compile else 'off'}, "
         f"teacher cache {'on' if config.teacher_cache else 'off (opt-in: --teacher-cache)'}"
     )
-    say.say(f"  {rounds} interleaved rounds x {steps} steps per variant; medians reported")
+    say.say(
+        f"  {_count(rounds, 'interleaved round')} x {_count(steps, 'step')} per variant; medians reported"
+    )
     scratch = tempfile.TemporaryDirectory(prefix="ekd-bench-cache-")
     benches: dict[str, tuple[EngineVariant, Any, Any]] = {}
     failed: dict[str, str] = {}
@@ -401,14 +417,10 @@ def run_engine_bench(
             if variant.cache != "off":
                 key = build_key(dataset, sha, runtime.precision, "auto")
                 cache = TeacherCache.open(Path(scratch.name) / variant.name, key)
-            augmentation = (
-                plan.augmentation.build(**plan.augmentation_options)
-                if plan.augmentation is not None
-                else None
-            )
+            distiller, augmentation = build_losses(config, plan, setup.pair)
             objective = DistillObjective(
                 copy.deepcopy(teacher.model),
-                plan.distiller.build(**distiller_options),
+                distiller,
                 augmentation,
                 setup.context,
                 teacher_cache=cache,

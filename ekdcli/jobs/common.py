@@ -6,7 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.cli.output import Console
-from ekdcli.config import Config
+from ekdcli.config import Config, naming_origin
 from ekdcli.errors import UsageError, did_you_mean
 from ekdcli.store import Store
 
@@ -17,6 +17,18 @@ if TYPE_CHECKING:
 
 def open_store(config: Config) -> Store:
     return Store(config.store_root())
+
+
+def recorded_config(config: Config, store: Store) -> Config:
+    """The config as a run directory records it: the store and a local data root as absolute
+    paths, so that ``--resume`` from another directory (or without ``EKD_HOME``) finds the same
+    store (weights, teacher, scores) and data."""
+    from pathlib import Path
+
+    changes: dict[str, Any] = {"store": str(Path(store.root).resolve())}
+    if config.data_root and Path(config.data_root).exists():
+        changes["data_root"] = str(Path(config.data_root).resolve())
+    return dataclasses.replace(config, **changes)
 
 
 def console(config: Config) -> Console:
@@ -46,29 +58,32 @@ def recipe_name(config: Config, dataset: Dataset) -> str:
     return str(dataset.info.get("recipe", "imagenet" if dataset.name.startswith("imagenet") else "cifar"))
 
 
-def resolve_recipe(config: Config, dataset: Dataset) -> Recipe:
-    """The named recipe, then the ``[train]`` table, then ``--epochs/--batch-size/--lr``."""
-    from ekdcli.engine import RECIPES
+def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -> Recipe:
+    """The named recipe for ``model`` (the model being trained: a registered name, or a weights
+    file, which changes nothing), then the ``[train]`` table, then ``--epochs/--batch-size/--lr``."""
+    from ekdcli.build import canonical_model, is_registered_model
+    from ekdcli.engine.recipe import RECIPES, preset
 
     name = recipe_name(config, dataset)
     if name not in RECIPES:
         raise UsageError(
             f"unknown recipe {name!r}.{did_you_mean(name, RECIPES)} Choose one of {', '.join(RECIPES)}."
         )
-    recipe = RECIPES[name]
+    recipe = preset(name, canonical_model(model) if model and is_registered_model(model) else None)
     valid = {f.name for f in dataclasses.fields(recipe)}
-    unknown = sorted(set(config.train) - valid)
-    if unknown:
-        raise UsageError(
-            f"unknown [train] key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(valid))}."
-        )
-    overrides: dict[str, Any] = dict(config.train)
-    for key in ("epochs", "batch_size", "lr"):
-        if getattr(config, key) is not None:
-            overrides[key] = getattr(config, key)
-    if "milestones" in overrides:
-        overrides["milestones"] = tuple(overrides["milestones"])
-    return dataclasses.replace(recipe, **overrides).validate()
+    with naming_origin(config, "train"):
+        unknown = sorted(set(config.train) - valid)
+        if unknown:
+            raise UsageError(
+                f"unknown [train] key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(valid))}."
+            )
+        overrides: dict[str, Any] = dict(config.train)
+        for key in ("epochs", "batch_size", "lr"):
+            if getattr(config, key) is not None:
+                overrides[key] = getattr(config, key)
+        if "milestones" in overrides:
+            overrides["milestones"] = tuple(overrides["milestones"])
+        return dataclasses.replace(recipe, **overrides).validate()
 
 
 def describe_recipe(recipe: Recipe) -> str:

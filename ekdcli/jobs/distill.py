@@ -17,9 +17,16 @@ from ekdcli.build import (
     load_trained,
     weights_metadata,
 )
-from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config
-from ekdcli.errors import UsageError
-from ekdcli.jobs.common import console, describe_recipe, engine_options, open_store, resolve_recipe
+from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config, naming_origin
+from ekdcli.errors import UsageError, did_you_mean
+from ekdcli.jobs.common import (
+    console,
+    describe_recipe,
+    engine_options,
+    open_store,
+    recorded_config,
+    resolve_recipe,
+)
 from ekdcli.plugins import Component, registry
 
 DEFAULT_TEACHER_EPOCHS = 30
@@ -38,7 +45,7 @@ class Plan:
 
 def plan_methods(config: Config) -> Plan:
     """Choose components and split the options between them (DESIGN §1, 'Rates, precisely')."""
-    distiller = registry("distillers").get(config.method)
+    distiller = _distiller(config.method)
     augmentation = registry("augmentations").get(config.augment) if config.augment else None
     energy_aug = bool(augmentation is not None and augmentation.info.get("needs_energy"))
     energy_distiller = bool(distiller.info.get("needs_energy"))
@@ -77,6 +84,45 @@ def plan_methods(config: Config) -> Plan:
     return Plan(distiller, d_opts, augmentation, a_opts, "; ".join(notes))
 
 
+def _distiller(method: str) -> Component:
+    """The registered distiller of ``--method``; an unknown name lists the valid ones."""
+    distillers = registry("distillers")
+    if method not in distillers:
+        names = distillers.names()
+        raise UsageError(
+            f"unknown method {method!r}; valid methods are: {', '.join(names)}.{did_you_mean(method, names)}"
+        )
+    return distillers.get(method)
+
+
+def build_losses(
+    config: Config, plan: Plan, pair: tuple[str, str], **augmentation_options: Any
+) -> tuple[Any, Any]:
+    """The planned distiller and augmentation (None without one); ``pair`` (teacher, student names)
+    gives the per-pair defaults (DKD beta, energy rates); ``augmentation_options`` override the
+    planned ones.  A bad option names the config file that set it."""
+    distiller_options = dict(plan.distiller_options)
+    if "pair" in plan.distiller.info.get("options", {}):
+        distiller_options.setdefault("pair", pair)
+    with naming_origin(config, "distiller", "energy", "augmentation"):
+        distiller = plan.distiller.build(**distiller_options)
+        augmentation = (
+            plan.augmentation.build(**{**plan.augmentation_options, **augmentation_options})
+            if plan.augmentation is not None
+            else None
+        )
+    return distiller, augmentation
+
+
+def check_student_name(name: str) -> None:
+    """Refuse a student that is neither a registered model nor an existing weights file, before any work."""
+    if name.endswith(".safetensors"):
+        if not Path(name).is_file():
+            raise UsageError(f"no student weights file at {name}; check the --student path.")
+        return
+    canonical_model(name)
+
+
 def resolve_pair(config: Config) -> tuple[str, str, bool]:
     """Teacher and student names; the default pair only on the embedded data, said out loud."""
     if config.teacher and config.student:
@@ -95,13 +141,12 @@ def load_teacher(config: Config, name: str, dataset: Any, data_key: str, default
     if defaulted and store.find_weights(name, data_key, canonical) is None:
         from ekdcli.jobs.train import run_train
 
+        epochs = config.epochs or DEFAULT_TEACHER_EPOCHS
         console(config).say(
             f"no trained {name} teacher for {data_key} in {store.root}: training it first "
-            f"({DEFAULT_TEACHER_EPOCHS} epochs, ekd train --model {name})"
+            f"({epochs} epoch{'s' if epochs != 1 else ''}, ekd train --model {name})"
         )
-        teacher_config = dataclasses.replace(
-            config, model=name, run_name=None, epochs=config.epochs or DEFAULT_TEACHER_EPOCHS
-        )
+        teacher_config = dataclasses.replace(config, model=name, run_name=None, epochs=epochs)
         run_train(teacher_config)
     return load_trained(name, dataset, data_key, store, "teacher")
 
@@ -142,16 +187,13 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     say = console(config)
     plan = plan_methods(config)
     teacher_name, student_name, defaulted = resolve_pair(config)
+    check_student_name(student_name)  # before a default teacher is trained or anything is scored
     # Build the loss parts first: bad options fail here, before data, models or files.
-    distiller_options = dict(plan.distiller_options)
-    if "pair" in plan.distiller.info.get("options", {}):  # per-pair defaults (DKD beta, rates)
-        distiller_options.setdefault("pair", (teacher_name, student_name))
-    distiller = plan.distiller.build(**distiller_options)
-    augmentation = plan.augmentation.build(**plan.augmentation_options) if plan.augmentation else None
+    distiller, augmentation = build_losses(config, plan, (teacher_name, student_name))
 
     dataset = load_dataset(config)
     data_key = dataset_key(config)
-    recipe = resolve_recipe(config, dataset)
+    recipe = resolve_recipe(config, dataset, student_name)
     if defaulted:
         say.say(
             f"no teacher/student configured: using the default pair {teacher_name} -> {student_name} on {data_key}"
@@ -191,7 +233,8 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     say.say(
         f"ekd distill: {plan.distiller.name} teacher {teacher_text} -> student {student_arch} on {data_key}"
     )
-    say.say(f"  loss: {_one_line(distiller.describe())}")
+    distiller_described = distiller.describe()
+    say.say(f"  loss: {_one_line(distiller_described)}")
     if augmentation is not None:
         say.say(f"  augmentation: {_one_line(augmentation.describe())}")
     if plan.rates_note:
@@ -214,7 +257,7 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
         recipe,
         options,
         run_dir,
-        config_text=config.to_toml(),
+        config_text=recorded_config(config, store).to_toml(),
         metadata=metadata,
         resume=resume is not None,
         runtime=runtime,
@@ -229,7 +272,8 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
                 "views served without the teacher)"
             )
     described = objective.describe()
-    say.say(f"  rule used: {_one_line(described['distiller'])}")
+    if described["distiller"] != distiller_described:  # what setup added (thresholds, group sizes)
+        say.say(f"  rule used: {_one_line(described['distiller'])}")
     say.say(
         f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 {result.last_top1:.2f}% "
         f"/ top-5 {result.last_top5:.2f}%; run directory {run_dir}"

@@ -43,8 +43,34 @@ def test_bench_two_rates_writes_table_json_and_plot(tmp_path: Path, ekd: Any) ->
     assert rows[1]["augmented_per_step"] == 16.0
     assert 0.0 <= rows[0]["augmented_per_step"] < 16.0
     assert json.loads((out_dir / "bench.json").read_text())["rows"] == rows
-    assert "+33.26%" in (out_dir / "bench.txt").read_text()
+    text = (out_dir / "bench.txt").read_text()
+    assert "+33.26%" in text and "epoch times extrapolated from 2 x 2 steps per rate" in text
     assert (out_dir / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    # one epoch = 64 // 16 = 4 steps: the epoch time is the median step time times 4
+    assert result["steps_per_epoch"] == 4 and result["mode"] == "extra"
+    for row in rows:
+        assert row["seconds_per_epoch"] == pytest.approx(4 * row["seconds_per_step"])
+        assert row["images_per_s"] == pytest.approx(16 / row["seconds_per_step"])
+
+
+def test_bench_epochs_trains_each_rate_and_reports_accuracy(tmp_path: Path, ekd: Any) -> None:
+    (tmp_path / "ekd.toml").write_text(CONFIG)
+    code, _, err = ekd("train", "--model", "tiny_cnn", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    out_dir = tmp_path / "bench"
+    args = ("--aug-rates", "0.5,1.0", "--mode", "replace", "--steps", "1", "--rounds", "1", "--epochs", "1")
+    code, out, err = ekd("bench", *args, "--out", str(out_dir), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["mode"] == "replace"
+    for row in result["rows"]:
+        assert row["epochs"] == 1 and 0.0 <= row["best_top1"] <= 100.0 and 0.0 <= row["last_top1"] <= 100.0
+    header, *lines = (out_dir / "bench.txt").read_text().splitlines()
+    assert header.endswith("best top-1  last top-1")
+    assert lines[0].split()[-2:] == [
+        f"{result['rows'][0]['best_top1']:.2f}",
+        f"{result['rows'][0]['last_top1']:.2f}",
+    ]
 
 
 def test_bench_teacher_cache_uses_and_fills_the_store_cache(tmp_path: Path, ekd: Any) -> None:
@@ -89,3 +115,28 @@ def test_demo_quick_runs_the_whole_pipeline(tmp_path: Path, ekd: Any) -> None:
     for key in ("kd_run", "energy_kd_run"):
         assert (Path(artifacts[key]) / "summary.json").is_file()
     assert result["energy_kd"]["augment"] == "he-cutmix"
+    # both students evaluated side by side, one configuration each
+    evaluation = result["evaluation"]
+    assert [t["run_dir"] for t in evaluation["targets"]] == [artifacts["kd_run"], artifacts["energy_kd_run"]]
+    assert sorted(g["label"] for g in evaluation["groups"]) == [
+        "energy_kd+he-cutmix resnet32->resnet8",
+        "kd resnet32->resnet8",
+    ]
+    # the bench's three outputs, and its rows: rate 1.0 mixes the whole batch of 64
+    bench = result["bench"]
+    assert Path(artifacts["bench_plot"]).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(Path(bench["files"]["json"]).read_text())["rows"] == bench["rows"]
+    assert [row["rate"] for row in bench["rows"]] == [0.1, 0.5, 1.0]
+    assert bench["rows"][2]["augmented_per_step"] == 64.0
+
+
+def test_bench_refuses_a_bad_student_or_option_before_any_work(tmp_path, ekd) -> None:
+    # Nothing configured: the default pair's teacher would be trained first; bad input must stop before.
+    for args, expected in (
+        (("--student", "resnet_nope"), "unknown model 'resnet_nope'"),
+        (("--set", "distiller.temp=4"), "'temp'"),
+    ):
+        code, out, err = ekd("bench", "--aug-rates", "0.1,0.5", "--steps", "1", "--rounds", "1", *args)
+        assert code == 2 and out == "", err
+        assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
+        assert not (tmp_path / "store").exists(), args
