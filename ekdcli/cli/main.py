@@ -92,6 +92,21 @@ def cli() -> None:
     """
 
 
+def _usage_message(exc: click.UsageError) -> str:
+    """Click's message as one sentence, with the closest command for a typo and the help to read."""
+    from ekdcli.errors import did_you_mean
+
+    message = exc.format_message().rstrip(".")
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "ekd"
+    if message.startswith("No such command") and ctx is not None and isinstance(ctx.command, click.Group):
+        unknown = message.removeprefix("No such command ").strip("'\"")
+        hint = did_you_mean(unknown, ctx.command.list_commands(ctx))
+        if hint:
+            return f"{message}.{hint} (see '{path} --help')"
+    return f"{message} (see '{path} --help')."
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one sentence and an exit code; tracebacks only with --debug."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -102,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted.", err=True)
         sys.exit(130)
     except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # a bad flag or value: one line, with where to read about it
+        click.echo(f"error: {_usage_message(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()

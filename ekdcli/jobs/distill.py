@@ -63,7 +63,9 @@ def plan_methods(config: Config) -> Plan:
         raise UsageError(f"--rate must be in (0, 1], not {config.rate}.")
     if config.rate is not None and energy_aug:
         a_opts["rate"] = config.rate
-        notes.append(f"augmentation rate {config.rate} (--rate)")
+        source = config.sources.get("rate", "default")
+        origin = {"flag": "--rate", "default": "rate"}.get(source, f"rate in {source}")
+        notes.append(f"augmentation rate {config.rate} ({origin})")
     elif config.rate is not None:
         if not energy_distiller:
             raise UsageError(

@@ -83,3 +83,21 @@ def test_a_file_system_refusal_is_one_sentence_naming_the_path(tmp_path, ekd) ->
     )
     code, _, err = ekd(*args, "--limit-test", "8", "--quiet", "--debug")
     assert code == 1 and "Traceback" in err and "NotADirectoryError" in err
+
+
+def test_click_usage_errors_are_one_line_naming_the_help(ekd) -> None:
+    for args, expected in (
+        (
+            ("distill", "--preset", "nope"),
+            "error: Invalid value for '--preset': 'nope' is not one of 'paper', 'official' (see 'ekd distill --help').\n",
+        ),
+        (
+            ("train", "--epochs", "abc"),
+            "error: Invalid value for '--epochs': 'abc' is not a valid integer (see 'ekd train --help').\n",
+        ),
+        (("trian",), "error: No such command 'trian'. Did you mean 'train'? (see 'ekd --help')\n"),
+        (("blah",), "error: No such command 'blah' (see 'ekd --help').\n"),
+        (("list",), "error: Missing argument 'KIND' (see 'ekd list --help').\n"),
+    ):
+        code, out, err = ekd(*args)
+        assert (code, out, err) == (2, "", expected), args
