@@ -7,7 +7,21 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+def _shared_data() -> Path:
+    """The real CIFAR files (DESIGN §7): $EKD_SHARED_DATA, else ../shared/data beside the checkout,
+    else the workplace's /work/shared/data (a clone elsewhere still finds them)."""
+    for candidate in (
+        os.environ.get("EKD_SHARED_DATA"),
+        Path(__file__).resolve().parents[1].parent / "shared" / "data",
+        "/work/shared/data",
+    ):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +42,7 @@ def shared_data() -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ["EKD_SHARED_DATA"] = str(SHARED_DATA)  # for test modules that look at import time
 
 
 @pytest.fixture

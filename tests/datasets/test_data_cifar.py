@@ -15,7 +15,7 @@ import torchvision
 from ekd_plugins.datasets.cifar import cifar10, cifar100, read_cifar_pickle
 from ekdcli.errors import UsageError
 
-DATA = Path("/work/shared/data")
+DATA = Path(os.environ.get("EKD_SHARED_DATA", "/work/shared/data"))
 TINY100 = DATA / "tiny_cifar100.npz"
 TINY10 = DATA / "tiny_cifar10_lossless.npz"
 needs_tiny = pytest.mark.skipif(

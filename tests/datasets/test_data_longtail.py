@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from ekdcli.api import InMemoryDataset
 from ekdcli.datasets import describe_class_counts
 from ekdcli.errors import UsageError
 
-TINY100 = Path("/work/shared/data/tiny_cifar100.npz")
+TINY100 = Path(os.environ.get("EKD_SHARED_DATA", "/work/shared/data")) / "tiny_cifar100.npz"
 
 
 @pytest.fixture(scope="module")
