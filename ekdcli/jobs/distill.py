@@ -276,6 +276,12 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     described = objective.describe()
     if described["distiller"] != distiller_described:  # what setup added (thresholds, group sizes)
         say.say(f"  rule used: {_one_line(described['distiller'])}")
+    empty = [group for group, n in (described["distiller"].get("train_counts") or {}).items() if n == 0]
+    if empty:
+        say.warn(
+            f"no training sample fell in the {', '.join(empty)} energy group(s), so their temperature was "
+            "never used; raise the rate (or lower --segments) to give them members."
+        )
     say.say(
         f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 {result.last_top1:.2f}% "
         f"/ top-5 {result.last_top5:.2f}%; run directory {run_dir}"

@@ -17,7 +17,7 @@ from ekdcli.jobs.common import (
     recorded_config,
     resolve_recipe,
 )
-from ekdcli.weights import save_tensors
+from ekdcli.weights import meta_value, read_metadata, save_tensors
 
 
 @dataclass
@@ -72,6 +72,14 @@ def run_train(
     epochs_done = result.history[-1]["epoch"] if result.history else 0
     epoch = result.best_epoch if keep == "best" else epochs_done
     model_path = store.model_path(data_key, name or arch)
+    if runtime.is_main and model_path.is_file() and not resume:  # say what a new run replaces
+        previous = read_metadata(model_path)
+        top1 = meta_value(previous, "top1")
+        accuracy = f"top-1 {top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
+        out.say(
+            f"replacing {model_path} ({accuracy}, from {meta_value(previous, 'run_dir', 'elsewhere')}); "
+            "train with --name NAME to keep both"
+        )
     if runtime.is_main:  # every rank holds the same weights; one writes them
         save_tensors(
             model_path,

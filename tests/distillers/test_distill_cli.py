@@ -185,3 +185,13 @@ def test_each_method_trains_a_student_above_chance(
         assert temps == {"low": low, "mid": 4.0, "high": high}
         assert described["thresholds"]["low"] < described["thresholds"]["high"]
         assert (described["low_rate"], described["high_rate"]) == (0.2, 0.2)
+
+
+def test_an_empty_energy_group_is_said_out_loud(fake_ws: Path, ekd: Any) -> None:
+    # With the released rule (E < E_low) a rate below 1/N leaves the low group empty.
+    args = ["--method", "energy_kd", "--epochs", "1", "--low-rate", "0.001", "--high-rate", "0.2"]
+    code, _, err = ekd("distill", *args, "--set", "energy.low_rule=released")
+    assert code == 0, err
+    assert "warning: no training sample fell in the low energy group(s)" in err
+    code, _, err = ekd("distill", *args[:-4], "--low-rate", "0.2", "--high-rate", "0.2")
+    assert code == 0 and "no training sample fell" not in err, err

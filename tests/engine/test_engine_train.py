@@ -108,3 +108,13 @@ def test_resume_from_another_directory_uses_the_runs_store(
     assert [json.loads(x)["epoch"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     _, meta = load_tensors(Path(result["weights"]))
     assert meta_value(meta, "epochs") == 2  # epochs of the whole run, not of the resumed part
+
+
+def test_a_new_run_says_which_stored_model_it_replaces(ekd: Any) -> None:
+    flags, _ = DATA["fake"]
+    first = train(ekd, *flags, "--epochs", "1")
+    code, out, err = ekd("train", *[a for a in FAST if a != "--quiet"], *flags, "--epochs", "1")
+    assert code == 0, err
+    stored = meta_value(load_tensors(first["weights"])[1], "top1")
+    assert f"replacing {first['weights']} (top-1 {stored:.2f}%, from {first['run_dir']})" in err + out
+    assert json.loads(out)["weights"] == first["weights"]
