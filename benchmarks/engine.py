@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ekdcli.api import EnergyContext, InMemoryDataset
-from ekdcli.energy import compute_thresholds, energy
 from ekdcli.engine import EngineOptions, Recipe, Runtime, StepBench, predict
-from ekdcli.losses import kd_loss
+from ekdcli.sdk.contracts import EnergyContext, InMemoryDataset
+from ekdcli.sdk.energy import compute_thresholds, energy
+from ekdcli.sdk.losses import kd_loss
 
 CIFAR_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR_STD = (0.2675, 0.2565, 0.2761)
@@ -183,9 +183,9 @@ class EngineSide:
         cache: str,
         cache_dir: Path,
     ) -> None:
-        from ekdcli.distill import DistillObjective
-        from ekdcli.plugins import registry
-        from ekdcli.teacher_cache import TeacherCache, build_key
+        from ekdcli.method.objective import DistillObjective
+        from ekdcli.method.teacher_cache import TeacherCache, build_key
+        from ekdcli.sdk.plugins import registry
 
         runtime = Runtime(options)
         self.mode = cache

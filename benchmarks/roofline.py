@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from ekdcli.build import build_model
+from ekdcli.jobs.build import build_model
 
 
 def multiply_adds(model: torch.nn.Module, image: torch.Tensor) -> int:

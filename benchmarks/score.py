@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from engine import CIFAR_MEAN, CIFAR_STD, DATA, build_model, load_images  # the sibling script
 
-from ekdcli.api import InMemoryDataset
-from ekdcli.energy import energy
 from ekdcli.engine import EngineOptions, Runtime, predict
+from ekdcli.sdk.contracts import InMemoryDataset
+from ekdcli.sdk.energy import energy
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -26,7 +26,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 T = TypeVar("T")
 

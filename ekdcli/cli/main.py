@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ekdcli import __version__
-from ekdcli.errors import EkdError
+from ekdcli.util.errors import EkdError
 
 # Built-in commands, imported only when run (keeps `ekd --help` free of heavy imports).
 BUILTIN = {
@@ -67,7 +67,7 @@ class EkdGroup(click.Group):
 
     @staticmethod
     def _plugin_commands() -> dict[str, Any]:
-        from ekdcli.plugins import get_plugins
+        from ekdcli.sdk.plugins import get_plugins
 
         try:
             commands = get_plugins().registries["commands"]
@@ -94,7 +94,7 @@ def cli() -> None:
 
 def _usage_message(exc: click.UsageError) -> str:
     """Click's message as one sentence, with the closest command for a typo and the help to read."""
-    from ekdcli.errors import did_you_mean
+    from ekdcli.util.errors import did_you_mean
 
     message = exc.format_message().rstrip(".")
     ctx = exc.ctx

@@ -8,13 +8,13 @@ from typing import Any
 
 import torch
 
-from ekdcli.api import FolderDataset, InMemoryDataset
 from ekdcli.engine.loop import _Trainer
 from ekdcli.engine.objective import Objective
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.pipeline import Batch
 from ekdcli.engine.recipe import Recipe
 from ekdcli.engine.runtime import Runtime
+from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset
 
 
 @dataclass

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ekdcli.engine import ddp
-from ekdcli.errors import UsageError
-from ekdcli.fsutil import atomic_write
+from ekdcli.store.atomic import atomic_write
+from ekdcli.util.errors import UsageError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ekdcli.errors import EkdError
+from ekdcli.util.errors import EkdError
 
 if TYPE_CHECKING:
     import torch

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 
-from ekdcli.api import FolderDataset, InMemoryDataset
 from ekdcli.engine import ddp
 from ekdcli.engine.checkpoint import (
     CHECKPOINT_NAME,
@@ -41,9 +40,10 @@ from ekdcli.engine.predict import evaluate_batches
 from ekdcli.engine.progress import EpochProgress, echo, format_seconds, resolve_mode
 from ekdcli.engine.recipe import Recipe, build_optimizer, build_scheduler, lr_factor
 from ekdcli.engine.runtime import Runtime
-from ekdcli.errors import JobError, UsageError
-from ekdcli.fsutil import atomic_write_json, atomic_write_text
-from ekdcli.weights import save_tensors
+from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset
+from ekdcli.store.atomic import atomic_write_json, atomic_write_text
+from ekdcli.store.weights import save_tensors
+from ekdcli.util.errors import JobError, UsageError
 
 # Recipe fields that may change on resume; any other change would not continue the same run.
 _RESUMABLE_CHANGES = ("epochs", "eval_every")
@@ -375,7 +375,7 @@ class _Trainer:
             set_device_rng_state(rank_states[self.runtime.rank], self.aug_generator, self.runtime.device)
         best_file = self.run_dir / "best.safetensors"
         if st.best_epoch and best_file.is_file():
-            from ekdcli.weights import load_tensors
+            from ekdcli.store.weights import load_tensors
 
             self.best_state = load_tensors(best_file)[0]
         # Metrics written after the checkpoint by a killed run are dropped with it.

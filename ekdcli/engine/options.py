@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PROGRESS = ("auto", "bar", "lines", "none")

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ekdcli.api import FolderDataset, InMemoryDataset
-from ekdcli.errors import UsageError
+from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset
+from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
     from ekdcli.engine.runtime import Runtime

@@ -12,11 +12,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ekdcli.api import FolderDataset, InMemoryDataset
 from ekdcli.engine import ddp
 from ekdcli.engine.objective import model_logits
 from ekdcli.engine.pipeline import DeviceBatches, LoaderBatches, make_batches
 from ekdcli.engine.runtime import Runtime
+from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset
 
 
 class _EvalMode:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
     import torch

@@ -16,7 +16,7 @@ import torch
 
 from ekdcli.engine import ddp
 from ekdcli.engine.options import EngineOptions
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 
 @cache

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ekdcli.api import InMemoryDataset
+from ekdcli.sdk.contracts import InMemoryDataset
 
 
 class TinyNet(nn.Module):

@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ekdcli.build import dataset_key, load_dataset
 from ekdcli.config import Config
-from ekdcli.errors import UsageError
-from ekdcli.fsutil import atomic_write_json, atomic_write_text
+from ekdcli.jobs.build import dataset_key, load_dataset
 from ekdcli.jobs.common import console, engine_options, open_store, resolve_recipe
 from ekdcli.jobs.distill import (
     build_losses,
@@ -30,6 +28,8 @@ from ekdcli.jobs.distill import (
     plan_methods,
     resolve_pair,
 )
+from ekdcli.store.atomic import atomic_write_json, atomic_write_text
+from ekdcli.util.errors import UsageError
 
 # The paper's Table 6: increase of time per epoch relative to r = 0.1.
 PAPER_TABLE6 = {0.1: 0.0, 0.2: 3.94, 0.3: 5.52, 0.4: 8.78, 0.5: 14.17, 1.0: 33.26}
@@ -73,8 +73,8 @@ class _Setup:
 
 
 def _setup(config: Config, needs_scores: bool) -> _Setup:
-    from ekdcli.api import EnergyContext
     from ekdcli.jobs.score import ensure_scores
+    from ekdcli.sdk.contracts import EnergyContext
 
     plan = plan_methods(config)
     teacher_name, student_name, defaulted = resolve_pair(config)
@@ -116,8 +116,8 @@ def run_bench(
     baseline: bool = False,
 ) -> dict[str, Any]:
     """Time distillation with the augmentation at each rate; ``baseline`` adds a row without it."""
-    from ekdcli.distill import DistillObjective
     from ekdcli.engine import Runtime, StepBench, fit
+    from ekdcli.method.objective import DistillObjective
 
     if steps < 1 or rounds < 1:
         raise UsageError("--steps and --rounds must be at least 1.")
@@ -266,7 +266,7 @@ def format_bench(payload: dict[str, Any]) -> str:
 
 
 def plot_bench(payload: dict[str, Any], path: Path) -> Path:
-    from ekdcli.figures import pyplot, save_figure
+    from ekdcli.method.figures import pyplot, save_figure
 
     plt = pyplot()
     measured = [row for row in payload["rows"] if row["rate"] is not None]
@@ -307,7 +307,7 @@ class EngineVariant:
 
 
 def parse_variants(text: str) -> list[str]:
-    from ekdcli.errors import did_you_mean
+    from ekdcli.util.errors import did_you_mean
 
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
@@ -360,11 +360,11 @@ def run_engine_bench(
     """Images/s of the configured distillation step under each engine variant, interleaved in rounds."""
     import tempfile
 
-    from ekdcli.api import InMemoryDataset
-    from ekdcli.distill import DistillObjective
     from ekdcli.engine import Runtime, StepBench
-    from ekdcli.scoring import weights_sha256
-    from ekdcli.teacher_cache import TeacherCache, build_key
+    from ekdcli.method.objective import DistillObjective
+    from ekdcli.method.scoring import weights_sha256
+    from ekdcli.method.teacher_cache import TeacherCache, build_key
+    from ekdcli.sdk.contracts import InMemoryDataset
 
     if steps < 1 or rounds < 1:
         raise UsageError("--steps and --rounds must be at least 1.")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.cli.output import Console
 from ekdcli.config import Config, naming_origin
-from ekdcli.errors import UsageError, did_you_mean
-from ekdcli.store import Store
+from ekdcli.jobs.console import Console
+from ekdcli.store.layout import Store
+from ekdcli.util.errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
-    from ekdcli.api import Dataset
     from ekdcli.engine import EngineOptions, Recipe
+    from ekdcli.sdk.contracts import Dataset
 
 
 def open_store(config: Config) -> Store:
@@ -61,8 +61,8 @@ def recipe_name(config: Config, dataset: Dataset) -> str:
 def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -> Recipe:
     """The named recipe for ``model`` (the model being trained: a registered name, or a weights
     file, which changes nothing), then the ``[train]`` table, then ``--epochs/--batch-size/--lr``."""
-    from ekdcli.build import canonical_model, is_registered_model
     from ekdcli.engine.recipe import RECIPES, preset
+    from ekdcli.jobs.build import canonical_model, is_registered_model
 
     name = recipe_name(config, dataset)
     if name not in RECIPES:

@@ -32,8 +32,8 @@ def _decay(epochs: int) -> dict[str, Any]:
 
 
 def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
-    from ekdcli.build import dataset_key, load_dataset
     from ekdcli.jobs.bench import run_bench
+    from ekdcli.jobs.build import dataset_key, load_dataset
     from ekdcli.jobs.distill import run_distill
     from ekdcli.jobs.evaluate import run_evaluate
     from ekdcli.jobs.evaluate_report import format_evaluation

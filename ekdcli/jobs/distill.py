@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ekdcli.build import (
+from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config, naming_origin
+from ekdcli.jobs.build import (
     TrainedModel,
     build_model,
     canonical_model,
@@ -17,8 +18,6 @@ from ekdcli.build import (
     load_trained,
     weights_metadata,
 )
-from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config, naming_origin
-from ekdcli.errors import UsageError, did_you_mean
 from ekdcli.jobs.common import (
     console,
     describe_recipe,
@@ -27,7 +26,8 @@ from ekdcli.jobs.common import (
     recorded_config,
     resolve_recipe,
 )
-from ekdcli.plugins import Component, registry
+from ekdcli.sdk.plugins import Component, registry
+from ekdcli.util.errors import UsageError, did_you_mean
 
 DEFAULT_TEACHER_EPOCHS = 30
 
@@ -166,9 +166,9 @@ def open_teacher_cache(
     config: Config, dataset: Any, data_key: str, teacher: TrainedModel, precision: str, say: Any
 ) -> Any:
     """The store's teacher cache for this teacher and dataset (None, said out loud, for folder data)."""
-    from ekdcli.api import InMemoryDataset
-    from ekdcli.scoring import weights_sha256
-    from ekdcli.teacher_cache import TeacherCache, build_key
+    from ekdcli.method.scoring import weights_sha256
+    from ekdcli.method.teacher_cache import TeacherCache, build_key
+    from ekdcli.sdk.contracts import InMemoryDataset
 
     if not isinstance(dataset, InMemoryDataset):
         say.say("  teacher cache: off (it applies to in-memory datasets only; this one is read from folders)")
@@ -180,11 +180,11 @@ def open_teacher_cache(
 
 
 def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
-    from ekdcli.api import EnergyContext
-    from ekdcli.distill import DistillObjective
     from ekdcli.engine import Runtime, fit
     from ekdcli.engine.ddp import from_rank0
     from ekdcli.jobs.score import ensure_scores
+    from ekdcli.method.objective import DistillObjective
+    from ekdcli.sdk.contracts import EnergyContext
 
     say = console(config)
     plan = plan_methods(config)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
-from ekdcli.errors import UsageError
 from ekdcli.jobs.common import console, engine_options, open_store
 from ekdcli.jobs.evaluate_report import finite, group_results
-from ekdcli.store import Store
+from ekdcli.store.layout import Store
+from ekdcli.util.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,8 +35,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 if TYPE_CHECKING:
     import torch
 
-    from ekdcli.api import Dataset
     from ekdcli.engine import Runtime
+    from ekdcli.sdk.contracts import Dataset
 
 WHICH = ("best", "last")
 SPLITS = ("test", "train")
@@ -148,7 +148,7 @@ def resolve_target(ref: str, config: Config, which: str, store: Store, data_key:
         return Target(ref, "run", _run_weights(run_dir, which), run_dir, _read_run_config(run_dir))
     if ref.endswith(".safetensors"):
         raise UsageError(f"the weights file {ref} does not exist; check the path.")
-    from ekdcli.build import canonical_model, is_registered_model
+    from ekdcli.jobs.build import canonical_model, is_registered_model
 
     canonical = canonical_model(ref) if is_registered_model(ref) else None
     looked = [f"a directory {path}", f"a run {store.runs_dir() / ref}"]
@@ -182,7 +182,7 @@ def _canonical(kind: str, name: Any) -> Any:
     """Registered names in their canonical spelling (``wrn_40_2`` and ``wrn40_2`` group together)."""
     if not isinstance(name, str) or name.endswith(".safetensors"):
         return name
-    from ekdcli.plugins import registry
+    from ekdcli.sdk.plugins import registry
 
     reg = registry(kind)
     return reg.get(name).name if name in reg else name
@@ -291,7 +291,7 @@ class _Caches:
 
 
 def _dataset(config: Config, caches: _Caches) -> tuple[Dataset, str]:
-    from ekdcli.build import dataset_key, load_dataset
+    from ekdcli.jobs.build import dataset_key, load_dataset
 
     key = json.dumps(
         [config.data, config.data_root, config.data_options, config.download], sort_keys=True, default=str
@@ -313,9 +313,9 @@ def _energy_groups(
     caches: _Caches,
 ) -> dict[str, Any]:
     """Accuracy on the low / others / high energy sets of the training data (or why there is none)."""
-    from ekdcli.metrics import index_group_accuracy
-    from ekdcli.partition import make_partition
-    from ekdcli.scoring import load_scores
+    from ekdcli.method.metrics import index_group_accuracy
+    from ekdcli.method.partition import make_partition
+    from ekdcli.method.scoring import load_scores
 
     say = console(config)
     explicit = scores is not None
@@ -374,10 +374,10 @@ def evaluate_target(
     caches: _Caches,
 ) -> dict[str, Any]:
     """All metrics of one target (JSON-ready)."""
-    from ekdcli.build import load_trained
     from ekdcli.engine import predict
-    from ekdcli.metrics import classification_metrics, long_tail_accuracy
-    from ekdcli.weights import meta_value, read_metadata
+    from ekdcli.jobs.build import load_trained
+    from ekdcli.method.metrics import classification_metrics, long_tail_accuracy
+    from ekdcli.store.weights import meta_value, read_metadata
 
     config = eval_config(cli, target)
     say = console(cli)
@@ -443,8 +443,8 @@ def run_evaluate(
     config: Config, targets: list[str], split: str, scores: Path | None, which: str, rate: float = 0.2
 ) -> dict[str, Any]:
     """Evaluate each target; return ``{"targets": [...], "groups": [...]}`` (see the module docstring)."""
-    from ekdcli.build import dataset_key
     from ekdcli.engine import Runtime
+    from ekdcli.jobs.build import dataset_key
 
     if not targets:
         raise UsageError(

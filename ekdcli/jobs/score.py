@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.build import TrainedModel, dataset_key, load_dataset, load_trained
 from ekdcli.config import Config
-from ekdcli.errors import UsageError
+from ekdcli.jobs.build import TrainedModel, dataset_key, load_dataset, load_trained
 from ekdcli.jobs.common import console, engine_options, open_store
+from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
-    from ekdcli.api import Dataset
-    from ekdcli.partition import Partition
-    from ekdcli.scoring import ScoreTable
+    from ekdcli.method.partition import Partition
+    from ekdcli.method.scoring import ScoreTable
+    from ekdcli.sdk.contracts import Dataset
 
 
 @dataclass
@@ -42,7 +42,13 @@ def ensure_scores(
     """Reuse the stored score file when it matches the teacher and data; else score the training set."""
     from ekdcli.engine import Runtime, predict
     from ekdcli.engine.ddp import is_main
-    from ekdcli.scoring import check_compatible, load_scores, save_scores, score_from_logits, weights_sha256
+    from ekdcli.method.scoring import (
+        check_compatible,
+        load_scores,
+        save_scores,
+        score_from_logits,
+        weights_sha256,
+    )
 
     path = out or open_store(config).score_path(data_key, teacher_label(teacher))
     sha = weights_sha256(teacher.path)
@@ -78,10 +84,10 @@ def ensure_scores(
 def run_score(
     config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
 ) -> dict[str, Any]:
-    from ekdcli.energy import compute_thresholds
     from ekdcli.engine import Runtime
-    from ekdcli.figures import energy_histogram
-    from ekdcli.scoring import format_summary, summarize
+    from ekdcli.method.figures import energy_histogram
+    from ekdcli.method.scoring import format_summary, summarize
+    from ekdcli.sdk.energy import compute_thresholds
 
     if not config.teacher:
         raise UsageError(
@@ -119,7 +125,7 @@ def run_score(
 
 
 def _load_scores_for(config: Config, scores: Path | None, data_key: str) -> tuple[ScoreTable, Path]:
-    from ekdcli.scoring import load_scores
+    from ekdcli.method.scoring import load_scores
 
     if scores is not None:
         return load_scores(scores), scores
@@ -128,7 +134,7 @@ def _load_scores_for(config: Config, scores: Path | None, data_key: str) -> tupl
     store = open_store(config)
     label = Path(config.teacher).stem if config.teacher.endswith(".safetensors") else config.teacher
     candidates = [store.score_path(data_key, label)]
-    from ekdcli.plugins import registry
+    from ekdcli.sdk.plugins import registry
 
     if config.teacher in registry("models"):
         candidates.append(store.score_path(data_key, registry("models").get(config.teacher).name))
@@ -150,8 +156,8 @@ def partition_rates(config: Config) -> tuple[float, float]:
 def run_partition(
     config: Config, scores: Path | None, segments: int | None, per_class: int, classes: int, figures: bool
 ) -> dict[str, Any]:
-    from ekdcli.figures import average_prediction_plot, certain_uncertain_grid, pick_classes
-    from ekdcli.partition import format_partition, make_partition, make_segments, save_partition
+    from ekdcli.method.figures import average_prediction_plot, certain_uncertain_grid, pick_classes
+    from ekdcli.method.partition import format_partition, make_partition, make_segments, save_partition
 
     say = console(config)
     data_key = dataset_key(config)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ekdcli.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.config import Config
-from ekdcli.errors import UsageError
+from ekdcli.jobs.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.jobs.common import (
     console,
     describe_recipe,
@@ -17,7 +16,8 @@ from ekdcli.jobs.common import (
     recorded_config,
     resolve_recipe,
 )
-from ekdcli.weights import meta_value, read_metadata, save_tensors
+from ekdcli.store.weights import meta_value, read_metadata, save_tensors
+from ekdcli.util.errors import UsageError
 
 
 @dataclass

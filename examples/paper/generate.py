@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(REPO))
 
 from ekd_plugins.distillers.pairs import dkd_beta_for, energy_rate_for  # noqa: E402
+
 from ekdcli.config import dumps_toml  # noqa: E402
 
 CIFAR_ROOT = "../shared/data/cifar100.npz"

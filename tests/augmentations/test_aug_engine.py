@@ -1,4 +1,4 @@
-"""HE-DA inside the real distillation step (ekdcli.distill.DistillObjective) and a real run.
+"""HE-DA inside the real distillation step (ekdcli.method.objective.DistillObjective) and a real run.
 
 The helpers' tests (test_aug_plugin, test_aug_selection) check ``apply_mix``; these check what the
 engine itself feeds the teacher, the student, the distiller and the augmentation's loss, and what
@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from ekd_plugins.augmentations.energy_mix import he_cutmix, he_mixup
 from torch import nn
 
-from ekd_plugins.augmentations.energy_mix import he_cutmix, he_mixup
-from ekdcli.api import DistillBatch, Distiller, EnergyContext
-from ekdcli.distill import DistillObjective
 from ekdcli.engine import Batch, EngineOptions, Runtime
+from ekdcli.method.objective import DistillObjective
+from ekdcli.sdk.contracts import DistillBatch, Distiller, EnergyContext
 
 B, C, H, W, K, N = 10, 3, 6, 5, 4, 40
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from ekd_plugins.augmentations.energy_mix import he_cutmix, mixup
-from ekdcli.api import MixResult
+
+from ekdcli.sdk.contracts import MixResult
 
 
 def fake_mix(m: int, classes: int, seed: int) -> MixResult:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scipy import stats
-
 from ekd_plugins.augmentations.mixing import box_masks, cutmix, cutmix_boxes, mixup
+from scipy import stats
 
 SHAPES = [(3, 32, 32), (1, 20, 28), (3, 7, 13), (1, 1, 1)]
 

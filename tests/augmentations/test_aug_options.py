@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from ekd_plugins.augmentations.energy_mix import cutmix, he_cutmix, he_mixup, le_mixup, mixed_cutmix, mixup
-from ekdcli.errors import UsageError
+
+from ekdcli.util.errors import UsageError
 
 
 def test_defaults_per_kind_and_selection() -> None:

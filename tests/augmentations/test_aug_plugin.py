@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ekd_plugins.augmentations as plugin
 import pytest
 import torch
-
-import ekd_plugins.augmentations as plugin
 from ekd_plugins.augmentations.energy_mix import EnergyMix, apply_mix, he_cutmix
-from ekdcli.api import EnergyContext, MixResult
-from ekdcli.errors import UsageError
-from ekdcli.plugins import discover
+
+from ekdcli.sdk.contracts import EnergyContext, MixResult
+from ekdcli.sdk.plugins import discover
+from ekdcli.util.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scipy import stats
-
 from ekd_plugins.augmentations.sampling import log_gamma_samples, sample_beta
+from scipy import stats
 
 
 @pytest.mark.parametrize(("a", "b"), [(1.0, 1.0), (0.2, 0.2), (2.0, 5.0), (0.5, 3.0)])

@@ -6,9 +6,6 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from ekd_plugins.augmentations.energy_mix import (
     apply_mix,
     cutmix,
@@ -18,8 +15,11 @@ from ekd_plugins.augmentations.energy_mix import (
     mixed_cutmix,
     mixed_mixup,
 )
-from ekdcli.api import EnergyContext
-from ekdcli.errors import UsageError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ekdcli.sdk.contracts import EnergyContext
+from ekdcli.util.errors import UsageError
 
 FACTORIES = {"high": he_cutmix, "low": le_cutmix, "mixed": mixed_cutmix}
 

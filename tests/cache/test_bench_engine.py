@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ekdcli.errors import UsageError
 from ekdcli.jobs.bench import engine_verdict, parse_variants
+from ekdcli.util.errors import UsageError
 
 CONFIG = """
 data = "fake"

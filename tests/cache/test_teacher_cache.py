@@ -14,16 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ekdcli.api import EnergyContext
-from ekdcli.distill import DistillObjective
-from ekdcli.energy import energy
 from ekdcli.engine import EngineOptions, Recipe, Runtime, fit, make_batches
 from ekdcli.engine.loop import setup_objective
 from ekdcli.engine.pipeline import decode_view, view_code, view_count
 from ekdcli.engine.testing import TinyNet, synthetic_dataset
-from ekdcli.errors import JobError, UsageError
-from ekdcli.plugins import registry
-from ekdcli.teacher_cache import TeacherCache, build_key, dataset_fingerprint
+from ekdcli.method.objective import DistillObjective
+from ekdcli.method.teacher_cache import TeacherCache, build_key, dataset_fingerprint
+from ekdcli.sdk.contracts import EnergyContext
+from ekdcli.sdk.energy import energy
+from ekdcli.sdk.plugins import registry
+from ekdcli.util.errors import JobError, UsageError
 
 PADDING = 2
 DATA = synthetic_dataset(train=96, test=16, padding=PADDING)  # 8x8 images, 4 classes, 50 views

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ekdcli.errors import UsageError
 from ekdcli.jobs.bench import parse_rates
+from ekdcli.util.errors import UsageError
 
 CONFIG = """
 data = "fake"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ekdcli.weights import load_tensors, meta_value
+from ekdcli.store.weights import load_tensors, meta_value
 
 CONFIG = """
 data = "fake"

@@ -38,7 +38,7 @@ def test_unknown_kind_is_a_usage_error_with_suggestion() -> None:
     assert "Traceback" not in result.stderr
     debug = _run("list", "modles", "--debug")  # the same sentence, after the traceback
     assert debug.returncode == 2
-    assert debug.stderr.startswith("Traceback") and "ekdcli.errors.UsageError" in debug.stderr
+    assert debug.stderr.startswith("Traceback") and "ekdcli.util.errors.UsageError" in debug.stderr
     assert debug.stderr.splitlines()[-1] == result.stderr.strip()
 
 

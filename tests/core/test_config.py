@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ekdcli.config import Config, parse_assignments, read_toml, resolve
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 
 def test_defaults_then_file_then_flags(tmp_path: Path) -> None:

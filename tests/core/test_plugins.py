@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ekdcli.errors import PluginError, UsageError
-from ekdcli.plugins import Component, Registry, discover
+from ekdcli.sdk.plugins import Component, Registry, discover
+from ekdcli.util.errors import PluginError, UsageError
 
 
 def _install_fake_dist(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
@@ -24,7 +24,7 @@ def _install_fake_dist(root: Path, dist: str, entry_points: dict[str, str], modu
 
 
 GOOD = """
-    from ekdcli.hookspecs import hookimpl
+    from ekdcli.sdk.hookspecs import hookimpl
 
     @hookimpl
     def register_models(register):
@@ -61,10 +61,23 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(site: Path) -> No
     _install_fake_dist(
         site, "ekd_dup", {"dup": "dup_models"}, {"dup_models": GOOD.replace("toy_models", "dup_models")}
     )
-    with pytest.raises(PluginError) as err:
-        discover()
-    assert "'dup'" in err.value.message and "'toy'" in err.value.message
-    assert "toynet" in err.value.message
+    found = discover()  # the rest of the registry stays usable ...
+    [warning] = [w for w in found.warnings if "toynet" in w]
+    assert "'dup'" in warning and "'toy'" in warning
+    with pytest.raises(PluginError) as err:  # ... but the contested name is an error naming both
+        found.registries["models"].get("toynet")
+    assert err.value.message == warning
+    assert "EKD_DISABLE_PLUGINS=dup (or =toy)" in warning
+    assert "resnet8" in found.registries["models"]
+
+
+def test_a_third_party_plugin_named_like_a_builtin_kind_does_not_clash(site: Path) -> None:
+    _install_fake_dist(site, "ekd_toy", {"models": "toy_models"}, {"toy_models": GOOD})
+    found = discover()
+    names = {p.name: p for p in found.plugins}
+    assert names["models"].registered == {"models": ["toynet"]}
+    assert names["ekd.models"].registered["models"][0] == "resnet8"  # the built-in zoo is intact
+    assert not found.warnings
 
 
 def test_broken_plugin_warns_and_the_rest_keeps_working(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +97,7 @@ def test_broken_plugin_warns_and_the_rest_keeps_working(site: Path, monkeypatch:
 
 def test_hook_implementation_without_hookspec_is_rejected(site: Path) -> None:
     stray = """
-        from ekdcli.hookspecs import hookimpl
+        from ekdcli.sdk.hookspecs import hookimpl
 
         @hookimpl
         def register_modelz(register):
@@ -119,12 +132,19 @@ def test_registry_wildcards_aliases_and_suggestions() -> None:
     with pytest.raises(UsageError, match="Did you mean 'resnet20'") as err:
         reg.get("resnet2O")
     assert err.value.exit_code == 2
+    conflict = reg.add(Component(kind="models", name="x", factory=str, plugin="p", aliases=("resnet20",)))
+    assert conflict is not None and "twice by plugin 'p'" in conflict
     with pytest.raises(PluginError, match="twice by plugin 'p'"):
-        reg.add(Component(kind="models", name="x", factory=str, plugin="p", aliases=("resnet20",)))
+        reg.get("resnet20")
+    assert "x" not in reg  # a conflicting component registers none of its names
+    # suggestions name canonical names only, never an alias beside its own name
+    with pytest.raises(UsageError) as err:
+        reg.get("wrn40_3")
+    assert "Did you mean 'wrn_40_2'?" in err.value.message and "wrn40_2'" not in err.value.message
 
 
 HALF_THEN_RAISE = """
-    from ekdcli.hookspecs import hookimpl
+    from ekdcli.sdk.hookspecs import hookimpl
 
     @hookimpl
     def register_models(register):
@@ -145,7 +165,8 @@ def test_a_hook_that_fails_half_way_registers_none_of_that_kind(
     [warning] = [w for w in found.warnings if "'half'" in w]
     assert warning == (
         "plugin 'half' failed while registering models (TypeError: model 'halfnet_b' needs a callable "
-        "or a 'module:attr' string as its factory, got 42); its components are skipped."
+        "or a 'module:attr' string as its factory, got 42); its components are skipped "
+        "(EKD_DISABLE_PLUGINS=half hides this)."
     )
     assert "halfnet_a" not in found.registries["models"]  # "skipped" means all of them
     assert "half-data" in found.registries["datasets"]  # its other hooks still count

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ekdcli.errors import UsageError
-from ekdcli.fsutil import atomic_write, atomic_write_text
-from ekdcli.store import Store, safe_name
-from ekdcli.weights import load_tensors, meta_value, save_tensors
+from ekdcli.store.atomic import atomic_write, atomic_write_text
+from ekdcli.store.layout import Store, safe_name
+from ekdcli.store.weights import load_tensors, meta_value, save_tensors
+from ekdcli.util.errors import UsageError
 
 
 def test_safetensors_round_trip_with_metadata(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-
 from ekd_plugins.datasets.cifar import cifar10, cifar100, read_cifar_pickle
-from ekdcli.errors import UsageError
+
+from ekdcli.util.errors import UsageError
 
 DATA = Path(os.environ.get("EKD_SHARED_DATA", "/work/shared/data"))
 TINY100 = DATA / "tiny_cifar100.npz"

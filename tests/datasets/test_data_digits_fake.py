@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
-
 from ekd_plugins.datasets.digits import digits, stratified_test_mask
 from ekd_plugins.datasets.fake import fake
-from ekdcli.api import InMemoryDataset
-from ekdcli.errors import UsageError
+from sklearn.datasets import load_digits
+
+from ekdcli.sdk.contracts import InMemoryDataset
+from ekdcli.util.errors import UsageError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""ekdcli.datasets: TensorSplit normalization, from_arrays, read_npz, option parsing."""
+"""ekdcli.sdk.data: TensorSplit normalization, from_arrays, read_npz, option parsing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ekdcli.datasets import (
+from ekdcli.sdk.data import (
     TensorSplit,
     as_bool,
     as_float,
@@ -17,7 +17,7 @@ from ekdcli.datasets import (
     read_npz,
     to_nchw,
 )
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 MEAN = (0.5, 0.25, 0.125)
 STD = (0.2, 0.3, 0.4)

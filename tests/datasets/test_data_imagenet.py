@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ekd_plugins.datasets.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet
 from PIL import Image
 
-from ekd_plugins.datasets.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet
-from ekdcli.api import FolderDataset
-from ekdcli.errors import UsageError
+from ekdcli.sdk.contracts import FolderDataset
+from ekdcli.util.errors import UsageError
 
 COLOURS = {"cat": (200, 30, 90), "dog": (10, 120, 250)}
 

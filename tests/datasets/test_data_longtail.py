@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from ekd_plugins.datasets.longtail import cifar100_lt, long_tail_counts, make_long_tailed
-from ekdcli.api import InMemoryDataset
-from ekdcli.datasets import describe_class_counts
-from ekdcli.errors import UsageError
+
+from ekdcli.sdk.contracts import InMemoryDataset
+from ekdcli.sdk.data import describe_class_counts
+from ekdcli.util.errors import UsageError
 
 TINY100 = Path(os.environ.get("EKD_SHARED_DATA", "/work/shared/data")) / "tiny_cifar100.npz"
 
@@ -131,7 +131,7 @@ def test_class_counts_are_described_in_full(balanced: InMemoryDataset) -> None:
 
 @pytest.mark.skipif(not TINY100.exists(), reason="shared tiny CIFAR npz absent")
 def test_commands_print_the_class_counts(tmp_path: Path, ekd) -> None:
-    from ekdcli.build import build_model
+    from ekdcli.jobs.build import build_model
 
     torch.save({"model": build_model("tiny_cnn", 100, 3).state_dict()}, tmp_path / "tiny.pth")
     code, _, err = ekd("import", "tiny.pth", "--model", "tiny_cnn", "--data", "cifar100-lt")

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from ekdcli.cli.main import main
-from ekdcli.scoring import load_scores
-from ekdcli.weights import load_tensors
+from ekdcli.method.scoring import load_scores
+from ekdcli.store.weights import load_tensors
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """

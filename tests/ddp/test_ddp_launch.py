@@ -16,7 +16,7 @@ from ekdcli.cli.commands.score import score
 from ekdcli.cli.commands.train import train
 from ekdcli.cli.main import main
 from ekdcli.engine import ddp
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
 

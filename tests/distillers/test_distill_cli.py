@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from ekdcli.build import build_model
-from ekdcli.scoring import load_scores
-from ekdcli.weights import save_tensors
+from ekdcli.jobs.build import build_model
+from ekdcli.method.scoring import load_scores
+from ekdcli.store.weights import save_tensors
 
 FAKE = """
 data = "fake"

@@ -6,10 +6,10 @@ import distill_reference as ref
 import numpy as np
 import pytest
 import torch
-
 from ekd_plugins.distillers.energy_kd import make_energy_dkd, make_energy_kd
-from ekdcli.api import DistillBatch, EnergyContext
-from ekdcli.energy import energy as ekd_energy
+
+from ekdcli.sdk.contracts import DistillBatch, EnergyContext
+from ekdcli.sdk.energy import energy as ekd_energy
 
 N = 64
 K = 10

@@ -7,11 +7,11 @@ import math
 import distill_reference as ref
 import pytest
 import torch
-
 from ekd_plugins.distillers.functional import dkd_terms, standardize_logits
 from ekd_plugins.distillers.logit import make_ce, make_dkd, make_kd
-from ekdcli.api import DistillBatch
-from ekdcli.losses import kd_loss
+
+from ekdcli.sdk.contracts import DistillBatch
+from ekdcli.sdk.losses import kd_loss
 
 
 def logits(rows: int, classes: int, seed: int, scale: float = 3.0) -> torch.Tensor:

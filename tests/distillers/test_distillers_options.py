@@ -7,14 +7,14 @@ import subprocess
 import sys
 from typing import Any
 
+import ekd_plugins.distillers as plugin
 import pytest
 import torch
-
-import ekd_plugins.distillers as plugin
 from ekd_plugins.distillers.energy_kd import make_energy_dkd, make_energy_kd
 from ekd_plugins.distillers.logit import make_dkd, make_kd
-from ekdcli.api import EnergyContext
-from ekdcli.errors import UsageError
+
+from ekdcli.sdk.contracts import EnergyContext
+from ekdcli.util.errors import UsageError
 
 
 def registered() -> dict[str, dict[str, Any]]:

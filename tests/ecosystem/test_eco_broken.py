@@ -18,7 +18,7 @@ RAISES_AT_IMPORT = """
 """
 
 RAISES_IN_FACTORY = """
-    from ekdcli.hookspecs import hookimpl
+    from ekdcli.sdk.hookspecs import hookimpl
 
     @hookimpl
     def register_models(register):
@@ -29,7 +29,7 @@ RAISES_IN_FACTORY = """
 """
 
 CLAIMS_CONVMIXER = """
-    from ekdcli.hookspecs import hookimpl
+    from ekdcli.sdk.hookspecs import hookimpl
 
     @hookimpl
     def register_models(register):
@@ -37,7 +37,7 @@ CLAIMS_CONVMIXER = """
 """
 
 MISSPELLED_HOOK = """
-    from ekdcli.hookspecs import hookimpl
+    from ekdcli.sdk.hookspecs import hookimpl
 
     @hookimpl
     def register_model(register):  # the hook is register_models
@@ -60,7 +60,7 @@ def test_a_plugin_failing_at_import_is_a_warning_naming_it(
     # docs/plugins.md quotes this warning word for word (with the exception's message elided)
     quoted = "warning: " + warning.replace("ekd-broken needs libwidget 2.0", "<message>")
     assert quoted in GUIDE.read_text(encoding="utf-8")
-    assert {"ekd-example", "ekd-timm", "models"} <= {p["name"] for p in payload["plugins"]}
+    assert {"ekd-example", "ekd-timm", "ekd.models"} <= {p["name"] for p in payload["plugins"]}
     # every other command keeps working and says why, once, on stderr
     listed = run_ekd("list", "models", "convmixer*", extra_path=site)
     assert listed.returncode == 0 and "convmixer_tiny" in listed.stdout
@@ -78,7 +78,7 @@ def test_a_plugin_failing_at_import_is_a_warning_naming_it(
 
 
 WRONG_SIGNATURE = """
-    from ekdcli.hookspecs import hookimpl
+    from ekdcli.sdk.hookspecs import hookimpl
 
     @hookimpl
     def register_models(register, registry):  # ekd passes only `register`
@@ -121,13 +121,17 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(
     install_fake_plugin: Callable[..., Any], run_ekd: Callable[..., Any]
 ) -> None:
     site = install_fake_plugin("ekd-clash", "ekd_clash_mod", CLAIMS_CONVMIXER)
-    result = run_ekd("list", "models", extra_path=site)
+    result = run_ekd("train", "--model", "convmixer_tiny", "--epochs", "1", extra_path=site)
     assert result.returncode == 1
     assert "model name 'ConvMixer_Tiny' is registered by both plugin" in result.stderr  # names are case-blind
     assert "'ekd-clash'" in result.stderr and "'ekd-example'" in result.stderr
     assert result.stderr.strip().endswith(
-        "; uninstall one of them or disable it with EKD_DISABLE_PLUGINS=<plugin>."
+        "; uninstall one of them or disable one with EKD_DISABLE_PLUGINS=ekd-clash (or =ekd-example)."
     )  # as docs/plugins.md shows it
+    # commands that do not use the contested name keep working, with the conflict as a warning
+    listed = run_ekd("list", "models", "resnet8", extra_path=site)
+    assert listed.returncode == 0 and "resnet8" in listed.stdout
+    assert "warning: model name 'ConvMixer_Tiny' is registered by both plugin" in listed.stderr
     assert "Traceback" not in result.stderr
     fixed = run_ekd("list", "models", "convmixer*", extra_path=site, env={"EKD_DISABLE_PLUGINS": "ekd-clash"})
     assert fixed.returncode == 0 and "[ekd-example]" in fixed.stdout

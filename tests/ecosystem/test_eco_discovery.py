@@ -54,7 +54,7 @@ def test_list_finds_the_timm_models_and_the_long_tailed_datasets(ekd_json: Calla
     assert resnet["info"]["params_100"] == 4973788 and resnet["info"]["timm_name"] == "resnet10t"
     datasets = {d["name"]: d["plugin"] for d in ekd_json("list", "datasets", "*-lt")}
     assert datasets["digits-lt"] == datasets["listfile-lt"] == "ekd-example"
-    assert datasets["cifar100-lt"] == "datasets"  # the core's own long-tailed builder sits beside them
+    assert datasets["cifar100-lt"] == "ekd.datasets"  # the core's own long-tailed builder sits beside them
     assert [m["name"] for m in ekd_json("list", "models", "convmixer*")] == ["convmixer_tiny"]
 
 
@@ -94,7 +94,7 @@ def test_listing_timm_models_imports_neither_timm_nor_torch(argv: list[str]) -> 
 def test_disabled_plugins_are_gone(run_ekd: Callable[..., Any], ekd_json: Callable[..., Any]) -> None:
     env = {"EKD_DISABLE_PLUGINS": "ekd-example,ekd-timm"}
     names = {p["name"] for p in ekd_json("plugins", env=env)["plugins"]}
-    assert "models" in names and not names & {"ekd-example", "ekd-timm"}
+    assert "ekd.models" in names and not names & {"ekd-example", "ekd-timm"}
     result = run_ekd("list", "models", "timm/*", env=env)
     assert result.returncode == 2 and "no models match 'timm/*'" in result.stderr
     result = run_ekd("list", "datasets", "digits-lt", env={"EKD_DISABLE_PLUGINS": "ekd-example"})
@@ -149,7 +149,7 @@ def _plugins_in(site: Path) -> tuple[set[str], str]:
 
 def test_uninstalled_example_is_gone_and_the_rest_still_works(tmp_path: Path) -> None:
     everything, stderr = _plugins_in(_site_without(tmp_path, None))  # the mechanism itself loses nothing
-    assert {"ekd-example", "ekd-timm", "models", "datasets"} <= everything
+    assert {"ekd-example", "ekd-timm", "ekd.models", "ekd.datasets"} <= everything
     assert stderr.strip().endswith("importable True")
     remaining, stderr = _plugins_in(_site_without(tmp_path, "ekd-example"))
     assert remaining == everything - {"ekd-example"}

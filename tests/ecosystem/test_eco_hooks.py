@@ -16,7 +16,7 @@ from typing import Any
 import click
 import pytest
 
-from ekdcli import hookspecs
+from ekdcli.sdk import hookspecs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +31,7 @@ KNOWN_HOOKS = {"register_models", "register_datasets", "register_distillers", "r
 
 # ----------------------------------------------------------------- coverage checker
 def hookspec_names() -> list[str]:
-    """The hooks ekd defines: functions of ekdcli.hookspecs carrying pluggy's spec marker."""
+    """The hooks ekd defines: functions of ekdcli.sdk.hookspecs carrying pluggy's spec marker."""
     marker = f"{hookspecs.PROJECT}_spec"
     return sorted(name for name, obj in vars(hookspecs).items() if callable(obj) and hasattr(obj, marker))
 
@@ -142,9 +142,8 @@ def check_contract(kind: str, recorder: Recorder) -> None:
 @pytest.mark.usefixtures("examples_installed")
 def test_models_hooks_honour_the_contract() -> None:
     import ekd_example
-    import ekd_timm
-
     import ekd_plugins.models
+    import ekd_timm
 
     for module in (ekd_plugins.models, ekd_example, ekd_timm):
         recorder = Recorder()
@@ -155,7 +154,6 @@ def test_models_hooks_honour_the_contract() -> None:
 @pytest.mark.usefixtures("examples_installed")
 def test_datasets_hooks_honour_the_contract() -> None:
     import ekd_example
-
     import ekd_plugins.datasets
 
     for module in (ekd_plugins.datasets, ekd_example):

@@ -25,7 +25,7 @@ def test_train_a_plugin_model_on_a_plugin_dataset(run_ekd: Callable[..., Any]) -
     import torch
     from ekd_example.convmixer import convmixer_tiny
 
-    from ekdcli.weights import load_tensors, meta_value
+    from ekdcli.store.weights import load_tensors, meta_value
 
     tensors, metadata = load_tensors(store / "models" / "digits-lt" / "convmixer_tiny.safetensors")
     assert meta_value(metadata, "arch") == "convmixer_tiny" and meta_value(metadata, "dataset") == "digits-lt"
@@ -76,7 +76,7 @@ def test_timm_models_serve_as_teacher_and_student_without_downloading(
 
     import timm
 
-    from ekdcli.weights import load_tensors, meta_value
+    from ekdcli.store.weights import load_tensors, meta_value
 
     tensors, metadata = load_tensors(Path(summary["run_dir"]) / "best.safetensors")
     assert meta_value(metadata, "arch") == student

@@ -12,7 +12,7 @@ from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.predict import predict
 from ekdcli.engine.runtime import Runtime
 from ekdcli.engine.testing import TinyNet, ddp_worker, synthetic_dataset
-from ekdcli.weights import load_tensors
+from ekdcli.store.weights import load_tensors
 
 
 def test_two_process_run(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ from ekdcli.engine.objective import CrossEntropyObjective, StepOutput
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.recipe import Recipe
 from ekdcli.engine.testing import TinyNet, synthetic_dataset
-from ekdcli.errors import JobError, UsageError
-from ekdcli.weights import load_tensors, meta_value
+from ekdcli.store.weights import load_tensors, meta_value
+from ekdcli.util.errors import JobError, UsageError
 
 RECIPE = Recipe(epochs=3, batch_size=32, lr=0.1, milestones=(2,))  # 128 samples: 4 steps per epoch
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ekdcli.api import FolderDataset
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.pipeline import DeviceBatches, LoaderBatches, crop_flip, make_batches
 from ekdcli.engine.runtime import Runtime
 from ekdcli.engine.testing import synthetic_dataset
-from ekdcli.errors import UsageError
+from ekdcli.sdk.contracts import FolderDataset
+from ekdcli.util.errors import UsageError
 
 
 def cpu_runtime(rank: int = 0, world: int = 1, channels_last: bool = True) -> Runtime:

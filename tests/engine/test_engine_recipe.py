@@ -9,8 +9,8 @@ import torch
 
 from ekdcli.config import resolve
 from ekdcli.engine.recipe import RECIPES, Recipe, build_optimizer, build_scheduler, lr_factor, preset
-from ekdcli.errors import UsageError
 from ekdcli.jobs.common import resolve_recipe
+from ekdcli.util.errors import UsageError
 
 
 def lrs_seen(recipe: Recipe, steps_per_epoch: int, steps: int) -> list[float]:

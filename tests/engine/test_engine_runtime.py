@@ -12,7 +12,7 @@ import torch
 from ekdcli.engine import runtime as runtime_module
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.runtime import Runtime, physical_cores
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

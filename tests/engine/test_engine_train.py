@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ekdcli.config import read_toml
-from ekdcli.weights import load_tensors, meta_value
+from ekdcli.store.weights import load_tensors, meta_value
 
 FAST = [
     "--model",

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from ekdcli.build import build_model
+from ekdcli.jobs.build import build_model
 
 # mdistiller's CIFAR-100 statistics (mdistiller/dataset/cifar100.py)
 MDISTILLER_MEAN = (0.5071, 0.4867, 0.4408)

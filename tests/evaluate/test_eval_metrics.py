@@ -1,4 +1,4 @@
-"""ekdcli.metrics against values computed by hand (and by plain float64 loops) in the test."""
+"""ekdcli.method.metrics against values computed by hand (and by plain float64 loops) in the test."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from ekdcli.errors import UsageError
-from ekdcli.metrics import (
+from ekdcli.method.metrics import (
     calibration_bins,
     classification_metrics,
     expected_calibration_error,
@@ -19,6 +18,7 @@ from ekdcli.metrics import (
     per_class_accuracy,
     topk_accuracy,
 )
+from ekdcli.util.errors import UsageError
 
 # 4 samples, 6 classes, no ties. Ranks of the true class: 1st, 3rd, 6th, 2nd.
 LOGITS = torch.tensor(

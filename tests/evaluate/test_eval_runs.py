@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 import torch
-
 from ekd_plugins.models.tiny import tiny_cnn
+
 from ekdcli.config import Config, resolve
-from ekdcli.errors import UsageError
 from ekdcli.jobs.evaluate import run_evaluate
 from ekdcli.jobs.evaluate_report import format_evaluation
-from ekdcli.scoring import save_scores, score_from_logits
-from ekdcli.store import Store
-from ekdcli.weights import save_tensors
+from ekdcli.method.scoring import save_scores, score_from_logits
+from ekdcli.store.layout import Store
+from ekdcli.store.weights import save_tensors
+from ekdcli.util.errors import UsageError
 
 DATA_OPTIONS = {"n_train": 64, "n_test": 32}
 DATA_KEY = "fake-n_test32-n_train64"
@@ -223,9 +223,9 @@ def test_no_scores_is_reported_not_fatal(tmp_path: Path) -> None:
 def test_long_tail_groups_when_the_dataset_has_class_counts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ekdcli.build
+    import ekdcli.jobs.build
 
-    original = ekdcli.build.load_dataset
+    original = ekdcli.jobs.build.load_dataset
     counts = [200, 101, 100, 60, 20, 19, 10, 5, 1, 300]
 
     def with_counts(config: Config) -> Any:
@@ -233,7 +233,7 @@ def test_long_tail_groups_when_the_dataset_has_class_counts(
         data.info["class_counts"] = counts
         return data
 
-    monkeypatch.setattr(ekdcli.build, "load_dataset", with_counts)
+    monkeypatch.setattr(ekdcli.jobs.build, "load_dataset", with_counts)
     models = make_run(tmp_path / "store" / "runs", "lt", 0, [10.0])
     lt = run_evaluate(_config(), ["lt"], "test", None, "best")["targets"][0]["long_tail"]
     data = _dataset()

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from ekdcli.config import resolve
 from ekdcli.jobs.common import resolve_recipe
 from ekdcli.jobs.distill import plan_methods
-from ekdcli.plugins import registry
+from ekdcli.sdk.plugins import registry
 
 HERE = Path(__file__).resolve().parents[2] / "examples" / "cpu-mini"
 

@@ -21,7 +21,7 @@ import pytest
 from ekdcli.config import Config, resolve
 from ekdcli.jobs.common import resolve_recipe
 from ekdcli.jobs.distill import plan_methods
-from ekdcli.plugins import registry
+from ekdcli.sdk.plugins import registry
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO / "examples" / "paper"

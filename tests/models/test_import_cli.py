@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import torch
-
 from ekd_plugins.models.cifar_resnet import resnet8, resnet20
 from ekd_plugins.models.wrn import wrn_16_2
-from ekdcli.weights import load_tensors
+
+from ekdcli.store.weights import load_tensors
 
 
 def _trained_like(factory: Any, seed: int = 0) -> torch.nn.Module:

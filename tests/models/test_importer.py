@@ -7,13 +7,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from ekd_plugins.models.cifar_resnet import resnet20
 from ekd_plugins.models.wrn import wrn_16_2
-from ekdcli.errors import UsageError
-from ekdcli.importer import check_state_dict, convert, read_state_dict
-from ekdcli.weights import save_tensors
+from torch import nn
+
+from ekdcli.store.importer import check_state_dict, convert, read_state_dict
+from ekdcli.store.weights import save_tensors
+from ekdcli.util.errors import UsageError
 
 
 class NotAWeight:

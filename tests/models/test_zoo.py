@@ -9,12 +9,11 @@ import subprocess
 import sys
 from typing import Any
 
+import ekd_plugins.models as zoo
 import pytest
 import torch
 import torchvision
 from torch import nn
-
-import ekd_plugins.models as zoo
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 

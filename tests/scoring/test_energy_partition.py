@@ -10,8 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ekdcli.errors import UsageError
-from ekdcli.partition import (
+from ekdcli.method.partition import (
     format_partition,
     load_partition,
     make_partition,
@@ -20,7 +19,8 @@ from ekdcli.partition import (
     save_partition,
     smallest_rate,
 )
-from ekdcli.weights import save_tensors
+from ekdcli.store.weights import save_tensors
+from ekdcli.util.errors import UsageError
 
 
 def distinct_energies(n: int, seed: int = 0) -> torch.Tensor:
@@ -205,7 +205,7 @@ def test_per_class_counts_and_table() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_tensors_give_the_same_sets_and_scores() -> None:
-    from ekdcli.scoring import score_from_logits
+    from ekdcli.method.scoring import score_from_logits
 
     logits = torch.randn(200, 10, generator=torch.Generator().manual_seed(0)) * 4
     labels = torch.arange(200) % 10

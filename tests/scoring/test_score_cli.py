@@ -19,10 +19,10 @@ import pytest
 import torch
 
 import ekdcli
-from ekdcli.build import build_model
-from ekdcli.partition import load_partition
-from ekdcli.scoring import load_scores, weights_sha256
-from ekdcli.weights import load_tensors, save_tensors
+from ekdcli.jobs.build import build_model
+from ekdcli.method.partition import load_partition
+from ekdcli.method.scoring import load_scores, weights_sha256
+from ekdcli.store.weights import load_tensors, save_tensors
 
 CONFIG = """
 data = "fake"

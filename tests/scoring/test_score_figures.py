@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ekdcli.energy import compute_thresholds
-from ekdcli.errors import UsageError
-from ekdcli.figures import (
+from ekdcli.method.figures import (
     average_prediction_plot,
     certain_uncertain_grid,
     certain_uncertain_picks,
     energy_histogram,
     pick_classes,
 )
-from ekdcli.partition import make_partition
+from ekdcli.method.partition import make_partition
+from ekdcli.sdk.energy import compute_thresholds
+from ekdcli.util.errors import UsageError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ekdcli.api import labels_fingerprint
-from ekdcli.errors import UsageError
-from ekdcli.scoring import (
+from ekdcli.method.scoring import (
     ScoreMeta,
     average_ranks,
     check_compatible,
@@ -23,7 +21,9 @@ from ekdcli.scoring import (
     summarize,
     weights_sha256,
 )
-from ekdcli.weights import save_tensors
+from ekdcli.sdk.contracts import labels_fingerprint
+from ekdcli.store.weights import save_tensors
+from ekdcli.util.errors import UsageError
 
 
 def ref_energy(logits: np.ndarray, t: float) -> np.ndarray:
@@ -123,7 +123,7 @@ def test_save_load_round_trip(tmp_path, keep: bool) -> None:
 
 def test_logits_are_kept_by_default_only_when_small(monkeypatch) -> None:
     assert make_table().logits is not None
-    monkeypatch.setattr("ekdcli.scoring.KEEP_LOGITS_MAX_VALUES", 10)
+    monkeypatch.setattr("ekdcli.method.scoring.KEEP_LOGITS_MAX_VALUES", 10)
     assert make_table().logits is None
 
 

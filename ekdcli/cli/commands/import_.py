@@ -41,7 +41,7 @@ def import_(
       ekd import resnet56_vanilla/ckpt_epoch_240.pth --model resnet56 --data cifar100
     """
     from ekdcli.jobs.common import console
-    from ekdcli.jobs.importing import run_import
+    from ekdcli.jobs.import_ import run_import
 
     config = build_config(params)
     console(config).result(run_import(config, checkpoint, name, num_classes, in_channels, prefix))

@@ -7,9 +7,9 @@ from typing import Any
 import click
 
 from ekdcli.cli.options import options
-from ekdcli.cli.output import Console
-from ekdcli.errors import UsageError, did_you_mean
-from ekdcli.plugins import KINDS, Component, get_plugins
+from ekdcli.jobs.console import Console
+from ekdcli.sdk.plugins import KINDS, Component, get_plugins
+from ekdcli.util.errors import UsageError, did_you_mean
 
 _KIND_ALIASES = {k: k for k in KINDS} | {k.rstrip("s"): k for k in KINDS}
 

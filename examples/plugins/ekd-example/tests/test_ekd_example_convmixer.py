@@ -7,7 +7,7 @@ import pytest
 import torch
 from ekd_example.convmixer import ConvMixer, convmixer_tiny
 
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 
 def expected_params(num_classes: int, in_channels: int, dim: int, depth: int, kernel: int, patch: int) -> int:

@@ -9,7 +9,7 @@ import pytest
 from ekd_example.listfile import listfile_lt, read_list
 from PIL import Image
 
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 COUNTS = [5, 2, 1]  # a long tail: class 0 is the head
 

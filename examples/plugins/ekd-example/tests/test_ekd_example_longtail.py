@@ -10,9 +10,9 @@ import pytest
 import torch
 from ekd_example.longtail import digits_lt, keep_per_class, zipf_counts
 
-from ekdcli.api import InMemoryDataset
-from ekdcli.errors import UsageError
-from ekdcli.plugins import registry
+from ekdcli.sdk.contracts import InMemoryDataset
+from ekdcli.sdk.plugins import registry
+from ekdcli.util.errors import UsageError
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ekdcli.hookspecs import hookimpl
+from ekdcli.sdk.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

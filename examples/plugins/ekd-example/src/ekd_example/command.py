@@ -1,7 +1,7 @@
 """``ekd class-counts``: training and test images per class of any registered dataset.
 
 An example of ``register_commands``: a plain click command.  ekd imports this module
-only when the command runs; errors raised as :class:`ekdcli.errors.UsageError` reach
+only when the command runs; errors raised as :class:`ekdcli.util.errors.UsageError` reach
 the user as one sentence with exit code 2, like the built-in commands' errors.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ekdcli.errors import UsageError
+from ekdcli.util.errors import UsageError
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -57,7 +57,7 @@ def class_counts(data: str, data_root: str | None, pairs: tuple[str, ...], as_js
       ekd class-counts --data digits-lt --option imbalance_factor=0.05
       ekd class-counts --data listfile-lt --data-root ./my-lt --json
     """
-    from ekdcli.plugins import registry
+    from ekdcli.sdk.plugins import registry
 
     dataset = registry("datasets").get(data).build(data_root, **parse_options(pairs))
     result = count_classes(dataset)

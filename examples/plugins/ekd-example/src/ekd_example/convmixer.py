@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ekdcli.datasets import as_int
-from ekdcli.errors import UsageError
+from ekdcli.sdk.data import as_int
+from ekdcli.util.errors import UsageError
 
 ModelOutput = torch.Tensor | tuple[torch.Tensor, dict[str, Any]]
 

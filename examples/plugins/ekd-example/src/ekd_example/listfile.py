@@ -5,7 +5,7 @@ each line ``relative/path.jpg label`` (the format of ImageNet-LT's and Places-LT
 ``*_train.txt`` / ``*_test.txt``; blank lines and ``#`` comments are skipped).  Every
 image is decoded once, resized so its shorter side is ``image_size`` and centre-cropped
 to ``image_size`` x ``image_size`` RGB, and the whole set becomes an
-:class:`~ekdcli.api.InMemoryDataset`: the engine then augments on the device.  An
+:class:`~ekdcli.sdk.contracts.InMemoryDataset`: the engine then augments on the device.  An
 optional ``classes.txt`` (one name per line, line ``i`` naming label ``i``) names the
 classes.  ``info["class_counts"]`` holds the training images per class.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ekdcli.api import InMemoryDataset
-from ekdcli.datasets import as_bool, as_int, from_arrays
-from ekdcli.errors import UsageError
+from ekdcli.sdk.contracts import InMemoryDataset
+from ekdcli.sdk.data import as_bool, as_int, from_arrays
+from ekdcli.util.errors import UsageError
 
 CLASSES_FILE = "classes.txt"
 

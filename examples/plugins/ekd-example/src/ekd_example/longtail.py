@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from ekd_plugins.datasets.longtail import PROFILES as CORE_PROFILES
 from ekd_plugins.datasets.longtail import make_long_tailed
-from ekdcli.api import InMemoryDataset
-from ekdcli.datasets import as_float, as_int
-from ekdcli.errors import UsageError
+
+from ekdcli.sdk.contracts import InMemoryDataset
+from ekdcli.sdk.data import as_float, as_int
+from ekdcli.util.errors import UsageError
 
 PROFILES = ("zipf", *CORE_PROFILES)
 DEFAULT_IMBALANCE = 0.1  # 10:1 head to tail; digits have ~140 training images per class
@@ -123,7 +123,7 @@ def digits_lt(
     if profile not in PROFILES:
         raise UsageError(f"Unknown long-tail profile {profile!r}; use one of {', '.join(PROFILES)}.")
     zipf_counts(2, 2, factor)  # validate the factor before loading any data
-    from ekdcli.plugins import registry
+    from ekdcli.sdk.plugins import registry
 
     # The core's dataset, through the registry: whatever plugin provides "digits" supplies the images.
     base = registry("datasets").get("digits").build(None, size=size)

@@ -1,0 +1,113 @@
+"""Turning names from the configuration into objects: datasets, models, trained weights.
+
+Imports torch (through the plugins' factories); the CLI calls it inside commands only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ekdcli import __version__
+from ekdcli.config import Config, naming_origin
+from ekdcli.sdk.plugins import registry
+from ekdcli.store.layout import Store
+from ekdcli.store.weights import load_tensors, meta_value
+from ekdcli.util.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ekdcli.sdk.contracts import Dataset
+
+
+def load_dataset(config: Config) -> Dataset:
+    component = registry("datasets").get(config.data)
+    options = dict(config.data_options)
+    if config.download:
+        options["download"] = True
+    with naming_origin(config, "data_options"):
+        dataset = component.build(config.data_root, **options)
+    from ekdcli.jobs.console import Console
+    from ekdcli.sdk.data import describe_class_counts
+
+    counts = describe_class_counts(dataset.name, dataset.info)  # long-tailed data: say what was kept
+    if counts:
+        Console(quiet=config.quiet, json_mode=config.json).say(counts)
+    return dataset
+
+
+def dataset_key(config: Config) -> str:
+    """The dataset's name in the store: its canonical name, plus options that change its content."""
+    name = registry("datasets").get(config.data).name
+    if not config.data_options:
+        return name
+    suffix = "-".join(f"{k}{v}" for k, v in sorted(config.data_options.items()))
+    return f"{name}-{suffix}"
+
+
+def canonical_model(name: str) -> str:
+    return registry("models").get(name).name
+
+
+def build_model(name: str, num_classes: int, in_channels: int) -> torch.nn.Module:
+    return registry("models").get(name).build(num_classes=num_classes, in_channels=in_channels)
+
+
+def weights_metadata(
+    arch: str, dataset: Dataset, dataset_key: str, made_by: str, **extra: Any
+) -> dict[str, Any]:
+    """Metadata stored with every weights file (what is needed to rebuild and check it)."""
+    return {
+        "format": "ekd-weights",
+        "arch": arch,
+        "dataset": dataset_key,
+        "num_classes": dataset.num_classes,
+        "in_channels": dataset.in_channels,
+        "made_by": made_by,
+        "ekd_version": __version__,
+        **extra,
+    }
+
+
+@dataclass
+class TrainedModel:
+    model: torch.nn.Module
+    arch: str
+    path: Path
+    metadata: dict[str, str]
+
+
+def is_registered_model(ref: str) -> bool:
+    return ref in registry("models")
+
+
+def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, role: str) -> TrainedModel:
+    """A model with trained weights from the store (by name) or a ``.safetensors`` path."""
+    canonical = canonical_model(ref) if is_registered_model(ref) else None
+    path = store.require_weights(ref, dataset_key, canonical, role)
+    tensors, metadata = load_tensors(path)
+    arch = meta_value(metadata, "arch") or canonical
+    if not arch:
+        raise UsageError(
+            f"{path} records no architecture; re-create it with 'ekd import' or 'ekd train' so ekd knows what to build."
+        )
+    num_classes = int(meta_value(metadata, "num_classes", dataset.num_classes))
+    in_channels = int(meta_value(metadata, "in_channels", dataset.in_channels))
+    if num_classes != dataset.num_classes:
+        raise UsageError(
+            f"the {role} {ref!r} ({path}) predicts {num_classes} classes but data {dataset_key!r} has "
+            f"{dataset.num_classes}; use a {role} trained on this data."
+        )
+    if in_channels != dataset.in_channels:
+        raise UsageError(
+            f"the {role} {ref!r} ({path}) takes {in_channels}-channel images but data {dataset_key!r} has "
+            f"{dataset.in_channels} channels; use a {role} trained on this data."
+        )
+    model = build_model(arch, num_classes, in_channels)
+    from ekdcli.store.importer import check_state_dict
+
+    check_state_dict(model, tensors)
+    model.load_state_dict(tensors, strict=True)
+    return TrainedModel(model=model, arch=registry("models").get(arch).name, path=path, metadata=metadata)

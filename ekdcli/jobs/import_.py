@@ -1,0 +1,79 @@
+"""``ekd import``: a published checkpoint (.pth) becomes a checked safetensors file in the store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ekdcli import __version__
+from ekdcli.config import Config
+from ekdcli.jobs.build import build_model, canonical_model, dataset_key
+from ekdcli.jobs.common import console, open_store
+from ekdcli.sdk.plugins import registry
+from ekdcli.store.weights import save_tensors
+from ekdcli.util.errors import UsageError
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _shape_of_data(config: Config, num_classes: int | None, in_channels: int | None) -> tuple[int, int]:
+    """Classes and channels: from the flags, else the dataset's registration, else the loaded data."""
+    info = registry("datasets").get(config.data).info
+    if num_classes is None and not config.data_options and "classes" in info:
+        num_classes = int(info["classes"])
+    if in_channels is None and not config.data_options and "channels" in info:
+        in_channels = int(info["channels"])
+    if num_classes is None or in_channels is None:
+        from ekdcli.jobs.build import load_dataset
+
+        dataset = load_dataset(config)
+        num_classes = num_classes or dataset.num_classes
+        in_channels = in_channels or dataset.in_channels
+    return num_classes, in_channels
+
+
+def run_import(
+    config: Config,
+    source: Path,
+    name: str | None,
+    num_classes: int | None,
+    in_channels: int | None,
+    prefix: str | None = None,
+) -> dict[str, Any]:
+    from ekdcli.store.importer import check_state_dict, convert, read_state_dict
+
+    if not config.model:
+        raise UsageError("say which architecture the checkpoint is with --model (see 'ekd list models').")
+    arch = canonical_model(config.model)
+    classes, channels = _shape_of_data(config, num_classes, in_channels)
+    state = read_state_dict(source, prefix)
+    model = build_model(arch, classes, channels)
+    # Name what the model was built for: a wrong --data (classes, channels) shows up as mis-shaped keys.
+    built_for = f"{classes} classes and {channels} input channel(s), as for --data {config.data}"
+    check_state_dict(model, state, f"{arch} ({built_for}; --num-classes and --in-channels override)")
+    tensors = convert(model, state)
+    data_key = dataset_key(config)
+    target = open_store(config).model_path(data_key, name or arch)
+    metadata = {
+        "format": "ekd-weights",
+        "arch": arch,
+        "dataset": data_key,
+        "num_classes": classes,
+        "in_channels": channels,
+        "made_by": "ekd import",
+        "source": str(source.resolve()),
+        "source_sha256": _file_sha256(source),
+        "ekd_version": __version__,
+    }
+    save_tensors(target, tensors, metadata)
+    console(config).say(
+        f"imported {source} as {arch} ({classes} classes, {len(tensors)} tensors) -> {target}"
+    )
+    return {"weights": str(target), "arch": arch, "data": data_key, "tensors": len(tensors)}

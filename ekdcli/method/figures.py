@@ -1,0 +1,252 @@
+"""The paper's figures from score tables: energy histogram (Fig. 3a), certain/uncertain images
+(Fig. 3) and average sorted teacher predictions of the low vs high energy sets (Fig. 4).
+
+matplotlib (Agg) is imported inside each function so that importing this module stays cheap;
+every PNG is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ekdcli.store.atomic import atomic_write
+from ekdcli.util.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ekdcli.sdk.energy import Thresholds
+
+LOW_COLOR = "tab:blue"  # Fig. 4: low energy in blue, high energy in red
+HIGH_COLOR = "tab:red"
+CERTAIN_FRAME = "red"  # Fig. 3: red boxes = certain (low energy), green = uncertain
+UNCERTAIN_FRAME = "green"
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    plt = pyplot()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def _as_tensor(values: Any, name: str, dim: int) -> torch.Tensor:
+    import torch
+
+    t = torch.as_tensor(values).detach().cpu()
+    if t.dim() != dim:
+        raise UsageError(f"{name} must have {dim} dimension(s), got shape {tuple(t.shape)}.")
+    return t
+
+
+def _check_classes(classes: list[int], num_classes: int) -> list[int]:
+    chosen = [int(c) for c in classes]
+    if not chosen:
+        raise UsageError("choose at least one class to draw.")
+    bad = [c for c in chosen if not 0 <= c < num_classes]
+    if bad:
+        raise UsageError(f"classes {bad} are out of range; use class numbers from 0 to {num_classes - 1}.")
+    return chosen
+
+
+def pick_classes(labels: torch.Tensor, num: int = 4, seed: int = 0) -> list[int]:
+    """``num`` distinct classes present in ``labels``, chosen reproducibly by ``seed`` (ascending)."""
+    import torch
+
+    present = torch.unique(torch.as_tensor(labels).to(torch.int64).cpu())
+    if num < 1:
+        raise UsageError(f"the number of classes to draw must be at least 1, got {num}.")
+    generator = torch.Generator().manual_seed(seed)
+    picked = present[torch.randperm(present.numel(), generator=generator)[:num]]
+    return sorted(int(c) for c in picked)
+
+
+def energy_histogram(
+    energies: torch.Tensor,
+    thresholds: Thresholds | None,
+    path: str | os.PathLike[str],
+    title: str = "Teacher energy scores",
+    bins: int = 60,
+) -> Path:
+    """Histogram of the energies with ``E_low``/``E_high`` marked and the sets shaded (Fig. 3a)."""
+    import torch
+
+    e = _as_tensor(energies, "energies", 1).double()
+    if e.numel() == 0:
+        raise UsageError("there are no energies to draw; score a non-empty split first.")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    ax.hist(e.numpy(), bins=bins, color="0.6", edgecolor="0.3", linewidth=0.3)
+    if thresholds is not None:
+        lo_n = int(thresholds.is_low(e.float()).sum())
+        hi_n = int(thresholds.is_high(e.float()).sum())
+        lo_x, hi_x = float(e.min()), float(e.max())
+        if math.isfinite(thresholds.low):
+            ax.axvspan(lo_x, thresholds.low, color=LOW_COLOR, alpha=0.15)
+            ax.axvline(
+                thresholds.low, color=LOW_COLOR, linestyle="--", label=f"E_low {thresholds.low:.3f} ({lo_n})"
+            )
+        if math.isfinite(thresholds.high):
+            ax.axvspan(thresholds.high, hi_x, color=HIGH_COLOR, alpha=0.15)
+            ax.axvline(
+                thresholds.high,
+                color=HIGH_COLOR,
+                linestyle="--",
+                label=f"E_high {thresholds.high:.3f} ({hi_n})",
+            )
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("energy  E(x) = -T_E logsumexp(z / T_E)")
+    ax.set_ylabel("samples")
+    ax.set_title(f"{title}  (N={e.numel()}, median {float(torch.median(e)):.3f})", fontsize=10)
+    return save_figure(fig, path)
+
+
+def certain_uncertain_picks(
+    labels: torch.Tensor, energies: torch.Tensor, cls: int, per_class: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of class ``cls``'s ``per_class`` lowest-energy images (ascending energy) and of its
+    ``per_class`` highest (descending).  A class with fewer than ``2 * per_class`` images is split in
+    halves (the extra one, if odd, goes to the certain side), so no image is in both rows."""
+    import torch
+
+    members = torch.nonzero(labels == cls).flatten()
+    order = members[torch.argsort(energies[members], stable=True)]
+    half = (order.numel() + 1) // 2
+    return order[: min(per_class, half)], order.flip(0)[: min(per_class, order.numel() - half)]
+
+
+def certain_uncertain_grid(
+    images_uint8: torch.Tensor,
+    labels: torch.Tensor,
+    energies: torch.Tensor,
+    class_names: list[str],
+    classes: list[int],
+    per_class: int,
+    path: str | os.PathLike[str],
+) -> Path:
+    """Per class: a row of its lowest-energy ("certain") and of its highest-energy ("uncertain") images."""
+    import torch
+
+    images = _as_tensor(images_uint8, "images", 4)
+    y = _as_tensor(labels, "labels", 1).to(torch.int64)
+    e = _as_tensor(energies, "energies", 1).float()
+    if images.dtype != torch.uint8 or images.shape[1] not in (1, 3):
+        raise UsageError(f"images must be uint8 [N, 1 or 3, H, W], got {images.dtype} {tuple(images.shape)}.")
+    if not images.shape[0] == y.numel() == e.numel():
+        raise UsageError(
+            f"got {images.shape[0]} images, {y.numel()} labels and {e.numel()} energies; "
+            "use one split throughout."
+        )
+    if per_class < 1:
+        raise UsageError(f"images per class must be at least 1, got {per_class}.")
+    chosen = _check_classes(classes, len(class_names))
+    plt = pyplot()
+    rows = 2 * len(chosen)
+    fig, axes = plt.subplots(
+        rows, per_class, figsize=(1.35 * per_class + 1.2, 1.55 * rows), squeeze=False, layout="constrained"
+    )
+    pixels = images.permute(0, 2, 3, 1)  # NHWC for imshow
+    for r, c in enumerate(chosen):
+        certain, uncertain = certain_uncertain_picks(y, e, c, per_class)
+        picks = (("certain", certain, CERTAIN_FRAME), ("uncertain", uncertain, UNCERTAIN_FRAME))
+        for half, (kind, idx, frame) in enumerate(picks):
+            row = axes[2 * r + half]
+            for j, ax in enumerate(row):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j >= idx.numel():
+                    ax.axis("off")
+                    continue
+                img = pixels[int(idx[j])].numpy()
+                if img.shape[-1] == 1:
+                    ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255)
+                else:
+                    ax.imshow(img)
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(frame)
+                    spine.set_linewidth(2.5)
+                ax.set_title(f"E={float(e[int(idx[j])]):.2f}", fontsize=7)
+            row[0].set_ylabel(f"{class_names[c]}\n{kind}", fontsize=8)
+            if idx.numel() == 0:
+                row[0].axis("on")
+                row[0].set_frame_on(False)
+                row[0].text(0.5, 0.5, "no images", ha="center", va="center", fontsize=7)
+    fig.suptitle("Lowest-energy (certain, red) and highest-energy (uncertain, green) images", fontsize=9)
+    return save_figure(fig, path)
+
+
+def average_prediction_plot(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    low_mask: torch.Tensor,
+    high_mask: torch.Tensor,
+    classes: list[int],
+    path: str | os.PathLike[str],
+    top: int = 10,
+    class_names: list[str] | None = None,
+) -> Path:
+    """Per class, the mean of the descending-sorted teacher probabilities of its low vs high energy samples.
+
+    Low-energy samples give a peaked curve (little dark knowledge), high-energy a flat one (Fig. 4).
+    """
+    import torch
+
+    p = _as_tensor(probs, "probabilities", 2).float()
+    y = _as_tensor(labels, "labels", 1).to(torch.int64)
+    lo = _as_tensor(low_mask, "low mask", 1).bool()
+    hi = _as_tensor(high_mask, "high mask", 1).bool()
+    if not p.shape[0] == y.numel() == lo.numel() == hi.numel():
+        raise UsageError(
+            "probabilities, labels and masks must describe the same samples; use one split throughout."
+        )
+    num_classes = p.shape[1]
+    chosen = _check_classes(classes, num_classes)
+    k = max(1, min(int(top), num_classes))
+    ranked = torch.sort(p, dim=1, descending=True).values[:, :k]
+    plt = pyplot()
+    cols = min(4, len(chosen))
+    nrows = math.ceil(len(chosen) / cols)
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False, sharey=True, layout="constrained"
+    )
+    x = torch.arange(1, k + 1).numpy()
+    for i, c in enumerate(chosen):
+        ax = axes[i // cols][i % cols]
+        for mask, name, color in ((lo, "low energy", LOW_COLOR), (hi, "high energy", HIGH_COLOR)):
+            rows = ranked[(y == c) & mask]
+            if rows.shape[0]:
+                ax.plot(
+                    x,
+                    rows.mean(0).numpy(),
+                    marker="o",
+                    markersize=3,
+                    color=color,
+                    label=f"{name} ({rows.shape[0]})",
+                )
+        title = class_names[c] if class_names and c < len(class_names) else f"class {c}"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("rank of probability", fontsize=8)
+        ax.set_xticks(x)
+        ax.set_ylim(0, 1)
+        if ax.lines:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
+    for j in range(len(chosen), nrows * cols):
+        axes[j // cols][j % cols].axis("off")
+    axes[0][0].set_ylabel("mean sorted probability", fontsize=8)
+    fig.suptitle(f"Average teacher prediction (top {k}, sorted) of low vs high energy samples", fontsize=9)
+    return save_figure(fig, path)

@@ -1,0 +1,199 @@
+"""Contracts between the core and plugins: datasets, distillers, augmentations.
+
+Importing this module does not import torch; tensors appear only in type hints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset as TorchDataset
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class InMemoryDataset:
+    """A dataset small enough to live as one uint8 tensor (CIFAR, digits, fake).
+
+    Images are ``uint8 [N, C, H, W]``; labels ``int64 [N]``.  The sample index
+    (position in ``train_images``) is stable and keys energy scores.
+    The engine moves the tensors to the device and augments there
+    (random crop with ``crop_padding`` zero padding, horizontal flip, normalize).
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_padding: int = 4
+    hflip: bool = True
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. long-tailed class counts
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.train_images.shape[2]), int(self.train_images.shape[3])
+
+    def labels(self, split: str = "train") -> torch.Tensor:
+        return self.train_labels if split == "train" else self.test_labels
+
+    def fingerprint(self, split: str = "train") -> str:
+        """Identity of a split for score files: its size and a hash of its labels."""
+        return labels_fingerprint(self.labels(split).tolist())
+
+    def split(self, split: str = "train") -> TorchDataset:
+        """A torch Dataset yielding ``(normalized float image, label, index)``, no augmentation."""
+        from ekdcli.sdk.splits import TensorSplit
+
+        images = self.train_images if split == "train" else self.test_images
+        return TensorSplit(images, self.labels(split), self.mean, self.std)
+
+
+@dataclass
+class FolderDataset:
+    """A dataset read from disk by DataLoader workers (ImageNet-style folders).
+
+    Each split is a torch Dataset yielding ``(float image, label, index)``;
+    ``train`` applies the training transforms, ``train_eval`` yields the same
+    samples in the same order with the evaluation transform (for scoring).
+    """
+
+    name: str
+    train: TorchDataset
+    train_eval: TorchDataset
+    test: TorchDataset
+    train_labels: list[int]
+    test_labels: list[int]
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_channels: int = 3
+    image_size: tuple[int, int] = (224, 224)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def labels(self, split: str = "train") -> list[int]:
+        return self.train_labels if split == "train" else self.test_labels
+
+    def fingerprint(self, split: str = "train") -> str:
+        return labels_fingerprint(list(self.labels(split)))
+
+    def split(self, split: str = "train") -> TorchDataset:
+        return self.train_eval if split == "train" else self.test
+
+
+Dataset = InMemoryDataset | FolderDataset
+
+
+def labels_fingerprint(labels: list[int]) -> str:
+    """``"<size>:<sha256 of the labels>"``: cheap, and changes with any relabel or resplit."""
+    digest = hashlib.sha256(",".join(str(int(y)) for y in labels).encode()).hexdigest()
+    return f"{len(labels)}:{digest[:16]}"
+
+
+# --------------------------------------------------------------------- distillers
+@dataclass
+class DistillBatch:
+    """What a distiller sees for one batch of (clean) training samples.
+
+    Logits may be low precision; distillers cast to float32 before any
+    softmax / log-softmax / logsumexp.  ``stats`` is a scratch dict whose
+    numeric values the engine sums over the epoch and logs (e.g. how many
+    samples got each temperature).
+    """
+
+    student_logits: torch.Tensor
+    teacher_logits: torch.Tensor | None
+    labels: torch.Tensor
+    indices: torch.Tensor
+    epoch: int  # 1-based
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EnergyContext:
+    """Per-sample teacher energies of the training set, from a score file."""
+
+    energies: torch.Tensor  # float32 [N_train], indexed by sample index, on the device
+    energy_temperature: float
+    fingerprint: str  # of the score file (teacher + dataset)
+
+
+class Distiller:
+    """Base class of distillation methods; subclasses implement ``__call__``."""
+
+    name: str = "distiller"
+    needs_teacher: bool = True
+    needs_energy: bool = False  # True: the engine provides an EnergyContext via setup()
+
+    def setup(self, energy: EnergyContext | None, num_epochs: int) -> None:
+        """Called once before training (thresholds, partitions, schedules)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Everything needed to reproduce the loss; printed at start and stored in the run."""
+        return {"method": self.name}
+
+    def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
+        """Named scalar loss terms; the engine sums them and logs each one."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------ augmentations
+@dataclass
+class MixResult:
+    """Mixed images: ``lam * image + (1 - lam) * partner`` (CutMix: box area ratio)."""
+
+    images: torch.Tensor  # [M, C, H, W]
+    labels_a: torch.Tensor  # [M] labels of the base images
+    labels_b: torch.Tensor  # [M] labels of the partners
+    lam: torch.Tensor  # [M] float32, weight of labels_a
+    rows: torch.Tensor  # [M] row in the input batch of each base image
+    partner_rows: torch.Tensor  # [M] row in the input batch of each partner
+
+
+class Augmentation:
+    """A batch augmentation applied to a selected subset of a batch (HE-DA & co)."""
+
+    name: str = "augmentation"
+    mode: Literal["extra", "replace"] = "extra"
+    needs_energy: bool = False
+
+    def setup(self, energy: EnergyContext | None) -> None:
+        """Called once before training (thresholds of the augmentation rate)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"augment": self.name, "mode": self.mode}
+
+    def select(self, indices: torch.Tensor, online_energies: torch.Tensor | None) -> torch.Tensor:
+        """Boolean mask over the batch rows to augment."""
+        raise NotImplementedError
+
+    def mix(
+        self, images: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
+    ) -> MixResult:
+        """Mix the rows where ``mask`` is true with partners from the same batch."""
+        raise NotImplementedError
+
+    def loss(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, mix: MixResult, epoch: int
+    ) -> dict[str, torch.Tensor]:
+        """Named loss terms on the mixed rows (released code: KD at the base temperature)."""
+        raise NotImplementedError

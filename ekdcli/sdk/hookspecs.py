@@ -1,0 +1,66 @@
+"""The plugin hooks of ekd (pluggy project name ``ekd``, entry-point group ``ekd``).
+
+Every hook receives a ``register`` callable; the core owns names, aliases and
+collisions.  Plugin modules must stay cheap to import: no torch at module level,
+heavy imports happen inside factories (or factories are ``"module:attr"``
+strings that the core imports on first use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT = "ekd"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[..., Any]  # the ``register`` callable each hook receives
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register model architectures.
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(num_classes: int, in_channels: int = 3, **options) -> torch.nn.Module``
+    (or a ``"module:attr"`` string naming it).  The module's ``forward(x)``
+    returns logits; ``forward(x, return_features=True)`` returns
+    ``(logits, features_dict)``.  ``info`` is static metadata shown by
+    ``ekd list`` without building the model, e.g. ``{"params_100": 278324,
+    "family": "cifar"}``.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets and dataset builders (long-tailed ones included).
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(root: str | None, **options) -> ekdcli.sdk.contracts.InMemoryDataset | ekdcli.sdk.contracts.FolderDataset``.
+    """
+
+
+@hookspec
+def register_distillers(register: Register) -> None:
+    """Register distillation methods.
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(**options) -> ekdcli.sdk.contracts.Distiller``.
+    """
+
+
+@hookspec
+def register_augmentations(register: Register) -> None:
+    """Register batch augmentations (HE-DA and friends).
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(**options) -> ekdcli.sdk.contracts.Augmentation``.
+    """
+
+
+@hookspec
+def register_commands(register: Register) -> None:
+    """Register extra CLI subcommands: ``register(name, click_command_or_"module:attr")``."""

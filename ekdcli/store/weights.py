@@ -1,0 +1,70 @@
+"""Weights as safetensors with string metadata. Loading never unpickles."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ekdcli.store.atomic import atomic_write
+from ekdcli.util.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def save_tensors(
+    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write tensors atomically; metadata values that are not strings are stored as JSON."""
+    from safetensors.torch import save_file
+
+    meta = {
+        k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()
+    }
+    # safetensors refuses shared or non-contiguous storage: store independent copies.
+    plain = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(plain, tmp, metadata=meta))
+
+
+def load_tensors(
+    path: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read ``(tensors, metadata)``; a missing or corrupt file is a clear error."""
+    from safetensors import safe_open
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no weights file at {file}")
+    try:
+        with safe_open(str(file), framework="pt", device=device) as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises several types for a bad header
+        raise UsageError(f"{file} is not a readable safetensors file ({exc})") from exc
+    return tensors, metadata
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Only the metadata of a safetensors file (cheap: reads the header)."""
+    from safetensors import safe_open
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no weights file at {file}")
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:  # safetensors raises several types for a bad header
+        raise UsageError(f"{file} is not a readable safetensors file ({exc})") from exc
+
+
+def meta_value(metadata: dict[str, str], key: str, default: Any = None) -> Any:
+    """Decode a metadata value written by :func:`save_tensors` (JSON where it parses)."""
+    if key not in metadata:
+        return default
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError:
+        return metadata[key]
