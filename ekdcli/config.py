@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from ekdcli.sdk.energy import ENERGY_TEMPERATURE
 from ekdcli.util.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -53,7 +54,7 @@ class Config:
     rate: float | None = None
     low_rate: float | None = None
     high_rate: float | None = None
-    energy_temperature: float = 4.0
+    energy_temperature: float = ENERGY_TEMPERATURE
     # training recipe (a named preset; the fields below override it)
     recipe: str = "auto"
     epochs: int | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ekdcli.engine.loop import _Trainer
+from ekdcli.engine.loop import Trainer
 from ekdcli.engine.objective import Objective
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.pipeline import Batch
@@ -50,7 +50,7 @@ class StepBench:
         recipe.validate()
         options.validate()
         self.runtime = runtime or Runtime(options)
-        self.trainer = _Trainer(model, dataset, objective, recipe, options, None, self.runtime, {})
+        self.trainer = Trainer(model, dataset, objective, recipe, options, None, self.runtime, {})
         self._batches: Any = iter(())
         self.epoch = 0
         self._epoch_start: torch.Tensor | None = None
@@ -90,7 +90,7 @@ class StepBench:
         for _ in range(steps):
             started = time.perf_counter()
             batch = self._next_batch()
-            total, out = trainer._step(batch, max(self.epoch, 1))
+            total, out = trainer.step(batch, max(self.epoch, 1))
             self._sync()
             timing.seconds.append(time.perf_counter() - started)
             timing.images += int(batch.labels.shape[0]) * self.runtime.world_size

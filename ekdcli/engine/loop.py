@@ -8,7 +8,6 @@ evaluates on the test split, and (on rank 0, when ``run_dir`` is given) keeps a 
 
 from __future__ import annotations
 
-import inspect
 import math
 import signal
 import threading
@@ -80,15 +79,6 @@ class _State:
     last_top1: float = math.nan
     last_top5: float = math.nan
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def setup_objective(objective: Objective, runtime: Runtime, num_epochs: int) -> None:
-    """``objective.setup(runtime)``, also passing ``num_epochs`` to objectives whose setup takes it
-    (distillers with epoch-dependent schedules)."""
-    if "num_epochs" in inspect.signature(objective.setup).parameters:
-        objective.setup(runtime, num_epochs=num_epochs)
-    else:
-        objective.setup(runtime)
 
 
 def _seed_for(seed: int, stream: int, rank: int) -> int:
@@ -256,7 +246,12 @@ def _plain(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------- the trainer
-class _Trainer:
+class Trainer:
+    """One training run: model, objective, optimizer, data and run directory, stepped by :meth:`run`.
+
+    :func:`fit` is the usual way in; benchmarks build one and call :meth:`step` themselves.
+    """
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -282,7 +277,7 @@ class _Trainer:
         self.aug_generator = runtime.generator(_seed_for(seed, 2, rank))
         if runtime.world_size > 1:
             torch.manual_seed(_seed_for(seed, 3, rank))  # distinct dropout masks per rank
-        setup_objective(objective, runtime, recipe.epochs)
+        objective.setup(runtime, recipe.epochs)
         self.train_batches = make_batches(
             dataset,
             "train",
@@ -328,7 +323,7 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
-            "objective": self.objective.state_dict() if hasattr(self.objective, "state_dict") else {},
+            "objective": self.objective.state_dict(),
             "epoch": st.epoch,
             "step": st.step,
             "batches_done": st.batches_done,
@@ -357,8 +352,7 @@ class _Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.runtime.scaler is not None and ckpt["scaler"]:
             self.runtime.scaler.load_state_dict(ckpt["scaler"])
-        if hasattr(self.objective, "load_state_dict"):
-            self.objective.load_state_dict(ckpt["objective"])
+        self.objective.load_state_dict(ckpt["objective"])
         st = self.state
         st.epoch, st.step, st.batches_done = ckpt["epoch"], ckpt["step"], ckpt["batches_done"]
         st.best_top1, st.best_top5 = ckpt["best"]["top1"], ckpt["best"]["top5"]
@@ -385,7 +379,7 @@ class _Trainer:
             echo(f"resuming {self.run_dir} after {where}")
 
     # ------------------------------------------------------------- training
-    def _step(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, StepOutput]:
+    def step(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, StepOutput]:
         recipe, runtime = self.recipe, self.runtime
         with runtime.autocast():
             out = self.objective(self.train_model, batch, epoch, self.aug_generator)
@@ -488,7 +482,7 @@ class _Trainer:
         try:
             for batch_index, batch in enumerate(batches, start=start_batch + 1):
                 self.current_batch = batch_index
-                total, out = self._step(batch, epoch)
+                total, out = self.step(batch, epoch)
                 self.state.step += 1
                 images = int(batch.labels.shape[0]) * world
                 names, values = self._step_values(total, out, batch)
@@ -660,7 +654,7 @@ class _Trainer:
             "seconds": result.seconds,
             "duration": format_seconds(result.seconds),
             "images_per_s": result.images_per_s,
-            "objective": self.objective.describe() if hasattr(self.objective, "describe") else {},
+            "objective": self.objective.describe(),
             "recipe": {k: _plain(v) for k, v in asdict(self.recipe).items()},
             "precision": rt.precision,
             "device": str(rt.device),
@@ -700,5 +694,5 @@ def fit(
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume and run_dir is None:
         raise UsageError("resuming needs a run directory; pass --resume <run_dir>.")
-    trainer = _Trainer(model, dataset, objective, recipe, options, run_dir, runtime, dict(metadata or {}))
+    trainer = Trainer(model, dataset, objective, recipe, options, run_dir, runtime, dict(metadata or {}))
     return trainer.run(config_text, resume, stop_after_epoch)

@@ -7,6 +7,7 @@ with the commands that build them and follow the same protocol.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,18 +34,25 @@ class StepOutput:
     logits: torch.Tensor | None = None
 
 
-class Objective:
-    """Protocol of training objectives; subclass it or provide the same methods."""
+class Objective(ABC):
+    """What the loop trains with; subclass it and implement ``__call__``.
 
-    def setup(self, runtime: Runtime) -> None:
-        """Called once before training: move frozen parts (a teacher, energies) to the device."""
+    The loop relies on every method below and nothing else: ``setup`` once before training,
+    ``__call__`` per step, ``state_dict``/``load_state_dict`` around checkpoints and ``describe``
+    for the run's summary.
+    """
 
+    def setup(self, runtime: Runtime, num_epochs: int) -> None:
+        """Called once before training: move frozen parts (a teacher, energies) to the device;
+        ``num_epochs`` serves schedules that depend on the run's length."""
+        return None
+
+    @abstractmethod
     def __call__(
         self, model: torch.nn.Module, batch: Batch, epoch: int, generator: torch.Generator
     ) -> StepOutput:
         """Forward ``batch`` (``epoch`` is 1-based); ``generator`` is the engine's device RNG
         for any extra randomness (mixing), seeded and checkpointed by the engine."""
-        raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
         """What is optimized, stored in the run's summary."""
@@ -56,6 +64,7 @@ class Objective:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+        return None
 
 
 def model_logits(output: Any) -> torch.Tensor:

@@ -5,7 +5,7 @@ Per batch, each model runs once:
 * the augmentation selects rows (static: by sample index; online: by the
   energies of the teacher's logits on the clean batch) and mixes them;
 * ``extra`` mode appends the mixed rows to the batch, ``replace`` mode swaps
-  them in (DESIGN §1);
+  them in (:func:`ekdcli.sdk.mixing.apply_mix`);
 * the teacher (eval mode, no gradients) and the student see that batch once;
 * the distiller's loss uses the clean rows, the augmentation's loss the mixed rows.
 
@@ -23,16 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ekdcli.engine import Batch, StepOutput
+from ekdcli.engine import Batch, Objective, StepOutput
 from ekdcli.sdk.contracts import Augmentation, DistillBatch, Distiller, EnergyContext
-from ekdcli.sdk.energy import energy
+from ekdcli.sdk.energy import ENERGY_TEMPERATURE, energy
+from ekdcli.sdk.mixing import MixedBatch, apply_mix
 
 if TYPE_CHECKING:
     from ekdcli.engine import Runtime
     from ekdcli.method.teacher_cache import TeacherCache
 
 
-class DistillObjective:
+class DistillObjective(Objective):
     """An engine objective that distills ``teacher`` into the trained model."""
 
     def __init__(
@@ -109,103 +110,108 @@ class DistillObjective:
     def __call__(
         self, model: torch.nn.Module, batch: Batch, epoch: int, generator: torch.Generator
     ) -> StepOutput:
-        stats: dict[str, float] = {}
+        stats: dict[str, float | torch.Tensor] = {}
         cached = self.teacher_cache is not None and batch.views is not None
         self._cache_hits = 0
-        output = self._step(model, batch, epoch, generator, stats, cached)
+        if self.augmentation is None or self.teacher is None:
+            output = self._plain_step(model, batch, epoch, stats, cached)
+        else:
+            output = self._mixed_step(model, batch, epoch, generator, stats, cached)
         if cached:
             output.stats["teacher_cache_hits"] = float(self._cache_hits)
         return output
 
-    def _step(
+    def _clean_teacher(self, batch: Batch, cached: bool) -> torch.Tensor:
+        """Teacher logits of the whole clean batch (through the cache when there is one)."""
+        return self._teach_clean(batch)[0] if cached else self._teach(batch.images)
+
+    def _distill(
+        self,
+        student: torch.Tensor,
+        teacher: torch.Tensor | None,
+        batch: Batch,
+        rows: torch.Tensor | None,
+        epoch: int,
+        stats: dict[str, float | torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """The distiller's loss terms on ``rows`` of the logits (all rows when None)."""
+        labels, indices = batch.labels, batch.indices
+        if rows is not None:
+            student, labels, indices = student[rows], labels[rows], indices[rows]
+            teacher = teacher[rows] if teacher is not None else None
+        losses = dict(self.distiller(DistillBatch(student, teacher, labels, indices, epoch, stats)))
+        self._term_names = tuple(losses)
+        return losses
+
+    def _plain_step(
+        self,
+        model: torch.nn.Module,
+        batch: Batch,
+        epoch: int,
+        stats: dict[str, float | torch.Tensor],
+        cached: bool,
+    ) -> StepOutput:
+        teacher_logits = self._clean_teacher(batch, cached) if self.teacher is not None else None
+        student_logits = model(batch.images)
+        losses = self._distill(student_logits, teacher_logits, batch, None, epoch, stats)
+        return StepOutput(losses=losses, stats=stats, logits=student_logits)
+
+    def _mixed_step(
         self,
         model: torch.nn.Module,
         batch: Batch,
         epoch: int,
         generator: torch.Generator,
-        stats: dict[str, float],
+        stats: dict[str, float | torch.Tensor],
         cached: bool,
     ) -> StepOutput:
-        images, labels, indices = batch.images, batch.labels, batch.indices
-        if self.augmentation is None or self.teacher is None:
-            if self.teacher is None:
-                teacher_logits = None
-            elif cached:
-                teacher_logits = self._teach_clean(batch)[0]
-            else:
-                teacher_logits = self._teach(images)
-            student_logits = model(images)
-            losses = self.distiller(
-                DistillBatch(student_logits, teacher_logits, labels, indices, epoch, stats)
-            )
-            self._term_names = tuple(losses)
-            return StepOutput(losses=losses, stats=stats, logits=student_logits)
-
         aug = self.augmentation
-        clean_teacher = None
-        online_energies = None
-        if self._online:
-            clean_teacher = self._teach_clean(batch)[0] if cached else self._teach(images)
+        assert aug is not None
+        clean_teacher = online_energies = None
+        if self._online:  # the selection needs the clean batch's energies before anything is mixed
+            clean_teacher = self._clean_teacher(batch, cached)
             online_energies = energy(clean_teacher, self._energy_temperature())
-        mask = aug.select(indices, online_energies)
-        mix = aug.mix(images, labels, mask, generator)
-        count = int(mix.rows.numel())
-        stats["augmented"] = float(count)
-        rows = images.shape[0]
-        if aug.mode == "extra":
-            seen = torch.cat([images, mix.images.to(images.dtype)])
-            clean_rows = torch.arange(rows, device=images.device)
-            mixed_rows = torch.arange(rows, rows + count, device=images.device)
-        else:
-            seen = images.index_copy(0, mix.rows, mix.images.to(images.dtype))
-            keep = torch.ones(rows, dtype=torch.bool, device=images.device)
-            keep[mix.rows] = False
-            clean_rows = keep.nonzero().squeeze(1)
-            mixed_rows = mix.rows
-        if clean_teacher is None and cached:  # clean rows from the cache, the mixed ones computed
-            clean_teacher, mixed_teacher = self._teach_clean(batch, clean_rows, mix.images.to(images.dtype))
-            teacher_logits = torch.empty(
-                (seen.shape[0], clean_teacher.shape[1]), dtype=clean_teacher.dtype, device=images.device
-            )
-            teacher_logits[clean_rows] = clean_teacher
-            if mixed_teacher is not None:
-                teacher_logits[mixed_rows] = mixed_teacher.to(clean_teacher.dtype)
-        elif clean_teacher is None:
-            teacher_logits = self._teach(seen)
-        else:  # online: the clean rows are known already; only the mixed ones are new
-            mixed_teacher = self._teach(mix.images.to(images.dtype))
-            teacher_logits = torch.empty(
-                (seen.shape[0], clean_teacher.shape[1]), dtype=clean_teacher.dtype, device=images.device
-            )
-            teacher_logits[:rows] = clean_teacher
-            teacher_logits[mixed_rows] = mixed_teacher.to(clean_teacher.dtype)
-        student_logits = model(seen)
-        if clean_rows.numel():
-            losses = dict(
-                self.distiller(
-                    DistillBatch(
-                        student_logits[clean_rows],
-                        teacher_logits[clean_rows],
-                        labels[clean_rows],
-                        indices[clean_rows],
-                        epoch,
-                        stats,
-                    )
-                )
-            )
-            self._term_names = tuple(losses)
+        mask = aug.select(batch.indices, online_energies)
+        mix = aug.mix(batch.images, batch.labels, mask, generator)
+        stats["augmented"] = float(mix.rows.numel())
+        seen = apply_mix(batch.images, mix, aug.mode)
+        teacher_logits = self._mixed_teacher(batch, seen, clean_teacher, cached)
+        student_logits = model(seen.images)
+        if seen.clean_rows.numel():
+            losses = self._distill(student_logits, teacher_logits, batch, seen.clean_rows, epoch, stats)
         else:  # replace mode at rate 1.0: every row is mixed; keep the terms (as zeros) for the logs
             zero = student_logits.float().sum() * 0.0
             losses = {name: zero for name in self._term_names}
-        for name, value in aug.loss(
-            student_logits[mixed_rows], teacher_logits[mixed_rows], mix, epoch
-        ).items():
-            losses[name] = value
+        rows = seen.mixed_rows
+        losses.update(aug.loss(student_logits[rows], teacher_logits[rows], mix, epoch))
         # extra mode keeps the whole clean batch in its first rows: training top-1 comes from them
-        clean_logits = student_logits[:rows] if aug.mode == "extra" else None
+        clean_logits = student_logits[: batch.images.shape[0]] if aug.mode == "extra" else None
         return StepOutput(losses=losses, stats=stats, logits=clean_logits)
+
+    def _mixed_teacher(
+        self, batch: Batch, seen: MixedBatch, clean: torch.Tensor | None, cached: bool
+    ) -> torch.Tensor:
+        """Teacher logits of every row the models see, each computed once.
+
+        Online selection already has the clean batch's logits: only the mixed rows are new.  With
+        the cache the clean rows come from it and the mixed ones are computed in the same call.
+        """
+        if clean is None and not cached:
+            return self._teach(seen.images)
+        mixed_images = seen.images[seen.mixed_rows]
+        if clean is None:
+            clean, mixed = self._teach_clean(batch, seen.clean_rows, mixed_images)
+            clean_rows = seen.clean_rows
+        else:
+            mixed = self._teach(mixed_images)
+            clean_rows = torch.arange(batch.images.shape[0], device=clean.device)
+        out = torch.empty((seen.images.shape[0], clean.shape[1]), dtype=clean.dtype, device=clean.device)
+        out[clean_rows] = clean
+        if mixed is not None:
+            out[seen.mixed_rows] = mixed.to(clean.dtype)
+        return out
 
     def _energy_temperature(self) -> float:
         if self.energy_context is not None:
             return self.energy_context.energy_temperature
-        return 4.0
+        return ENERGY_TEMPERATURE

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.sdk.energy import compute_thresholds, energy
+from ekdcli.sdk.energy import ENERGY_TEMPERATURE, compute_thresholds, energy
 from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def _version() -> str:
 def score_from_logits(
     logits: torch.Tensor,
     labels: torch.Tensor | list[int],
-    energy_temperature: float = 4.0,
+    energy_temperature: float = ENERGY_TEMPERATURE,
     *,
     teacher: str = "",
     teacher_sha256: str = "",
@@ -204,7 +204,7 @@ def load_scores(
         teacher_sha256=metadata.get("teacher_sha256", ""),
         dataset=metadata.get("dataset", ""),
         dataset_fingerprint=metadata.get("dataset_fingerprint", ""),
-        energy_temperature=float(meta_value(metadata, "energy_temperature", 4.0)),
+        energy_temperature=float(meta_value(metadata, "energy_temperature", ENERGY_TEMPERATURE)),
         created=metadata.get("created", ""),
         ekd_version=metadata.get("ekd_version", ""),
         extra=dict(meta_value(metadata, "extra", {}) or {}),

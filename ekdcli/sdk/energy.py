@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 
 LowRule = Literal["released", "paper"]
 
+# T_E, the temperature of the energy score: the paper's and the released code's value.
+ENERGY_TEMPERATURE = 4.0
 
-def energy(logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+
+def energy(logits: torch.Tensor, temperature: float = ENERGY_TEMPERATURE) -> torch.Tensor:
     """Per-row energy in float32, stable for extreme logits (no exp overflow)."""
     import torch
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import ekd_plugins.augmentations as plugin
 import pytest
 import torch
-from ekd_plugins.augmentations.energy_mix import EnergyMix, apply_mix, he_cutmix
+from ekd_plugins.augmentations.energy_mix import EnergyMix, he_cutmix
 
 from ekdcli.sdk.contracts import EnergyContext, MixResult
+from ekdcli.sdk.mixing import apply_mix
 from ekdcli.sdk.plugins import discover
 from ekdcli.util.errors import UsageError
 
@@ -75,21 +76,25 @@ def make_mix(images: torch.Tensor, rows: list[int]) -> MixResult:
 def test_apply_mix_extra_appends_exactly_the_mixed_rows() -> None:
     images = torch.rand(5, 3, 4, 6)
     mix = make_mix(images, [1, 3])
-    seen, mixed = apply_mix(images, mix, "extra")
+    applied = apply_mix(images, mix, "extra")
+    seen, mixed = applied.images, applied.mixed_mask()
     assert seen.shape == (7, 3, 4, 6)
     assert mixed.tolist() == [False] * 5 + [True, True]
     assert torch.equal(seen[:5], images) and torch.equal(seen[mixed], mix.images)
+    assert applied.clean_rows.tolist() == [0, 1, 2, 3, 4] and applied.mixed_rows.tolist() == [5, 6]
 
 
 def test_apply_mix_replace_keeps_the_batch_size_and_the_other_rows() -> None:
     images = torch.rand(5, 1, 3, 2)
     mix = make_mix(images, [0, 4])
-    seen, mixed = apply_mix(images, mix, "replace")
+    applied = apply_mix(images, mix, "replace")
+    seen, mixed = applied.images, applied.mixed_mask()
     assert seen.shape == images.shape
     assert mixed.tolist() == [True, False, False, False, True]
     assert torch.equal(seen[mixed], mix.images) and torch.equal(seen[~mixed], images[~mixed])
     assert not torch.equal(images[0], seen[0])  # the input batch itself is not modified in place
-    with pytest.raises(UsageError, match="'extra' or 'replace'"):
+    assert applied.clean_rows.tolist() == [1, 2, 3] and applied.mixed_rows.tolist() == [0, 4]
+    with pytest.raises(UsageError, match="must be one of extra, replace"):
         apply_mix(images, mix, "sideways")
 
 
@@ -105,7 +110,8 @@ def test_one_engine_like_step_trains_on_clean_and_mixed_rows(mode: str) -> None:
     images, labels = torch.randn(batch, 1, 6, 6), torch.randint(0, classes, (batch,))
     mask = aug.select(indices, None)
     mix = aug.mix(images, labels, mask, torch.Generator().manual_seed(0))
-    seen, mixed = apply_mix(images, mix, aug.mode)
+    applied = apply_mix(images, mix, aug.mode)
+    seen, mixed = applied.images, applied.mixed_mask()
     s = student(seen)
     with torch.no_grad():
         t = teacher(seen)

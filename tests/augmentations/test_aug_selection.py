@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 from ekd_plugins.augmentations.energy_mix import (
-    apply_mix,
     cutmix,
     he_cutmix,
     he_mixup,
@@ -19,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ekdcli.sdk.contracts import EnergyContext
+from ekdcli.sdk.mixing import apply_mix
 from ekdcli.util.errors import UsageError
 
 FACTORIES = {"high": he_cutmix, "low": le_cutmix, "mixed": mixed_cutmix}
@@ -74,7 +74,8 @@ def test_only_samples_in_the_selected_set_are_ever_mixed(data, n, batch, rate, s
     assert torch.equal(mix.rows, torch.nonzero(mask).squeeze(1))
     assert bool(expected_set(energies, side, rate)[indices[mix.rows]].all())
 
-    seen, mixed = apply_mix(images, mix, aug.mode)
+    applied = apply_mix(images, mix, aug.mode)
+    seen, mixed = applied.images, applied.mixed_mask()
     if aug.mode == "replace":
         assert seen.shape[0] == batch and torch.equal(mixed, mask)
         assert torch.equal(seen[~mask], images[~mask])  # unselected rows are untouched

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ekdcli.engine import EngineOptions, Recipe, Runtime, fit, make_batches
-from ekdcli.engine.loop import setup_objective
+from ekdcli.engine import EngineOptions, Objective, Recipe, Runtime, fit, make_batches
 from ekdcli.engine.pipeline import decode_view, view_code, view_count
 from ekdcli.engine.testing import TinyNet, synthetic_dataset
 from ekdcli.method.objective import DistillObjective
@@ -47,7 +46,7 @@ class CountingTeacher(nn.Module):
         return self.inner(x)
 
 
-class Recording:
+class Recording(Objective):
     """Wraps an objective: keeps each step's losses, batch (indices, views) and mixed-row count."""
 
     def __init__(self, objective: DistillObjective) -> None:
@@ -57,7 +56,7 @@ class Recording:
         self.augmented = 0.0
 
     def setup(self, runtime: Runtime, num_epochs: int = 1) -> None:
-        setup_objective(self.objective, runtime, num_epochs)
+        self.objective.setup(runtime, num_epochs)
 
     def __call__(self, model: nn.Module, batch: Any, epoch: int, generator: torch.Generator) -> Any:
         out = self.objective(model, batch, epoch, generator)

@@ -199,6 +199,7 @@ def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_option_lists_accepted_ones() -> None:
     with pytest.raises(
-        UsageError, match="does not take option\\(s\\) imbalance_factor; it accepts root, download"
+        UsageError,
+        match="dataset 'cifar100' has no option 'imbalance_factor'; valid options are root, download",
     ):
         cifar100(None, imbalance_factor=0.1)

@@ -1,4 +1,4 @@
-"""ekdcli.sdk.data: TensorSplit normalization, from_arrays, read_npz, option parsing."""
+"""ekdcli.sdk.data and ekdcli.sdk.splits: TensorSplit normalization, from_arrays, read_npz."""
 
 from __future__ import annotations
 
@@ -6,17 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ekdcli.sdk.data import (
-    TensorSplit,
-    as_bool,
-    as_float,
-    as_int,
-    channel_stats,
-    from_arrays,
-    normalize,
-    read_npz,
-    to_nchw,
-)
+from ekdcli.sdk.data import channel_stats, from_arrays, read_npz, to_nchw
+from ekdcli.sdk.splits import TensorSplit, normalize
 from ekdcli.util.errors import UsageError
 
 MEAN = (0.5, 0.25, 0.125)
@@ -153,19 +144,3 @@ def test_read_npz_round_trip_and_errors(tmp_path) -> None:
         read_npz(junk)
     with pytest.raises(UsageError, match="does not exist"):
         read_npz(tmp_path / "nope.npz")
-
-
-def test_option_parsers() -> None:
-    assert as_int("n", "12") == 12 and as_int("n", 3.0) == 3
-    assert as_float("f", "0.5") == 0.5
-    assert as_bool("b", "yes") is True and as_bool("b", "off") is False and as_bool("b", False) is False
-    with pytest.raises(UsageError, match="Option n must be an integer, got 2.5"):
-        as_int("n", 2.5)
-    with pytest.raises(UsageError, match="at least 1, got 0"):
-        as_int("n", 0, minimum=1)
-    with pytest.raises(UsageError, match="must be a number"):
-        as_float("f", "abc")
-    with pytest.raises(UsageError, match="finite"):
-        as_float("f", "nan")
-    with pytest.raises(UsageError, match="true or false"):
-        as_bool("b", "maybe")

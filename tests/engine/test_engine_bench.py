@@ -28,7 +28,7 @@ class EpochAware(CrossEntropyObjective):
         self.num_epochs = num_epochs
 
 
-def test_setup_receives_num_epochs_when_it_asks() -> None:
+def test_setup_receives_the_number_of_epochs() -> None:
     objective = EpochAware()
     data = synthetic_dataset(train=32, test=8)
     options = EngineOptions(device="cpu", precision="fp32", quiet=True)

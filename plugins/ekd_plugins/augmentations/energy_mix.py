@@ -27,12 +27,11 @@ Engine contract, per training step with clean batch ``x, y, idx``:
    at ``EnergyContext.energy_temperature`` when ``describe()["source"] ==
    "online"`` (the engine may skip it otherwise and pass ``None``);
 2. ``mix = aug.mix(x, y, mask, generator)`` with a generator on ``x``'s device;
-3. ``batch, mixed = apply_mix(x, mix, aug.mode)``; student and teacher run once
-   on ``batch``;
-4. the distiller gets the rows ``~mixed`` (with ``y`` and ``idx`` of those
-   rows: in ``extra`` mode that is the whole clean batch, in ``replace`` mode
-   the unmixed rows), ``aug.loss(s[mixed], t[mixed], mix, epoch)`` gets the
-   mixed rows, which are in the order of ``mix.rows`` in both modes.
+3. ``seen = ekdcli.sdk.mixing.apply_mix(x, mix, aug.mode)``; student and teacher run once
+   on ``seen.images``;
+4. the distiller gets the rows ``seen.clean_rows`` (in ``extra`` mode the whole clean batch,
+   in ``replace`` mode the unmixed rows), ``aug.loss(s[seen.mixed_rows], t[seen.mixed_rows],
+   mix, epoch)`` the mixed rows, which are in the order of ``mix.rows`` in both modes.
 
 ``extra`` (as released) costs ``M = mask.sum()`` more samples per step;
 ``replace`` keeps the batch size.
@@ -49,8 +48,8 @@ from ekd_plugins.augmentations import mixing
 from ekd_plugins.augmentations.options import parse_options
 from ekd_plugins.augmentations.selection import EnergySelection
 from ekdcli.sdk.contracts import Augmentation, EnergyContext, MixResult
+from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.losses import kd_loss
-from ekdcli.util.errors import UsageError
 
 
 class EnergyMix(Augmentation):
@@ -110,27 +109,6 @@ class EnergyMix(Augmentation):
             ce_b = F.cross_entropy(s, mix.labels_b.to(s.device), reduction="none")
             terms["mix_ce"] = (lam * ce_a + (1.0 - lam) * ce_b).mean()
         return terms
-
-
-def apply_mix(images: torch.Tensor, mix: MixResult, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch the models see and a bool mask of its mixed rows (in ``mix.rows`` order).
-
-    ``extra``: the clean batch followed by the mixed rows (``B + M`` rows);
-    ``replace``: the batch with each selected row replaced by its mixed version (``B`` rows).
-    """
-    batch = images.shape[0]
-    if mode == "extra":
-        out = torch.cat([images, mix.images.to(images.dtype)], dim=0)
-        mixed = torch.zeros(out.shape[0], dtype=torch.bool, device=images.device)
-        mixed[batch:] = True
-        return out, mixed
-    if mode == "replace":
-        rows = mix.rows.to(images.device)
-        out = images.index_copy(0, rows, mix.images.to(images.dtype))
-        mixed = torch.zeros(batch, dtype=torch.bool, device=images.device)
-        mixed[rows] = True
-        return out, mixed
-    raise UsageError(f"augmentation mode must be 'extra' or 'replace', got {mode!r}.")
 
 
 def _factory(name: str, kind: str, selection: str):  # type: ignore[no-untyped-def]

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ekdcli.sdk.contracts import InMemoryDataset
-from ekdcli.sdk.data import as_bool, from_arrays, read_npz
-from ekdcli.util.errors import JobError, UsageError
+from ekdcli.sdk.data import from_arrays, read_npz
+from ekdcli.sdk.errors import JobError, UsageError
+from ekdcli.sdk.options import as_bool, check_names, owner
 
 
 @dataclass(frozen=True)
@@ -243,22 +244,15 @@ def load_cifar(
     )
 
 
-def reject_unknown(dataset: str, options: dict[str, Any], accepted: tuple[str, ...]) -> None:
-    """UsageError for options a dataset does not take, listing the ones it does."""
-    if options:
-        raise UsageError(
-            f"Dataset {dataset} does not take option(s) {', '.join(sorted(options))}; "
-            f"it accepts {', '.join(accepted)}."
-        )
-
-
 def cifar100(root: str | None = None, download: bool = False, **options: Any) -> InMemoryDataset:
     """CIFAR-100 (100 classes, 32x32 RGB)."""
-    reject_unknown("cifar100", options, ("root", "download"))
-    return load_cifar("cifar100", root, as_bool("download", download))
+    who = owner("dataset", "cifar100")
+    check_names(who, options, ("root", "download"))
+    return load_cifar("cifar100", root, as_bool(who, "download", download))
 
 
 def cifar10(root: str | None = None, download: bool = False, **options: Any) -> InMemoryDataset:
     """CIFAR-10 (10 classes, 32x32 RGB)."""
-    reject_unknown("cifar10", options, ("root", "download"))
-    return load_cifar("cifar10", root, as_bool("download", download))
+    who = owner("dataset", "cifar10")
+    check_names(who, options, ("root", "download"))
+    return load_cifar("cifar10", root, as_bool(who, "download", download))

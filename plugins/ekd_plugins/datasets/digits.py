@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ekd_plugins.datasets.cifar import reject_unknown
 from ekdcli.sdk.contracts import InMemoryDataset
-from ekdcli.sdk.data import as_int, from_arrays
+from ekdcli.sdk.data import from_arrays
+from ekdcli.sdk.options import as_int, check_names, owner
 
 TEST_EVERY = 5  # every 5th image of a class is a test image
 
@@ -51,8 +51,9 @@ def digits(
     ``root`` and ``download`` are accepted for a uniform factory signature and ignored: the
     data ship with scikit-learn.
     """
-    reject_unknown("digits", options, ("size",))
-    size = as_int("size", size, minimum=8)
+    who = owner("dataset", "digits")
+    check_names(who, options, ("size",))
+    size = as_int(who, "size", size, minimum=8)
     images, labels = load_digit_images(size)
     test = stratified_test_mask(labels)
     return from_arrays(

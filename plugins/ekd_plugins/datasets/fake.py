@@ -12,9 +12,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ekd_plugins.datasets.cifar import reject_unknown
 from ekdcli.sdk.contracts import InMemoryDataset
-from ekdcli.sdk.data import as_float, as_int, from_arrays
+from ekdcli.sdk.data import from_arrays
+from ekdcli.sdk.options import as_float, as_int, check_names, owner
 
 GRID = 4  # template resolution before upsampling
 
@@ -50,19 +50,20 @@ def fake(
     **options: Any,
 ) -> InMemoryDataset:
     """Synthetic template + noise images; the same seed gives the same bytes everywhere (CPU RNG)."""
-    reject_unknown(
-        "fake",
+    who = owner("dataset", "fake")
+    check_names(
+        who,
         options,
         ("n_train", "n_test", "num_classes", "channels", "height", "width", "seed", "noise"),
     )
-    n_train = as_int("n_train", n_train, minimum=1)
-    n_test = as_int("n_test", n_test, minimum=1)
-    num_classes = as_int("num_classes", num_classes, minimum=2)
-    channels = as_int("channels", channels, minimum=1)
-    height = as_int("height", height, minimum=4)
-    width = as_int("width", width, minimum=4)
-    noise = max(0.0, as_float("noise", noise))
-    seed = as_int("seed", seed)
+    n_train = as_int(who, "n_train", n_train, minimum=1)
+    n_test = as_int(who, "n_test", n_test, minimum=1)
+    num_classes = as_int(who, "num_classes", num_classes, minimum=2)
+    channels = as_int(who, "channels", channels, minimum=1)
+    height = as_int(who, "height", height, minimum=4)
+    width = as_int(who, "width", width, minimum=4)
+    noise = max(0.0, as_float(who, "noise", noise))
+    seed = as_int(who, "seed", seed)
     generator = torch.Generator().manual_seed(seed)
     templates = class_templates(num_classes, channels, height, width, generator)
     x_train, y_train = _samples(templates, n_train, noise, generator)

@@ -14,10 +14,9 @@ from typing import Any
 
 from torch.utils.data import Dataset as TorchDataset
 
-from ekd_plugins.datasets.cifar import reject_unknown
 from ekdcli.sdk.contracts import FolderDataset
-from ekdcli.sdk.data import as_int
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.errors import UsageError
+from ekdcli.sdk.options import as_int, check_names, owner
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,8 +63,9 @@ def imagenet(
     root: str | None = None, download: bool = False, image_size: int = 224, **options: Any
 ) -> FolderDataset:
     """ImageNet-style folders under ``root`` (``train/`` and ``val/``); nothing is downloaded."""
-    reject_unknown("imagenet", options, ("root", "image_size"))
-    image_size = as_int("image_size", image_size, minimum=8)
+    who = owner("dataset", "imagenet")
+    check_names(who, options, ("root", "image_size"))
+    image_size = as_int(who, "image_size", image_size, minimum=8)
     hint = "pass --data-root DIR where DIR holds train/ and val/ ImageFolder trees"
     if download:
         hint += " (ImageNet cannot be downloaded automatically; get it from image-net.org)"

@@ -1,119 +1,13 @@
-"""Long-tailed versions of in-memory datasets (CIFAR-100-LT, CIFAR-10-LT and any other).
-
-Class ``c`` of ``C`` keeps ``n_c`` training images:
-* ``exp``:  ``n_c = floor(n_max * imbalance_factor ** (c / (C - 1)))`` (the LDAM-DRW / BALMS
-  ``get_img_num_per_cls`` formula);
-* ``step``: the first ``C // 2`` classes keep ``n_max``, the others ``floor(n_max * imbalance_factor)``.
-
-``imbalance_factor = n_min / n_max`` in (0, 1]. Which images a class keeps is a seeded
-random subset (one random key per image, the ``n_c`` smallest keys of each class win); the
-kept images stay in their original order. LDAM uses ``np.random.shuffle`` per class instead,
-so the subsets differ from theirs while the counts are identical. The test split is untouched
-(balanced).
-"""
+"""CIFAR-100-LT and CIFAR-10-LT: the long-tailed builders of the SDK applied to CIFAR."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
 from typing import Any
 
-import numpy as np
-import torch
-
-from ekd_plugins.datasets.cifar import load_cifar, reject_unknown
+from ekd_plugins.datasets.cifar import load_cifar
 from ekdcli.sdk.contracts import InMemoryDataset
-from ekdcli.sdk.data import as_bool, as_float, as_int
-from ekdcli.util.errors import UsageError
-
-PROFILES = ("exp", "step")
-
-
-def long_tail_counts(
-    num_classes: int, n_max: int, imbalance_factor: float, profile: str = "exp"
-) -> list[int]:
-    """Training images per class for a long-tailed profile (class 0 is the head)."""
-    factor = as_float("imbalance_factor", imbalance_factor)
-    if not 0.0 < factor <= 1.0:
-        raise UsageError(
-            f"imbalance_factor must be in (0, 1] (n_min / n_max, e.g. 0.01 for ratio 100), got {factor}."
-        )
-    if profile not in PROFILES:
-        raise UsageError(f"Unknown long-tail profile {profile!r}; use one of {', '.join(PROFILES)}.")
-    if num_classes < 1 or n_max < 1:
-        raise UsageError(
-            f"A long-tailed dataset needs classes with images, got {num_classes} classes x {n_max}."
-        )
-    if profile == "exp":
-        if num_classes == 1:
-            return [n_max]
-        return [int(math.floor(n_max * factor ** (c / (num_classes - 1.0)))) for c in range(num_classes)]
-    half = num_classes // 2
-    return [n_max] * half + [int(math.floor(n_max * factor))] * (num_classes - half)
-
-
-def make_long_tailed(
-    dataset: InMemoryDataset,
-    imbalance_factor: float = 0.01,
-    profile: str = "exp",
-    seed: int = 0,
-    *,
-    n_max: int | None = None,
-    name: str | None = None,
-) -> InMemoryDataset:
-    """A long-tailed copy of ``dataset``: training images subsampled per class, test split unchanged.
-
-    ``n_max`` (the head class size) defaults to the smallest class count of the training set,
-    so every class can supply its target and the profile is exact (CIFAR: 500 / 5000).
-    """
-    imbalance_factor = as_float("imbalance_factor", imbalance_factor)
-    profile = str(profile).strip().lower()
-    labels = dataset.train_labels.cpu().numpy().astype(np.int64)
-    k = dataset.num_classes
-    available = np.bincount(labels, minlength=k)[:k]
-    head = int(available.min()) if n_max is None else as_int("n_max", n_max, minimum=1)
-    if head < 1:
-        empty = [dataset.class_names[c] for c in np.flatnonzero(available == 0)][:5]
-        raise UsageError(
-            f"{dataset.name} has no training images of class(es) {', '.join(empty)}; "
-            "a long-tailed subset needs every class (drop --limit-train or raise it)."
-        )
-    counts = long_tail_counts(k, head, imbalance_factor, profile)
-    if min(counts) < 1:
-        raise UsageError(
-            f"imbalance_factor {imbalance_factor} leaves the smallest class with 0 of {head} images; "
-            f"use a factor of at least {1.0 / head:g}."
-        )
-    short = [c for c in range(k) if counts[c] > available[c]]
-    if short:
-        c = short[0]
-        raise UsageError(
-            f"Class {dataset.class_names[c]!r} has {int(available[c])} training images but the profile "
-            f"asks for {counts[c]}; pass n_max of at most {int(available.min())}."
-        )
-    seed = as_int("seed", seed)
-    keys = np.random.default_rng(seed).random(labels.shape[0])
-    order = np.lexsort((keys, labels))  # by class, then by random key
-    sorted_labels = labels[order]
-    first = np.searchsorted(sorted_labels, np.arange(k))
-    rank = np.arange(labels.shape[0]) - first[sorted_labels]
-    keep = np.sort(order[rank < np.asarray(counts)[sorted_labels]])
-    keep_t = torch.from_numpy(keep).to(dataset.train_images.device)
-    info: dict[str, Any] = dict(dataset.info)
-    info.update(
-        base=dataset.name,
-        imbalance_factor=imbalance_factor,
-        profile=profile,
-        seed=seed,
-        class_counts=[int(n) for n in counts],
-    )
-    return replace(
-        dataset,
-        name=name or f"{dataset.name}-lt",
-        train_images=dataset.train_images.index_select(0, keep_t).contiguous(),
-        train_labels=dataset.train_labels.index_select(0, keep_t).contiguous(),
-        info=info,
-    )
+from ekdcli.sdk.longtail import long_tail_counts, make_long_tailed
+from ekdcli.sdk.options import as_bool, as_float, as_int, check_names, owner
 
 
 def _long_tailed_cifar(
@@ -126,12 +20,13 @@ def _long_tailed_cifar(
     options: dict,
 ) -> InMemoryDataset:
     name = f"{spec_name}-lt"
-    reject_unknown(name, options, ("root", "download", "imbalance_factor", "profile", "seed"))
-    factor = as_float("imbalance_factor", imbalance_factor)
+    who = owner("dataset", name)
+    check_names(who, options, ("root", "download", "imbalance_factor", "profile", "seed"))
+    factor = as_float(who, "imbalance_factor", imbalance_factor)
     profile = str(profile).strip().lower()
     long_tail_counts(2, 2, factor, profile)  # validate options before reading any data
-    base = load_cifar(spec_name, root, as_bool("download", download))
-    return make_long_tailed(base, factor, profile, as_int("seed", seed), name=name)
+    base = load_cifar(spec_name, root, as_bool(who, "download", download))
+    return make_long_tailed(base, factor, profile, as_int(who, "seed", seed), name=name)
 
 
 def cifar100_lt(

@@ -8,18 +8,11 @@ import torch
 
 from ekd_plugins.distillers.functional import dkd_terms, warmup_factor
 from ekd_plugins.distillers.logit import cross_entropy, distillation_inputs, resolve_beta
-from ekd_plugins.distillers.options import (
-    ENERGY_DKD_OPTIONS,
-    ENERGY_KD_OPTIONS,
-    RULE_OPTIONS,
-    as_bool,
-    as_float,
-    as_pair,
-    check_names,
-)
+from ekd_plugins.distillers.options import ENERGY_DKD_OPTIONS, ENERGY_KD_OPTIONS, RULE_OPTIONS
 from ekd_plugins.distillers.temperature import TemperatureRule
 from ekdcli.sdk.contracts import DistillBatch, Distiller, EnergyContext
 from ekdcli.sdk.losses import kd_loss
+from ekdcli.sdk.options import as_bool, as_float, as_pair, check_names, owner
 
 
 class _EnergyDistiller(Distiller):
@@ -111,7 +104,7 @@ def _rule(method: str, options: dict[str, Any]) -> TemperatureRule:
 
 
 def make_energy_kd(**options: Any) -> EnergyKDDistiller:
-    m = "energy_kd"
+    m = owner("distiller", "energy_kd")
     check_names(m, options, ENERGY_KD_OPTIONS)
     rule = _rule(m, options)
     opts = {**ENERGY_KD_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
@@ -124,7 +117,7 @@ def make_energy_kd(**options: Any) -> EnergyKDDistiller:
 
 
 def make_energy_dkd(**options: Any) -> EnergyDKDDistiller:
-    m = "energy_dkd"
+    m = owner("distiller", "energy_dkd")
     check_names(m, options, ENERGY_DKD_OPTIONS)
     rule = _rule(m, options)
     opts = {**ENERGY_DKD_OPTIONS, **{k: v for k, v in options.items() if v is not None}}

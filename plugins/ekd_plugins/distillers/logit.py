@@ -13,20 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from ekd_plugins.distillers.functional import dkd_terms, standardize_logits, upcast, warmup_factor
-from ekd_plugins.distillers.options import (
-    CE_OPTIONS,
-    DKD_OPTIONS,
-    KD_OPTIONS,
-    as_bool,
-    as_float,
-    as_pair,
-    check_names,
-    given,
-)
+from ekd_plugins.distillers.options import CE_OPTIONS, DKD_OPTIONS, KD_OPTIONS
 from ekd_plugins.distillers.pairs import DKD_DEFAULT_BETA, dkd_beta_for
 from ekdcli.sdk.contracts import DistillBatch, Distiller
+from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss
-from ekdcli.util.errors import JobError
+from ekdcli.sdk.options import as_bool, as_float, as_pair, check_names, given, owner
 
 
 def cross_entropy(batch: DistillBatch) -> torch.Tensor:
@@ -36,7 +28,7 @@ def cross_entropy(batch: DistillBatch) -> torch.Tensor:
 
 def teacher_logits_of(batch: DistillBatch, method: str) -> torch.Tensor:
     if batch.teacher_logits is None:
-        raise JobError(f"Distiller {method!r} got no teacher logits; run it with a --teacher.")
+        raise JobError(f"distiller {method!r} got no teacher logits; run it with a --teacher.")
     return batch.teacher_logits
 
 
@@ -135,32 +127,35 @@ class DKDDistiller(Distiller):
 
 
 # ------------------------------------------------------------------ factories
+WHO = {name: owner("distiller", name) for name in ("ce", "kd", "dkd")}
+
+
 def make_ce(**options: Any) -> CEDistiller:
-    check_names("ce", options, CE_OPTIONS)
+    check_names(WHO["ce"], options, CE_OPTIONS)
     return CEDistiller()
 
 
 def make_kd(**options: Any) -> KDDistiller:
-    check_names("kd", options, KD_OPTIONS)
+    check_names(WHO["kd"], options, KD_OPTIONS)
     opts = {**KD_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
     return KDDistiller(
-        t=as_float("kd", "t", opts["t"], positive=True),
-        w_ce=as_float("kd", "w_ce", opts["w_ce"], non_negative=True),
-        w_kd=as_float("kd", "w_kd", opts["w_kd"], non_negative=True),
-        logit_standardize=as_bool("kd", "logit_standardize", opts["logit_standardize"]),
+        t=as_float(WHO["kd"], "t", opts["t"], positive=True),
+        w_ce=as_float(WHO["kd"], "w_ce", opts["w_ce"], non_negative=True),
+        w_kd=as_float(WHO["kd"], "w_kd", opts["w_kd"], non_negative=True),
+        logit_standardize=as_bool(WHO["kd"], "logit_standardize", opts["logit_standardize"]),
     )
 
 
 def make_dkd(**options: Any) -> DKDDistiller:
-    check_names("dkd", options, DKD_OPTIONS)
+    check_names(WHO["dkd"], options, DKD_OPTIONS)
     opts = {**DKD_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
-    beta, beta_source, _ = resolve_beta("dkd", opts)
+    beta, beta_source, _ = resolve_beta(WHO["dkd"], opts)
     return DKDDistiller(
-        t=as_float("dkd", "t", opts["t"], positive=True),
-        alpha=as_float("dkd", "alpha", opts["alpha"], non_negative=True),
+        t=as_float(WHO["dkd"], "t", opts["t"], positive=True),
+        alpha=as_float(WHO["dkd"], "alpha", opts["alpha"], non_negative=True),
         beta=beta,
-        warmup=as_float("dkd", "warmup", opts["warmup"], non_negative=True),
-        w_ce=as_float("dkd", "w_ce", opts["w_ce"], non_negative=True),
-        logit_standardize=as_bool("dkd", "logit_standardize", opts["logit_standardize"]),
+        warmup=as_float(WHO["dkd"], "warmup", opts["warmup"], non_negative=True),
+        w_ce=as_float(WHO["dkd"], "w_ce", opts["w_ce"], non_negative=True),
+        logit_standardize=as_bool(WHO["dkd"], "logit_standardize", opts["logit_standardize"]),
         beta_source=beta_source,
     )

@@ -19,15 +19,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ekd_plugins.distillers.options import (
-    as_choice,
-    as_float,
-    as_int,
-    as_rate,
-    given,
-)
 from ekd_plugins.distillers.pairs import energy_rate_for
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.energy import ENERGY_TEMPERATURE
+from ekdcli.sdk.errors import UsageError
+from ekdcli.sdk.options import as_choice, as_float, as_int, as_rate, given, pick
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +66,10 @@ class TemperatureRule:
         )
         self.apply = as_choice(method, "apply", options.get("apply") or "both", APPLY)
         self.energy_temperature = as_float(
-            method, "energy_temperature", _pick(options, "energy_temperature", 4.0), positive=True
+            method,
+            "energy_temperature",
+            pick(options, "energy_temperature", ENERGY_TEMPERATURE),
+            positive=True,
         )
         self._resolve_rates(options, pair)
         self._resolve_temperatures(options, preset)
@@ -98,7 +96,7 @@ class TemperatureRule:
         )
         if self.low_rate + self.high_rate > 1.0 + 1e-12:
             raise UsageError(
-                f"low_rate + high_rate of {m!r} must be at most 1, got {self.low_rate} + {self.high_rate}; "
+                f"low_rate + high_rate of {m} must be at most 1, got {self.low_rate} + {self.high_rate}; "
                 "lower one of them."
             )
 
@@ -107,14 +105,12 @@ class TemperatureRule:
         for a, b in (("t_plus", "t_low_energy"), ("t_minus", "t_high_energy")):
             if given(options, a) and given(options, b):
                 raise UsageError(
-                    f"Give either {a!r} or {b!r} to {m!r}, not both: they set the same temperature."
+                    f"give either {a!r} or {b!r} to {m}, not both: they set the same temperature."
                 )
         t = as_float(m, "t", options["t"], positive=True) if given(options, "t") else None
         t_mid = as_float(m, "t_mid", options["t_mid"], positive=True) if given(options, "t_mid") else None
         if t is not None and t_mid is not None and t != t_mid:
-            raise UsageError(
-                f"Options 't' and 't_mid' of {m!r} both set the base temperature; give only one."
-            )
+            raise UsageError(f"options 't' and 't_mid' of {m} both set the base temperature; give only one.")
         self.t_mid = t_mid if t_mid is not None else (t if t is not None else BASE_T)
         self.t_low_energy = self._side(options, preset, "t_plus", "t_low_energy")
         self.t_high_energy = self._side(options, preset, "t_minus", "t_high_energy")
@@ -122,15 +118,15 @@ class TemperatureRule:
         if given(options, "segments"):
             if self.apply != "both":
                 raise UsageError(
-                    f"Option 'apply' of {m!r} cannot be combined with 'segments' (gradation sets every "
+                    f"option 'apply' of {m} cannot be combined with 'segments' (gradation sets every "
                     "segment's temperature); drop one of them."
                 )
             self.segments = as_int(m, "segments", options["segments"], minimum=2)
-        self.t_min = as_float(m, "t_min", _pick(options, "t_min", 2.0), positive=True)
-        self.t_max = as_float(m, "t_max", _pick(options, "t_max", 6.0), positive=True)
+        self.t_min = as_float(m, "t_min", pick(options, "t_min", 2.0), positive=True)
+        self.t_max = as_float(m, "t_max", pick(options, "t_max", 6.0), positive=True)
         if self.t_min > self.t_max:
             raise UsageError(
-                f"Option 't_min' of {m!r} must not exceed 't_max', got {self.t_min} > {self.t_max}."
+                f"option 't_min' of {m} must not exceed 't_max', got {self.t_min} > {self.t_max}."
             )
         self.group_temperatures = self._group_temperatures()
 
@@ -148,7 +144,7 @@ class TemperatureRule:
         if value <= 0:
             side = absolute.removeprefix("t_").replace("_", "-")
             raise UsageError(
-                f"The {side} temperature of {m!r} would be t + {offset} = {value:g}; "
+                f"the {side} temperature of {m} would be t + {offset} = {value:g}; "
                 f"choose t and {offset!r} so that their sum is greater than 0."
             )
         return value
@@ -178,13 +174,12 @@ class TemperatureRule:
 
         if energy is None:
             raise UsageError(
-                f"Distiller {self.method!r} needs teacher energies; run `ekd score` for this teacher "
-                "and dataset first."
+                f"{self.method} needs teacher energies; run `ekd score` for this teacher and dataset first."
             )
         if not math.isclose(float(energy.energy_temperature), self.energy_temperature, rel_tol=1e-6):
             raise UsageError(
-                f"The score file was computed with energy temperature {energy.energy_temperature:g} but "
-                f"{self.method!r} asks for {self.energy_temperature:g}; set energy_temperature = "
+                f"the score file was computed with energy temperature {energy.energy_temperature:g} but "
+                f"{self.method} asks for {self.energy_temperature:g}; set energy_temperature = "
                 f"{energy.energy_temperature:g} or rescore with `ekd score`."
             )
         energies = energy.energies.detach().float()
@@ -283,8 +278,3 @@ class TemperatureRule:
             )
         out["train_counts"] = self.train_counts
         return out
-
-
-def _pick(options: dict[str, Any], name: str, default: Any) -> Any:
-    value = options.get(name)
-    return default if value is None else value

@@ -7,7 +7,7 @@ import pytest
 import torch
 from ekd_example.convmixer import ConvMixer, convmixer_tiny
 
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.errors import UsageError
 
 
 def expected_params(num_classes: int, in_channels: int, dim: int, depth: int, kernel: int, patch: int) -> int:
@@ -71,7 +71,7 @@ def test_it_trains_a_step_and_the_loss_goes_down() -> None:
 def test_bad_options_are_usage_errors_naming_the_option() -> None:
     with pytest.raises(UsageError, match="does not take option\\(s\\) width; it accepts dim, depth"):
         convmixer_tiny(10, width=3)
-    with pytest.raises(UsageError, match="Option dim must be at least 1"):
+    with pytest.raises(UsageError, match="option 'dim' of model 'convmixer_tiny' must be at least 1"):
         convmixer_tiny(10, dim=0)
-    with pytest.raises(UsageError, match="Option depth must be an integer"):
+    with pytest.raises(UsageError, match="option 'depth' of model 'convmixer_tiny' must be an integer"):
         convmixer_tiny(10, depth=1.5)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from ekd_example.command import class_counts, parse_options
 
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.errors import UsageError
 
 
 def collect() -> dict[str, dict[str, Any]]:

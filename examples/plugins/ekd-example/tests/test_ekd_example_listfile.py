@@ -9,7 +9,7 @@ import pytest
 from ekd_example.listfile import listfile_lt, read_list
 from PIL import Image
 
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.errors import UsageError
 
 COUNTS = [5, 2, 1]  # a long tail: class 0 is the head
 
@@ -97,5 +97,5 @@ def test_errors_name_the_file_and_line(tmp_path: Path) -> None:
         listfile_lt(str(tmp_path), workers=1)
     with pytest.raises(UsageError, match="cannot download"):
         listfile_lt(str(tmp_path), download=True)
-    with pytest.raises(UsageError, match="does not take option\\(s\\) size"):
+    with pytest.raises(UsageError, match="dataset 'listfile-lt' has no option 'size'"):
         listfile_lt(str(tmp_path), size=3)

@@ -10,8 +10,8 @@ import ekd_timm
 import pytest
 import torch
 
+from ekdcli.sdk.errors import PluginError, UsageError
 from ekdcli.sdk.plugins import Component
-from ekdcli.util.errors import PluginError, UsageError
 
 
 def collect() -> dict[str, dict[str, Any]]:

@@ -1,7 +1,7 @@
 """``ekd class-counts``: training and test images per class of any registered dataset.
 
 An example of ``register_commands``: a plain click command.  ekd imports this module
-only when the command runs; errors raised as :class:`ekdcli.util.errors.UsageError` reach
+only when the command runs; errors raised as :class:`ekdcli.sdk.errors.UsageError` reach
 the user as one sentence with exit code 2, like the built-in commands' errors.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.errors import UsageError
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -14,10 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ekdcli.sdk.data import as_int
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.errors import UsageError
+from ekdcli.sdk.options import as_int, owner
 
 ModelOutput = torch.Tensor | tuple[torch.Tensor, dict[str, Any]]
+
+
+WHO = owner("model", "convmixer_tiny")
 
 
 class MixerBlock(nn.Module):
@@ -50,12 +53,12 @@ class ConvMixer(nn.Module):
         patch_size: int = 2,
     ) -> None:
         super().__init__()
-        num_classes = as_int("num_classes", num_classes, minimum=1)
-        in_channels = as_int("in_channels", in_channels, minimum=1)
-        dim = as_int("dim", dim, minimum=1)
-        depth = as_int("depth", depth, minimum=0)
-        kernel_size = as_int("kernel_size", kernel_size, minimum=1)
-        patch_size = as_int("patch_size", patch_size, minimum=1)
+        num_classes = as_int(WHO, "num_classes", num_classes, minimum=1)
+        in_channels = as_int(WHO, "in_channels", in_channels, minimum=1)
+        dim = as_int(WHO, "dim", dim, minimum=1)
+        depth = as_int(WHO, "depth", depth, minimum=0)
+        kernel_size = as_int(WHO, "kernel_size", kernel_size, minimum=1)
+        patch_size = as_int(WHO, "patch_size", patch_size, minimum=1)
         self.stem = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
         self.stem_bn = nn.BatchNorm2d(dim)
         self.act = nn.GELU()

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from ekdcli.sdk.contracts import InMemoryDataset
-from ekdcli.sdk.data import as_bool, as_int, from_arrays
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.data import from_arrays
+from ekdcli.sdk.errors import UsageError
+from ekdcli.sdk.options import as_bool, as_int, check_names, owner
 
 CLASSES_FILE = "classes.txt"
 
@@ -108,12 +109,9 @@ def listfile_lt(
     **options: Any,
 ) -> InMemoryDataset:
     """The registered factory. ``workers=0`` picks ``min(8, CPU count)`` decoding threads."""
-    if options:
-        raise UsageError(
-            f"Dataset listfile-lt does not take option(s) {', '.join(sorted(options))}; "
-            "it accepts image_size, train_list, test_list, workers."
-        )
-    if as_bool("download", download):
+    who = owner("dataset", "listfile-lt")
+    check_names(who, options, ("image_size", "train_list", "test_list", "workers"))
+    if as_bool(who, "download", download):
         raise UsageError(
             "listfile-lt cannot download anything; point --data-root at a folder with list files."
         )
@@ -125,8 +123,8 @@ def listfile_lt(
     folder = Path(root)
     if not folder.is_dir():
         raise UsageError(f"--data-root {folder} is not a folder; give the folder holding the list files.")
-    size = as_int("image_size", image_size, minimum=4)
-    threads = as_int("workers", workers, minimum=0) or min(8, os.cpu_count() or 1)
+    size = as_int(who, "image_size", image_size, minimum=4)
+    threads = as_int(who, "workers", workers, minimum=0) or min(8, os.cpu_count() or 1)
     train_paths, train_labels = read_list(folder / train_list)
     test_paths, test_labels = read_list(folder / test_list)
     num_labels = int(max(train_labels.max(), test_labels.max())) + 1

@@ -23,20 +23,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from ekd_plugins.datasets.longtail import PROFILES as CORE_PROFILES
-from ekd_plugins.datasets.longtail import make_long_tailed
 
 from ekdcli.sdk.contracts import InMemoryDataset
-from ekdcli.sdk.data import as_float, as_int
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.errors import UsageError
+from ekdcli.sdk.longtail import PROFILES as CORE_PROFILES
+from ekdcli.sdk.longtail import make_long_tailed
+from ekdcli.sdk.options import as_float, as_int, check_names, owner
 
 PROFILES = ("zipf", *CORE_PROFILES)
+WHO = owner("dataset", "digits-lt")
 DEFAULT_IMBALANCE = 0.1  # 10:1 head to tail; digits have ~140 training images per class
 
 
 def zipf_counts(num_classes: int, n_max: int, imbalance_factor: float) -> list[int]:
     """Images per class of the Zipf profile: ``floor(n_max * (c + 1) ** -s)``, tail = n_max * factor."""
-    factor = as_float("imbalance_factor", imbalance_factor)
+    factor = as_float(WHO, "imbalance_factor", imbalance_factor)
     if not 0.0 < factor <= 1.0:
         raise UsageError(
             f"imbalance_factor must be in (0, 1] (n_min / n_max, e.g. 0.1 for ratio 10), got {factor}."
@@ -112,14 +113,10 @@ def digits_lt(
     **options: Any,
 ) -> InMemoryDataset:
     """Long-tailed digits. ``root``/``download`` are accepted for the uniform signature and ignored."""
-    if options:
-        raise UsageError(
-            f"Dataset digits-lt does not take option(s) {', '.join(sorted(options))}; "
-            "it accepts imbalance_factor, profile, seed, size."
-        )
-    factor = as_float("imbalance_factor", imbalance_factor)
+    check_names(WHO, options, ("imbalance_factor", "profile", "seed", "size"))
+    factor = as_float(WHO, "imbalance_factor", imbalance_factor)
     profile = str(profile).strip().lower()
-    seed = as_int("seed", seed)
+    seed = as_int(WHO, "seed", seed)
     if profile not in PROFILES:
         raise UsageError(f"Unknown long-tail profile {profile!r}; use one of {', '.join(PROFILES)}.")
     zipf_counts(2, 2, factor)  # validate the factor before loading any data

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ekdcli.util.errors import PluginError, UsageError
+from ekdcli.sdk.errors import PluginError, UsageError
 
 _ADAPTED: dict[type, type] = {}
 
