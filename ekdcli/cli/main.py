@@ -22,6 +22,7 @@ BUILTIN = {
     "distill": "ekdcli.cli.commands.distill:distill",
     "evaluate": "ekdcli.cli.commands.evaluate:evaluate",
     "bench": "ekdcli.cli.commands.bench:bench",
+    "bench-engine": "ekdcli.cli.commands.bench_engine:bench_engine",
     "plugins": "ekdcli.cli.commands.plugins:plugins",
     "list": "ekdcli.cli.commands.plugins:list_",
 }
@@ -35,6 +36,7 @@ SHORT_HELP = {
     "distill": "Distill a teacher into a student (KD, DKD, Energy KD, ...).",
     "evaluate": "Accuracy, calibration and energy-group accuracy of models.",
     "bench": "Time HE-DA per augmentation rate (the paper's Table 6).",
+    "bench-engine": "Images/s of the engine's variants (precision, layout, cache).",
     "plugins": "Installed plugins and what each registers.",
     "list": "Registered models, datasets, distillers, augmentations.",
 }

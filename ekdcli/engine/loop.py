@@ -40,8 +40,7 @@ from ekdcli.engine.progress import EpochProgress, echo, format_seconds, resolve_
 from ekdcli.engine.recipe import Recipe, build_optimizer, build_scheduler, lr_factor
 from ekdcli.engine.runtime import Runtime
 from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset
-from ekdcli.store.atomic import atomic_write_json, atomic_write_text
-from ekdcli.store.weights import save_tensors
+from ekdcli.store.rundir import RunWriter
 from ekdcli.util.errors import JobError, UsageError
 
 # Recipe fields that may change on resume; any other change would not continue the same run.
@@ -175,42 +174,6 @@ class _Interrupt:
                 signal.signal(signal.SIGINT, self.previous)
 
 
-# ----------------------------------------------------------------- run directory
-class _RunWriter:
-    """Files of a run directory; a no-op without a directory or on ranks other than 0."""
-
-    def __init__(self, run_dir: Path | None, active: bool) -> None:
-        self.run_dir = run_dir if active else None
-
-    def start(self, config_text: str, environment: dict[str, Any]) -> None:
-        if self.run_dir is None:
-            return
-        config = self.run_dir / "config.toml"
-        if config_text or not config.exists():
-            atomic_write_text(config, config_text)
-        atomic_write_json(self.run_dir / "environment.json", environment)
-
-    def write_history(self, history: list[dict[str, Any]]) -> None:
-        if self.run_dir is None:
-            return
-        import json
-
-        text = "".join(json.dumps(record, sort_keys=True) + "\n" for record in history)
-        atomic_write_text(self.run_dir / "metrics.jsonl", text)
-
-    def weights(self, name: str, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-        if self.run_dir is not None:
-            save_tensors(self.run_dir / name, state, metadata)
-
-    def checkpoint(self, payload: dict[str, Any]) -> None:
-        if self.run_dir is not None:
-            save_checkpoint(self.run_dir, payload)
-
-    def summary(self, summary: dict[str, Any]) -> None:
-        if self.run_dir is not None:
-            atomic_write_json(self.run_dir / "summary.json", summary)
-
-
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -270,7 +233,7 @@ class Trainer:
         self.run_dir = run_dir
         self.runtime = runtime
         self.metadata = metadata
-        self.writer = _RunWriter(run_dir, runtime.is_main)
+        self.writer = RunWriter(run_dir, runtime.is_main)
         self.verbose = runtime.is_main and not options.quiet
         seed, rank = options.seed, runtime.rank
         self.data_generator = torch.Generator().manual_seed(_seed_for(seed, 1, 0))
@@ -342,6 +305,10 @@ class Trainer:
             "rank_rng": rank_states,
         }
 
+    def _save_checkpoint(self, payload: dict[str, Any]) -> None:
+        if self.writer.run_dir is not None:  # rank 0 of a run with a directory
+            save_checkpoint(self.writer.run_dir, payload)
+
     def resume(self) -> None:
         if self.run_dir is None:
             raise UsageError("resuming needs a run directory; pass --resume <run_dir>.")
@@ -373,7 +340,7 @@ class Trainer:
 
             self.best_state = load_tensors(best_file)[0]
         # Metrics written after the checkpoint by a killed run are dropped with it.
-        self.writer.write_history(st.history)
+        self.writer.metrics(st.history)
         if self.verbose:
             where = f"epoch {st.epoch}" + (f", step {st.batches_done} of the next" if st.batches_done else "")
             echo(f"resuming {self.run_dir} after {where}")
@@ -509,7 +476,7 @@ class Trainer:
     ) -> None:
         self.state.batches_done = batch_index
         payload = self._payload(epoch_start, meters)
-        self.writer.checkpoint(payload)
+        self._save_checkpoint(payload)
         ddp.barrier()
         where = f"interrupted at epoch {epoch} step {batch_index}"
         if self.run_dir is None:
@@ -557,11 +524,11 @@ class Trainer:
         meta = {**self.metadata, "epoch": epoch}
         if evaluation is not None:  # accuracy of these very weights
             meta.update(top1=evaluation["top1"], top5=evaluation["top5"])
-        self.writer.write_history(st.history)
-        self.writer.weights("last.safetensors", weights, meta)
+        self.writer.metrics(st.history)
+        self.writer.weights("last", weights, meta)
         if improved:
-            self.writer.weights("best.safetensors", weights, meta)
-        self.writer.checkpoint(payload)
+            self.writer.weights("best", weights, meta)
+        self._save_checkpoint(payload)
         return record
 
     def _print_epoch(self, record: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # DESIGN §1 reference (mdistiller / RepDistiller CIFAR-100).
+    # The reference CIFAR-100 recipe of mdistiller / RepDistiller (docs/method.md#training-recipes).
     "cifar": Recipe(),
     # The released Energy KD configs: 360 epochs, lr x0.1 every 30 epochs from 150 to 300.
     "cifar-energy": Recipe(epochs=360, milestones=(150, 180, 210, 240, 270, 300)),
@@ -81,21 +82,15 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-# DESIGN §1: the CIFAR recipes train MobileNetV2 and ShuffleNet students at lr 0.01, not 0.05.
-SMALL_LR = 0.01
-SMALL_LR_MODELS = frozenset({"mobilenetv2", "shufflev1", "shufflev2"})
-CIFAR_RECIPES = ("cifar", "cifar-energy")
+def preset(name: str, lr_hints: Mapping[str, float] | None = None) -> Recipe:
+    """The named recipe, at the learning rate the model's hints give for it (else as listed).
 
-
-def preset(name: str, model: str | None = None) -> Recipe:
-    """The named recipe for training ``model`` (a canonical architecture name, or None).
-
-    The CIFAR presets use lr 0.01 for the MobileNetV2 / ShuffleNet models, as the reference
-    configs do; everything else is the preset as listed in :data:`RECIPES`.
+    ``lr_hints`` is a model's ``info["recipe_lr"]``: e.g. the model plugin says that MobileNetV2
+    and ShuffleNet students train at lr 0.01 under the CIFAR recipes (docs/method.md#training-recipes).
     """
     recipe = RECIPES[name]
-    if name in CIFAR_RECIPES and model in SMALL_LR_MODELS:
-        return replace(recipe, lr=SMALL_LR)
+    if lr_hints and name in lr_hints:
+        return replace(recipe, lr=float(lr_hints[name]))
     return recipe
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config, naming_origin
 from ekdcli.jobs.console import Console
+from ekdcli.sdk.plugins import registry
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError, did_you_mean
 
@@ -52,24 +53,28 @@ def engine_options(config: Config) -> EngineOptions:
 
 
 def recipe_name(config: Config, dataset: Dataset) -> str:
-    """``auto`` picks the dataset's suggested recipe (quick ones for small data), else ``cifar``."""
+    """``auto`` picks the recipe the dataset suggests (its ``info["recipe"]``), else ``cifar``."""
     if config.recipe != "auto":
         return config.recipe
-    return str(dataset.info.get("recipe", "imagenet" if dataset.name.startswith("imagenet") else "cifar"))
+    hint = dataset.info.get("recipe") or registry("datasets").get(config.data).info.get("recipe")
+    return str(hint or "cifar")
 
 
 def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -> Recipe:
     """The named recipe for ``model`` (the model being trained: a registered name, or a weights
     file, which changes nothing), then the ``[train]`` table, then ``--epochs/--batch-size/--lr``."""
     from ekdcli.engine.recipe import RECIPES, preset
-    from ekdcli.jobs.build import canonical_model, is_registered_model
+    from ekdcli.jobs.build import is_registered_model
 
     name = recipe_name(config, dataset)
     if name not in RECIPES:
         raise UsageError(
             f"unknown recipe {name!r}.{did_you_mean(name, RECIPES)} Choose one of {', '.join(RECIPES)}."
         )
-    recipe = preset(name, canonical_model(model) if model and is_registered_model(model) else None)
+    hints = (
+        registry("models").get(model).info.get("recipe_lr") if model and is_registered_model(model) else None
+    )
+    recipe = preset(name, hints)
     valid = {f.name for f in dataclasses.fields(recipe)}
     with naming_origin(config, "train"):
         unknown = sorted(set(config.train) - valid)

@@ -37,7 +37,8 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     from ekdcli.jobs.distill import run_distill
     from ekdcli.jobs.evaluate import run_evaluate
     from ekdcli.jobs.evaluate_report import format_evaluation
-    from ekdcli.jobs.score import run_partition, run_score
+    from ekdcli.jobs.partition import run_partition
+    from ekdcli.jobs.score import run_score
     from ekdcli.jobs.train import run_train
 
     plan = QUICK if quick else FULL

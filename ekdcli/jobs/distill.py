@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config, naming_origin
 from ekdcli.jobs.build import (
@@ -26,7 +26,14 @@ from ekdcli.jobs.common import (
     recorded_config,
     resolve_recipe,
 )
+from ekdcli.jobs.console import Console
 from ekdcli.sdk.plugins import Component, registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from ekdcli.engine import Recipe, Runtime
+    from ekdcli.sdk.contracts import Augmentation, Dataset, Distiller, EnergyContext
 from ekdcli.util.errors import UsageError, did_you_mean
 
 DEFAULT_TEACHER_EPOCHS = 30
@@ -166,9 +173,9 @@ def open_teacher_cache(
     config: Config, dataset: Any, data_key: str, teacher: TrainedModel, precision: str, say: Any
 ) -> Any:
     """The store's teacher cache for this teacher and dataset (None, said out loud, for folder data)."""
-    from ekdcli.method.scoring import weights_sha256
     from ekdcli.method.teacher_cache import TeacherCache, build_key
     from ekdcli.sdk.contracts import InMemoryDataset
+    from ekdcli.store.weights import weights_sha256
 
     if not isinstance(dataset, InMemoryDataset):
         say.say("  teacher cache: off (it applies to in-memory datasets only; this one is read from folders)")
@@ -179,20 +186,33 @@ def open_teacher_cache(
     return TeacherCache.open(path, key, say=lambda message: say.say(f"  {message}"))
 
 
-def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
-    from ekdcli.engine import Runtime, fit
-    from ekdcli.engine.ddp import from_rank0
-    from ekdcli.jobs.score import ensure_scores
-    from ekdcli.method.objective import DistillObjective
-    from ekdcli.sdk.contracts import EnergyContext
+@dataclass
+class Prepared:
+    """Everything a distillation needs, loaded once: by ``ekd distill`` and by both benches."""
+
+    plan: Plan
+    pair: tuple[str, str]  # teacher and student as named (per-pair loss defaults)
+    distiller: Distiller
+    augmentation: Augmentation | None
+    dataset: Dataset
+    data_key: str
+    recipe: Recipe
+    teacher: TrainedModel | None
+    runtime: Runtime
+    student: torch.nn.Module
+    student_arch: str
+    energy: EnergyContext | None
+
+
+def prepare(config: Config) -> Prepared:
+    """Plan, check, then load: bad names and options fail before any data, model or file is touched."""
+    from ekdcli.engine import Runtime
 
     say = console(config)
     plan = plan_methods(config)
     teacher_name, student_name, defaulted = resolve_pair(config)
     check_student_name(student_name)  # before a default teacher is trained or anything is scored
-    # Build the loss parts first: bad options fail here, before data, models or files.
     distiller, augmentation = build_losses(config, plan, (teacher_name, student_name))
-
     dataset = load_dataset(config)
     data_key = dataset_key(config)
     recipe = resolve_recipe(config, dataset, student_name)
@@ -203,85 +223,65 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     teacher = (
         load_teacher(config, teacher_name, dataset, data_key, defaulted) if distiller.needs_teacher else None
     )
-    options = engine_options(config)
     # The runtime before the student: it seeds the student's init (as in ekd train), and the
     # teacher cache is keyed by its resolved precision.
-    runtime = Runtime(options)
+    runtime = Runtime(engine_options(config))
     student, student_arch = load_student(config, student_name, dataset, data_key)
-
-    energy_context = None
     needs_energy = distiller.needs_energy or bool(augmentation is not None and augmentation.needs_energy)
-    if needs_energy:
-        assert teacher is not None  # energy methods always need a teacher
-        scored = ensure_scores(config, dataset, data_key, teacher)
-        if scored.computed:
-            say.say(f"scored the training set with the teacher first: {scored.path}")
-        energy_context = EnergyContext(
-            energies=scored.table.energies.float(),
-            energy_temperature=scored.table.meta.energy_temperature,
-            fingerprint=scored.table.meta.fingerprint,
-        )
+    energy = energy_context(config, dataset, data_key, teacher) if needs_energy and teacher else None
+    return Prepared(
+        plan, (teacher_name, student_name), distiller, augmentation, dataset, data_key, recipe,
+        teacher, runtime, student, student_arch, energy,
+    )  # fmt: skip
+
+
+def energy_context(config: Config, dataset: Dataset, data_key: str, teacher: TrainedModel) -> EnergyContext:
+    """The teacher's energies of the training set, scoring it first when the store has none."""
+    from ekdcli.jobs.score import ensure_scores
+    from ekdcli.sdk.contracts import EnergyContext
+
+    scored = ensure_scores(config, dataset, data_key, teacher)
+    if scored.computed:
+        console(config).say(f"scored the training set with the teacher first: {scored.path}")
+    table = scored.table
+    return EnergyContext(table.energies.float(), table.meta.energy_temperature, table.meta.fingerprint)
+
+
+def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
+    from ekdcli.engine import fit
+    from ekdcli.engine.ddp import from_rank0
+    from ekdcli.method.objective import DistillObjective
+
+    say = console(config)
+    job = prepare(config)
+    teacher, runtime = job.teacher, job.runtime
     cache = None
     if config.teacher_cache and teacher is not None:
-        cache = open_teacher_cache(config, dataset, data_key, teacher, runtime.precision, say)
+        cache = open_teacher_cache(config, job.dataset, job.data_key, teacher, runtime.precision, say)
     objective = DistillObjective(
-        teacher.model if teacher else None, distiller, augmentation, energy_context, teacher_cache=cache
+        teacher.model if teacher else None, job.distiller, job.augmentation, job.energy, teacher_cache=cache
     )
-
     store = open_store(config)
+    plan = job.plan
     prefix = f"distill-{plan.distiller.name}" + (f"-{plan.augmentation.name}" if plan.augmentation else "")
     run_dir = resume or from_rank0(lambda: store.new_run_dir(config.run_name, prefix))
-    teacher_text = f"{teacher.arch} ({teacher.path})" if teacher else "none"
-    say.say(
-        f"ekd distill: {plan.distiller.name} teacher {teacher_text} -> student {student_arch} on {data_key}"
-    )
-    distiller_described = distiller.describe()
-    say.say(f"  loss: {_one_line(distiller_described)}")
-    if augmentation is not None:
-        say.say(f"  augmentation: {_one_line(augmentation.describe())}")
-    if plan.rates_note:
-        say.say(f"  rates: {plan.rates_note}")
-    say.say(f"  recipe: {describe_recipe(recipe)}")
-    say.say(f"  run directory: {run_dir}")
-    metadata = weights_metadata(
-        student_arch,
-        dataset,
-        data_key,
-        "ekd distill",
-        method=plan.distiller.name,
-        augment=plan.augmentation.name if plan.augmentation else None,
-        teacher=teacher.arch if teacher else None,
-    )
+    _print_header(say, job, run_dir)
     result = fit(
-        student,
-        dataset,
+        job.student,
+        job.dataset,
         objective,
-        recipe,
-        options,
+        job.recipe,
+        runtime.options,
         run_dir,
         config_text=recorded_config(config, store).to_toml(),
-        metadata=metadata,
+        metadata=_student_metadata(job),
         resume=resume is not None,
         runtime=runtime,
     )
     if cache is not None:
-        cache.flush()
-        share = 100.0 * cache.hits / max(cache.hits + cache.misses, 1)
-        where = " on rank 0" if runtime.world_size > 1 else ""
-        if runtime.is_main:
-            say.say(
-                f"  teacher cache: {cache.hits} hits, {cache.misses} misses{where} ({share:.1f}% of clean "
-                "views served without the teacher)"
-            )
+        _report_cache(say, cache, runtime)
     described = objective.describe()
-    if described["distiller"] != distiller_described:  # what setup added (thresholds, group sizes)
-        say.say(f"  rule used: {_one_line(described['distiller'])}")
-    empty = [group for group, n in (described["distiller"].get("train_counts") or {}).items() if n == 0]
-    if empty:
-        say.warn(
-            f"no training sample fell in the {', '.join(empty)} energy group(s), so their temperature was "
-            "never used; raise the rate (or lower --segments) to give them members."
-        )
+    _report_rule(say, job.distiller.describe(), described["distiller"])
     say.say(
         f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 {result.last_top1:.2f}% "
         f"/ top-5 {result.last_top5:.2f}%; run directory {run_dir}"
@@ -291,8 +291,8 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
         "method": plan.distiller.name,
         "augment": plan.augmentation.name if plan.augmentation else None,
         "teacher": teacher.arch if teacher else None,
-        "student": student_arch,
-        "data": data_key,
+        "student": job.student_arch,
+        "data": job.data_key,
         "best_top1": result.best_top1,
         "best_top5": result.best_top5,
         "best_epoch": result.best_epoch,
@@ -300,6 +300,55 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
         "last_top5": result.last_top5,
         "objective": described,
     }
+
+
+def _student_metadata(job: Prepared) -> dict[str, Any]:
+    return weights_metadata(
+        job.student_arch,
+        job.dataset,
+        job.data_key,
+        "ekd distill",
+        method=job.plan.distiller.name,
+        augment=job.plan.augmentation.name if job.plan.augmentation else None,
+        teacher=job.teacher.arch if job.teacher else None,
+    )
+
+
+def _print_header(say: Console, job: Prepared, run_dir: Path) -> None:
+    teacher = f"{job.teacher.arch} ({job.teacher.path})" if job.teacher else "none"
+    say.say(
+        f"ekd distill: {job.plan.distiller.name} teacher {teacher} -> student {job.student_arch} on {job.data_key}"
+    )
+    say.say(f"  loss: {_one_line(job.distiller.describe())}")
+    if job.augmentation is not None:
+        say.say(f"  augmentation: {_one_line(job.augmentation.describe())}")
+    if job.plan.rates_note:
+        say.say(f"  rates: {job.plan.rates_note}")
+    say.say(f"  recipe: {describe_recipe(job.recipe)}")
+    say.say(f"  run directory: {run_dir}")
+
+
+def _report_cache(say: Console, cache: Any, runtime: Runtime) -> None:
+    cache.flush()
+    share = 100.0 * cache.hits / max(cache.hits + cache.misses, 1)
+    where = " on rank 0" if runtime.world_size > 1 else ""
+    if runtime.is_main:
+        say.say(
+            f"  teacher cache: {cache.hits} hits, {cache.misses} misses{where} ({share:.1f}% of clean "
+            "views served without the teacher)"
+        )
+
+
+def _report_rule(say: Console, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """What setup added to the rule (thresholds, group sizes), and groups that stayed empty."""
+    if after != before:
+        say.say(f"  rule used: {_one_line(after)}")
+    empty = [group for group, n in (after.get("train_counts") or {}).items() if n == 0]
+    if empty:
+        say.warn(
+            f"no training sample fell in the {', '.join(empty)} energy group(s), so their temperature was "
+            "never used; raise the rate (or lower --segments) to give them members."
+        )
 
 
 def _one_line(described: dict[str, Any]) -> str:

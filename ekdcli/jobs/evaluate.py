@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 from ekdcli.config import Config
 from ekdcli.jobs.common import console, engine_options, open_store
 from ekdcli.jobs.evaluate_report import finite, group_results
+from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    pass
 
 if TYPE_CHECKING:
     import torch
@@ -38,9 +39,7 @@ if TYPE_CHECKING:
     from ekdcli.engine import Runtime
     from ekdcli.sdk.contracts import Dataset
 
-WHICH = ("best", "last")
 SPLITS = ("test", "train")
-RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "best.safetensors", "last.safetensors")
 # Settings of how a run was executed, not what it learned: runs differing only here are repeats.
 NON_SEMANTIC = (
     "seed",
@@ -74,49 +73,18 @@ class Target:
 
 
 # ------------------------------------------------------------------ targets
-def _is_run_dir(path: Path) -> bool:
-    return any((path / name).is_file() for name in RUN_FILES)
-
-
 def expand_targets(refs: list[str]) -> list[str]:
     """A directory holding run directories (e.g. ``<store>/runs``) stands for each of its runs."""
     out: list[str] = []
     for ref in refs:
         path = Path(ref).expanduser()
-        if path.is_dir() and not _is_run_dir(path):
-            runs = sorted(p for p in path.iterdir() if p.is_dir() and _is_run_dir(p))
+        if path.is_dir() and not rundir.is_run_dir(path):
+            runs = sorted(p for p in path.iterdir() if p.is_dir() and rundir.is_run_dir(p))
             if runs:
                 out.extend(str(p) for p in runs)
                 continue
         out.append(ref)
     return out
-
-
-def _run_weights(run_dir: Path, which: str) -> Path:
-    path = run_dir / f"{which}.safetensors"
-    if path.is_file():
-        return path
-    other = WHICH[1 - WHICH.index(which)]
-    if (run_dir / f"{other}.safetensors").is_file():
-        raise UsageError(
-            f"run {run_dir} has no {which}.safetensors (no test evaluation saved it yet); "
-            f"evaluate its {other} weights with --which {other}."
-        )
-    raise UsageError(
-        f"run {run_dir} holds no weights (no best.safetensors or last.safetensors); "
-        f"it has not finished an epoch: wait for it, or continue it with --resume {run_dir}."
-    )
-
-
-def _read_run_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.toml"
-    if not path.is_file():
-        return {}
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML ({exc}); repair or remove it.") from exc
 
 
 def _store_run_dir(store: Store, ref: str) -> Path | None:
@@ -131,21 +99,21 @@ def resolve_target(ref: str, config: Config, which: str, store: Store, data_key:
     """What ``ref`` names: a run directory, a run in the store, a weights file or a stored model."""
     path = Path(ref).expanduser()
     if path.is_dir():
-        if not _is_run_dir(path):
+        if not rundir.is_run_dir(path):
             raise UsageError(
-                f"{path} is a directory but not a run directory (none of {', '.join(RUN_FILES)}); "
+                f"{path} is a directory but not a run directory (none of {', '.join(rundir.RUN_FILES)}); "
                 "pass a run directory, a run name, a model name or a .safetensors file."
             )
-        return Target(ref, "run", _run_weights(path, which), path, _read_run_config(path))
+        return Target(ref, "run", rundir.weights_path(path, which), path, rundir.read_config(path))
     if path.is_file():
         if path.suffix == ".safetensors":
             return Target(ref, "weights", path)
-        if path.name in RUN_FILES:  # e.g. runs/*/summary.json
+        if path.name in rundir.RUN_FILES:  # e.g. runs/*/summary.json
             return resolve_target(str(path.parent), config, which, store, data_key)
         raise UsageError(f"{path} is not a .safetensors weights file or a file of a run directory.")
     run_dir = _store_run_dir(store, ref)
     if run_dir is not None:
-        return Target(ref, "run", _run_weights(run_dir, which), run_dir, _read_run_config(run_dir))
+        return Target(ref, "run", rundir.weights_path(run_dir, which), run_dir, rundir.read_config(run_dir))
     if ref.endswith(".safetensors"):
         raise UsageError(f"the weights file {ref} does not exist; check the path.")
     from ekdcli.jobs.build import canonical_model, is_registered_model
@@ -216,51 +184,6 @@ def configuration_label(meta: dict[str, Any], values: dict[str, Any], arch: str)
 
 
 # ------------------------------------------------------------------ run history
-def run_history(run_dir: Path) -> dict[str, Any]:
-    """Best-epoch and last-epoch test top-1 of a run, from summary.json or else metrics.jsonl."""
-    records: list[dict[str, Any]] = []
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        for number, line in enumerate(metrics.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise UsageError(
-                    f"{metrics} line {number} is not JSON ({exc}); repair or remove it."
-                ) from exc
-    evaluated = [r for r in records if isinstance(r.get("test_top1"), (int, float))]
-    out: dict[str, Any] = {
-        "finished": (run_dir / "summary.json").is_file(),
-        "epochs_done": max((int(r.get("epoch", 0)) for r in records), default=0),
-        "epochs_planned": None,
-        "best_top1": None,
-        "best_epoch": None,
-        "last_top1": None,
-        "last_epoch": None,
-    }
-    if evaluated:
-        best = max(evaluated, key=lambda r: r["test_top1"])  # first of equal maxima, as fit() keeps it
-        out.update(
-            best_top1=float(best["test_top1"]),
-            best_epoch=int(best.get("epoch", 0)) or None,
-            last_top1=float(evaluated[-1]["test_top1"]),
-            last_epoch=int(evaluated[-1].get("epoch", 0)) or None,
-        )
-    if out["finished"]:
-        try:
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{run_dir / 'summary.json'} is not JSON ({exc}); repair or remove it.") from exc
-        for key in ("best_top1", "best_epoch", "last_top1"):
-            if finite(summary.get(key)):
-                out[key] = summary[key]
-        if finite(summary.get("epochs")):
-            out["epochs_planned"] = int(summary["epochs"])
-    return out
-
-
 # ------------------------------------------------------------------ scores
 def _teacher_labels(teacher: Any) -> list[str]:
     if not isinstance(teacher, str) or not teacher:
@@ -406,7 +329,7 @@ def evaluate_target(
     # Weights that `ekd train` put in the store name the run that made them: show its history too.
     run_dir = target.run_dir
     made_in = meta.get("run_dir")
-    if run_dir is None and isinstance(made_in, str) and _is_run_dir(Path(made_in)):
+    if run_dir is None and isinstance(made_in, str) and rundir.is_run_dir(Path(made_in)):
         run_dir = Path(made_in)
     metrics = classification_metrics(logits, labels)
     counts = dataset.info.get("class_counts")
@@ -426,7 +349,7 @@ def evaluate_target(
         "energy_groups": _energy_groups(
             target, config, scores, rate, dataset, data_key, meta, lambda: logits_of("train"), caches
         ),
-        "run": run_history(run_dir) if run_dir is not None else None,
+        "run": rundir.history(run_dir) if run_dir is not None else None,
         "made_by": meta.get("made_by"),
     }
     if target.kind == "run":
@@ -452,8 +375,8 @@ def run_evaluate(
         )
     if split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
-    if which not in WHICH:
-        raise UsageError(f"--which must be one of {', '.join(WHICH)}, not {which!r}.")
+    if which not in rundir.WHICH:
+        raise UsageError(f"--which must be one of {', '.join(rundir.WHICH)}, not {which!r}.")
     if not (finite(rate) and 0 < rate <= 0.5):
         raise UsageError(
             f"--rate must be in (0, 0.5] (the share of the low and of the high set), not {rate}."

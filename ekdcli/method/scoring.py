@@ -252,38 +252,6 @@ def check_compatible(
             )
 
 
-def weights_sha256(weights: Any) -> str:
-    """sha256 of a teacher's weights: a state dict, a module, or a ``.safetensors`` path.
-
-    Stable across files: keys sorted, and for each tensor its name, dtype,
-    shape and raw bytes are hashed, so the same weights hash the same whether
-    they come from memory or from any file that stores them.
-    """
-    import torch
-
-    if isinstance(weights, (str, os.PathLike)):
-        from ekdcli.store.weights import load_tensors
-
-        weights, _ = load_tensors(weights)
-    elif isinstance(weights, torch.nn.Module):
-        weights = weights.state_dict()
-    if not isinstance(weights, dict):
-        raise UsageError(
-            f"cannot hash weights of type {type(weights).__name__}; pass a state dict or a file path."
-        )
-    digest = hashlib.sha256()
-    for key in sorted(weights):
-        value = weights[key]
-        if not isinstance(value, torch.Tensor):
-            raise UsageError(
-                f"weight {key!r} is not a tensor ({type(value).__name__}); pass a plain state dict."
-            )
-        flat = value.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{key}|{str(flat.dtype).removeprefix('torch.')}|{list(value.shape)}\n".encode())
-        digest.update(memoryview(flat.view(torch.uint8).numpy()))
-    return digest.hexdigest()
-
-
 # ----------------------------------------------------------------------- summary
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """1-based ranks in float64, ties given the mean of the ranks they span."""

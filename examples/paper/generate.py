@@ -24,19 +24,19 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-if str(REPO) not in sys.path:  # run as a script from a checkout without installing ekd
-    sys.path.insert(0, str(REPO))
+for path in (REPO, REPO / "plugins"):  # run as a script from a checkout without installing ekd
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from ekd_plugins.distillers.pairs import dkd_beta_for, energy_rate_for  # noqa: E402
 
 from ekdcli.config import dumps_toml  # noqa: E402
+from ekdcli.sdk.plugins import registry  # noqa: E402
 
 CIFAR_ROOT = "../shared/data/cifar100.npz"
 IMAGENET_ROOT = "/path/to/imagenet"
 SEEDS = (0, 1, 2)  # the paper reports the mean of three runs
 LT_OPTIONS = {"imbalance_factor": 0.5, "profile": "exp"}
-# DESIGN §1: lr 0.01 instead of 0.05 for MobileNetV2 / ShuffleNet students (mdistiller configs).
-SMALL_LR_STUDENTS = frozenset({"mobilenetv2", "shufflev1", "shufflev2"})
 DEFAULT_RATE = 0.2
 WRAP = 106  # header comment width ("# " + text stays within 110 columns)
 ENERGY_RULE_NOTE = (
@@ -214,8 +214,9 @@ def stem(prefix: str, pair: Pair) -> str:
 
 
 def student_lr(student: str) -> float | None:
-    """The reference recipe's lr for small students (0.01); ``None`` keeps the recipe's 0.05."""
-    return 0.01 if student in SMALL_LR_STUDENTS else None
+    """The model's own lr hint for the CIFAR recipes (0.01 for the small students); ``None`` keeps 0.05."""
+    hints = registry("models").get(student).info.get("recipe_lr", {})
+    return hints.get("cifar-energy")
 
 
 def dkd_beta(pair: Pair) -> float:

@@ -1,4 +1,4 @@
-"""``ekd bench --engine`` (variants interleaved, cache cold/warm) and ``ekd bench --baseline``."""
+"""``ekd bench-engine`` (variants interleaved, cache cold/warm) and ``ekd bench --baseline``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ekdcli.jobs.bench import engine_verdict, parse_variants
+from ekdcli.jobs.bench_engine import engine_verdict, parse_variants
 from ekdcli.util.errors import UsageError
 
 CONFIG = """
@@ -36,7 +36,7 @@ def trained(tmp_path: Path, ekd: Any) -> Path:
 def test_engine_bench_reports_each_variant_and_the_default(trained: Path, ekd: Any) -> None:
     out_dir = trained / "bench"
     code, out, err = ekd(
-        "bench", "--engine", "--variants", "fp32,bf16,nchw,cache-cold,cache-warm",
+        "bench-engine", "--variants", "fp32,bf16,nchw,cache-cold,cache-warm",
         "--steps", "2", "--rounds", "2", "--out", str(out_dir), "--json",
     )  # fmt: skip
     assert code == 0, err

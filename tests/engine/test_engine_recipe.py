@@ -101,13 +101,16 @@ def test_overrides_ignore_none() -> None:
     assert RECIPES["cifar"].lr == 0.05  # the named recipe is untouched
 
 
-def test_cifar_presets_use_lr_001_for_mobilenet_and_shufflenet() -> None:
+def test_presets_take_the_learning_rate_a_model_hints_for_them() -> None:
+    from ekdcli.sdk.plugins import registry
+
     for name in ("cifar", "cifar-energy"):
         for model in ("mobilenetv2", "shufflev1", "shufflev2"):
-            small = preset(name, model)
+            small = preset(name, registry("models").get(model).info["recipe_lr"])
             assert small.lr == 0.01 and small.epochs == RECIPES[name].epochs
-        assert preset(name, "resnet8x4").lr == preset(name).lr == 0.05
-    assert preset("imagenet", "mobilenetv2").lr == 0.2
+        assert "recipe_lr" not in registry("models").get("resnet8x4").info
+        assert preset(name, None).lr == preset(name).lr == 0.05
+    assert preset("imagenet", registry("models").get("mobilenetv2").info["recipe_lr"]).lr == 0.2
     assert RECIPES["cifar"].lr == 0.05  # the table itself is untouched
 
 

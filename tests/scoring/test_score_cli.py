@@ -21,8 +21,8 @@ import torch
 import ekdcli
 from ekdcli.jobs.build import build_model
 from ekdcli.method.partition import load_partition
-from ekdcli.method.scoring import load_scores, weights_sha256
-from ekdcli.store.weights import load_tensors, save_tensors
+from ekdcli.method.scoring import load_scores
+from ekdcli.store.weights import load_tensors, save_tensors, weights_sha256
 
 CONFIG = """
 data = "fake"

@@ -19,10 +19,9 @@ from ekdcli.method.scoring import (
     score_from_logits,
     spearman,
     summarize,
-    weights_sha256,
 )
 from ekdcli.sdk.contracts import labels_fingerprint
-from ekdcli.store.weights import save_tensors
+from ekdcli.store.weights import save_tensors, weights_sha256
 from ekdcli.util.errors import UsageError
 
 

@@ -53,18 +53,7 @@ from ekdcli.cli.options import COMMON, RUNTIME, build_config, options
     is_flag=True,
     help="Also time the same distillation without augmentation ('none' row, 'vs none' column).",
 )
-@click.option(
-    "--engine",
-    is_flag=True,
-    help="Instead: images/s of the configured distillation under each engine variant "
-    "(fp32, bf16, channels-last off, compile, teacher cache cold/warm) and the default it picks.",
-)
-@click.option(
-    "--variants",
-    default=",".join(("fp32", "bf16", "nchw", "compile", "cache-cold", "cache-warm")),
-    show_default=True,
-    help="With --engine: the variants to time.",
-)
+@click.option("--engine", is_flag=True, hidden=True, help="Moved: use 'ekd bench-engine'.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -78,11 +67,10 @@ def bench(
     train_epochs: int | None,
     baseline: bool,
     engine: bool,
-    variants: str,
     out: Path | None,
     **params: Any,
 ) -> None:
-    """Time HE-DA per augmentation rate (the paper's Table 6), or the engine's variants, side by side.
+    """Time HE-DA per augmentation rate (the paper's Table 6), side by side.
 
     For each rate: time per epoch and images/s of distillation with the
     augmentation (he-cutmix unless --augment says otherwise), and the increase
@@ -93,27 +81,22 @@ def bench(
     Uses the configured teacher, student and data (the embedded data and the
     default pair when nothing is configured).
 
-    With --engine: the configured method (energy_kd unless set) under each
-    engine variant, interleaved, and which default the engine picks here and
-    why. Cache variants use a temporary cache (cold: emptied each round;
-    warm: every view of the round filled first).
+    The engine's own variants (precision, memory format, compile, teacher
+    cache) are timed by 'ekd bench-engine'.
 
     \b
     Example:
       ekd bench --aug-rates 0.1,0.5,1.0
       ekd bench --aug-rates 0.1,0.2,0.3,0.4,0.5,1.0 --mode replace --steps 20 --baseline
       ekd bench --aug-rates 0.2,0.5 --epochs 30 --json
-      ekd bench --engine --teacher resnet32x4 --student resnet8x4 --data cifar100
     """
-    from ekdcli.jobs.bench import parse_rates, parse_variants, run_bench, run_engine_bench
+    from ekdcli.jobs.bench import parse_rates, run_bench
     from ekdcli.jobs.common import console
+    from ekdcli.util.errors import UsageError
 
-    params.setdefault("method", None)
     if engine:
-        config = build_config(params)
-        result = run_engine_bench(config, parse_variants(variants), steps, rounds, out)
-        console(config).result(result)
-        return
+        raise UsageError("the engine variants are timed by their own command now: run 'ekd bench-engine'.")
+    params.setdefault("method", None)
     rates = parse_rates(aug_rates)
     config = build_config(params)
     if config.sources.get("method") == "default":

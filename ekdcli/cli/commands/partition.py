@@ -46,7 +46,7 @@ def partition(
       ekd partition --teacher wrn40_2 --data cifar100 --segments 10 --json
     """
     from ekdcli.jobs.common import console
-    from ekdcli.jobs.score import run_partition
+    from ekdcli.jobs.partition import run_partition
 
     config = build_config(params)
     console(config).result(run_partition(config, scores, segments, per_class, num_classes, figures))

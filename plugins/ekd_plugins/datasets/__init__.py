@@ -75,5 +75,5 @@ def register_datasets(register: Callable[..., Any]) -> None:
         "imagenet",
         f"{_PKG}.imagenet:imagenet",
         description="ImageFolder root with train/ and val/ (ImageNet-1k or any), read by DataLoader workers",
-        info={"kind": "folder", "classes": 1000, "image_size": 224, "channels": 3},
+        info={"kind": "folder", "classes": 1000, "image_size": 224, "channels": 3, "recipe": "imagenet"},
     )

@@ -3,7 +3,9 @@
 Importing this module must stay cheap (no torch): factories are ``"module:attr"``
 strings the core imports on first use, and ``info`` holds static facts for
 ``ekd list`` (``params_100`` is the exact parameter count at 100 classes and 3
-input channels; a test checks it against the built models).
+input channels; a test checks it against the built models).  Hints live with the
+model: ``recipe_lr`` is the learning rate a model trains at under a named recipe
+(the reference CIFAR configs train MobileNetV2 and ShuffleNet students at 0.01).
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ _IMAGENET: list[tuple[str, str, tuple[str, ...], str, int]] = [
     ),
 ]
 
+# the learning rate of the small CIFAR students under the CIFAR recipes (mdistiller / RepDistiller)
+_SMALL_STUDENT_LR = {"cifar": 0.01, "cifar-energy": 0.01}
+_HINTS: dict[str, dict[str, Any]] = {
+    name: {"recipe_lr": _SMALL_STUDENT_LR} for name in ("mobilenetv2", "shufflev1", "shufflev2")
+}
+
 _OTHER: list[tuple[str, str, tuple[str, ...], str, int]] = [
     (
         "tiny_cnn",
@@ -95,7 +103,7 @@ def model_table() -> list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]]
         (_OTHER, "generic", "any"),
     ):
         for name, target, aliases, description, params in table:
-            info = {"params_100": params, "family": family, "input": size}
+            info = {"params_100": params, "family": family, "input": size, **_HINTS.get(name, {})}
             rows.append((name, f"{_PKG}.{target}", aliases, description, info))
     return rows
 
