@@ -20,9 +20,12 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/ekd demo
 
+# ruff (style, complexity), import-linter (the layers of docs/architecture.md), mypy (types).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

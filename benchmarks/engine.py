@@ -219,7 +219,7 @@ class EngineSide:
         return sum(timing.seconds), timing.images
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", default="resnet32x4")
     parser.add_argument("--student", default="resnet8x4")
@@ -238,15 +238,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(8, len(os.sched_getaffinity(0))))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    options = EngineOptions(
-        device=args.device, precision=args.precision, compile=args.compile, seed=args.seed, quiet=True
-    )
-    runtime = Runtime(options)
-    images, labels, classes = load_images(args.data, args.subset, args.seed)
-    recipe = Recipe(epochs=1, batch_size=args.batch_size)
-    dataset = InMemoryDataset(
+
+def subset_dataset(images: np.ndarray, labels: np.ndarray, classes: int) -> InMemoryDataset:
+    """The benchmark's images as an in-memory dataset (64 of them double as the test split)."""
+    return InMemoryDataset(
         name="cifar100-subset",
         train_images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
         train_labels=torch.from_numpy(labels),
@@ -256,60 +253,70 @@ def main() -> None:
         mean=CIFAR_MEAN,
         std=CIFAR_STD,
     )
-    torch.manual_seed(args.seed)
-    teacher, student = build_model(args.teacher, classes), build_model(args.student, classes)
-    context, thresholds = None, None
-    if args.method == "energy_kd":  # the scoring pass over the subset, as ekd score does (fp32)
-        score_runtime = Runtime(EngineOptions(device=args.device, precision="fp32", quiet=True))
-        logits, _ = predict(teacher, dataset, "train", score_runtime)
-        energies = energy(logits, TEMPERATURE)
-        context = EnergyContext(energies=energies, energy_temperature=TEMPERATURE, fingerprint="benchmark")
-        found = compute_thresholds(energies, ENERGY_RATE, ENERGY_RATE)
-        thresholds = (found.low, found.high)
-    modes = ["off", "cold", "warm"] if args.cache else ["off"]
-    scratch = tempfile.TemporaryDirectory(prefix="ekd-engine-bench-")
-    sides: dict[str, Any] = {}
-    for mode in modes:
-        name = "engine" if mode == "off" else f"engine+cache-{mode}"
-        sides[name] = EngineSide(
-            copy.deepcopy(student),
-            copy.deepcopy(teacher),
-            dataset,
-            args.method,
-            context,
-            recipe,
-            options,
-            mode,
-            Path(scratch.name),
-        )
-    sides["reference"] = ReferenceLoop(
-        copy.deepcopy(student),
-        copy.deepcopy(teacher),
-        images,
-        labels,
-        recipe,
-        runtime.device,
-        args.workers,
-        thresholds,
-    )
-    precision = sides["engine"].precision
-    print(
-        f"{args.method}: {args.teacher} -> {args.student}, batch {args.batch_size}, {len(labels)} images, "
-        f"{runtime.describe()['device_name']} ({runtime.num_threads} threads); engine {precision}"
-        f"{' compiled' if args.compile else ''} channels-last vs reference fp32 with {args.workers} workers"
-    )
+
+
+def score(
+    args: argparse.Namespace, teacher: nn.Module, dataset: InMemoryDataset
+) -> tuple[EnergyContext | None, tuple[float, float] | None]:
+    """Energy KD's scoring pass over the subset, as ekd score does it (fp32); nothing for KD."""
+    if args.method != "energy_kd":
+        return None, None
+    score_runtime = Runtime(EngineOptions(device=args.device, precision="fp32", quiet=True))
+    logits, _ = predict(teacher, dataset, "train", score_runtime)
+    energies = energy(logits, TEMPERATURE)
+    context = EnergyContext(energies=energies, energy_temperature=TEMPERATURE, fingerprint="benchmark")
+    found = compute_thresholds(energies, ENERGY_RATE, ENERGY_RATE)
+    return context, (found.low, found.high)
+
+
+def time_sides(sides: dict[str, Any], steps: int, rounds: int) -> dict[str, list[float]]:
+    """Images/s of every side per round, the sides alternating within each round."""
     for side in sides.values():  # warm-up: allocation, kernel selection, worker start
         side.time_steps(2)
     rates: dict[str, list[float]] = {name: [] for name in sides}
-    for round_index in range(args.rounds):
+    for round_index in range(rounds):
         for name, side in sides.items():
-            seconds, seen = side.time_steps(args.steps)
+            seconds, seen = side.time_steps(steps)
             rates[name].append(seen / seconds)
+        print(f"round {round_index + 1}/{rounds}: " + "  ".join(f"{n} {r[-1]:.1f}" for n, r in rates.items()))
+    return rates
+
+
+def main() -> None:
+    args = parse_args()
+    options = EngineOptions(
+        device=args.device, precision=args.precision, compile=args.compile, seed=args.seed, quiet=True
+    )
+    runtime = Runtime(options)
+    images, labels, classes = load_images(args.data, args.subset, args.seed)
+    recipe = Recipe(epochs=1, batch_size=args.batch_size)
+    dataset = subset_dataset(images, labels, classes)
+    torch.manual_seed(args.seed)
+    teacher, student = build_model(args.teacher, classes), build_model(args.student, classes)
+    context, thresholds = score(args, teacher, dataset)
+    with tempfile.TemporaryDirectory(prefix="ekd-engine-bench-") as scratch:
+        sides: dict[str, Any] = {}
+        for mode in ["off", "cold", "warm"] if args.cache else ["off"]:
+            name = "engine" if mode == "off" else f"engine+cache-{mode}"
+            sides[name] = EngineSide(
+                copy.deepcopy(student), copy.deepcopy(teacher), dataset, args.method, context, recipe,
+                options, mode, Path(scratch),
+            )  # fmt: skip
+        sides["reference"] = ReferenceLoop(
+            copy.deepcopy(student), copy.deepcopy(teacher), images, labels, recipe, runtime.device,
+            args.workers, thresholds,
+        )  # fmt: skip
+        precision = sides["engine"].precision
         print(
-            f"round {round_index + 1}/{args.rounds}: "
-            + "  ".join(f"{n} {r[-1]:.1f}" for n, r in rates.items())
+            f"{args.method}: {args.teacher} -> {args.student}, batch {args.batch_size}, {len(labels)} images, "
+            f"{runtime.describe()['device_name']} ({runtime.num_threads} threads); engine {precision}"
+            f"{' compiled' if args.compile else ''} channels-last vs reference fp32 with {args.workers} workers"
         )
-    scratch.cleanup()
+        rates = time_sides(sides, args.steps, args.rounds)
+    report(args, runtime, precision, rates)
+
+
+def report(args: argparse.Namespace, runtime: Runtime, precision: str, rates: dict[str, list[float]]) -> None:
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, value in medians.items():
         print(f"median {name:<20} {value:8.1f} images/s  {value / medians['reference']:5.2f}x reference")

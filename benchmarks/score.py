@@ -15,13 +15,21 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from engine import CIFAR_MEAN, CIFAR_STD, DATA, build_model, load_images  # the sibling script
+from engine import (  # the sibling script
+    CIFAR_MEAN,
+    CIFAR_STD,
+    DATA,
+    build_model,
+    load_images,
+    subset_dataset,
+    time_sides,
+)
 
 from ekdcli.engine import EngineOptions, Runtime, predict
-from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.energy import energy
 
 
@@ -37,51 +45,32 @@ def main() -> None:
     args = parser.parse_args()
 
     images, labels, classes = load_images(args.data, args.subset, 0)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    dataset = InMemoryDataset(
-        name="cifar100-subset",
-        train_images=x,
-        train_labels=torch.from_numpy(labels),
-        test_images=x[:64],
-        test_labels=torch.from_numpy(labels[:64]),
-        class_names=[str(i) for i in range(classes)],
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
-    )
+    dataset = subset_dataset(images, labels, classes)
     runtime = Runtime(EngineOptions(device="auto", precision=args.precision, quiet=True))
     torch.manual_seed(0)
     teacher = runtime.prepare_model(build_model(args.teacher, classes)).eval()
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-    normalized = ((x.float() / 255.0 - mean) / std).to(runtime.device)
+    normalized = ((dataset.train_images.float() / 255.0 - mean) / std).to(runtime.device)
 
     def score_pass() -> float:
         started = time.perf_counter()
         logits, _ = predict(teacher, dataset, "train", runtime, batch_size=args.batch_size)
-        energy(logits, 4.0)
+        energy(logits)
         return len(labels) / (time.perf_counter() - started)
 
     def raw_forward() -> float:
         started = time.perf_counter()
         with torch.no_grad(), runtime.autocast():
             for lo in range(0, len(labels), args.batch_size):
-                out = teacher(normalized[lo : lo + args.batch_size])
+                teacher(normalized[lo : lo + args.batch_size])
         if runtime.device.type == "cuda":
             torch.cuda.synchronize()
-        del out
         return len(labels) / (time.perf_counter() - started)
 
-    sides = {"ekd score pass": score_pass, "raw teacher forward": raw_forward}
-    for side in sides.values():  # warm-up
-        side()
-    rates: dict[str, list[float]] = {name: [] for name in sides}
-    for round_index in range(args.rounds):
-        for name, side in sides.items():
-            rates[name].append(side())
-        print(
-            f"round {round_index + 1}/{args.rounds}: "
-            + "  ".join(f"{n} {r[-1]:.1f}" for n, r in rates.items())
-        )
+    rates = time_sides(
+        {"ekd score pass": Side(score_pass), "raw teacher forward": Side(raw_forward)}, 0, args.rounds
+    )
     medians = {name: statistics.median(values) for name, values in rates.items()}
     ratio = medians["ekd score pass"] / medians["raw teacher forward"]
     print(
@@ -98,6 +87,17 @@ def main() -> None:
             "median": medians,
         }
         args.json.write_text(json.dumps({**record, "ratio": ratio}, indent=2) + "\n")
+
+
+class Side:
+    """A whole pass timed as one side of :func:`engine.time_sides` (returns images/s)."""
+
+    def __init__(self, run: Callable[[], float]) -> None:
+        self.run = run
+
+    def time_steps(self, steps: int) -> tuple[float, float]:
+        rate = self.run()
+        return 1.0, rate  # (seconds, images): the ratio is the pass's images/s
 
 
 if __name__ == "__main__":

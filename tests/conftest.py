@@ -9,7 +9,7 @@ import pytest
 
 
 def _shared_data() -> Path:
-    """The real CIFAR files (DESIGN §7): $EKD_SHARED_DATA, else ../shared/data beside the checkout,
+    """The real CIFAR files (a 500/100 per class re-split of CIFAR-100, not the official split): $EKD_SHARED_DATA, else ../shared/data beside the checkout,
     else the workplace's /work/shared/data (a clone elsewhere still finds them)."""
     for candidate in (
         os.environ.get("EKD_SHARED_DATA"),

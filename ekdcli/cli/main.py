@@ -112,43 +112,43 @@ def _usage_message(exc: click.UsageError) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one sentence and an exit code; tracebacks only with --debug."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
     try:
         cli.main(args=args, prog_name="ekd", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted.", err=True)
-        sys.exit(130)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.UsageError as exc:  # a bad flag or value: one line, with where to read about it
-        click.echo(f"error: {_usage_message(exc)}", err=True)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except EkdError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted.", err=True)
         sys.exit(130)
-    except OSError as exc:  # the file system refused (no such folder, permissions, disk full, ...)
-        if debug:
-            traceback.print_exc()
+    except Exception as exc:
+        sys.exit(_report(exc, debug="--debug" in args))
+
+
+def _report(exc: Exception, debug: bool) -> int:
+    """Print ``exc`` as one line on stderr (its traceback too with --debug); the exit code."""
+    if isinstance(exc, click.exceptions.Abort):
+        click.echo("aborted.", err=True)
+        return 130
+    if isinstance(exc, click.UsageError):  # a bad flag or value: one line, with where to read about it
+        click.echo(f"error: {_usage_message(exc)}", err=True)
+        return exc.exit_code
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return exc.exit_code
+    if debug:
+        traceback.print_exc()
+    if isinstance(exc, EkdError):
+        click.echo(f"error: {exc.message}", err=True)
+        return exc.exit_code
+    if isinstance(exc, OSError):  # the file system refused (no such folder, permissions, disk full, ...)
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(
             f"error: {exc.strerror or exc}{where}; check the path, its permissions and the free space "
             "(--debug shows where it happened).",
             err=True,
         )
-        sys.exit(1)
-    except Exception as exc:  # a bug or an environment problem: still one sentence unless --debug
-        if debug:
-            traceback.print_exc()
-        click.echo(
-            f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback).",
-            err=True,
-        )
-        sys.exit(1)
+        return 1
+    # a bug or an environment problem: still one sentence unless --debug
+    click.echo(
+        f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback).", err=True
+    )
+    return 1

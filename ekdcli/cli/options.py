@@ -1,4 +1,4 @@
-"""Options shared by the commands, with the names of DESIGN §2, and their merge into a Config."""
+"""Options shared by the commands, with their documented names (docs/configuration.md), and their merge into a Config."""
 
 from __future__ import annotations
 

@@ -96,6 +96,6 @@ class StepBench:
             timing.images += int(batch.labels.shape[0]) * self.runtime.world_size
             for name, value in out.losses.items():
                 timing.losses[name] = timing.losses.get(name, 0.0) + float(value.detach())
-            for name, value in out.stats.items():
-                timing.stats[name] = timing.stats.get(name, 0.0) + float(value)
+            for name, stat in out.stats.items():
+                timing.stats[name] = timing.stats.get(name, 0.0) + float(stat)
         return timing

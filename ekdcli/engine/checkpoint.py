@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,9 @@ FORMAT_VERSION = 1
 def host_rng_state() -> dict[str, Any]:
     """Python and numpy global RNG states, in checkpoint-safe types."""
     version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(
+        "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
+    )
     return {
         "python": {"version": version, "state": list(internal), "gauss": gauss},
         "numpy": {

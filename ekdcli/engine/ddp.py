@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ekdcli.util.errors import EkdError
 
@@ -159,13 +159,14 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain module under DDP and torch.compile wrappers (its state_dict has clean names)."""
+    inner: Any = model
     while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif type(model).__name__ == "DistributedDataParallel":
-            model = model.module
+        if hasattr(inner, "_orig_mod"):
+            inner = inner._orig_mod
+        elif type(inner).__name__ == "DistributedDataParallel":
+            inner = inner.module
         else:
-            return model
+            return cast("torch.nn.Module", inner)
 
 
 def from_rank0(compute: Callable[[], T]) -> T:

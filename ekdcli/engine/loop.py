@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -263,9 +263,9 @@ class Trainer:
         self.steps_per_epoch = len(self.train_batches)
         self.optimizer = build_optimizer(self.model, recipe)
         self.scheduler = build_scheduler(self.optimizer, recipe, self.steps_per_epoch)
-        self.train_model = ddp.wrap(self.model, runtime.device)
+        self.train_model: torch.nn.Module = ddp.wrap(self.model, runtime.device)
         if options.compile:
-            self.train_model = torch.compile(self.train_model)
+            self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
         self.state = _State()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epoch_start_data_state: torch.Tensor | None = None

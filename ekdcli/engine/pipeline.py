@@ -311,7 +311,8 @@ class LoaderBatches(_ShardedBatches):
 
         if train and generator is None:
             raise ValueError("training batches need a generator for the data order")
-        samples = min(len(dataset), limit) if limit is not None else len(dataset)
+        total = len(dataset)  # type: ignore[arg-type]  # map-style datasets are Sized
+        samples = min(total, limit) if limit is not None else total
         if samples == 0:
             raise UsageError("the split has no samples; check the dataset or --limit-train/--limit-test.")
         self._shard(samples, batch_size, runtime, train, drop_last)

@@ -93,15 +93,7 @@ def run_bench(
     if config.teacher_cache and job.teacher is not None:
         cache = open_teacher_cache(config, job.dataset, job.data_key, job.teacher, job.runtime.precision, say)
     variants: list[float | None] = ([None] if baseline else []) + list(rates)
-    say.say(
-        f"ekd bench: {job.plan.distiller.name} + {job.augmentation.name} ({mode} mode), {_pair_text(job)}, "
-        f"batch {job.recipe.batch_size}, rates {', '.join(map(str, rates))}"
-        + (" and no augmentation" if baseline else "")
-    )
-    say.say(
-        f"  {plural(rounds, 'interleaved round')} x {plural(steps, 'step')} per rate; time per epoch = "
-        f"median step time x {steps_per_epoch(job)} steps (extrapolated)"
-    )
+    _print_header(say, job, mode, rates, baseline, steps, rounds)
     timings = _time_rates(config, job, cache, variants, steps, rounds)
     rows = _rows(job, timings, variants, rates)
     if epochs:
@@ -121,13 +113,25 @@ def run_bench(
         "teacher_cache": _cache_note(say, cache),
         "rows": rows,
     }
-    out = (
-        out_dir
-        or open_store(config).root
-        / "bench"
-        / f"{job.augmentation.name}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return _write(
+        say, payload, out_dir or open_store(config).root / "bench" / f"{job.augmentation.name}-{mode}-{stamp}"
     )
-    return _write(say, payload, out)
+
+
+def _print_header(
+    say: Any, job: Prepared, mode: str, rates: list[float], baseline: bool, steps: int, rounds: int
+) -> None:
+    assert job.augmentation is not None
+    say.say(
+        f"ekd bench: {job.plan.distiller.name} + {job.augmentation.name} ({mode} mode), {_pair_text(job)}, "
+        f"batch {job.recipe.batch_size}, rates {', '.join(map(str, rates))}"
+        + (" and no augmentation" if baseline else "")
+    )
+    say.say(
+        f"  {plural(rounds, 'interleaved round')} x {plural(steps, 'step')} per rate; time per epoch = "
+        f"median step time x {steps_per_epoch(job)} steps (extrapolated)"
+    )
 
 
 def _pair_text(job: Prepared) -> str:

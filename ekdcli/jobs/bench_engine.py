@@ -186,6 +186,7 @@ def _build_benches(
     from ekdcli.engine import Runtime, StepBench
     from ekdcli.method.objective import DistillObjective
     from ekdcli.method.teacher_cache import TeacherCache, build_key
+    from ekdcli.sdk.contracts import InMemoryDataset
     from ekdcli.store.weights import weights_sha256
 
     assert job.teacher is not None
@@ -202,6 +203,7 @@ def _build_benches(
         runtime = Runtime(options)
         cache = None
         if variant.cache != "off":
+            assert isinstance(job.dataset, InMemoryDataset)  # _runnable dropped them for folder data
             cache = TeacherCache.open(
                 scratch / variant.name, build_key(job.dataset, sha, runtime.precision, "auto")
             )

@@ -8,6 +8,7 @@ from typing import Any
 
 from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config
 from ekdcli.jobs.common import console, open_store
+from ekdcli.util.text import plural
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,15 +33,6 @@ def _decay(epochs: int) -> dict[str, Any]:
 
 
 def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
-    from ekdcli.jobs.bench import run_bench
-    from ekdcli.jobs.build import dataset_key, load_dataset
-    from ekdcli.jobs.distill import run_distill
-    from ekdcli.jobs.evaluate import run_evaluate
-    from ekdcli.jobs.evaluate_report import format_evaluation
-    from ekdcli.jobs.partition import run_partition
-    from ekdcli.jobs.score import run_score
-    from ekdcli.jobs.train import run_train
-
     plan = QUICK if quick else FULL
     say = console(config)
     base = dataclasses.replace(
@@ -51,58 +43,104 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
         limit_train=config.limit_train or plan.limit_train,
         limit_test=config.limit_test or plan.limit_test,
     )
-    dataset = load_dataset(base)
-    data_key = dataset_key(base)
-    store = open_store(base)
     started = time.perf_counter()
     artifacts: dict[str, Any] = {}
+    _introduce(base)
+    _train_teacher(base, plan, artifacts)
+    _score_and_partition(base, artifacts)
+    kd, energy = _distill_both(base, plan, artifacts)
+    evaluated = _evaluate_both(base, kd, energy)
+    benched = _bench(base, plan, artifacts)
+    minutes = (time.perf_counter() - started) / 60
+    say.say(f"\n=== done in {minutes:.1f} min; artifacts ===")
+    for name, path in artifacts.items():
+        say.say(f"  {name:<20} {path}")
+    say.say("\nNext: 'ekd list models', 'ekd distill --help', and examples/README.md for the paper's tables.")
+    return {
+        "artifacts": artifacts,
+        "kd": kd,
+        "energy_kd": energy,
+        "evaluation": evaluated,
+        "bench": benched,
+        "minutes": minutes,
+    }
 
-    def step(title: str) -> None:
-        say.say(f"\n=== {title} ===")
 
-    say.say(
+def _step(config: Config, title: str) -> None:
+    console(config).say(f"\n=== {title} ===")
+
+
+def _introduce(base: Config) -> None:
+    from ekdcli.jobs.build import load_dataset
+
+    dataset = load_dataset(base)
+    console(base).say(
         f"ekd demo: {dataset.name} ({len(dataset.labels('train'))} training images, {dataset.num_classes} classes), "
-        f"teacher {base.teacher}, student {base.student}, store {store.root}"
+        f"teacher {base.teacher}, student {base.student}, store {open_store(base).root}"
     )
-    step(
-        f"1/6 train the teacher {base.teacher} ({plan.teacher_epochs} epoch{'s' if plan.teacher_epochs != 1 else ''})"
-    )
-    trained = run_train(
-        dataclasses.replace(
-            base, model=base.teacher, epochs=plan.teacher_epochs, train=_decay(plan.teacher_epochs)
-        )
-    )
-    artifacts["teacher"] = str(trained.model_path)
 
-    step("2/6 score the training set by teacher energy")
+
+def _train_teacher(base: Config, plan: DemoPlan, artifacts: dict[str, Any]) -> None:
+    from ekdcli.jobs.train import run_train
+
+    _step(base, f"1/6 train the teacher {base.teacher} ({plural(plan.teacher_epochs, 'epoch')})")
+    teacher = dataclasses.replace(
+        base, model=base.teacher, epochs=plan.teacher_epochs, train=_decay(plan.teacher_epochs)
+    )
+    artifacts["teacher"] = str(run_train(teacher).model_path)
+
+
+def _score_and_partition(base: Config, artifacts: dict[str, Any]) -> None:
+    from ekdcli.jobs.partition import run_partition
+    from ekdcli.jobs.score import run_score
+
+    _step(base, "2/6 score the training set by teacher energy")
     scored = run_score(
         dataclasses.replace(base, limit_train=None), out=None, force=True, save_logits=True, rate=0.2
     )
     artifacts["scores"] = scored["scores"]
     artifacts["histogram"] = scored["histogram"]
-
-    step("3/6 partition into low / others / high energy (rate 0.2) with the paper's figures")
+    _step(base, "3/6 partition into low / others / high energy (rate 0.2) with the paper's figures")
     parted = run_partition(
         dataclasses.replace(base, rate=0.2), scores=None, segments=None, per_class=6, classes=4, figures=True
     )
     artifacts.update(parted["files"])
 
-    step(
-        f"4/6 distill: KD, then Energy KD + HE-DA (CutMix on the 50% highest-energy images), {plan.student_epochs} epoch{'s' if plan.student_epochs != 1 else ''}"
+
+def _distill_both(
+    base: Config, plan: DemoPlan, artifacts: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from ekdcli.jobs.distill import run_distill
+
+    _step(
+        base,
+        "4/6 distill: KD, then Energy KD + HE-DA (CutMix on the 50% highest-energy images), "
+        f"{plural(plan.student_epochs, 'epoch')}",
     )
-    student_base = dataclasses.replace(
+    student = dataclasses.replace(
         base, epochs=plan.student_epochs, run_name=None, train=_decay(plan.student_epochs)
     )
-    kd = run_distill(dataclasses.replace(student_base, method="kd", augment=None, rate=None))
-    energy = run_distill(dataclasses.replace(student_base, method="energy_kd", augment="he-cutmix", rate=0.5))
+    kd = run_distill(dataclasses.replace(student, method="kd", augment=None, rate=None))
+    energy = run_distill(dataclasses.replace(student, method="energy_kd", augment="he-cutmix", rate=0.5))
     artifacts["kd_run"] = kd["run_dir"]
     artifacts["energy_kd_run"] = energy["run_dir"]
+    return kd, energy
 
-    step("5/6 evaluate both students side by side")
+
+def _evaluate_both(base: Config, kd: dict[str, Any], energy: dict[str, Any]) -> dict[str, Any]:
+    from ekdcli.jobs.evaluate import run_evaluate
+    from ekdcli.jobs.evaluate_report import format_evaluation
+
+    _step(base, "5/6 evaluate both students side by side")
     evaluated = run_evaluate(base, [kd["run_dir"], energy["run_dir"]], "test", None, "best")
-    say.say(format_evaluation(evaluated))
+    console(base).say(format_evaluation(evaluated))
+    return evaluated
 
-    step("6/6 bench: HE-DA time per epoch at rates 0.1, 0.5, 1.0 (the paper's Table 6)")
+
+def _bench(base: Config, plan: DemoPlan, artifacts: dict[str, Any]) -> dict[str, Any]:
+    from ekdcli.jobs.bench import run_bench
+
+    _step(base, "6/6 bench: HE-DA time per epoch at rates 0.1, 0.5, 1.0 (the paper's Table 6)")
     benched = run_bench(
         dataclasses.replace(base, method="kd", augment="he-cutmix"),
         [0.1, 0.5, 1.0],
@@ -114,21 +152,7 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     )
     artifacts["bench"] = benched["files"]["txt"]
     artifacts["bench_plot"] = benched["files"]["png"]
-    say.say("(a short measurement, so noisy: 'ekd bench --steps 20 --rounds 5' gives steadier numbers)")
-
-    minutes = (time.perf_counter() - started) / 60
-    say.say(f"\n=== done in {minutes:.1f} min; artifacts ===")
-    for name, path in artifacts.items():
-        say.say(f"  {name:<20} {path}")
-    say.say(
-        "\nNext: 'ekd list models', 'ekd distill --help', and examples/README.md for the paper's tables "
-        f"(data key for this demo: {data_key})."
+    console(base).say(
+        "(a short measurement, so noisy: 'ekd bench --steps 20 --rounds 5' gives steadier numbers)"
     )
-    return {
-        "artifacts": artifacts,
-        "kd": kd,
-        "energy_kd": energy,
-        "evaluation": evaluated,
-        "bench": benched,
-        "minutes": minutes,
-    }
+    return benched

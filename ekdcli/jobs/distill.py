@@ -28,13 +28,13 @@ from ekdcli.jobs.common import (
 )
 from ekdcli.jobs.console import Console
 from ekdcli.sdk.plugins import Component, registry
+from ekdcli.util.errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
     import torch
 
     from ekdcli.engine import Recipe, Runtime
     from ekdcli.sdk.contracts import Augmentation, Dataset, Distiller, EnergyContext
-from ekdcli.util.errors import UsageError, did_you_mean
 
 DEFAULT_TEACHER_EPOCHS = 30
 
@@ -48,49 +48,82 @@ class Plan:
     augmentation: Component | None
     augmentation_options: dict[str, Any]
     rates_note: str
+    notes: list[str] = dataclasses.field(default_factory=list)  # options a project file set for other methods
 
 
 def plan_methods(config: Config) -> Plan:
-    """Choose components and split the options between them (DESIGN §1, 'Rates, precisely')."""
+    """Choose components and route the options between them (docs/method.md#rates-on-the-command-line).
+
+    ``--rate`` goes to the augmentation when there is one that takes a rate (the energy
+    fraction of HE-DA, the random fraction of plain CutMix/MixUp), else to both temperature
+    rates of an energy distiller; ``--low-rate``/``--high-rate`` always to the distiller.
+    """
     distiller = _distiller(config.method)
     augmentation = registry("augmentations").get(config.augment) if config.augment else None
-    energy_aug = bool(augmentation is not None and augmentation.info.get("needs_energy"))
-    energy_distiller = bool(distiller.info.get("needs_energy"))
-    d_opts: dict[str, Any] = dict(config.distiller)
-    a_opts: dict[str, Any] = dict(config.augmentation)
-    if energy_distiller:
-        d_opts.update(config.energy)
-        d_opts.setdefault("energy_temperature", config.energy_temperature)
-    elif config.energy and not energy_aug:
+    if augmentation is not None and not distiller.info.get("needs_teacher", True):
         raise UsageError(
-            f"the [energy] options apply to energy distillers; method {distiller.name!r} does not use them."
+            f"augmentation {augmentation.name!r} needs a teacher (its mixed images get a KD term) but method "
+            f"{distiller.name!r} trains without one; pick a distillation method such as kd or energy_kd."
         )
+    plan = Plan(distiller, dict(config.distiller), augmentation, dict(config.augmentation), "")
+    energy_distiller = bool(distiller.info.get("needs_energy"))
+    energy_aug = bool(augmentation is not None and augmentation.info.get("needs_energy"))
+    if energy_distiller:
+        plan.distiller_options.update(config.energy)
+        plan.distiller_options.setdefault("energy_temperature", config.energy_temperature)
+    elif config.energy and not energy_aug:
+        _not_for_this_method(
+            config,
+            "energy",
+            f"the [energy] options apply to energy distillers; method {distiller.name!r} does not use them",
+            plan,
+        )
+    if energy_aug and config.energy.get("low_rule"):
+        plan.augmentation_options.setdefault("low_rule", config.energy["low_rule"])
+    plan.rates_note = "; ".join(_route_rates(config, plan, energy_distiller))
+    return plan
+
+
+def _not_for_this_method(config: Config, table: str, problem: str, plan: Plan) -> None:
+    """Options this method does not use: an error when given now (flag, --set), a note when a
+    project file sets them for the other methods it serves."""
+    source = config.sources.get(table, "default")
+    if source in ("flag", "default"):
+        raise UsageError(f"{problem}; drop them or pick a method that uses them.")
+    plan.notes.append(
+        f"note: [{table}] in {source} does not apply to method {plan.distiller.name!r}; ignored."
+    )
+
+
+def _route_rates(config: Config, plan: Plan, energy_distiller: bool) -> list[str]:
+    """Send ``--rate``, ``--low-rate`` and ``--high-rate`` where they belong; what was set, for the header."""
     notes = []
-    if config.rate is not None and not 0 < config.rate <= 1:
-        raise UsageError(f"--rate must be in (0, 1], not {config.rate}.")
-    if config.rate is not None and energy_aug:
-        a_opts["rate"] = config.rate
+    rate = config.rate
+    aug = plan.augmentation
+    if rate is not None and not 0 < rate <= 1:
+        raise UsageError(f"--rate must be in (0, 1], not {rate}.")
+    if rate is not None and aug is not None and "rate" in aug.info.get("options", {}):
+        plan.augmentation_options["rate"] = rate
         source = config.sources.get("rate", "default")
         origin = {"flag": "--rate", "default": "rate"}.get(source, f"rate in {source}")
-        notes.append(f"augmentation rate {config.rate} ({origin})")
-    elif config.rate is not None:
+        notes.append(f"augmentation rate {rate} ({origin})")
+    elif rate is not None:
         if not energy_distiller:
             raise UsageError(
-                f"--rate selects energy sets, but neither method {distiller.name!r} nor augmentation "
+                f"--rate selects energy sets, but neither method {plan.distiller.name!r} nor augmentation "
                 f"{config.augment or 'none'!r} uses energies; drop --rate or pick an energy method."
             )
-        d_opts["low_rate"] = d_opts["high_rate"] = config.rate
+        plan.distiller_options["low_rate"] = plan.distiller_options["high_rate"] = rate
     for side in ("low_rate", "high_rate"):
         value = getattr(config, side)
         if value is not None:
             if not energy_distiller:
                 raise UsageError(f"--{side.replace('_', '-')} applies to energy distillers only.")
-            d_opts[side] = value
-    if energy_distiller and ("low_rate" in d_opts or "high_rate" in d_opts):
-        notes.append(f"temperature rates low {d_opts.get('low_rate')} / high {d_opts.get('high_rate')}")
-    if augmentation is not None and energy_aug and config.energy.get("low_rule"):
-        a_opts.setdefault("low_rule", config.energy["low_rule"])
-    return Plan(distiller, d_opts, augmentation, a_opts, "; ".join(notes))
+            plan.distiller_options[side] = value
+    options = plan.distiller_options
+    if energy_distiller and ("low_rate" in options or "high_rate" in options):
+        notes.append(f"temperature rates low {options.get('low_rate')} / high {options.get('high_rate')}")
+    return notes
 
 
 def _distiller(method: str) -> Component:
@@ -210,6 +243,8 @@ def prepare(config: Config) -> Prepared:
 
     say = console(config)
     plan = plan_methods(config)
+    for note in plan.notes:
+        say.say(note)
     teacher_name, student_name, defaulted = resolve_pair(config)
     check_student_name(student_name)  # before a default teacher is trained or anything is scored
     distiller, augmentation = build_losses(config, plan, (teacher_name, student_name))

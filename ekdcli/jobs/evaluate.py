@@ -236,8 +236,6 @@ def _energy_groups(
     caches: _Caches,
 ) -> dict[str, Any]:
     """Accuracy on the low / others / high energy sets of the training data (or why there is none)."""
-    from ekdcli.method.metrics import index_group_accuracy
-    from ekdcli.method.partition import make_partition
     from ekdcli.method.scoring import load_scores
 
     say = console(config)
@@ -264,6 +262,16 @@ def _energy_groups(
     low_rule = str(
         target.run_values.get("energy", {}).get("low_rule") or config.energy.get("low_rule", "released")
     )
+    return _group_accuracy(table, scores, rate, low_rule, train_logits)
+
+
+def _group_accuracy(
+    table: Any, scores: Path, rate: float, low_rule: str, train_logits: Any
+) -> dict[str, Any]:
+    """Student and teacher accuracy on the low / others / high sets of the scores at ``rate``."""
+    from ekdcli.method.metrics import index_group_accuracy
+    from ekdcli.method.partition import make_partition
+
     part = make_partition(table.energies, rate, rate, low_rule, table.fingerprint)
     logits, labels = train_logits()
     groups = {g: part.group(g) for g in ("low", "others", "high")}
@@ -287,6 +295,25 @@ def _energy_groups(
     return result
 
 
+class _Predictions:
+    """A model's logits and labels per split, computed once (the test split within --limit-test;
+    the training split whole, since energy sets need every sample)."""
+
+    def __init__(
+        self, model: torch.nn.Module, dataset: Dataset, runtime: Runtime, limit_test: int | None
+    ) -> None:
+        self.model, self.dataset, self.runtime, self.limit_test = model, dataset, runtime, limit_test
+        self.done: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        from ekdcli.engine import predict
+
+        if split not in self.done:
+            limit = self.limit_test if split == "test" else None
+            self.done[split] = predict(self.model, self.dataset, split, self.runtime, limit=limit)
+        return self.done[split]
+
+
 def evaluate_target(
     target: Target,
     cli: Config,
@@ -297,7 +324,6 @@ def evaluate_target(
     caches: _Caches,
 ) -> dict[str, Any]:
     """All metrics of one target (JSON-ready)."""
-    from ekdcli.engine import predict
     from ekdcli.jobs.build import load_trained
     from ekdcli.method.metrics import classification_metrics, long_tail_accuracy
     from ekdcli.store.weights import meta_value, read_metadata
@@ -316,21 +342,9 @@ def evaluate_target(
     )
     say.say(f"evaluating {target.ref} ({trained.arch}{source}) on {data_key} {split}")
 
-    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def logits_of(which_split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        limit = config.limit_test if which_split == "test" else None  # energy sets need every sample
-        key = f"{which_split}:{limit}"
-        if key not in cache:
-            cache[key] = predict(trained.model, dataset, which_split, runtime, limit=limit)
-        return cache[key]
-
+    logits_of = _Predictions(trained.model, dataset, runtime, config.limit_test)
     logits, labels = logits_of(split)
-    # Weights that `ekd train` put in the store name the run that made them: show its history too.
-    run_dir = target.run_dir
-    made_in = meta.get("run_dir")
-    if run_dir is None and isinstance(made_in, str) and rundir.is_run_dir(Path(made_in)):
-        run_dir = Path(made_in)
+    run_dir = _made_in(target, meta)
     metrics = classification_metrics(logits, labels)
     counts = dataset.info.get("class_counts")
     result: dict[str, Any] = {
@@ -352,13 +366,29 @@ def evaluate_target(
         "run": rundir.history(run_dir) if run_dir is not None else None,
         "made_by": meta.get("made_by"),
     }
-    if target.kind == "run":
-        result["label"] = configuration_label(meta, target.run_values, trained.arch)
-        result["configuration"] = configuration_key(target.run_values, meta.get("made_by"))
-    else:
-        result["label"] = f"{target.ref} ({trained.arch})"
-        result["configuration"] = json.dumps({"weights": str(target.weights.resolve())})
+    result.update(_grouping(target, meta, trained.arch))
     return result
+
+
+def _made_in(target: Target, meta: dict[str, Any]) -> Path | None:
+    """The run a target belongs to; weights that `ekd train` put in the store name theirs."""
+    made_in = meta.get("run_dir")
+    if target.run_dir is None and isinstance(made_in, str) and rundir.is_run_dir(Path(made_in)):
+        return Path(made_in)
+    return target.run_dir
+
+
+def _grouping(target: Target, meta: dict[str, Any], arch: str) -> dict[str, str]:
+    """The label a target is shown under and the configuration key its repeats share."""
+    if target.kind == "run":
+        return {
+            "label": configuration_label(meta, target.run_values, arch),
+            "configuration": configuration_key(target.run_values, meta.get("made_by")),
+        }
+    return {
+        "label": f"{target.ref} ({arch})",
+        "configuration": json.dumps({"weights": str(target.weights.resolve())}),
+    }
 
 
 # ------------------------------------------------------------------ the job

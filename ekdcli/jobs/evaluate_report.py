@@ -18,7 +18,7 @@ def finite(value: Any) -> bool:
 
 
 # ------------------------------------------------------------------ groups
-def mean_std(values: list[float]) -> dict[str, Any]:
+def mean_std(values: list[Any]) -> dict[str, Any]:
     """Mean and sample standard deviation (``None`` with fewer than two values) of finite values."""
     numbers = [float(v) for v in values if finite(v)]
     return {

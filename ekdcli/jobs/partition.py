@@ -48,24 +48,14 @@ def partition_rates(config: Config) -> tuple[float, float]:
 def run_partition(
     config: Config, scores: Path | None, segments: int | None, per_class: int, classes: int, figures: bool
 ) -> dict[str, Any]:
-    from ekdcli.method.figures import average_prediction_plot, certain_uncertain_grid, pick_classes
-    from ekdcli.method.partition import format_partition, make_partition, make_segments, save_partition
+    from ekdcli.method.partition import format_partition, save_partition
 
     say = console(config)
     data_key = dataset_key(config)
     table, score_path = _load_scores_for(config, scores, data_key)
     if table.meta.dataset and table.meta.dataset != data_key and scores is None:
         raise UsageError(f"{score_path} scores data {table.meta.dataset!r}, not {data_key!r}.")
-    fingerprint = table.meta.fingerprint
-    part: Partition
-    if segments is not None:
-        part = make_segments(table.energies, segments, fingerprint)
-        label = f"seg{segments}"
-    else:
-        low_rate, high_rate = partition_rates(config)  # make_partition checks their ranges
-        low_rule = str(config.energy.get("low_rule", "released"))
-        part = make_partition(table.energies, low_rate, high_rate, low_rule, fingerprint)
-        label = f"low{low_rate:g}-high{high_rate:g}"
+    part, label = _partition(config, table, segments)
     dataset = _dataset_of_scores(config, table, score_path, figures, say)
     lt = dataset is not None and "class_counts" in dataset.info
     out = score_path.with_name(f"{score_path.stem}.partition-{label}.safetensors")
@@ -75,40 +65,65 @@ def run_partition(
     say.say(format_partition(part, table.labels if lt else None, class_names))
     written = {"partition": str(out)}
     if figures and dataset is not None:
-        chosen = pick_classes(table.labels, num=classes, seed=config.seed)
-        images = getattr(dataset, "train_images", None)
-        if images is not None:
-            grid = out.with_name(f"{score_path.stem}.partition-{label}.certain-uncertain.png")
-            certain_uncertain_grid(
-                images, table.labels, table.energies, dataset.class_names, chosen, per_class, grid
-            )
-            written["grid"] = str(grid)
-        if table.logits is not None:
-            probs = table.logits.float().softmax(dim=1)
-            plot = out.with_name(f"{score_path.stem}.partition-{label}.average-prediction.png")
-            average_prediction_plot(
-                probs,
-                table.labels,
-                part.mask("low"),
-                part.mask("high"),
-                chosen,
-                plot,
-                class_names=dataset.class_names,
-            )
-            written["average_prediction"] = str(plot)
-        else:
-            say.say(
-                "(no logits in the score file: re-run 'ekd score --save-logits' for the average-prediction plot)"
-            )
+        written.update(
+            _figures(config, table, part, dataset, out.with_name(f"{out.stem}.png"), per_class, classes)
+        )
     for name, path in written.items():
         say.say(f"{name}: {path}")
     return {
         "counts": {g: int(part.group(g).numel()) for g in ("low", "others", "high")},
         "thresholds": part.thresholds.as_dict() if part.thresholds is not None else None,
         "segment_edges": part.segment_edges.tolist() if part.segment_edges is not None else None,
-        "score_fingerprint": fingerprint,
+        "score_fingerprint": table.meta.fingerprint,
         "files": written,
     }
+
+
+def _partition(config: Config, table: ScoreTable, segments: int | None) -> tuple[Partition, str]:
+    """The partition (or segments) and the label its files are named by."""
+    from ekdcli.method.partition import make_partition, make_segments
+
+    if segments is not None:
+        return make_segments(table.energies, segments, table.meta.fingerprint), f"seg{segments}"
+    low_rate, high_rate = partition_rates(config)  # make_partition checks their ranges
+    low_rule = str(config.energy.get("low_rule", "released"))
+    part = make_partition(table.energies, low_rate, high_rate, low_rule, table.meta.fingerprint)
+    return part, f"low{low_rate:g}-high{high_rate:g}"
+
+
+def _figures(
+    config: Config,
+    table: ScoreTable,
+    part: Partition,
+    dataset: Dataset,
+    base: Path,
+    per_class: int,
+    classes: int,
+) -> dict[str, str]:
+    """The paper's Figure 3 grid (certain / uncertain images per class) and Figure 4 (average
+    teacher prediction per group), named after ``base`` (``<partition>.png``)."""
+    from ekdcli.method.figures import average_prediction_plot, certain_uncertain_grid, pick_classes
+
+    written: dict[str, str] = {}
+    chosen = pick_classes(table.labels, num=classes, seed=config.seed)
+    images = getattr(dataset, "train_images", None)
+    if images is not None:
+        grid = base.with_name(base.name.replace(".png", ".certain-uncertain.png"))
+        certain_uncertain_grid(
+            images, table.labels, table.energies, dataset.class_names, chosen, per_class, grid
+        )
+        written["grid"] = str(grid)
+    if table.logits is None:
+        console(config).say(
+            "(no logits in the score file: re-run 'ekd score --save-logits' for the average-prediction plot)"
+        )
+        return written
+    plot = base.with_name(base.name.replace(".png", ".average-prediction.png"))
+    probs = table.logits.float().softmax(dim=1)
+    low, high = part.mask("low"), part.mask("high")
+    average_prediction_plot(probs, table.labels, low, high, chosen, plot, class_names=dataset.class_names)
+    written["average_prediction"] = str(plot)
+    return written
 
 
 def _dataset_of_scores(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
@@ -17,6 +17,11 @@ from ekdcli.jobs.common import (
     resolve_recipe,
 )
 from ekdcli.store.weights import meta_value, read_metadata, save_tensors
+
+if TYPE_CHECKING:
+    import torch
+
+    from ekdcli.engine import FitResult
 from ekdcli.util.errors import UsageError
 
 
@@ -43,9 +48,8 @@ def run_train(
     data_key = dataset_key(config)
     recipe = resolve_recipe(config, dataset, arch)
     store = open_store(config)
-    options = engine_options(config)
     # The runtime first: it joins the process group under torchrun and seeds the model's init.
-    runtime = Runtime(options)
+    runtime = Runtime(engine_options(config))
     # Rank 0 names the run (a timestamped name could differ between ranks by a second).
     run_dir = resume.resolve() if resume else None
     run_dir = run_dir or from_rank0(lambda: store.new_run_dir(config.run_name, f"train-{arch}-{data_key}"))
@@ -58,43 +62,23 @@ def run_train(
         dataset,
         CrossEntropyObjective(),
         recipe,
-        options,
+        runtime.options,
         run_dir,
         config_text=recorded_config(config, store).to_toml(),
         metadata=metadata,
         resume=resume is not None,
         runtime=runtime,
     )
-    state = result.best_state if keep == "best" else result.last_state
-    top1, top5 = (
-        (result.best_top1, result.best_top5) if keep == "best" else (result.last_top1, result.last_top5)
-    )
-    epochs_done = result.history[-1]["epoch"] if result.history else 0
-    epoch = result.best_epoch if keep == "best" else epochs_done
     model_path = store.model_path(data_key, name or arch)
-    if runtime.is_main and model_path.is_file() and not resume:  # say what a new run replaces
-        previous = read_metadata(model_path)
-        top1 = meta_value(previous, "top1")
-        accuracy = f"top-1 {top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
-        out.say(
-            f"replacing {model_path} ({accuracy}, from {meta_value(previous, 'run_dir', 'elsewhere')}); "
-            "train with --name NAME to keep both"
-        )
     if runtime.is_main:  # every rank holds the same weights; one writes them
-        save_tensors(
-            model_path,
-            state,
-            {
-                **metadata,
-                "top1": top1,
-                "top5": top5,
-                "epoch": epoch,
-                "epochs": epochs_done,
-                "kept": keep,
-                "run_dir": str(run_dir),
-            },
-        )
+        if model_path.is_file() and not resume:
+            out.say(_replacing(model_path))
+        save_tensors(model_path, *_kept_weights(result, keep, metadata, run_dir))
     ddp.barrier()  # the other ranks may load these weights next (a teacher trained inside distill)
+    out.say(
+        f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last {result.last_top1:.2f}%; "
+        f"{keep} weights saved to {model_path}"
+    )
     summary = {
         "model": arch,
         "data": data_key,
@@ -105,8 +89,32 @@ def run_train(
         "last_top1": result.last_top1,
         "kept": keep,
     }
-    out.say(
-        f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last {result.last_top1:.2f}%; "
-        f"{keep} weights saved to {model_path}"
-    )
     return TrainResult(model_path=model_path, run_dir=run_dir, summary=summary)
+
+
+def _replacing(model_path: Path) -> str:
+    """What a new run replaces in the store."""
+    previous = read_metadata(model_path)
+    top1 = meta_value(previous, "top1")
+    accuracy = f"top-1 {top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
+    return (
+        f"replacing {model_path} ({accuracy}, from {meta_value(previous, 'run_dir', 'elsewhere')}); "
+        "train with --name NAME to keep both"
+    )
+
+
+def _kept_weights(
+    result: FitResult, keep: str, metadata: dict[str, Any], run_dir: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The ``best`` or ``last`` weights of a run, with the metadata the store file records."""
+    best = keep == "best"
+    epochs_done = result.history[-1]["epoch"] if result.history else 0
+    return (result.best_state if best else result.last_state), {
+        **metadata,
+        "top1": result.best_top1 if best else result.last_top1,
+        "top5": result.best_top5 if best else result.last_top5,
+        "epoch": result.best_epoch if best else epochs_done,
+        "epochs": epochs_done,
+        "kept": keep,
+        "run_dir": str(run_dir),
+    }

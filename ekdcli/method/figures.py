@@ -163,29 +163,55 @@ def certain_uncertain_grid(
         certain, uncertain = certain_uncertain_picks(y, e, c, per_class)
         picks = (("certain", certain, CERTAIN_FRAME), ("uncertain", uncertain, UNCERTAIN_FRAME))
         for half, (kind, idx, frame) in enumerate(picks):
-            row = axes[2 * r + half]
-            for j, ax in enumerate(row):
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if j >= idx.numel():
-                    ax.axis("off")
-                    continue
-                img = pixels[int(idx[j])].numpy()
-                if img.shape[-1] == 1:
-                    ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255)
-                else:
-                    ax.imshow(img)
-                for spine in ax.spines.values():
-                    spine.set_edgecolor(frame)
-                    spine.set_linewidth(2.5)
-                ax.set_title(f"E={float(e[int(idx[j])]):.2f}", fontsize=7)
-            row[0].set_ylabel(f"{class_names[c]}\n{kind}", fontsize=8)
-            if idx.numel() == 0:
-                row[0].axis("on")
-                row[0].set_frame_on(False)
-                row[0].text(0.5, 0.5, "no images", ha="center", va="center", fontsize=7)
+            _image_row(axes[2 * r + half], pixels, e, idx, frame, f"{class_names[c]}\n{kind}")
     fig.suptitle("Lowest-energy (certain, red) and highest-energy (uncertain, green) images", fontsize=9)
     return save_figure(fig, path)
+
+
+def _image_row(
+    row: Any, pixels: torch.Tensor, energies: torch.Tensor, idx: torch.Tensor, frame: str, label: str
+) -> None:
+    """One row of the grid: the images ``idx`` framed in ``frame`` with their energies."""
+    for j, ax in enumerate(row):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j >= idx.numel():
+            ax.axis("off")
+            continue
+        img = pixels[int(idx[j])].numpy()
+        if img.shape[-1] == 1:
+            ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(img)
+        for spine in ax.spines.values():
+            spine.set_edgecolor(frame)
+            spine.set_linewidth(2.5)
+        ax.set_title(f"E={float(energies[int(idx[j])]):.2f}", fontsize=7)
+    row[0].set_ylabel(label, fontsize=8)
+    if idx.numel() == 0:
+        row[0].axis("on")
+        row[0].set_frame_on(False)
+        row[0].text(0.5, 0.5, "no images", ha="center", va="center", fontsize=7)
+
+
+def _class_curves(ax: Any, ranked: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, title: str) -> None:
+    """One panel of Fig. 4: the mean sorted probabilities of a class's low and high energy samples."""
+    import torch
+
+    x = torch.arange(1, ranked.shape[1] + 1).numpy()
+    for mask, name, color in ((lo, "low energy", LOW_COLOR), (hi, "high energy", HIGH_COLOR)):
+        rows = ranked[mask]
+        if rows.shape[0]:
+            label = f"{name} ({rows.shape[0]})"
+            ax.plot(x, rows.mean(0).numpy(), marker="o", markersize=3, color=color, label=label)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("rank of probability", fontsize=8)
+    ax.set_xticks(x)
+    ax.set_ylim(0, 1)
+    if ax.lines:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
 
 
 def average_prediction_plot(
@@ -222,29 +248,9 @@ def average_prediction_plot(
     fig, axes = plt.subplots(
         nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False, sharey=True, layout="constrained"
     )
-    x = torch.arange(1, k + 1).numpy()
     for i, c in enumerate(chosen):
-        ax = axes[i // cols][i % cols]
-        for mask, name, color in ((lo, "low energy", LOW_COLOR), (hi, "high energy", HIGH_COLOR)):
-            rows = ranked[(y == c) & mask]
-            if rows.shape[0]:
-                ax.plot(
-                    x,
-                    rows.mean(0).numpy(),
-                    marker="o",
-                    markersize=3,
-                    color=color,
-                    label=f"{name} ({rows.shape[0]})",
-                )
         title = class_names[c] if class_names and c < len(class_names) else f"class {c}"
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("rank of probability", fontsize=8)
-        ax.set_xticks(x)
-        ax.set_ylim(0, 1)
-        if ax.lines:
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
+        _class_curves(axes[i // cols][i % cols], ranked[y == c], lo[y == c], hi[y == c], title)
     for j in range(len(chosen), nrows * cols):
         axes[j // cols][j % cols].axis("off")
     axes[0][0].set_ylabel("mean sorted probability", fontsize=8)

@@ -19,7 +19,7 @@ the mixed rows (which are never cached).  Online energies use the cached clean l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -81,7 +81,7 @@ class DistillObjective(Objective):
             self.augmentation.setup(context if self.augmentation.needs_energy else None)
 
     def describe(self) -> dict[str, Any]:
-        described = {"distiller": self.distiller.describe()}
+        described: dict[str, Any] = {"distiller": self.distiller.describe()}
         if self.augmentation is not None:
             described["augmentation"] = self.augmentation.describe()
         if self.energy_context is not None:
@@ -90,7 +90,8 @@ class DistillObjective(Objective):
 
     @torch.no_grad()
     def _teach(self, images: torch.Tensor) -> torch.Tensor:
-        return self.teacher(images)
+        assert self.teacher is not None
+        return cast("torch.Tensor", self.teacher(images))
 
     def _teach_clean(
         self, batch: Batch, rows: torch.Tensor | None = None, extra: torch.Tensor | None = None

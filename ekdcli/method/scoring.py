@@ -1,4 +1,4 @@
-"""Score tables: one teacher energy per training sample, saved with what made them (DESIGN §1, §3).
+"""Score tables: one teacher energy per training sample, saved with what made them (docs/method.md#scoring).
 
 A score file is a safetensors file holding ``energies``, ``labels``,
 ``predictions``, ``confidence`` (and optionally the teacher ``logits``) plus
@@ -80,6 +80,28 @@ def _version() -> str:
     return __version__
 
 
+def _checked_labels(
+    logits: torch.Tensor, labels: torch.Tensor | list[int], energy_temperature: float
+) -> torch.Tensor:
+    """The labels as int64 ``[N]``, after checking the logits' shape and the temperature."""
+    import torch
+
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] == 0:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UsageError(
+            f"teacher logits must be a non-empty [N, K] tensor, got {shape}; check the model output."
+        )
+    target = torch.as_tensor(labels).to(torch.int64).flatten()
+    if target.numel() != logits.shape[0]:
+        raise UsageError(
+            f"got {logits.shape[0]} rows of logits but {target.numel()} labels; "
+            "score the whole split in order."
+        )
+    if not (math.isfinite(energy_temperature) and energy_temperature > 0):
+        raise UsageError(f"the energy temperature must be a positive number, got {energy_temperature}.")
+    return target
+
+
 def score_from_logits(
     logits: torch.Tensor,
     labels: torch.Tensor | list[int],
@@ -103,20 +125,7 @@ def score_from_logits(
 
     from ekdcli.sdk.contracts import labels_fingerprint
 
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] == 0:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise UsageError(
-            f"teacher logits must be a non-empty [N, K] tensor, got {shape}; check the model output."
-        )
-    target = torch.as_tensor(labels).to(torch.int64).flatten()
-    if target.numel() != logits.shape[0]:
-        raise UsageError(
-            f"got {logits.shape[0]} rows of logits but {target.numel()} labels; "
-            "score the whole split in order."
-        )
-    if not (math.isfinite(energy_temperature) and energy_temperature > 0):
-        raise UsageError(f"the energy temperature must be a positive number, got {energy_temperature}.")
-
+    target = _checked_labels(logits, labels, energy_temperature)
     z = logits.detach().float()
     energies = energy(z, energy_temperature)
     confidence, predictions = torch.softmax(z, dim=-1).max(dim=-1)

@@ -28,7 +28,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -52,9 +52,9 @@ def dataset_fingerprint(dataset: InMemoryDataset) -> str:
     digest = hashlib.sha256()
     images = dataset.train_images.detach().to("cpu").contiguous()
     digest.update(f"{tuple(images.shape)}|{images.dtype}".encode())
-    digest.update(memoryview(images.numpy()).cast("B"))
+    digest.update(images.numpy().data)
     labels = torch.as_tensor(dataset.train_labels).to("cpu", torch.int64).contiguous()
-    digest.update(memoryview(labels.numpy()).cast("B"))
+    digest.update(labels.numpy().data)
     extra = (
         tuple(map(float, dataset.mean)),
         tuple(map(float, dataset.std)),
@@ -205,16 +205,16 @@ class TeacherCache:
         self.hits += n_hit
         self.misses += n_miss
         n_extra = 0 if extra is None else int(extra.shape[0])
-        computed = None
+        computed = torch.empty(0)
         if n_miss or n_extra:
             parts = []
             if n_miss:
                 parts.append(images if n_miss == rows else images[torch.from_numpy(miss).to(device)])
             if n_extra:
-                parts.append(extra)
+                parts.append(cast(torch.Tensor, extra))
             computed = teacher(parts[0] if len(parts) == 1 else torch.cat(parts))
             self.logits_dtype = computed.dtype
-        if n_hit == 0 and computed is not None:
+        if n_hit == 0 and (n_miss or n_extra):
             clean = computed[:n_miss]
         else:
             clean = torch.empty((rows, self.key.classes), dtype=self.logits_dtype, device=device)

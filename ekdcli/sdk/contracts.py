@@ -125,7 +125,7 @@ class DistillBatch:
     labels: torch.Tensor
     indices: torch.Tensor
     epoch: int  # 1-based
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass

@@ -84,6 +84,54 @@ def _labels(y: np.ndarray | torch.Tensor, count: int, split: str) -> torch.Tenso
     return torch.as_tensor(arr.astype(np.int64, copy=False))
 
 
+def _class_names(
+    name: str,
+    class_names: Sequence[str] | None,
+    num_classes: int | None,
+    ytr: torch.Tensor,
+    yte: torch.Tensor,
+) -> list[str]:
+    """The class names given (checked against ``num_classes``), else ``"0"``..``"K-1"``; labels must fit."""
+    if class_names is not None:
+        names = [str(n) for n in class_names]
+        if num_classes is not None and len(names) != num_classes:
+            raise UsageError(
+                f"{name} expects {num_classes} classes but the data names {len(names)}; "
+                "check that --data matches the file given with --data-root."
+            )
+    else:
+        found = int(max(ytr.max().item() if ytr.numel() else -1, yte.max().item() if yte.numel() else -1))
+        names = [str(i) for i in range(num_classes if num_classes is not None else found + 1)]
+    k = len(names)
+    for split, y in (("train", ytr), ("test", yte)):
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise UsageError(
+                f"y_{split} holds labels {int(y.min())}..{int(y.max())} but {name} has {k} classes "
+                f"(0..{k - 1}); check that --data matches the file given with --data-root."
+            )
+    return names
+
+
+def _normalization(
+    name: str, train: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std: as given (checked), or measured on the training images."""
+    if (mean is None) != (std is None):
+        raise UsageError("Give both mean and std, or neither (then both come from the training images).")
+    if mean is None or std is None:
+        mean, std = channel_stats(train)
+    mean_t = tuple(float(v) for v in mean)
+    std_t = tuple(float(v) for v in std)
+    if len(mean_t) != train.shape[1] or len(std_t) != train.shape[1]:
+        raise UsageError(
+            f"{name} images have {train.shape[1]} channels but {len(mean_t)} mean / {len(std_t)} std "
+            "values were given; give one per channel."
+        )
+    if any(s <= 0 for s in std_t):
+        raise UsageError(f"Normalization std must be positive, got {std_t}.")
+    return mean_t, std_t
+
+
 def from_arrays(
     name: str,
     x_train: np.ndarray | torch.Tensor,
@@ -115,36 +163,8 @@ def from_arrays(
         )
     ytr = _labels(y_train, train.shape[0], "train")
     yte = _labels(y_test, test.shape[0], "test")
-    if class_names is not None:
-        names = [str(n) for n in class_names]
-        if num_classes is not None and len(names) != num_classes:
-            raise UsageError(
-                f"{name} expects {num_classes} classes but the data names {len(names)}; "
-                "check that --data matches the file given with --data-root."
-            )
-    else:
-        found = int(max(ytr.max().item() if ytr.numel() else -1, yte.max().item() if yte.numel() else -1))
-        names = [str(i) for i in range(num_classes if num_classes is not None else found + 1)]
-    k = len(names)
-    for split, y in (("train", ytr), ("test", yte)):
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
-            raise UsageError(
-                f"y_{split} holds labels {int(y.min())}..{int(y.max())} but {name} has {k} classes "
-                f"(0..{k - 1}); check that --data matches the file given with --data-root."
-            )
-    if (mean is None) != (std is None):
-        raise UsageError("Give both mean and std, or neither (then both come from the training images).")
-    if mean is None or std is None:
-        mean, std = channel_stats(train)
-    mean_t = tuple(float(v) for v in mean)
-    std_t = tuple(float(v) for v in std)
-    if len(mean_t) != train.shape[1] or len(std_t) != train.shape[1]:
-        raise UsageError(
-            f"{name} images have {train.shape[1]} channels but {len(mean_t)} mean / {len(std_t)} std "
-            "values were given; give one per channel."
-        )
-    if any(s <= 0 for s in std_t):
-        raise UsageError(f"Normalization std must be positive, got {std_t}.")
+    names = _class_names(name, class_names, num_classes, ytr, yte)
+    mean_t, std_t = _normalization(name, train, mean, std)
     return InMemoryDataset(
         name=name,
         train_images=train,

@@ -1,4 +1,4 @@
-"""Energy scores and the partitions built from them (DESIGN §1).
+"""Energy scores and the partitions built from them (docs/method.md#energy-score, #thresholds-and-partitions).
 
 ``E(x) = -T_E * logsumexp(z(x) / T_E)``: low energy = confident teacher.
 Thresholds follow the authors' released indexing; the comparison rule for the
@@ -15,9 +15,19 @@ if TYPE_CHECKING:
     import torch
 
 LowRule = Literal["released", "paper"]
+LOW_RULES: tuple[LowRule, ...] = ("released", "paper")
 
 # T_E, the temperature of the energy score: the paper's and the released code's value.
 ENERGY_TEMPERATURE = 4.0
+
+
+def as_low_rule(value: str) -> LowRule:
+    """A checked low-side comparison rule (``released``: ``E < E_low``; ``paper``: ``E <= E_low``)."""
+    if value == "released":
+        return "released"
+    if value == "paper":
+        return "paper"
+    raise ValueError(f"low_rule must be one of {', '.join(LOW_RULES)}, got {value!r}")
 
 
 def energy(logits: torch.Tensor, temperature: float = ENERGY_TEMPERATURE) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The store: one directory holding trained/imported weights, score files and runs.
 
-Layout (DESIGN §3)::
+Layout (docs/architecture.md#the-store)::
 
     models/<dataset>/<model>.safetensors
     scores/<dataset>/<teacher>.safetensors

@@ -97,5 +97,5 @@ def weights_sha256(weights: Any) -> str:
             )
         flat = value.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{key}|{str(flat.dtype).removeprefix('torch.')}|{list(value.shape)}\n".encode())
-        digest.update(memoryview(flat.view(torch.uint8).numpy()))
+        digest.update(flat.view(torch.uint8).numpy().data)
     return digest.hexdigest()

@@ -524,68 +524,67 @@ def table4() -> list[Experiment]:
 
 def table5() -> list[Experiment]:
     """KD, KD + CutMix on all data, and KD + HE-DA at 20-50 % (energy-selected CutMix)."""
+    return [row for pair in TABLE5_PAIRS for row in table5_pair(pair)]
+
+
+def table5_pair(pair: Pair) -> list[Experiment]:
+    """Table 5's rows of one teacher/student pair."""
     rows = []
-    for pair in TABLE5_PAIRS:
-        numbers = TABLE5[pair]
-        note = recipe_note("cifar", pair[1])
-        rows.append(
-            Experiment(
-                "table5",
-                stem("kd", pair),
-                f"Table 5 (CIFAR-100), {label(pair)}: KD baseline.",
-                top1(numbers[0]),
-                body(pair, "kd", "cifar", distiller=kd_options()),
-                [note],
-                cifar_teacher(pair[0]),
-            )
+    numbers = TABLE5[pair]
+    note = recipe_note("cifar", pair[1])
+    rows.append(
+        Experiment(
+            "table5",
+            stem("kd", pair),
+            f"Table 5 (CIFAR-100), {label(pair)}: KD baseline.",
+            top1(numbers[0]),
+            body(pair, "kd", "cifar", distiller=kd_options()),
+            [note],
+            cifar_teacher(pair[0]),
         )
+    )
+    rows.append(
+        Experiment(
+            "table5",
+            stem("kd-cutmix100", pair),
+            f"Table 5 (CIFAR-100), {label(pair)}: KD + CutMix on 100% of the data.",
+            top1(numbers[1]),
+            body(
+                pair, "kd", "cifar", augment="cutmix", distiller=kd_options(), augmentation={"mode": "extra"}
+            ),
+            [
+                "Every batch gets a mixed copy (mode extra) with a KD term at T 4, as released.",
+                note,
+            ],
+            cifar_teacher(pair[0]),
+        )
+    )
+    for rate, value in zip(TABLE5_RATES, numbers[2:], strict=True):
+        percent = round(rate * 100)
         rows.append(
             Experiment(
                 "table5",
-                stem("kd-cutmix100", pair),
-                f"Table 5 (CIFAR-100), {label(pair)}: KD + CutMix on 100% of the data.",
-                top1(numbers[1]),
+                stem(f"kd-he_cutmix{percent}", pair),
+                f"Table 5 (CIFAR-100), {label(pair)}: KD + HE-DA ({percent}%), CutMix on the "
+                f"highest-energy {percent}% of the training set.",
+                top1(value),
                 body(
                     pair,
                     "kd",
                     "cifar",
-                    augment="cutmix",
+                    augment="he-cutmix",
+                    rate=rate,
                     distiller=kd_options(),
                     augmentation={"mode": "extra"},
                 ),
                 [
-                    "Every batch gets a mixed copy (mode extra) with a KD term at T 4, as released.",
+                    "rate = the HE-DA rate r; the high-energy set comes from the teacher's score "
+                    "file (ekd score runs first when it is missing).",
                     note,
                 ],
                 cifar_teacher(pair[0]),
             )
         )
-        for rate, value in zip(TABLE5_RATES, numbers[2:], strict=True):
-            percent = round(rate * 100)
-            rows.append(
-                Experiment(
-                    "table5",
-                    stem(f"kd-he_cutmix{percent}", pair),
-                    f"Table 5 (CIFAR-100), {label(pair)}: KD + HE-DA ({percent}%), CutMix on the "
-                    f"highest-energy {percent}% of the training set.",
-                    top1(value),
-                    body(
-                        pair,
-                        "kd",
-                        "cifar",
-                        augment="he-cutmix",
-                        rate=rate,
-                        distiller=kd_options(),
-                        augmentation={"mode": "extra"},
-                    ),
-                    [
-                        "rate = the HE-DA rate r; the high-energy set comes from the teacher's score "
-                        "file (ekd score runs first when it is missing).",
-                        note,
-                    ],
-                    cifar_teacher(pair[0]),
-                )
-            )
     return rows
 
 

@@ -188,3 +188,27 @@ def test_two_distributions_declaring_one_entry_point_name_is_an_error(site: Path
     assert message.startswith("plugin name 'toy' is declared by both distribution ")
     assert "'ekd_dup' (module dup_models)" in message and "'ekd_toy' (module toy_models)" in message
     assert message.endswith("; uninstall one of them.")
+
+
+def test_a_checkout_that_is_not_installed_still_has_its_builtins() -> None:
+    """Without the installed packages' path hooks (-S, no .pth files) ekd_plugins is found beside ekdcli."""
+    import site
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1], *sys.argv[2:]]\n"
+        "import importlib.util; print(importlib.util.find_spec('ekd_plugins') is None)\n"
+        "from ekdcli.sdk.plugins import discover\n"
+        "found = discover(); print(sorted(p.name for p in found.plugins if p.name.startswith('ekd.')))\n"
+        "print(found.registries['models'].get('resnet8').plugin)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(root), *site.getsitepackages()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    before, plugins, owner = done.stdout.splitlines()
+    assert before == "True"  # not importable until the plugin manager adds plugins/ to the path
+    assert plugins == "['ekd.augmentations', 'ekd.datasets', 'ekd.distillers', 'ekd.models']"
+    assert owner == "ekd.models"

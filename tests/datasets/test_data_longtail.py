@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ekd_plugins.datasets.longtail import cifar100_lt, long_tail_counts, make_long_tailed
+from ekd_plugins.datasets.longtail import cifar100_lt
 
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.data import describe_class_counts
+from ekdcli.sdk.longtail import keep_per_class, long_tail_counts, make_long_tailed, subsample_per_class
 from ekdcli.util.errors import UsageError
 
 TINY100 = Path(os.environ.get("EKD_SHARED_DATA", "/work/shared/data")) / "tiny_cifar100.npz"
@@ -150,3 +151,39 @@ def test_commands_print_the_class_counts(tmp_path: Path, ekd) -> None:
     assert "  class counts: " + " ".join(map(str, expected)) + "\n" in out
     code, out, err = ekd("evaluate", weights, *where, "--json")  # --json: stdout stays pure JSON
     assert code == 0 and out.lstrip().startswith("{") and "class counts: " in err
+
+
+def test_keep_per_class_takes_the_requested_counts_in_order() -> None:
+    labels = np.array([2, 0, 1, 0, 2, 1, 0, 2, 0, 1], dtype=np.int64)
+    keep = keep_per_class(labels, [3, 1, 2], seed=5)
+    assert np.all(np.diff(keep) > 0)
+    assert np.bincount(labels[keep], minlength=3).tolist() == [3, 1, 2]
+    np.testing.assert_array_equal(keep, keep_per_class(labels, [3, 1, 2], seed=5))
+    assert not np.array_equal(
+        keep_per_class(labels, [1, 1, 1], seed=5), keep_per_class(labels, [1, 1, 1], seed=6)
+    )
+
+
+def test_subsample_per_class_is_what_a_plugin_builds_a_long_tail_from() -> None:
+    from ekdcli.sdk.data import from_arrays
+
+    labels = np.repeat(np.arange(3), 4)
+    images = np.arange(12 * 2 * 2, dtype=np.uint8).reshape(12, 2, 2, 1) * 5
+    data = from_arrays("toy", images, labels, images[:3], labels[:3], layout="NHWC")
+    lt = subsample_per_class(data, [4, 2, 1], seed=0, name="toy-lt", profile="mine", imbalance_factor=0.25)
+    assert torch.bincount(lt.train_labels).tolist() == [4, 2, 1] and lt.name == "toy-lt"
+    assert lt.info == {
+        "base": "toy",
+        "profile": "mine",
+        "imbalance_factor": 0.25,
+        "seed": 0,
+        "class_counts": [4, 2, 1],
+    }
+    kept = lt.train_images[
+        :, 0, 0, 0
+    ].tolist()  # each kept image is one of its class's, in the original order
+    assert kept == sorted(kept) and torch.equal(lt.test_images, data.test_images)
+    with pytest.raises(UsageError, match="has 4 training images but the profile asks for 5"):
+        subsample_per_class(data, [5, 1, 1], seed=0, name="x")
+    with pytest.raises(UsageError, match="leaves the smallest class with 0 of 4 images"):
+        subsample_per_class(data, [4, 0, 1], seed=0, name="x", imbalance_factor=0.01)

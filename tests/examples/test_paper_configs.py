@@ -4,7 +4,7 @@ Nothing is trained and no data is read: each file goes through the same
 resolution ``ekd distill`` does before it touches data (config -> registries
 -> plan_methods -> factories -> recipe), and the settings that define each
 paper row are checked against values written out here independently of the
-generator (mdistiller's configs, the released Energy KD settings, DESIGN §1).
+generator (mdistiller's configs, the released Energy KD settings, docs/method.md#training-recipes).
 """
 
 from __future__ import annotations

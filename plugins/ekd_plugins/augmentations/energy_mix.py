@@ -1,4 +1,4 @@
-"""HE-DA and its variants: CutMix / MixUp on the samples chosen by teacher energy (DESIGN §1).
+"""HE-DA and its variants: CutMix / MixUp on the samples chosen by teacher energy (docs/method.md#he-da).
 
 Registered names (factory ``name(**options)``):
 
@@ -39,6 +39,7 @@ Engine contract, per training step with clean batch ``x, y, idx``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,6 +49,7 @@ from ekd_plugins.augmentations import mixing
 from ekd_plugins.augmentations.options import parse_options
 from ekd_plugins.augmentations.selection import EnergySelection
 from ekdcli.sdk.contracts import Augmentation, EnergyContext, MixResult
+from ekdcli.sdk.energy import as_low_rule
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.losses import kd_loss
 
@@ -59,10 +61,10 @@ class EnergyMix(Augmentation):
         self.name = name
         self.kind = kind
         self.options = parse_options(name, kind, selection, options)
-        self.mode = self.options.mode  # type: ignore[assignment]
+        self.mode = "replace" if self.options.mode == "replace" else "extra"
         self.selection = EnergySelection(
-            selection, self.options.rate, self.options.source, self.options.low_rule
-        )  # type: ignore[arg-type]
+            selection, self.options.rate, self.options.source, as_low_rule(self.options.low_rule)
+        )
         self.needs_energy = self.selection.needs_energy
 
     def setup(self, energy: EnergyContext | None) -> None:
@@ -111,7 +113,7 @@ class EnergyMix(Augmentation):
         return terms
 
 
-def _factory(name: str, kind: str, selection: str):  # type: ignore[no-untyped-def]
+def _factory(name: str, kind: str, selection: str) -> Callable[..., EnergyMix]:
     def build(**options: Any) -> EnergyMix:
         return EnergyMix(name, kind, selection, **options)
 

@@ -14,66 +14,68 @@ _PKG = "ekd_plugins.datasets"
 _CIFAR_ROOT = "an .npz file or a directory with the .npz or torchvision's folder"
 
 
+def _in_memory(classes: int, channels: int = 3, **extra: Any) -> dict[str, Any]:
+    return {"kind": "in-memory", "classes": classes, "image_size": 32, "channels": channels, **extra}
+
+
+_LT_OPTIONS = {"imbalance_factor": 0.01, "profile": "exp|step", "seed": 0}
+_LT_TEXT = "(n_min/n_max = imbalance_factor; test set balanced)"
+
+# name, "module:function", aliases, description, info
+_TABLE: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
+    (
+        "cifar100",
+        "cifar:cifar100",
+        ("cifar-100",),
+        f"CIFAR-100, 32x32 RGB; --data-root is {_CIFAR_ROOT} (cifar-100-python/); --download",
+        _in_memory(100),
+    ),
+    (
+        "cifar10",
+        "cifar:cifar10",
+        ("cifar-10",),
+        f"CIFAR-10, 32x32 RGB; --data-root is {_CIFAR_ROOT} (cifar-10-batches-py/); --download",
+        _in_memory(10),
+    ),
+    (
+        "cifar100-lt",
+        "longtail:cifar100_lt",
+        ("cifar100_lt",),
+        f"long-tailed CIFAR-100 {_LT_TEXT}",
+        _in_memory(100, options=_LT_OPTIONS),
+    ),
+    (
+        "cifar10-lt",
+        "longtail:cifar10_lt",
+        ("cifar10_lt",),
+        f"long-tailed CIFAR-10 {_LT_TEXT}",
+        _in_memory(10, options=_LT_OPTIONS),
+    ),
+    (
+        "digits",
+        "digits:digits",
+        ("default", "embedded"),
+        "embedded default: scikit-learn's 1,797 real handwritten digits, 32x32 grey, no download",
+        _in_memory(10, channels=1, train=1442, test=355),
+    ),
+    (
+        "fake",
+        "fake:fake",
+        (),
+        "seeded synthetic template+noise images for tests and smoke runs",
+        _in_memory(10, options={"n_train": 512, "n_test": 128, "num_classes": 10, "seed": 0}),
+    ),
+    (
+        "imagenet",
+        "imagenet:imagenet",
+        (),
+        "ImageFolder root with train/ and val/ (ImageNet-1k or any), read by DataLoader workers",
+        {"kind": "folder", "classes": 1000, "image_size": 224, "channels": 3, "recipe": "imagenet"},
+    ),
+]
+
+
 @hookimpl
 def register_datasets(register: Callable[..., Any]) -> None:
-    register(
-        "cifar100",
-        f"{_PKG}.cifar:cifar100",
-        aliases=("cifar-100",),
-        description=f"CIFAR-100, 32x32 RGB; --data-root is {_CIFAR_ROOT} (cifar-100-python/); --download",
-        info={"kind": "in-memory", "classes": 100, "image_size": 32, "channels": 3},
-    )
-    register(
-        "cifar10",
-        f"{_PKG}.cifar:cifar10",
-        aliases=("cifar-10",),
-        description=f"CIFAR-10, 32x32 RGB; --data-root is {_CIFAR_ROOT} (cifar-10-batches-py/); --download",
-        info={"kind": "in-memory", "classes": 10, "image_size": 32, "channels": 3},
-    )
-    options = {"imbalance_factor": 0.01, "profile": "exp|step", "seed": 0}
-    register(
-        "cifar100-lt",
-        f"{_PKG}.longtail:cifar100_lt",
-        aliases=("cifar100_lt",),
-        description="long-tailed CIFAR-100 (n_min/n_max = imbalance_factor; test set balanced)",
-        info={"kind": "in-memory", "classes": 100, "image_size": 32, "channels": 3, "options": options},
-    )
-    register(
-        "cifar10-lt",
-        f"{_PKG}.longtail:cifar10_lt",
-        aliases=("cifar10_lt",),
-        description="long-tailed CIFAR-10 (n_min/n_max = imbalance_factor; test set balanced)",
-        info={"kind": "in-memory", "classes": 10, "image_size": 32, "channels": 3, "options": options},
-    )
-    register(
-        "digits",
-        f"{_PKG}.digits:digits",
-        aliases=("default", "embedded"),
-        description="embedded default: scikit-learn's 1,797 real handwritten digits, 32x32 grey, no download",
-        info={
-            "kind": "in-memory",
-            "classes": 10,
-            "image_size": 32,
-            "channels": 1,
-            "train": 1442,
-            "test": 355,
-        },
-    )
-    register(
-        "fake",
-        f"{_PKG}.fake:fake",
-        description="seeded synthetic template+noise images for tests and smoke runs",
-        info={
-            "kind": "in-memory",
-            "classes": 10,
-            "image_size": 32,
-            "channels": 3,
-            "options": {"n_train": 512, "n_test": 128, "num_classes": 10, "seed": 0},
-        },
-    )
-    register(
-        "imagenet",
-        f"{_PKG}.imagenet:imagenet",
-        description="ImageFolder root with train/ and val/ (ImageNet-1k or any), read by DataLoader workers",
-        info={"kind": "folder", "classes": 1000, "image_size": 224, "channels": 3, "recipe": "imagenet"},
-    )
+    for name, target, aliases, description, info in _TABLE:
+        register(name, f"{_PKG}.{target}", aliases=aliases, description=description, info=info)

@@ -26,7 +26,7 @@ DKD_BETAS: dict[tuple[str, str], float] = {
     ("resnet32x4", "ShuffleV1"): 8.0,
     ("resnet32x4", "ShuffleV2"): 8.0,
     ("wrn_40_2", "ShuffleV1"): 8.0,
-    # ImageNet (DESIGN §1: T = 1, warmup 1 there)
+    # ImageNet (docs/method.md#training-recipes: T = 1, warmup 1 there)
     ("resnet34", "resnet18"): 0.5,
     ("resnet50", "mobilenetv1"): 2.0,
 }

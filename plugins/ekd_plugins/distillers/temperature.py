@@ -1,4 +1,4 @@
-"""The energy temperature rule shared by Energy KD and Energy DKD (DESIGN §1).
+"""The energy temperature rule shared by Energy KD and Energy DKD (docs/method.md#temperature-rule-paper-vs-released-code).
 
 Two presets, because the paper and the authors' released code disagree:
 
@@ -20,7 +20,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ekd_plugins.distillers.pairs import energy_rate_for
-from ekdcli.sdk.energy import ENERGY_TEMPERATURE
+from ekdcli.sdk.energy import ENERGY_TEMPERATURE, LowRule, as_low_rule
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.options import as_choice, as_float, as_int, as_rate, given, pick
 
@@ -61,8 +61,8 @@ class TemperatureRule:
         self.preset = as_choice(method, "preset", options.get("preset") or "paper", PRESETS)
         preset = PRESETS[self.preset]
         self.source = as_choice(method, "source", options.get("source") or preset["source"], SOURCES)
-        self.low_rule = as_choice(
-            method, "low_rule", options.get("low_rule") or preset["low_rule"], LOW_RULES
+        self.low_rule: LowRule = as_low_rule(
+            as_choice(method, "low_rule", options.get("low_rule") or preset["low_rule"], LOW_RULES)
         )
         self.apply = as_choice(method, "apply", options.get("apply") or "both", APPLY)
         self.energy_temperature = as_float(

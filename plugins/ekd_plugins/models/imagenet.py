@@ -98,7 +98,7 @@ class MobileNetV1(nn.Module):
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
         super().__init__()
-        layers = [_conv_bn(check_in_channels(in_channels), 32, 2)]
+        layers: list[nn.Module] = [_conv_bn(check_in_channels(in_channels), 32, 2)]
         channels = 32
         for width, stride in _MV1_LAYERS:
             layers.append(_conv_dw(channels, width, stride))

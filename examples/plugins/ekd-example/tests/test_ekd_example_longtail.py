@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
-import numpy as np
 import pytest
 import torch
-from ekd_example.longtail import digits_lt, keep_per_class, zipf_counts
+from ekd_example.longtail import digits_lt, zipf_counts
 
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.errors import UsageError
@@ -47,14 +46,6 @@ def test_zipf_counts_reject_factors_outside_zero_one() -> None:
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(UsageError, match="imbalance_factor must be in \\(0, 1\\]"):
             zipf_counts(10, 100, bad)
-
-
-def test_keep_per_class_takes_the_requested_counts_in_order() -> None:
-    labels = np.array([2, 0, 1, 0, 2, 1, 0, 2, 0, 1], dtype=np.int64)
-    keep = keep_per_class(labels, [3, 1, 2], seed=5)
-    assert np.all(np.diff(keep) > 0)
-    assert np.bincount(labels[keep], minlength=3).tolist() == [3, 1, 2]
-    np.testing.assert_array_equal(keep, keep_per_class(labels, [3, 1, 2], seed=5))
 
 
 def test_digits_lt_is_a_zipf_subset_of_the_digits(digits: InMemoryDataset) -> None:

@@ -18,16 +18,12 @@ scikit-learn), so tests can train on it.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
-
-import numpy as np
-import torch
 
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.longtail import PROFILES as CORE_PROFILES
-from ekdcli.sdk.longtail import make_long_tailed
+from ekdcli.sdk.longtail import class_sizes, make_long_tailed, subsample_per_class
 from ekdcli.sdk.options import as_float, as_int, check_names, owner
 
 PROFILES = ("zipf", *CORE_PROFILES)
@@ -53,53 +49,18 @@ def zipf_counts(num_classes: int, n_max: int, imbalance_factor: float) -> list[i
     return [int(math.floor(n_max * (c + 1) ** -exponent + 1e-9)) for c in range(num_classes)]
 
 
-def keep_per_class(labels: np.ndarray, counts: list[int], seed: int) -> np.ndarray:
-    """Sorted indices of a seeded random subset with ``counts[c]`` samples of each class ``c``.
-
-    One random key per sample; within each class the samples with the smallest keys win.
-    Vectorized: one lexsort, no loop over classes.
-    """
-    keys = np.random.default_rng(seed).random(labels.shape[0])
-    order = np.lexsort((keys, labels))  # by class, then by random key
-    sorted_labels = labels[order]
-    first = np.searchsorted(sorted_labels, np.arange(len(counts)))
-    rank = np.arange(labels.shape[0]) - first[sorted_labels]
-    return np.sort(order[rank < np.asarray(counts)[sorted_labels]])
-
-
 def make_zipf_long_tailed(
     dataset: InMemoryDataset, imbalance_factor: float, seed: int = 0, *, name: str | None = None
 ) -> InMemoryDataset:
     """A Zipf long-tailed copy of ``dataset``; the head keeps as many images as the smallest class has."""
-    labels = dataset.train_labels.cpu().numpy().astype(np.int64)
-    available = np.bincount(labels, minlength=dataset.num_classes)[: dataset.num_classes]
-    head = int(available.min())
-    if head < 1:
-        raise UsageError(
-            f"{dataset.name} has a class without training images; a long-tailed subset needs every class "
-            "(drop --limit-train or raise it)."
-        )
-    counts = zipf_counts(dataset.num_classes, head, imbalance_factor)
-    if min(counts) < 1:
-        raise UsageError(
-            f"imbalance_factor {imbalance_factor} leaves the smallest class with 0 of {head} images; "
-            f"use a factor of at least {1.0 / head:g}."
-        )
-    keep = torch.from_numpy(keep_per_class(labels, counts, seed)).to(dataset.train_images.device)
-    info: dict[str, Any] = dict(dataset.info)
-    info.update(
-        base=dataset.name,
+    counts = zipf_counts(dataset.num_classes, int(class_sizes(dataset).min()), imbalance_factor)
+    return subsample_per_class(
+        dataset,
+        counts,
+        seed,
+        name=name or f"{dataset.name}-lt",
         imbalance_factor=float(imbalance_factor),
         profile="zipf",
-        seed=seed,
-        class_counts=counts,
-    )
-    return replace(
-        dataset,
-        name=name or f"{dataset.name}-lt",
-        train_images=dataset.train_images.index_select(0, keep).contiguous(),
-        train_labels=dataset.train_labels.index_select(0, keep).contiguous(),
-        info=info,
     )
 
 

@@ -17,14 +17,14 @@ from torch import nn
 
 from ekdcli.sdk.errors import PluginError, UsageError
 
-_ADAPTED: dict[type, type] = {}
+_ADAPTED: dict[type[nn.Module], type[nn.Module]] = {}
 
 
-def _adapted_class(base: type) -> type:
+def _adapted_class(base: type[nn.Module]) -> type[nn.Module]:
     """``base`` with ``forward(x, return_features=False)``; one subclass per timm class."""
-    cls = _ADAPTED.get(base)
-    if cls is not None:
-        return cls
+    known = _ADAPTED.get(base)
+    if known is not None:
+        return known
 
     def forward(self: Any, x: torch.Tensor, return_features: bool = False) -> Any:
         if not return_features:
@@ -36,7 +36,7 @@ def _adapted_class(base: type) -> type:
         pooled = self.forward_head(feats, pre_logits=True)
         return logits, {"feats": [feats], "pooled": pooled}
 
-    cls = type(base.__name__, (base,), {"forward": forward, "__module__": base.__module__})
+    cls: type[nn.Module] = type(base.__name__, (base,), {"forward": forward, "__module__": base.__module__})
     _ADAPTED[base] = cls
     return cls
 
