@@ -49,7 +49,7 @@ _RESUMABLE_CHANGES = ("epochs", "eval_every")
 
 @dataclass
 class FitResult:
-    """What a training run achieved; accuracies in percent, epochs 1-based."""
+    """What a training run achieved; accuracies as fractions in [0, 1], epochs 1-based."""
 
     best_top1: float
     best_top5: float
@@ -503,8 +503,8 @@ class Trainer:
             "images_per_s": meters.images / max(meters.train_seconds, 1e-9),
         }
         if meters.scored:
-            record["train_top1"] = 100.0 * meters.correct / meters.scored
-            record["train_top5"] = 100.0 * meters.correct5 / meters.scored
+            record["train_top1"] = meters.correct / meters.scored
+            record["train_top5"] = meters.correct5 / meters.scored
         improved = False
         if evaluation is not None:
             record.update(
@@ -536,9 +536,9 @@ class Trainer:
             return
         text = f"epoch {record['epoch']}/{self.recipe.epochs}  loss {record['loss']:.4f}"
         if "train_top1" in record:
-            text += f"  train {record['train_top1']:.2f}%"
+            text += f"  train {100 * record['train_top1']:.2f}%"
         if "test_top1" in record:
-            text += f"  test top-1 {record['test_top1']:.2f}% top-5 {record['test_top5']:.2f}%"
+            text += f"  test top-1 {100 * record['test_top1']:.2f}% top-5 {100 * record['test_top5']:.2f}%"
         if "augmented" in record["stats"]:  # samples an augmentation mixed this epoch (HE-DA & co)
             text += f"  mixed {record['stats']['augmented']:.0f}"
         text += f"  lr {record['lr']:.4g}  {record['images_per_s']:.0f} img/s  {record['seconds']:.1f} s"

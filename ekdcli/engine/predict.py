@@ -92,7 +92,7 @@ def predict_batches(
 def evaluate_batches(
     model: torch.nn.Module, batches: DeviceBatches | LoaderBatches, runtime: Runtime
 ) -> dict[str, Any]:
-    """Top-1 / top-5 accuracy (percent) and mean cross-entropy over prepared batches."""
+    """Top-1 / top-5 accuracy (fractions) and mean cross-entropy over prepared batches."""
     sums = torch.zeros(4, dtype=torch.float64, device=runtime.device)  # correct1, correct5, loss, n
     for logits, labels in iter_logits(model, batches, runtime):
         k = min(5, logits.shape[1])
@@ -110,8 +110,8 @@ def evaluate_batches(
     correct1, correct5, loss, n = sums.tolist()
     denom = max(n, 1.0)
     return {
-        "top1": 100.0 * correct1 / denom,
-        "top5": 100.0 * correct5 / denom,
+        "top1": correct1 / denom,
+        "top5": correct5 / denom,
         "loss": loss / denom,
         "n": int(n),
     }
@@ -125,7 +125,7 @@ def evaluate_model(
     limit: int | None = None,
     batch_size: int = 256,
 ) -> dict[str, Any]:
-    """``{"top1", "top5", "loss", "n"}`` of ``model`` on a split (accuracies in percent)."""
+    """``{"top1", "top5", "loss", "n"}`` of ``model`` on a split (accuracies as fractions)."""
     runtime = runtime or Runtime()
     batches = make_batches(dataset, split, runtime, batch_size, train=False, limit=limit)
     return evaluate_batches(model, batches, runtime)

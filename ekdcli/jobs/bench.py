@@ -251,7 +251,7 @@ def format_bench(payload: dict[str, Any]) -> str:
         if with_none:
             line += f" {row['vs_no_augmentation_pct']:>+8.2f}%"
         if with_acc:
-            line += f" {row.get('best_top1', math.nan):>11.2f} {row.get('last_top1', math.nan):>11.2f}"
+            line += f" {100 * row.get('best_top1', math.nan):>11.2f} {100 * row.get('last_top1', math.nan):>11.2f}"
         lines.append(line)
     reference = next(row["rate"] for row in payload["rows"] if row["rate"] is not None)
     lines.append(

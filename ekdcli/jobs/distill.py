@@ -318,8 +318,8 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     described = objective.describe()
     _report_rule(say, job.distiller.describe(), described["distiller"])
     say.say(
-        f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 {result.last_top1:.2f}% "
-        f"/ top-5 {result.last_top5:.2f}%; run directory {run_dir}"
+        f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 "
+        f"{100 * result.last_top1:.2f}% / top-5 {100 * result.last_top5:.2f}%; run directory {run_dir}"
     )
     return {
         "run_dir": str(run_dir),

@@ -290,7 +290,7 @@ def _group_accuracy(
         count = int(index.numel())
         result["groups"][name] = {
             **student[name],
-            "teacher_accuracy": 100.0 * float(teacher_correct[index].mean()) if count else None,
+            "teacher_accuracy": float(teacher_correct[index].mean()) if count else None,
         }
     return result
 

@@ -80,11 +80,12 @@ def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------ text
 def _pct(value: Any, digits: int = 2) -> str:
-    return f"{value:.{digits}f}" if finite(value) else "-"
+    """A fraction as a percentage without the sign (``0.4567`` -> ``45.67``); ``-`` when missing."""
+    return f"{100 * value:.{digits}f}" if finite(value) else "-"
 
 
-def _cell(stats: dict[str, Any], scale: float = 1.0) -> str:
-    """``mean ± std``; a single value (no std) alone."""
+def _cell(stats: dict[str, Any], scale: float = 100.0) -> str:
+    """``mean ± std`` of fractions, in percent; a single value (no std) alone."""
     if stats["mean"] is None:
         return "-"
     if stats["std"] is None:
@@ -126,7 +127,7 @@ def _classes_line(result: dict[str, Any]) -> list[str]:
     k = min(SHOWN_CLASSES, len(ranked) // 2)
 
     def show(items: list[tuple[float, int]]) -> str:
-        return ", ".join(f"{names[i]} {a:.1f}%" for a, i in items)
+        return ", ".join(f"{names[i]} {100 * a:.1f}%" for a, i in items)
 
     return [f"  worst classes: {show(ranked[:k])}", f"  best classes:  {show(ranked[::-1][:k])}"]
 
@@ -150,7 +151,7 @@ def format_target(result: dict[str, Any]) -> str:
         f"{result['target']}: {result['label']}{which} weights on {result['data']} {result['split']} "
         f"({result['n']} images, {result['precision']})",
         f"  top-1 {_pct(result['top1'])}%  top-5 {_pct(result['top5'])}%  NLL {result['nll']:.4f}  "
-        f"ECE {100 * result['ece']:.2f}%",
+        f"ECE {_pct(result['ece'])}%",
     ]
     run = result["run"]
     if run is not None:
@@ -189,7 +190,7 @@ def format_evaluation(payload: dict[str, Any]) -> str:
                 _pct(r["top1"]),
                 _pct(r["top5"]),
                 f"{r['nll']:.4f}",
-                f"{100 * r['ece']:.2f}",
+                _pct(r["ece"]),
                 _pct(run.get("best_top1")),
                 _pct(run.get("last_top1")),
                 *(_pct(groups.get(g, {}).get("accuracy")) for g in ("low", "others", "high")),
@@ -203,7 +204,7 @@ def format_evaluation(payload: dict[str, Any]) -> str:
             _cell(g["best_top1"]),
             _cell(g["last_top1"]),
             _cell(g["top1"]),
-            _cell(g["ece"], 100.0),
+            _cell(g["ece"]),
         ]
         for g in group_results_sorted(payload["groups"])
     ]

@@ -76,7 +76,7 @@ def run_train(
         save_tensors(model_path, *_kept_weights(result, keep, metadata, run_dir))
     ddp.barrier()  # the other ranks may load these weights next (a teacher trained inside distill)
     out.say(
-        f"done: best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}), last {result.last_top1:.2f}%; "
+        f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last {100 * result.last_top1:.2f}%; "
         f"{keep} weights saved to {model_path}"
     )
     summary = {
@@ -96,7 +96,9 @@ def _replacing(model_path: Path) -> str:
     """What a new run replaces in the store."""
     previous = read_metadata(model_path)
     top1 = meta_value(previous, "top1")
-    accuracy = f"top-1 {top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
+    if isinstance(top1, (int, float)) and top1 > 1:  # files written before accuracies became fractions
+        top1 = top1 / 100
+    accuracy = f"top-1 {100 * top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
     return (
         f"replacing {model_path} ({accuracy}, from {meta_value(previous, 'run_dir', 'elsewhere')}); "
         "train with --name NAME to keep both"

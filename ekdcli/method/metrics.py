@@ -2,7 +2,7 @@
 
 Pure functions of ``logits [N, K]`` (any float dtype, any device) and integer ``labels [N]``.
 Sums run in float64 so the numbers do not depend on the batch order or the logits' precision;
-results come back as Python floats (accuracies in percent, ECE as a fraction in [0, 1]).
+results come back as Python floats; accuracies and ECE are fractions in [0, 1] (docs/configuration.md#units).
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
-    """Top-k accuracy in percent for each k (k larger than the number of classes counts every class)."""
+    """Top-k accuracy (a fraction) for each k (k larger than the number of classes counts every class)."""
     z, y = _check(logits, labels)
     kmax = min(max(ks), z.shape[1])
     top = z.topk(kmax, dim=1).indices  # sorted, so the first k columns are the top k
     hits = top == y[:, None]
     n = y.numel()
-    return {k: 100.0 * float(hits[:, : min(k, kmax)].any(dim=1).sum()) / n for k in ks}
+    return {k: float(hits[:, : min(k, kmax)].any(dim=1).sum()) / n for k in ks}
 
 
 def nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -87,7 +87,7 @@ def calibration_bins(
 
 
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> float:
-    """ECE = sum_b |B_b|/N * |acc_b - conf_b| over equal-width confidence bins (a fraction, not percent)."""
+    """ECE = sum_b |B_b|/N * |acc_b - conf_b| over equal-width confidence bins (a fraction)."""
     bins = calibration_bins(logits, labels, n_bins)
     n = float(bins["count"].sum())
     return float((bins["count"] / n * (bins["accuracy"] - bins["confidence"]).abs()).sum())
@@ -96,7 +96,7 @@ def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bin
 def per_class_accuracy(
     logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None
 ) -> list[float | None]:
-    """Top-1 accuracy in percent of each class; ``None`` for a class with no samples."""
+    """Top-1 accuracy (a fraction) of each class; ``None`` for a class with no samples."""
     import torch
 
     z, y = _check(logits, labels)
@@ -104,7 +104,7 @@ def per_class_accuracy(
     correct = (z.argmax(dim=1) == y).double()
     count = torch.bincount(y, minlength=k).double()
     hits = torch.bincount(y, weights=correct, minlength=k)
-    acc = (100.0 * hits / count.clamp(min=1.0)).tolist()
+    acc = (hits / count.clamp(min=1.0)).tolist()
     return [a if c > 0 else None for a, c in zip(acc, count.tolist(), strict=True)]
 
 
@@ -123,7 +123,7 @@ def long_tail_membership(class_counts: Sequence[int]) -> dict[str, list[int]]:
 def long_tail_accuracy(
     logits: torch.Tensor, labels: torch.Tensor, class_counts: Sequence[int]
 ) -> dict[str, dict[str, Any]]:
-    """Accuracy (percent, over the evaluated samples) of the many/medium/few-shot classes.
+    """Accuracy (a fraction, over the evaluated samples) of the many/medium/few-shot classes.
 
     ``class_counts[c]`` is the number of TRAINING images of class ``c``. A group with no evaluated
     samples has accuracy ``None``.
@@ -146,7 +146,7 @@ def long_tail_accuracy(
         out[name] = {
             "classes": len(classes),
             "samples": n,
-            "accuracy": 100.0 * float(correct[rows].sum()) / n if n else None,
+            "accuracy": float(correct[rows].sum()) / n if n else None,
         }
     return out
 
@@ -154,7 +154,7 @@ def long_tail_accuracy(
 def index_group_accuracy(
     logits: torch.Tensor, labels: torch.Tensor, groups: Mapping[str, torch.Tensor]
 ) -> dict[str, dict[str, Any]]:
-    """Accuracy (percent) on each group of sample indices (e.g. low / others / high energy sets)."""
+    """Accuracy (a fraction) on each group of sample indices (e.g. low / others / high energy sets)."""
     import torch
 
     z, y = _check(logits, labels)
@@ -170,7 +170,7 @@ def index_group_accuracy(
         count = int(rows.numel())
         out[name] = {
             "count": count,
-            "accuracy": 100.0 * float(correct[rows].sum()) / count if count else None,
+            "accuracy": float(correct[rows].sum()) / count if count else None,
         }
     return out
 

@@ -11,7 +11,9 @@ report tools (readers) agree on it::
     checkpoint.pt      what --resume needs (written by the engine's checkpoint module)
     summary.json       written once, when the run has trained all its epochs
 
-Every file is written atomically: a crash leaves the previous version in place.
+Every file is written atomically: a crash leaves the previous version in place.  Accuracies are
+fractions in [0, 1] (``environment.json`` says ``"run_format": 2``); the readers convert the
+percentages of run directories written before (format 1), so old runs compare with new ones.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ CHECKPOINT = "checkpoint.pt"
 WHICH = ("best", "last")
 # the files that make a directory a run directory (any one of them)
 RUN_FILES = (CONFIG, METRICS, SUMMARY, BEST, LAST)
+# 2: accuracies as fractions; 1 (no "run_format" in environment.json): accuracies in percent
+RUN_FORMAT = 2
+_ACCURACY_KEYS = (
+    "train_top1",
+    "train_top5",
+    "test_top1",
+    "test_top5",
+    "best_top1",
+    "best_top5",
+    "last_top1",
+    "last_top5",
+)
 
 
 class RunWriter:
@@ -58,7 +72,7 @@ class RunWriter:
         config = self.run_dir / CONFIG
         if config_text or not config.exists():
             atomic_write_text(config, config_text)
-        atomic_write_json(self.run_dir / ENVIRONMENT, environment)
+        atomic_write_json(self.run_dir / ENVIRONMENT, {**environment, "run_format": RUN_FORMAT})
 
     def metrics(self, history: list[dict[str, Any]]) -> None:
         if self.run_dir is not None:
@@ -95,6 +109,23 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise UsageError(f"{path} is not valid TOML ({exc}); repair or remove it.") from exc
 
 
+def run_format(run_dir: Path) -> int:
+    """The format version of a run directory (1 when its environment.json predates versions)."""
+    path = run_dir / ENVIRONMENT
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("run_format", 1)
+    except (OSError, ValueError, AttributeError):
+        return RUN_FORMAT  # no readable environment.json: a run of this version that has not started
+    return int(recorded) if isinstance(recorded, int) else 1
+
+
+def _as_fractions(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A record with the accuracies of a format-1 run (percent) turned into fractions."""
+    if run_format(run_dir) >= 2:
+        return record
+    return {k: v / 100.0 if k in _ACCURACY_KEYS and _finite(v) else v for k, v in record.items()}
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The per-epoch records of ``metrics.jsonl`` ([] when there are none yet)."""
     path = run_dir / METRICS
@@ -108,7 +139,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path} line {number} is not JSON ({exc}); repair or remove it.") from exc
-    return records
+    return [_as_fractions(record, run_dir) for record in records]
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -120,7 +151,7 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not JSON ({exc}); repair or remove it.") from exc
-    return summary if isinstance(summary, dict) else None
+    return _as_fractions(summary, run_dir) if isinstance(summary, dict) else None
 
 
 def weights_path(run_dir: Path, which: str) -> Path:

@@ -64,12 +64,12 @@ def test_bench_epochs_trains_each_rate_and_reports_accuracy(tmp_path: Path, ekd:
     result = json.loads(out)
     assert result["mode"] == "replace"
     for row in result["rows"]:
-        assert row["epochs"] == 1 and 0.0 <= row["best_top1"] <= 100.0 and 0.0 <= row["last_top1"] <= 100.0
+        assert row["epochs"] == 1 and 0.0 <= row["best_top1"] <= 1.0 and 0.0 <= row["last_top1"] <= 1.0
     header, *lines = (out_dir / "bench.txt").read_text().splitlines()
     assert header.endswith("best top-1  last top-1")
     assert lines[0].split()[-2:] == [
-        f"{result['rows'][0]['best_top1']:.2f}",
-        f"{result['rows'][0]['last_top1']:.2f}",
+        f"{100 * result['rows'][0]['best_top1']:.2f}",  # fractions in JSON, percent in the table
+        f"{100 * result['rows'][0]['last_top1']:.2f}",
     ]
 
 

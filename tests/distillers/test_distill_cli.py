@@ -162,7 +162,7 @@ def test_each_method_trains_a_student_above_chance(
     for name in ("config.toml", "metrics.jsonl", "summary.json", "best.safetensors", "last.safetensors"):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["best_top1"] > 20.0  # 10 digit classes: chance is 10%
+    assert summary["best_top1"] > 0.20  # 10 digit classes: chance is 10%
     assert result["best_top1"] == pytest.approx(summary["best_top1"])
     for key in ("best_top5", "last_top1", "last_top5"):
         assert key in summary

@@ -71,7 +71,7 @@ def test_training_learns_the_synthetic_task() -> None:
     result = run(None)
     losses = [record["loss"] for record in result.history]
     assert losses[-1] < 0.7 * losses[0]
-    assert result.last_top1 > 60.0  # 4 classes: chance is 25 %
+    assert result.last_top1 > 0.60  # 4 classes: chance is 25 %
     assert result.best_top1 >= result.last_top1 and 1 <= result.best_epoch <= 3
     assert result.epochs_run == 3 and [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.history[0]["lr"] == pytest.approx(0.1) and result.history[2]["lr"] == pytest.approx(0.01)
@@ -99,7 +99,7 @@ def test_run_directory_files_read_back(tmp_path: Path) -> None:
             "train_top5",
         } <= set(line)
         assert line["losses"]["loss_ce"] == pytest.approx(line["loss"])
-        assert line["train_top5"] == 100.0  # 4 classes: the true one is always among the top 5
+        assert line["train_top5"] == 1.0  # 4 classes: the true one is always among the top 5
     last, last_meta = load_tensors(run_dir / "last.safetensors")
     assert_same_weights(last, result.last_state)
     assert meta_value(last_meta, "epoch") == 3 and meta_value(last_meta, "architecture") == "tiny"
@@ -180,8 +180,8 @@ def test_train_top1_and_top5_count_the_reported_logits() -> None:
     data = synthetic_dataset(train=128, test=16, classes=10)
     recipe = Recipe(epochs=1, batch_size=32, lr=0.1)  # 4 whole batches: every index once
     result = fit(TinyNet(classes=10), data, RankedLogits(), recipe, options(), None)
-    top1 = 100.0 * sum(1 for i in range(128) if i % 7 == 0) / 128
-    top5 = 100.0 * sum(1 for i in range(128) if i % 7 < 5) / 128
+    top1 = sum(1 for i in range(128) if i % 7 == 0) / 128
+    top5 = sum(1 for i in range(128) if i % 7 < 5) / 128
     assert result.history[0]["train_top1"] == pytest.approx(top1)
     assert result.history[0]["train_top5"] == pytest.approx(top5)
 

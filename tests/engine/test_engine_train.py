@@ -52,7 +52,7 @@ def test_train_learns_and_writes_the_model_and_run_directory(ekd: Any, data: str
     assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
     losses = [r["loss"] for r in records]
     assert losses[-1] < 0.5 * losses[0], losses
-    chance = 100.0 / classes
+    chance = 1.0 / classes
     assert result["best_top1"] > 2.2 * chance and result["best_top1"] == max(r["test_top1"] for r in records)
     best_epoch = result["best_epoch"]
     # models/<data>/<model>.safetensors: the best epoch's weights, with where they came from
@@ -116,5 +116,6 @@ def test_a_new_run_says_which_stored_model_it_replaces(ekd: Any) -> None:
     code, out, err = ekd("train", *[a for a in FAST if a != "--quiet"], *flags, "--epochs", "1")
     assert code == 0, err
     stored = meta_value(load_tensors(first["weights"])[1], "top1")
-    assert f"replacing {first['weights']} (top-1 {stored:.2f}%, from {first['run_dir']})" in err + out
+    assert 0.0 <= stored <= 1.0  # a fraction, shown in percent
+    assert f"replacing {first['weights']} (top-1 {100 * stored:.2f}%, from {first['run_dir']})" in err + out
     assert json.loads(out)["weights"] == first["weights"]

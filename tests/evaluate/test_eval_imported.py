@@ -75,8 +75,8 @@ def _reference(checkpoint: Path, images: np.ndarray, labels: np.ndarray) -> dict
     target = torch.from_numpy(labels).long()
     top5 = logits.topk(5, dim=1).indices
     return {
-        "top1": 100.0 * (top5[:, 0] == target).double().mean().item(),
-        "top5": 100.0 * (top5 == target[:, None]).any(dim=1).double().mean().item(),
+        "top1": (top5[:, 0] == target).double().mean().item(),
+        "top5": (top5 == target[:, None]).any(dim=1).double().mean().item(),
         "nll": F.cross_entropy(logits, target).item(),
         "predictions": logits.argmax(1),
     }
@@ -108,7 +108,7 @@ def test_imported_checkpoint_gives_the_original_codes_accuracy(
     for cls, accuracy in enumerate(result["per_class_accuracy"]):
         members = test_labels == cls
         if members.any():
-            assert accuracy == 100.0 * np.mean(predictions[members] == cls)
+            assert accuracy == np.mean(predictions[members] == cls)
         else:
             assert accuracy is None
     # the check has teeth: these weights do not predict one class for everything

@@ -44,17 +44,17 @@ def _binary_logits(probabilities: list[float], predicted: list[int]) -> torch.Te
 
 def test_topk_accuracy_by_hand() -> None:
     top = topk_accuracy(LOGITS, LABELS, ks=(1, 2, 3, 5, 6))
-    assert top[1] == pytest.approx(25.0)  # only sample 0
-    assert top[2] == pytest.approx(50.0)  # + sample 3
-    assert top[3] == pytest.approx(75.0)  # + sample 1
-    assert top[5] == pytest.approx(75.0)  # sample 2 is ranked last
-    assert top[6] == pytest.approx(100.0)
+    assert top[1] == pytest.approx(0.25)  # only sample 0
+    assert top[2] == pytest.approx(0.50)  # + sample 3
+    assert top[3] == pytest.approx(0.75)  # + sample 1
+    assert top[5] == pytest.approx(0.75)  # sample 2 is ranked last
+    assert top[6] == pytest.approx(1.0)
 
 
 def test_topk_beyond_the_number_of_classes_counts_everything() -> None:
     logits = torch.tensor([[0.0, 1.0], [2.0, 1.0]])
     labels = torch.tensor([0, 1])
-    assert topk_accuracy(logits, labels, (1, 5)) == {1: 0.0, 5: 100.0}
+    assert topk_accuracy(logits, labels, (1, 5)) == {1: 0.0, 5: 1.0}
 
 
 def test_nll_matches_log_softmax_by_hand() -> None:
@@ -111,9 +111,9 @@ def test_per_class_accuracy_with_an_absent_class() -> None:
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
     labels = torch.tensor([0, 0, 0, 2])  # class 1 has no samples
     acc = per_class_accuracy(logits, labels)
-    assert acc[0] == pytest.approx(200.0 / 3)
+    assert acc[0] == pytest.approx(2.0 / 3)
     assert acc[1] is None
-    assert acc[2] == pytest.approx(100.0)
+    assert acc[2] == pytest.approx(1.0)
 
 
 def test_long_tail_boundaries_are_100_and_20_inclusive_medium() -> None:
@@ -127,9 +127,9 @@ def test_long_tail_accuracy_counts_samples_of_each_group() -> None:
     logits = torch.eye(4)[[0, 1, 1, 3, 0, 0]] * 5
     labels = torch.tensor([0, 1, 2, 3, 3, 0])
     lt = long_tail_accuracy(logits, labels, counts)
-    assert lt["many"] == {"classes": 1, "samples": 2, "accuracy": pytest.approx(100.0)}
-    assert lt["medium"] == {"classes": 2, "samples": 2, "accuracy": pytest.approx(50.0)}
-    assert lt["few"] == {"classes": 1, "samples": 2, "accuracy": pytest.approx(50.0)}
+    assert lt["many"] == {"classes": 1, "samples": 2, "accuracy": pytest.approx(1.0)}
+    assert lt["medium"] == {"classes": 2, "samples": 2, "accuracy": pytest.approx(0.50)}
+    assert lt["few"] == {"classes": 1, "samples": 2, "accuracy": pytest.approx(0.50)}
 
 
 def test_long_tail_group_without_samples_has_no_accuracy() -> None:
@@ -143,9 +143,9 @@ def test_index_group_accuracy_low_others_high() -> None:
     logits = torch.nn.functional.one_hot(predictions, 3).float()
     groups = {"low": torch.tensor([0, 1]), "others": torch.tensor([2, 3, 4, 5]), "high": torch.tensor([6, 7])}
     out = index_group_accuracy(logits, labels, groups)
-    assert out["low"] == {"count": 2, "accuracy": pytest.approx(100.0)}
-    assert out["others"] == {"count": 4, "accuracy": pytest.approx(50.0)}
-    assert out["high"] == {"count": 2, "accuracy": pytest.approx(50.0)}
+    assert out["low"] == {"count": 2, "accuracy": pytest.approx(1.0)}
+    assert out["others"] == {"count": 4, "accuracy": pytest.approx(0.50)}
+    assert out["high"] == {"count": 2, "accuracy": pytest.approx(0.50)}
     assert index_group_accuracy(logits, labels, {"none": torch.tensor([], dtype=torch.long)})["none"] == {
         "count": 0,
         "accuracy": None,
@@ -157,7 +157,7 @@ def test_index_group_accuracy_low_others_high() -> None:
 def test_classification_metrics_bundle_and_bad_input() -> None:
     out = classification_metrics(LOGITS, LABELS)
     assert out["n"] == 4
-    assert out["top1"] == pytest.approx(25.0) and out["top5"] == pytest.approx(75.0)
+    assert out["top1"] == pytest.approx(0.25) and out["top5"] == pytest.approx(0.75)
     assert len(out["per_class_accuracy"]) == 6
     with pytest.raises(UsageError, match="4 rows of logits but 3 labels"):
         nll(LOGITS, LABELS[:3])

@@ -64,7 +64,7 @@ def make_run(
         store=str(root.parent),
     )
     (run / "config.toml").write_text(config.to_toml())
-    lines = [json.dumps({"epoch": e + 1, "test_top1": t, "test_top5": 100.0}) for e, t in enumerate(tops)]
+    lines = [json.dumps({"epoch": e + 1, "test_top1": t, "test_top5": 1.0}) for e, t in enumerate(tops)]
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     best_epoch = max(range(len(tops)), key=lambda i: tops[i]) + 1
     if finished:
@@ -93,7 +93,7 @@ def _reference_top1(model: torch.nn.Module, split: str = "test") -> float:
     x = ((images.double() / 255.0 - mean) / std).float()
     with torch.no_grad():
         pred = model.eval()(x).argmax(dim=1)
-    return 100.0 * float((pred == labels).double().mean())
+    return float((pred == labels).double().mean())
 
 
 def _sample_std(values: list[float]) -> float:
@@ -104,10 +104,10 @@ def _sample_std(values: list[float]) -> float:
 def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
     runs = tmp_path / "store" / "runs"
     models = {
-        "a0": make_run(runs, "a0", 0, [30.0, 50.0, 48.0]),
-        "a1": make_run(runs, "a1", 1, [40.0, 54.0, 50.0]),
-        "a2": make_run(runs, "a2", 2, [20.0, 25.0, 25.0], finished=False),  # killed: metrics only
-        "b0": make_run(runs, "b0", 0, [10.0, 12.5], method="kd"),
+        "a0": make_run(runs, "a0", 0, [0.30, 0.50, 0.48]),
+        "a1": make_run(runs, "a1", 1, [0.40, 0.54, 0.50]),
+        "a2": make_run(runs, "a2", 2, [0.20, 0.25, 0.25], finished=False),  # killed: metrics only
+        "b0": make_run(runs, "b0", 0, [0.10, 0.125], method="kd"),
     }
     result = run_evaluate(_config(), [str(runs)], "test", None, "best")
     by_target = {Path(r["target"]).name: r for r in result["targets"]}
@@ -116,22 +116,22 @@ def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
         assert r["top1"] == pytest.approx(_reference_top1(models[name]["best"]))
         assert r["which"] == "best" and r["n"] == 32 and r["data"] == DATA_KEY
     assert by_target["a2"]["run"]["finished"] is False
-    assert by_target["a2"]["run"]["best_top1"] == 25.0 and by_target["a2"]["run"]["best_epoch"] == 2
+    assert by_target["a2"]["run"]["best_top1"] == 0.25 and by_target["a2"]["run"]["best_epoch"] == 2
 
     groups = {g["label"]: g for g in result["groups"]}
     assert sorted(groups) == ["energy_kd tiny_cnn->tiny_cnn", "kd tiny_cnn->tiny_cnn"]
     a = groups["energy_kd tiny_cnn->tiny_cnn"]
     assert a["n"] == 3
-    assert a["best_top1"]["mean"] == pytest.approx((50 + 54 + 25) / 3)
-    assert a["best_top1"]["std"] == pytest.approx(_sample_std([50.0, 54.0, 25.0]))
-    assert a["last_top1"]["mean"] == pytest.approx((48 + 50 + 25) / 3)
+    assert a["best_top1"]["mean"] == pytest.approx((0.50 + 0.54 + 0.25) / 3)
+    assert a["best_top1"]["std"] == pytest.approx(_sample_std([0.50, 0.54, 0.25]))
+    assert a["last_top1"]["mean"] == pytest.approx((0.48 + 0.50 + 0.25) / 3)
     tops = [by_target[n]["top1"] for n in ("a0", "a1", "a2")]
     assert a["top1"]["mean"] == pytest.approx(sum(tops) / 3)
     assert a["top1"]["std"] == pytest.approx(_sample_std(tops))
     eces = [by_target[n]["ece"] for n in ("a0", "a1", "a2")]
     assert a["ece"]["std"] == pytest.approx(_sample_std(eces))
     b = groups["kd tiny_cnn->tiny_cnn"]
-    assert b["n"] == 1 and b["best_top1"] == {"mean": 12.5, "std": None, "n": 1}
+    assert b["n"] == 1 and b["best_top1"] == {"mean": 0.125, "std": None, "n": 1}
 
     text = format_evaluation(result)
     # per-target table: each run's best-epoch and last-epoch top-1 from its metrics, beside this evaluation
@@ -146,7 +146,7 @@ def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
         "a2": ("25.00", "25.00"),
         "b0": ("12.50", "12.50"),
     }
-    assert cells["a0"][1] == f"{by_target['a0']['top1']:.2f}"
+    assert cells["a0"][1] == f"{100 * by_target['a0']['top1']:.2f}"  # fractions in JSON, percent in text
     assert "(top-1 to ECE: the best weights on the test split" in text
     assert f"{(50 + 54 + 25) / 3:.2f} ± {_sample_std([50.0, 54.0, 25.0]):.2f}" in text
     assert "12.50 ± " not in text and "  12.50  " in text  # one run: its number, no std
@@ -159,8 +159,8 @@ def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
 
 def test_last_weights_and_configurations_told_apart(tmp_path: Path) -> None:
     runs = tmp_path / "store" / "runs"
-    models = make_run(runs, "r1", 0, [10.0, 20.0], rate=0.1)
-    make_run(runs, "r2", 0, [30.0, 40.0], rate=0.5)
+    models = make_run(runs, "r1", 0, [0.10, 0.20], rate=0.1)
+    make_run(runs, "r2", 0, [0.30, 0.40], rate=0.5)
     result = run_evaluate(_config(), [str(runs / "r1"), "r2"], "test", None, "last")
     assert result["targets"][0]["top1"] == pytest.approx(_reference_top1(models["last"]))
     assert result["targets"][0]["which"] == "last"
@@ -170,7 +170,7 @@ def test_last_weights_and_configurations_told_apart(tmp_path: Path) -> None:
 
 def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
     runs = tmp_path / "store" / "runs"
-    models = make_run(runs, "e1", 0, [10.0])
+    models = make_run(runs, "e1", 0, [0.10])
     data = _dataset()
     teacher_logits = torch.randn(64, 10, generator=torch.Generator().manual_seed(5)) * 2
     table = score_from_logits(
@@ -199,8 +199,8 @@ def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
     for name, mask in (("low", low), ("others", others), ("high", high)):
         group = energy["groups"][name]
         assert group["count"] == int(mask.sum())
-        assert group["accuracy"] == pytest.approx(100 * float(correct[mask].mean()))
-        assert group["teacher_accuracy"] == pytest.approx(100 * float(teacher_correct[mask].mean()))
+        assert group["accuracy"] == pytest.approx(float(correct[mask].mean()))
+        assert group["teacher_accuracy"] == pytest.approx(float(teacher_correct[mask].mean()))
     assert [energy["groups"][g]["count"] for g in ("low", "others", "high")] == [12, 40, 12]
     assert "train accuracy by energy (rate 0.2" in format_evaluation(result)
 
@@ -246,7 +246,7 @@ def test_long_tail_groups_when_the_dataset_has_class_counts(
         assert lt[name]["classes"] == len(classes)
         assert lt[name]["samples"] == int(rows.sum())
         assert lt[name]["accuracy"] == pytest.approx(
-            100 * float((pred[rows] == data.test_labels[rows]).double().mean())
+            float((pred[rows] == data.test_labels[rows]).double().mean())
         )
 
 
