@@ -38,7 +38,7 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "rate": click.option(
         "--rate",
         type=float,
-        help="The paper's r: with an energy augmentation its rate, else both temperature rates.",
+        help="The paper's r: an augmentation's rate (cutmix/mixup: a random r of each batch), else both temperature rates.",
     ),
     "low_rate": click.option(
         "--low-rate", type=float, help="Fraction of lowest-energy samples (temperature rule)."

@@ -53,7 +53,7 @@ def test_describe_records_every_option_and_the_selection() -> None:
         (he_cutmix, {"kd_weight": -1}, r"'kd_weight' .* must be 0 or more"),
         (he_cutmix, {"temperature": 0}, r"'temperature' .* must be greater than 0"),
         (he_cutmix, {"mixed_ce": "maybe"}, r"'mixed_ce' .* must be true or false"),
-        (cutmix, {"rate": 0.5}, r"mixes every sample .*use 'he-cutmix', 'le-cutmix' or 'mixed-cutmix'"),
+        (cutmix, {"rate": 0.0}, r"'rate' .* must be in \(0, 1\], got 0.0"),
     ],
 )
 def test_bad_options_are_usage_errors_saying_what_is_valid(factory, options, message) -> None:  # type: ignore[no-untyped-def]

@@ -76,7 +76,8 @@ def distill(
     thresholds) is printed at the start and stored in the run directory.
     --rate is the paper's r: with an energy augmentation (he-cutmix, ...) it
     sets the augmentation rate and the distiller keeps its preset temperature
-    rates unless --low-rate/--high-rate are given; otherwise it sets both
+    rates unless --low-rate/--high-rate are given; with cutmix/mixup it mixes
+    a random r of each batch (the control of HE-DA); otherwise it sets both
     temperature rates. Static energies come from the teacher's score file,
     computed first when missing.
 
@@ -84,6 +85,7 @@ def distill(
     Example:
       ekd distill --teacher resnet32x4 --student resnet8x4 --data cifar100 --method energy_kd --rate 0.2
       ekd distill --method energy_dkd --augment he-cutmix --rate 0.5     # models from ekd.toml
+      ekd distill --method kd --augment cutmix --rate 0.5                # a random half of each batch
       ekd distill --method kd --epochs 3                                  # embedded data, default pair
       ekd distill --method energy_kd --nproc 2                            # two processes (torchrun)
     """

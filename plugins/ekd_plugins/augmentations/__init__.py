@@ -16,7 +16,7 @@ from ekdcli.sdk.hookspecs import hookimpl
 _MODULE = "ekd_plugins.augmentations.energy_mix"
 
 _SELECTION_TEXT = {
-    "all": "every sample of each batch",
+    "all": "every sample of each batch (or a random fraction `rate` of it: the control of HE-DA)",
     "high": "the highest-energy fraction `rate` of the training set (uncertain images)",
     "low": "the lowest-energy fraction `rate` of the training set (certain images)",
     "mixed": "the rate/2 lowest- and rate/2 highest-energy samples",

@@ -5,8 +5,9 @@ Registered names (factory ``name(**options)``):
 =================  ========  =========  ===========================================
 name               kind      selection  what
 =================  ========  =========  ===========================================
-``cutmix``         CutMix    all        every sample ("KD+CutMix(100%)")
-``mixup``          MixUp     all        every sample
+``cutmix``         CutMix    all        every sample ("KD+CutMix(100%)"); with ``rate`` < 1
+                                        a random ``rate`` of each batch (the control)
+``mixup``          MixUp     all        every sample; a random ``rate`` of each batch
 ``he-cutmix``      CutMix    high       HE-DA: the highest-energy fraction ``rate``
 ``he-mixup``       MixUp     high       HE-DA with MixUp (the paper's appendix)
 ``le-cutmix``      CutMix    low        the lowest-energy fraction (Figure 2)
@@ -15,7 +16,8 @@ name               kind      selection  what
 ``mixed-mixup``    MixUp     mixed
 =================  ========  =========  ===========================================
 
-Options: ``rate`` (0, 1] (0.2; must be 1.0 for ``cutmix``/``mixup``), ``mode``
+Options: ``rate`` (0, 1] (0.2; 1.0 for ``cutmix``/``mixup``, where a lower rate mixes a
+random fraction of each batch), ``mode``
 ``extra|replace`` (extra), ``source`` ``static|online`` (static), ``alpha``
 (Beta parameter; 1.0 CutMix, 0.2 MixUp), ``kd_weight`` (1.0), ``temperature``
 (KD temperature on mixed rows, 4), ``mixed_ce`` (False), ``low_rule``
@@ -93,6 +95,7 @@ class EnergyMix(Augmentation):
         self, images: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
     ) -> MixResult:
         mixer = mixing.cutmix if self.kind == "cutmix" else mixing.mixup
+        mask = self.selection.draw(mask, generator)  # the random control's rows, first from the generator
         return mixer(images, labels, mask, generator, self.options.alpha)
 
     def loss(

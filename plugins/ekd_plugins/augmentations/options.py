@@ -44,11 +44,6 @@ def parse_options(aug: str, kind: str, selection: str, options: dict[str, Any]) 
     rate = as_float(who, "rate", options.get("rate", default_rate))
     if not 0.0 < rate <= 1.0:
         raise UsageError(f"option 'rate' of {who} must be in (0, 1], got {rate!r}.")
-    if selection == "all" and rate != 1.0:
-        raise UsageError(
-            f"augmentation {aug!r} mixes every sample (rate 1.0); use 'he-{kind}', 'le-{kind}' or "
-            f"'mixed-{kind}' to augment a fraction {rate!r} chosen by energy."
-        )
     alpha = as_float(who, "alpha", options.get("alpha", DEFAULT_ALPHA[kind]), positive=True)
     return MixOptions(
         rate=rate,

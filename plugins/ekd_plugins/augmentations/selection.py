@@ -7,6 +7,10 @@ training set (the released indexing): ``high`` is ``E > E_high`` at rate r,
 everything.  A rate of 1.0 selects every sample for every side (for ``mixed``
 ties or an odd N would otherwise leave the median out).
 
+``all`` at a rate below 1.0 is the random-selection control of HE-DA: each batch mixes
+``round(rate * B)`` of its ``B`` rows, chosen with the engine's augmentation generator
+(:meth:`EnergySelection.draw`), so the same seed (and a resumed run) draws the same rows.
+
 Sources: ``static`` precomputes a boolean mask over the dataset once (on the
 energies' device) and gathers it by sample index; ``online`` compares the
 energies of the current batch, recomputed by the engine, with the thresholds.
@@ -31,6 +35,7 @@ class EnergySelection:
         self.source = source
         self.low_rule: LowRule = low_rule
         self.select_all = side == "all" or rate >= 1.0
+        self.random = side == "all" and rate < 1.0  # the control: a random `rate` of each batch
         self.thresholds: Thresholds | None = None
         self.mask: torch.Tensor | None = None  # [N] bool over the dataset (static source)
 
@@ -77,9 +82,22 @@ class EnergySelection:
             )
         return self.mask[indices.to(self.mask.device)].to(indices.device)
 
+    def draw(self, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The random control: ``round(rate * B)`` rows of the batch, drawn from ``generator``
+        (one ``randperm`` of the batch); any other selection returns ``mask`` unchanged, drawing nothing."""
+        if not self.random:
+            return mask
+        rows = mask.shape[0]
+        count = math.floor(self.rate * rows + 0.5)
+        order = torch.randperm(rows, generator=generator, device=generator.device)
+        chosen = torch.zeros(rows, dtype=torch.bool, device=generator.device)
+        chosen[order[:count]] = True
+        return chosen.to(mask.device)
+
     def describe(self) -> dict[str, Any]:
         """Thresholds (None where infinite, i.e. no bound) and the selected fraction of the dataset."""
-        info: dict[str, Any] = {"selection": self.side, "selects_all": self.select_all}
+        side = "random" if self.random else self.side
+        info: dict[str, Any] = {"selection": side, "selects_all": self.select_all and not self.random}
         if self.thresholds is not None:
             # None where a bound is unused by this side or infinite (no bound): JSON/TOML friendly.
             unused = {"high": "low", "low": "high"}.get(self.side)
