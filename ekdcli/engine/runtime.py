@@ -65,6 +65,12 @@ def physical_cores() -> int:
     return max(1, logical // threads_per_core)
 
 
+def _env_threads() -> int | None:
+    """``EKD_NUM_THREADS`` as a positive integer, else None (unset or not a number: ignored)."""
+    text = os.environ.get("EKD_NUM_THREADS", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
 def cpu_name() -> str:
     for line in _cpuinfo().splitlines():
         if line.startswith("model name"):
@@ -129,7 +135,8 @@ class Runtime:
     def _set_threads(self) -> int:
         if self.device.type != "cpu":
             return torch.get_num_threads()
-        threads = max(1, physical_cores() // max(1, ddp.local_world_size()))
+        # EKD_NUM_THREADS: a campaign worker's share of the CPU (ekd sweep sets it), else all cores
+        threads = _env_threads() or max(1, physical_cores() // max(1, ddp.local_world_size()))
         torch.set_num_threads(threads)
         return threads
 

@@ -1,4 +1,4 @@
-"""Contracts between the core and plugins: datasets, distillers, augmentations.
+"""Contracts between the core and plugins: datasets, distillers, augmentations, campaign executors.
 
 Importing this module does not import torch; tensors appear only in type hints.
 """
@@ -6,6 +6,7 @@ Importing this module does not import torch; tensors appear only in type hints.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -196,4 +197,65 @@ class Augmentation:
         self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, mix: MixResult, epoch: int
     ) -> dict[str, torch.Tensor]:
         """Named loss terms on the mixed rows (released code: KD at the base temperature)."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------- executors
+@dataclass
+class ExecTask:
+    """One command of a campaign (a run, or a prerequisite such as a teacher or its scores).
+
+    The executor runs ``python -m ekdcli <args>`` (``command(python)``) with ``env`` added to its
+    environment and ``cwd`` as its directory where that exists, and appends its stdout and stderr
+    to ``log``.  Every path in ``args`` and ``log`` is absolute; on a cluster they lie in the store,
+    which every node must see at the same path.
+    """
+
+    key: str  # unique among the tasks of one ``Executor.run`` call
+    args: list[str]
+    log: str
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self, python: str) -> list[str]:
+        return [python, "-m", "ekdcli", *self.args]
+
+
+@dataclass
+class TaskOutcome:
+    """How a task ended: its exit code and, when it failed, one line saying why."""
+
+    key: str
+    returncode: int
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Executor:
+    """Runs the tasks of a campaign; built by ``factory(jobs=N, **options)`` (hook ``register_executors``).
+
+    ``run`` starts every task, at most ``jobs`` at once, each in its own process (a crash of one
+    never stops the others), and calls ``on_start(task)`` when a task starts and
+    ``on_done(task, outcome)`` when it ends, both in the calling thread (the caller records the
+    campaign's state there).  It returns when every task has ended.  On KeyboardInterrupt it stops
+    its tasks and re-raises.  ``remote`` is true when tasks may run on other machines: the store
+    must then be a path every node shares.
+    """
+
+    name: str = "executor"
+    remote: bool = False
+
+    def describe(self) -> str:
+        """One line for the campaign header (where and how many at once)."""
+        return self.name
+
+    def run(
+        self,
+        tasks: Sequence[ExecTask],
+        on_start: Callable[[ExecTask], None],
+        on_done: Callable[[ExecTask, TaskOutcome], None],
+    ) -> None:
         raise NotImplementedError

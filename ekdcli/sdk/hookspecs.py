@@ -64,3 +64,14 @@ def register_augmentations(register: Register) -> None:
 @hookspec
 def register_commands(register: Register) -> None:
     """Register extra CLI subcommands: ``register(name, click_command_or_"module:attr")``."""
+
+
+@hookspec
+def register_executors(register: Register) -> None:
+    """Register campaign executors (``ekd sweep --executor NAME``).
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(jobs: int, **options) -> ekdcli.sdk.contracts.Executor``; ``info["options"]``
+    lists the options it takes besides ``jobs`` (``ekd sweep`` passes ``address`` from
+    ``--ray-address``), ``info["remote"]`` says whether it may run tasks on other machines.
+    """

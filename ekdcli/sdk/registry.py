@@ -22,6 +22,7 @@ KINDS: dict[str, str] = {
     "distillers": "distiller",
     "augmentations": "augmentation",
     "commands": "command",
+    "executors": "executor",
 }
 
 
@@ -32,7 +33,7 @@ def _key(name: str) -> str:
 
 @dataclass
 class Component:
-    """One registered model, dataset, distiller, augmentation or command."""
+    """One registered model, dataset, distiller, augmentation, command or executor."""
 
     kind: str
     name: str

@@ -5,6 +5,7 @@ Layout (docs/architecture.md#the-store)::
     models/<dataset>/<model>.safetensors
     scores/<dataset>/<teacher>.safetensors
     runs/<run-name>/
+    campaigns/<name>/          ekd sweep's record of a campaign (store/campaign.py), ekd report
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ class Store:
 
     def run_dir(self, run_name: str) -> Path:
         return self.runs_dir() / safe_name(run_name)
+
+    def campaigns_dir(self) -> Path:
+        return self.root / "campaigns"
+
+    def campaign_dir(self, name: str) -> Path:
+        return self.campaigns_dir() / safe_name(name)
 
     def new_run_dir(self, run_name: str | None, default_prefix: str) -> Path:
         """``runs/<run-name>`` (refusing to overwrite a finished run) or a fresh timestamped name."""

@@ -31,6 +31,7 @@ for path in (REPO, REPO / "plugins"):  # run as a script from a checkout without
 from ekd_plugins.distillers.pairs import dkd_beta_for, energy_rate_for  # noqa: E402
 
 from ekdcli.config import dumps_toml  # noqa: E402
+from ekdcli.jobs.paper import table as paper_table  # noqa: E402
 from ekdcli.sdk.plugins import registry  # noqa: E402
 
 CIFAR_ROOT = "../shared/data/cifar100.npz"
@@ -130,50 +131,35 @@ FIGURE2_PAIRS: list[Pair] = [("vgg13", "mobilenetv2"), ("resnet32x4", "shufflev2
 FIGURE2_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
 FIGURE2_AUGMENTS = ("le-cutmix", "he-cutmix", "mixed-cutmix")
 
-# The paper's top-1 numbers (CIFAR-100 test set unless said), from the text in /work/shared/paper.
-# Table 1's own values are not in that text: its rows cite the same pair and method in Tables 4/5.
-TABLE2 = {  # (DKD, Energy DKD)
-    ("vgg13", "vgg8"): (74.68, 75.21),
-    ("vgg13", "mobilenetv2"): (69.71, 70.49),
-    ("resnet32x4", "shufflev2"): (77.07, 77.71),
-}
+# The paper's top-1 numbers (CIFAR-100 test set unless said) come from ekdcli/jobs/paper_results.toml,
+# the one data file `ekd report --paper` reads too.  Table 1's own values are not in the paper text
+# we have: its rows cite the same pair and method in Tables 4/5.
+
+
+def _rows(name: str, ids: tuple[str, ...]) -> dict[Pair, tuple[Any, ...]]:
+    """``{pair: (value of each row id)}`` of one table of the paper."""
+    cells = paper_table(name).cells()
+    return {pair: tuple(cells[pair][i] for i in ids) for pair in cells}
+
+
+TABLE2 = _rows("table2", ("dkd", "energy_dkd"))  # (DKD, Energy DKD)
 TABLE3 = {  # method -> (top-1, top-5) on the ImageNet validation set
-    ("imagenet/resnet50", "imagenet/mobilenetv1"): {
-        "kd": (68.58, 88.98),
-        "dkd": (72.05, 91.05),
-        "energy_dkd": (72.98, 91.31),
-    },
-    ("imagenet/resnet34", "imagenet/resnet18"): {
-        "kd": (70.66, 89.88),
-        "dkd": (71.70, 90.41),
-        "energy_dkd": (72.21, 90.81),
-    },
+    pair: {
+        m: (top1_cells[m], paper_table("table3").cells("top5")[pair][m]) for m in ("kd", "dkd", "energy_dkd")
+    }
+    for pair, top1_cells in paper_table("table3").cells().items()
 }
 TABLE4_LEFT = {  # apply -> top-1 ("both" = the paper's "Ours")
-    ("resnet32x4", "resnet8x4"): {"low": 73.27, "high": 73.88, "both": 74.60},
-    ("resnet32x4", "shufflev2"): {"low": 75.38, "high": 75.34, "both": 75.87},
+    pair: dict(zip(("low", "high", "both"), values, strict=True))
+    for pair, values in _rows("table4", ("low", "high", "ours")).items()
+    if pair in TABLE4_LEFT_PAIRS
 }
-TABLE4_RIGHT = {  # (KD, Gradation, Ours)
-    ("wrn_40_2", "wrn_16_2"): (75.06, 75.49, 75.45),
-    ("resnet32x4", "resnet8x4"): (73.33, 74.32, 74.60),
-    ("vgg13", "mobilenetv2"): (67.37, 68.57, 68.65),
-    ("resnet32x4", "shufflev2"): (74.45, 75.74, 75.87),
-}
-TABLE5 = {  # KD, KD+CutMix(100%), HE-DA 20/30/40/50 %
-    ("wrn_40_2", "wrn_16_2"): (74.92, 75.34, 75.27, 75.54, 75.72, 75.95),
-    ("resnet56", "resnet20"): (70.66, 70.77, 70.90, 71.15, 71.43, 71.26),
-    ("resnet32x4", "resnet8x4"): (73.33, 74.91, 74.84, 74.85, 75.13, 75.22),
-    ("vgg13", "vgg8"): (72.98, 74.16, 74.04, 74.17, 74.42, 74.54),
-    ("vgg13", "mobilenetv2"): (67.37, 68.79, 68.06, 68.62, 68.69, 69.13),
-    ("resnet32x4", "shufflev2"): (74.45, 76.61, 76.57, 76.87, 77.16, 77.32),
-}
-TABLE6 = {0.1: 0.0, 0.2: 3.94, 0.3: 5.52, 0.4: 8.78, 0.5: 14.17, 1.0: 33.26}  # % time over r = 0.1
-TABLE7 = {  # KD, DKD, Energy KD on CIFAR-100-LT (imbalance 0.5, exp), tested on CIFAR-100
-    ("resnet32x4", "resnet8x4"): (72.51, 73.60, 73.97),
-    ("vgg13", "vgg8"): (71.59, 73.25, 73.73),
-    ("vgg13", "mobilenetv2"): (65.19, 66.73, 67.08),
-    ("resnet32x4", "shufflev2"): (72.93, 74.09, 74.61),
-}
+TABLE4_RIGHT = _rows("table4", ("kd", "gradation", "ours"))  # (KD, Gradation, Ours)
+TABLE5 = _rows(  # KD, KD+CutMix(100%), HE-DA 20/30/40/50 %
+    "table5", ("kd", "cutmix100", "he_cutmix20", "he_cutmix30", "he_cutmix40", "he_cutmix50")
+)
+TABLE6 = dict(zip(paper_table("table6").raw["rates"], paper_table("table6").raw["increase"], strict=True))
+TABLE7 = _rows("table7", ("kd", "dkd", "energy_kd"))  # KD, DKD, Energy KD on CIFAR-100-LT
 
 
 @dataclass

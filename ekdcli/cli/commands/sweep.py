@@ -1,0 +1,90 @@
+"""``ekd sweep``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ekdcli.cli.options import build_config, options
+
+
+@click.command("sweep")
+@click.argument("configs", nargs=-1, metavar="CONFIG...")
+@click.option(
+    "--seeds", metavar="S1,S2,...", help="Seeds of every configuration (default: each config's seed)."
+)
+@click.option(
+    "--grid",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Run every value of a config key (repeatable; the Cartesian product): method=kd,energy_kd, "
+    "rate=0.3,0.5, energy.preset=paper,official.",
+)
+@click.option("--name", help="Campaign name (default: the config's stem, or the folder of the configs).")
+@click.option("--executor", default="local", show_default=True, help="local, ray (see 'ekd list executors').")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs at once (processes, or Ray tasks).",
+)
+@click.option("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray runtime).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (runs, prerequisites, what is done) and stop.")
+@click.option("--retry-failed", is_flag=True, help="Run the runs that failed before again.")
+@click.option("--status", "status_name", metavar="NAME", help="Show the progress of campaign NAME and stop.")
+@options("store", "set_values", "json", "quiet", "debug")
+def sweep(
+    configs: tuple[str, ...],
+    seeds: str | None,
+    grid: tuple[str, ...],
+    name: str | None,
+    executor: str,
+    jobs: int,
+    ray_address: str | None,
+    dry_run: bool,
+    retry_failed: bool,
+    status_name: str | None,
+    **params: Any,
+) -> None:
+    """Run a campaign: every CONFIG x every --grid value x every seed, as separate runs.
+
+    Runs are named <config stem>[-<key><value>...]-seed<S> and written to
+    <store>/runs/<campaign>.<run>; the campaign (its definition, a copy of
+    each config, one state file per run, the logs) to <store>/campaigns/<NAME>/.
+    Running the same command again skips finished runs, resumes interrupted
+    ones from their checkpoints, and retries failed ones only with
+    --retry-failed; a failed run never stops the others. A teacher or score
+    file that several runs need is built once, before them. --set applies to
+    every run. With --executor ray the store must be an absolute path that
+    every node of the cluster shares.
+
+    \b
+    Example:
+      ekd sweep examples/paper/table5/*.toml --seeds 0,1,2 --jobs 2 --dry-run
+      ekd sweep cfg.toml --grid method=kd,energy_kd --grid rate=0.3,0.5 --seeds 0,1 --jobs 2
+      ekd sweep --name table5                 # continue a campaign as it was defined
+      ekd sweep --status table5
+      ekd sweep --name table5 --executor ray --ray-address auto --store /shared/ekd-store
+    """
+    from ekdcli.jobs.common import console
+    from ekdcli.jobs.sweep import SweepRequest, failure_message, run_sweep, sweep_status
+    from ekdcli.jobs.sweep_text import status_text
+    from ekdcli.util.errors import JobError
+
+    sets = list(params.pop("set_values") or ())
+    config = build_config(params)
+    out = console(config)
+    if status_name is not None:
+        result = sweep_status(config, status_name)
+        out.result(result, status_text(result))
+        return
+    request = SweepRequest(
+        list(configs), seeds, list(grid), sets, name, executor, jobs, ray_address, dry_run, retry_failed
+    )
+    result = run_sweep(config, request)
+    out.result(result, None if dry_run else status_text(result))
+    message = failure_message(result)
+    if message:
+        raise JobError(message)

@@ -1,0 +1,342 @@
+"""``ekd report``: a campaign's (or some runs') results as the paper lays them out.
+
+Rows are methods and variants (method, energy preset, side or gradation, augmentation and rate),
+columns teacher -> student pairs; each cell is the mean ± sample std over the runs that share a
+configuration (the seeds), with their number.  The numbers are ``ekd evaluate``'s, computed by
+its job (:func:`ekdcli.jobs.evaluate.run_evaluate`) on the same runs: the test top-1 of each
+run's best (or last) weights, grouped by configuration.  With ``--paper TABLE`` each cell also
+gets the paper's number for that row and pair (``ekdcli/jobs/paper_results.toml``) and the
+difference.  Written as Markdown, CSV, JSON and a PNG (grouped bars, or lines over the rate for
+rate sweeps) into the campaign's directory, and printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ekdcli.config import Config
+from ekdcli.jobs.campaign import load
+from ekdcli.jobs.common import open_store
+from ekdcli.jobs.evaluate import expand_targets, run_evaluate
+from ekdcli.jobs.paper import PaperTable, table
+from ekdcli.store import rundir
+from ekdcli.store.atomic import atomic_write_json, atomic_write_text
+from ekdcli.store.campaign import CampaignDir
+from ekdcli.store.layout import Store
+from ekdcli.util.errors import UsageError
+
+DEFAULT_OUT = "ekd-report"
+
+
+@dataclass
+class ReportRequest:
+    targets: list[str]
+    paper: str | None = None
+    which: str = "best"
+    out: Path | None = None
+
+
+@dataclass
+class Sources:
+    """What a report covers: finished run directories, and where the report goes."""
+
+    runs: list[Path]
+    skipped: list[str]  # runs not finished yet
+    title: str
+    out: Path
+
+
+# ------------------------------------------------------------------ what to report on
+def resolve_sources(store: Store, request: ReportRequest) -> Sources:
+    """A campaign name (its finished runs; the report goes into its directory) or runs."""
+    if len(request.targets) == 1:
+        campaign_dir = CampaignDir(store, request.targets[0])
+        if not Path(request.targets[0]).exists() and campaign_dir.exists():
+            campaign = load(campaign_dir)
+            dirs = [(run.id, campaign_dir.run_dir(run.id)) for run in campaign.runs]
+            finished = [d for _, d in dirs if rundir.is_finished(d)]
+            skipped = [run_id for run_id, d in dirs if not rundir.is_finished(d)]
+            out = request.out or campaign_dir.path
+            return Sources(finished, skipped, f"campaign {campaign.name}", out)
+    runs = [_run_dir(store, ref) for ref in expand_targets(list(request.targets))]
+    finished = [r for r in runs if rundir.is_finished(r)]
+    skipped = [str(r) for r in runs if not rundir.is_finished(r)]
+    return Sources(finished, skipped, f"{len(runs)} run(s)", request.out or Path(DEFAULT_OUT))
+
+
+def _run_dir(store: Store, ref: str) -> Path:
+    """A run directory given as a path or as a run name in the store."""
+    path = Path(ref).expanduser()
+    if path.is_dir() and rundir.is_run_dir(path):
+        return path
+    if not path.exists():
+        named = store.run_dir(ref) if ref.strip("./") else path
+        if named.is_dir() and rundir.is_run_dir(named):
+            return named
+    raise UsageError(
+        f"{ref} is neither a campaign in {store.root} nor a run directory or run name; ekd report takes "
+        "a campaign name or runs (see 'ekd sweep --status NAME')."
+    )
+
+
+# ------------------------------------------------------------------ rows and columns
+def variant(summary: dict[str, Any]) -> dict[str, Any]:
+    """The settings that make a run a row of the paper's tables, from its summary's objective."""
+    objective = summary.get("objective") or {}
+    distiller = objective.get("distiller") or {}
+    method = distiller.get("method") or ("ce" if objective.get("objective") == "cross_entropy" else "?")
+    out: dict[str, Any] = {"method": method}
+    if "preset" in distiller:
+        out["preset"] = distiller["preset"]
+    if distiller.get("mode") == "gradation":
+        out["segments"] = distiller.get("segments")
+    elif "apply" in distiller:
+        out["apply"] = distiller["apply"]
+    augmentation = objective.get("augmentation")
+    out["augment"] = augmentation.get("augment", "?") if augmentation else "none"
+    if augmentation:
+        out["rate"] = augmentation.get("rate")
+        out["selection"] = augmentation.get("selection")
+    return out
+
+
+def row_label(v: dict[str, Any]) -> str:
+    """``energy_kd (official)``, ``kd + he-cutmix 50%``, ``kd + cutmix 50% random``."""
+    label = str(v["method"])
+    if v.get("preset"):
+        label += f" ({v['preset']})"
+    if v.get("apply") not in (None, "both"):
+        label += f", {v['apply']} side"
+    if v.get("segments"):
+        label += f", {v['segments']} segments"
+    if v.get("augment") not in (None, "none"):
+        rate = v.get("rate")
+        label += f" + {v['augment']}" + (f" {100 * rate:g}%" if isinstance(rate, (int, float)) else "")
+        if v.get("selection") == "random":
+            label += " random"
+    return label
+
+
+def pair_of(summary: dict[str, Any]) -> tuple[str, str, str]:
+    """(teacher, student, data) of a run, from the metadata of its weights."""
+    meta = summary.get("metadata") or {}
+    return str(meta.get("teacher") or "-"), str(meta.get("arch") or "?"), str(meta.get("dataset") or "?")
+
+
+# ------------------------------------------------------------------ the table
+def build_table(evaluation: dict[str, Any], paper: PaperTable | None) -> dict[str, Any]:
+    """Cells from ``ekd evaluate``'s groups, placed by row (variant) and column (pair)."""
+    by_target = {t["target"]: t for t in evaluation["targets"]}
+    cells: list[dict[str, Any]] = []
+    for group in evaluation["groups"]:
+        first = by_target[group["targets"][0]]
+        summary = rundir.read_summary(Path(first["run_dir"])) or {}
+        v = variant(summary)
+        teacher, student, data = pair_of(summary)
+        cells.append(
+            {
+                "row": row_label(v),
+                "variant": v,
+                "pair": (teacher, student),
+                "data": data,
+                "configuration": group["configuration"],
+                "top1": group["top1"],
+                "best_top1": group["best_top1"],
+                "runs": [by_target[t]["run_dir"] for t in group["targets"]],
+            }
+        )
+    _disambiguate(cells)
+    datasets = sorted({c["data"] for c in cells})
+    for cell in cells:
+        cell["column"] = f"{cell['pair'][0]}->{cell['pair'][1]}" + (
+            f" [{cell['data']}]" if len(datasets) > 1 else ""
+        )
+        cell.update(_paper_cell(cell, paper))
+    return {
+        "rows": list(dict.fromkeys(c["row"] for c in cells)),
+        "columns": _columns(cells, paper),
+        "cells": cells,
+        "datasets": datasets,
+    }
+
+
+def _paper_cell(cell: dict[str, Any], paper: PaperTable | None) -> dict[str, Any]:
+    """The paper's value (a fraction) and ours minus it, where the paper has one."""
+    value = paper.value(cell["variant"], cell["pair"]) if paper is not None else None
+    if value is None:
+        return {"paper": None, "diff": None}
+    mean = cell["top1"]["mean"]
+    return {"paper": value / 100, "diff": None if mean is None else mean - value / 100}
+
+
+def _columns(cells: list[dict[str, Any]], paper: PaperTable | None) -> list[str]:
+    """Columns in the paper's order where it has them, then in first-seen order."""
+    order = {pair: i for i, pair in enumerate(paper.columns)} if paper is not None else {}
+    seen = list(dict.fromkeys((c["column"], c["pair"]) for c in cells))
+    ranked = sorted(enumerate(seen), key=lambda item: (order.get(item[1][1], len(order)), item[0]))
+    return [column for _, (column, _) in ranked]
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value, default=str)
+    return out
+
+
+def _disambiguate(cells: list[dict[str, Any]]) -> None:
+    """Configurations that land in one cell (same variant and pair, other settings) become rows of
+    their own, labelled with the settings that differ."""
+    buckets: dict[tuple[str, Any, str], list[dict[str, Any]]] = {}
+    for cell in cells:
+        buckets.setdefault((cell["row"], cell["pair"], cell["data"]), []).append(cell)
+    for same in buckets.values():
+        if len(same) < 2:
+            continue
+        flats = [_flat(c["configuration"]) for c in same]
+        keys = sorted(k for k in set().union(*flats) if len({f.get(k) for f in flats}) > 1)
+        for cell, flat in zip(same, flats, strict=True):
+            cell["row"] += " [" + ", ".join(f"{k}={flat.get(k, '-')}" for k in keys) + "]"
+
+
+# ------------------------------------------------------------------ output
+def _pct(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+
+
+def cell_text(cell: dict[str, Any] | None) -> str:
+    """``mean ± std (n)`` in percent."""
+    if cell is None or cell["top1"]["mean"] is None:
+        return "-"
+    stats = cell["top1"]
+    std = f" ± {_pct(stats['std'])}" if stats["std"] is not None else ""
+    return f"{_pct(stats['mean'])}{std} (n={stats['n']})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    table_ = result["table"]
+    paper = result.get("paper")
+    lookup = {(c["row"], c["column"]): c for c in table_["cells"]}
+    header = ["row"]
+    for column in table_["columns"]:
+        header += [column, "paper", "Δ"] if paper else [column]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
+    for row in table_["rows"]:
+        cells = [row]
+        for column in table_["columns"]:
+            cell = lookup.get((row, column))
+            cells.append(cell_text(cell))
+            if paper:
+                cells += [_pct(cell and cell["paper"]), _pct(cell and cell["diff"], signed=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*_preamble(result), "", *lines, *_footer(result)]) + "\n"
+
+
+def _preamble(result: dict[str, Any]) -> list[str]:
+    lines = [
+        f"# ekd report: {result['title']}",
+        "",
+        f"Test top-1 (%) of each run's {result['which']} weights, as `ekd evaluate` measures it, mean ± sample "
+        f"std over the runs of a configuration (its seeds), n = runs; data: {', '.join(result['table']['datasets'])}.",
+    ]
+    paper = result.get("paper")
+    if paper:
+        lines.append(
+            f"Paper: {paper['title']} ('paper'); Δ = ours − paper, in points. The paper's runs are the full "
+            "recipe on its data; a smaller run is not expected to reach them."
+        )
+        if paper["note"]:
+            lines.append(f"Note: {paper['note']}.")
+    return lines
+
+
+def _footer(result: dict[str, Any]) -> list[str]:
+    if not result["skipped"]:
+        return []
+    shown = ", ".join(result["skipped"][:5]) + (" ..." if len(result["skipped"]) > 5 else "")
+    return ["", f"Not finished, not in the table: {len(result['skipped'])} run(s) ({shown})."]
+
+
+def to_csv(result: dict[str, Any]) -> str:
+    """One line per cell; accuracies as fractions (machine-readable)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", "column", "n", "mean", "std", "paper", "diff", "runs"])
+    for c in result["table"]["cells"]:
+        stats = c["top1"]
+        writer.writerow(
+            [
+                c["row"],
+                c["column"],
+                stats["n"],
+                stats["mean"],
+                stats["std"],
+                c["paper"],
+                c["diff"],
+                " ".join(c["runs"]),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def write_outputs(result: dict[str, Any], out: Path, layout: str) -> dict[str, str]:
+    from ekdcli.jobs.report_figure import draw
+
+    files = {
+        "markdown": atomic_write_text(out / "report.md", markdown(result)),
+        "csv": atomic_write_text(out / "report.csv", to_csv(result)),
+        "png": draw(result, out / "report.png", layout),
+    }
+    files["json"] = out / "report.json"
+    paths = {k: str(v) for k, v in files.items()}
+    atomic_write_json(files["json"], {**result, "files": paths})
+    return paths
+
+
+def run_report(config: Config, request: ReportRequest) -> dict[str, Any]:
+    """Evaluate the runs (``ekd evaluate``'s job), lay them out, write the four files."""
+    paper = table(request.paper) if request.paper else None
+    if paper is not None and paper.kind != "accuracy":
+        raise UsageError(f"{paper.name} of the paper is {paper.note}.")
+    store = open_store(config)
+    sources = resolve_sources(store, request)
+    if not sources.runs:
+        raise UsageError(
+            f"{sources.title} has no finished run yet ({len(sources.skipped)} not finished); "
+            "report it when some have finished ('ekd sweep --status NAME' shows them)."
+        )
+    evaluation = run_evaluate(config, [str(r) for r in sources.runs], "test", None, request.which)
+    result: dict[str, Any] = {
+        "title": sources.title,
+        "which": request.which,
+        "metric": "top1",
+        "table": build_table(evaluation, paper),
+        "skipped": sources.skipped,
+        "paper": None if paper is None else {"table": paper.name, "title": paper.title, "note": paper.note},
+    }
+    layout = choose_layout(result, paper)
+    result["layout"] = layout
+    result["files"] = write_outputs(result, sources.out, layout)
+    return result
+
+
+def choose_layout(result: dict[str, Any], paper: PaperTable | None) -> str:
+    """``lines`` for rate sweeps (the paper's Figure 2, or three or more rates of one augmentation)."""
+    if paper is not None and paper.layout == "lines":
+        return "lines"
+    rates: dict[str, set[float]] = {}
+    for cell in result["table"]["cells"]:
+        v = cell["variant"]
+        if v.get("augment") not in (None, "none") and isinstance(v.get("rate"), (int, float)):
+            rates.setdefault(str(v["augment"]), set()).add(float(v["rate"]))
+    return "lines" if rates and max(len(r) for r in rates.values()) >= 3 else "bars"

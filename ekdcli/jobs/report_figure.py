@@ -1,0 +1,73 @@
+"""The PNG of ``ekd report``: grouped bars (pairs on the x axis, one bar per row, ± std), or lines over
+the rate for rate sweeps (one line per augmentation and pair); the paper's numbers as black marks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ekdcli.method.figures import pyplot, save_figure
+
+
+def draw(result: dict[str, Any], path: Path, layout: str) -> Path:
+    plt = pyplot()
+    table = result["table"]
+    width = max(6.0, 1.2 + 0.45 * len(table["rows"]) * max(1, len(table["columns"])))
+    fig, ax = plt.subplots(figsize=(min(width, 18.0), 4.8))
+    if layout == "lines":
+        _lines(ax, table["cells"])
+        ax.set_xlabel("rate r (fraction mixed)")
+    else:
+        _bars(ax, table)
+    ax.set_ylabel(f"test top-1 (%), {result['which']} weights")
+    ax.set_title(result["title"] + (f" vs {result['paper']['table']}" if result.get("paper") else ""))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, path)
+
+
+def _bars(ax: Any, table: dict[str, Any]) -> None:
+    lookup = {(c["row"], c["column"]): c for c in table["cells"]}
+    rows, columns = table["rows"], table["columns"]
+    step = 0.8 / max(1, len(rows))
+    paper_shown = False
+    for i, row in enumerate(rows):
+        xs, means, stds = [], [], []
+        for j, column in enumerate(columns):
+            cell = lookup.get((row, column))
+            if cell is None or cell["top1"]["mean"] is None:
+                continue
+            x = j - 0.4 + step * (i + 0.5)
+            xs.append(x)
+            means.append(100 * cell["top1"]["mean"])
+            stds.append(100 * (cell["top1"]["std"] or 0.0))
+            if cell.get("paper") is not None:
+                label = None if paper_shown else "paper"
+                ax.plot(
+                    [x - step / 2, x + step / 2], [100 * cell["paper"]] * 2, color="black", lw=2, label=label
+                )
+                paper_shown = True
+        ax.bar(xs, means, width=step * 0.9, yerr=stds, capsize=2, label=row)
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels(
+        columns, rotation=15 if len(columns) > 3 else 0, ha="right" if len(columns) > 3 else "center"
+    )
+
+
+def _lines(ax: Any, cells: list[dict[str, Any]]) -> None:
+    series: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        v = cell["variant"]
+        if not isinstance(v.get("rate"), (int, float)) or cell["top1"]["mean"] is None:
+            continue
+        kind = f"{v['method']} + {v['augment']}" + (" random" if v.get("selection") == "random" else "")
+        series.setdefault(f"{kind}, {cell['column']}", []).append(cell)
+    for name, members in series.items():
+        members.sort(key=lambda c: c["variant"]["rate"])
+        xs = [c["variant"]["rate"] for c in members]
+        ys = [100 * c["top1"]["mean"] for c in members]
+        errs = [100 * (c["top1"]["std"] or 0.0) for c in members]
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=2, label=name)
+        paper = [(c["variant"]["rate"], 100 * c["paper"]) for c in members if c.get("paper") is not None]
+        if paper:
+            ax.plot(*zip(*paper, strict=True), "k--", marker="x", label=f"paper: {name}")
