@@ -188,10 +188,7 @@ def test_a_failed_run_never_stops_the_others_and_is_retried_only_when_asked(tmp_
     retried = subprocess.run(
         [*base, "--retry-failed"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
-    assert (
-        retried.returncode == 1
-        and "started  bad-seed0" in retried.stdout
-        and "good-seed0" not in retried.stdout.split("runs:")[-1].split("started")[-1]
-    )
+    assert retried.returncode == 1 and "started  bad-seed0" in retried.stdout
+    assert "started  good-seed0" not in retried.stdout  # done: skipped
     assert json.loads((campaign / "state" / "bad-seed0.json").read_text())["attempts"] == 2
     assert (campaign / "logs" / "bad-seed0.log").read_text().count("=== ") == 2
