@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
+from ekdcli.store import lockfile
 from ekdcli.store.atomic import atomic_write_json
 from ekdcli.util.errors import JobError, UsageError
 
@@ -136,7 +137,9 @@ class TeacherCache:
         if key.dtype not in STORAGE_DTYPES:
             raise UsageError(f"teacher cache dtype must be float16 or float32, not {key.dtype!r}.")
         if ddp.rank() == 0:
-            message = _prepare(directory, key)
+            # one creator at a time: runs of a campaign may open the same cache at once
+            with lockfile.exclusive(directory.parent / f".{directory.name}.lock", wait=True):
+                message = _prepare(directory, key)
             if say is not None and message:
                 say(message)
         ddp.barrier()
