@@ -4,9 +4,9 @@ A lock is an ``fcntl.flock`` on a small lock file beside what it guards (``runs/
 ``models/<data>/.<name>.safetensors.lock``) that holds the holder's PID and host.  The kernel drops
 the lock when its process ends, however it ends (kill -9 included), so a lock of a dead process is
 simply taken over by the next writer; a holder removes its lock file when it lets go, and takes
-away the lock files that dead processes left in its directory.  A second writer is refused at once with a
-sentence naming the holder's PID (:class:`FileLock` with ``wait=0``), or waits for it (score files
-and the teacher cache, which the second process then reuses).
+away the lock files that dead processes left in its directory.  A second writer is refused at
+once with a sentence naming the holder's PID (:class:`FileLock` with ``wait=0``), or waits for it
+(score files and the teacher cache, which the second process then reuses).
 
 Only the writing process takes locks: under DDP that is rank 0.  Without ``fcntl`` (Windows) the
 locks do nothing.

@@ -19,7 +19,7 @@ from rel_helpers import DATA, TEACHER, ekd_process, one_line_error
 pytestmark = pytest.mark.slow
 
 # long enough to be alive while other processes start (it is killed long before it ends)
-LONG = ("--epochs", "500", "--limit-train", "32", "--limit-test", "16", "--batch-size", "16", "--quiet")
+LONG = ("--epochs", "100000", "--limit-train", "32", "--limit-test", "16", "--batch-size", "16", "--quiet")
 DISTILL = ("distill", "--teacher", "tiny_cnn", "--student", "tiny_cnn", *DATA)
 
 
