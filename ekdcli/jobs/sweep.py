@@ -22,10 +22,12 @@ from ekdcli.jobs.console import Console
 from ekdcli.jobs.prerequisites import Prerequisite, check_ready, collect, command_of, needs_of
 from ekdcli.sdk.contracts import ExecTask, Executor, TaskOutcome
 from ekdcli.sdk.plugins import registry
-from ekdcli.store import lockfile, rundir
+from ekdcli.store import locks, rundir
 from ekdcli.store.campaign import PREREQUISITES_LOCK, CampaignDir, campaign_names
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError
+
+PREREQUISITES_WAIT_S = 7 * 24 * 3600.0  # another sweep training a teacher: wait for it, however long
 
 
 @dataclass
@@ -228,11 +230,13 @@ def build_prerequisites(plan: Plan, say: Console) -> dict[str, str]:
     failed: dict[str, str] = {}
     if not missing:
         return failed
-    lock = store.campaigns_dir() / PREREQUISITES_LOCK
-    pid = lockfile.holder(lock)
-    if pid:
-        say.say(f"waiting for another ekd sweep (PID {pid}) that builds prerequisites in {store.root}")
-    with lockfile.exclusive(lock, wait=True):
+    lock = locks.FileLock(
+        store.campaigns_dir() / PREREQUISITES_LOCK,
+        f"the prerequisites of the campaigns in {store.root}",
+        wait=PREREQUISITES_WAIT_S,
+        on_wait=lambda holder: say.say(f"waiting for {holder}, which builds prerequisites in {store.root}"),
+    )
+    with lock:
         for kind in ("teacher", "scores"):
             wave = [p for p in missing if p.kind == kind and not check_ready(p, store)]
             for item in [p for p in wave if p.after in failed]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ekdcli.store import lockfile
+from ekdcli.store import locks
 from ekdcli.store.atomic import atomic_write_json, atomic_write_text
 from ekdcli.store.layout import Store, safe_name
 from ekdcli.util.errors import UsageError
@@ -114,30 +114,16 @@ class CampaignDir:
     # -------------------------------------------------------------- lock
     def sweep_pid(self) -> int | None:
         """The PID of the ``ekd sweep`` running this campaign now, else None."""
-        return lockfile.holder(self.lock_path)
+        return locks.holder(self.lock_path)
 
-    def hold(self) -> Any:
-        """A context manager held by the sweep running this campaign; a second sweep is refused."""
-        return _Held(self)
-
-
-class _Held:
-    def __init__(self, campaign: CampaignDir) -> None:
-        self.campaign = campaign
-        self._lock = lockfile.exclusive(campaign.lock_path)
-
-    def __enter__(self) -> None:
-        try:
-            self._lock.__enter__()
-        except lockfile.Locked as exc:
-            who = f"PID {exc.pid}" if exc.pid else "another process"
-            raise UsageError(
-                f"campaign {self.campaign.name!r} is being run by another ekd sweep ({who}); wait for it "
-                f"to end, or watch it with 'ekd sweep --status {self.campaign.name}'."
-            ) from None
-
-    def __exit__(self, *exc: Any) -> None:
-        self._lock.__exit__(*exc)
+    def hold(self) -> locks.FileLock:
+        """The lock held by the sweep running this campaign (use it as a context manager); a second
+        sweep is refused with one sentence naming the first one's PID."""
+        return locks.FileLock(
+            self.lock_path,
+            f"campaign {self.name!r}",
+            hint=f"another ekd sweep runs it: wait for it to end, or watch it with 'ekd sweep --status {self.name}'",
+        )
 
 
 def campaign_names(store: Store) -> list[str]:

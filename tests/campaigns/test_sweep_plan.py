@@ -144,7 +144,8 @@ def test_a_second_sweep_of_a_running_campaign_is_refused(tmp_path: Path, ekd: An
         assert campaign_dir.sweep_pid() == os.getpid()
         code, _, err = ekd("sweep", "--name", "x")
         assert code == 2
-        assert f"campaign 'x' is being run by another ekd sweep (PID {os.getpid()})" in err
+        assert f"campaign 'x' is being written by process {os.getpid()}" in err
+        assert "another ekd sweep runs it: wait for it to end, or watch it with 'ekd sweep --status x'" in err
         code, out, _ = ekd("sweep", "--status", "x")
         assert code == 0 and f"an ekd sweep (PID {os.getpid()}) is running it" in out
     assert campaign_dir.sweep_pid() is None
