@@ -214,9 +214,12 @@ def run_sweep(config: Config, request: SweepRequest) -> dict[str, Any]:
             campaign_dir.write_definition(plan.campaign.definition, texts)
             plan.campaign = load(campaign_dir)
             plan.runs, plan.prerequisites = plan_runs(plan.campaign, request.retry_failed)
-        for item in plan.runs:
+        for item in plan.runs:  # one state file per run from the start; finished runs marked done
+            run_dir = str(campaign_dir.run_dir(item.run.id))
             if item.action == "done" and campaign_dir.read_state(item.run.id)["state"] != "done":
-                campaign_dir.write_state(item.run.id, "done", run_dir=str(campaign_dir.run_dir(item.run.id)))
+                campaign_dir.write_state(item.run.id, "done", run_dir=run_dir)
+            elif not campaign_dir.has_state(item.run.id):
+                campaign_dir.write_state(item.run.id, "pending", run_dir=run_dir)
         failed = build_prerequisites(plan, say)
         Runner(plan, say).run(failed)
     return payload(plan.campaign, plan)

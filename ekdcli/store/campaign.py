@@ -90,6 +90,9 @@ class CampaignDir:
     def _state_path(self, run: str) -> Path:
         return self.path / "state" / f"{safe_name(run)}.json"
 
+    def has_state(self, run: str) -> bool:
+        return self._state_path(run).is_file()
+
     def read_state(self, run: str) -> dict[str, Any]:
         """The run's last recorded state (``pending`` when none was recorded yet)."""
         try:

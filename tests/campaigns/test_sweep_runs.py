@@ -135,6 +135,8 @@ def test_kill_9_mid_campaign_then_a_rerun_gives_bitwise_equal_weights(
     )  # fmt: skip
     states = {r["run"]: r["state"] for r in json.loads(status.stdout)["runs"]}
     assert states[half] == "running" and json.loads(status.stdout)["sweep_pid"] is None
+    # one state file per run from the start (pending ones included)
+    assert sorted(p.stem for p in (store / "campaigns" / NAME / "state").iterdir()) == sorted(RUNS)
     again = sweep(reference.folder, store, "--jobs", "2")
     assert again.returncode == 0, again.stdout + again.stderr
     assert re.search(rf"^  {half} +resume +from epoch [12]$", again.stdout, re.M), again.stdout
@@ -178,6 +180,7 @@ def test_a_failed_run_never_stops_the_others_and_is_retried_only_when_asked(tmp_
     bad = json.loads((campaign / "state" / "bad-seed0.json").read_text())
     assert bad["state"] == "failed" and "/nonexistent/cifar100.npz" in bad["error"] and bad["attempts"] == 1
     assert json.loads((campaign / "state" / "good-seed0.json").read_text())["state"] == "done"
+    assert sorted(p.name for p in (campaign / "state").iterdir()) == ["bad-seed0.json", "good-seed0.json"]
 
     skipped = subprocess.run([*base], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert (
