@@ -72,6 +72,9 @@ class Config:
     run_name: str | None = None
     limit_train: int | None = None
     limit_test: int | None = None
+    # experiment trackers (ekd list trackers) beside the run directory's own record
+    track: list[str] = field(default_factory=list)
+    tracking_uri: str | None = None
     quiet: bool = False
     debug: bool = False
     json: bool = False
@@ -125,6 +128,8 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 def _type_name(annotation: Any) -> str:
     if typing.get_origin(annotation) is dict or annotation is dict:
         return "a table"
+    if typing.get_origin(annotation) is list or annotation is list:
+        return "a list"
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if args:
         return " or ".join(_type_name(a) for a in args)

@@ -74,6 +74,15 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         help="Storage of cached teacher logits (auto: float32 for fp32 teachers, exact).",
     ),
     "run_name": click.option("--run-name", help="Name of the run directory under <store>/runs/."),
+    "track": click.option(
+        "--track",
+        metavar="NAME[,NAME]",
+        callback=lambda ctx, param, value: _names(value),
+        help="Experiment trackers beside the run directory, e.g. tensorboard,mlflow (see 'ekd list trackers').",
+    ),
+    "tracking_uri": click.option(
+        "--tracking-uri", help="Tracking server of the trackers that use one (MLflow; default: in the store)."
+    ),
     "limit_train": click.option("--limit-train", type=int, help="Use only the first N training samples."),
     "limit_test": click.option("--limit-test", type=int, help="Use only the first N test samples."),
     "json": click.option(
@@ -97,6 +106,12 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     ),
 }
 
+
+def _names(value: str | None) -> list[str] | None:
+    """``a,b`` -> ``["a", "b"]`` (None when not given; ``--track ''`` tracks nothing)."""
+    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+
+
 # Shared options that steer the command itself and are not Config keys.
 COMMAND_ONLY = ("config", "nproc", "set_values")
 
@@ -114,7 +129,7 @@ COMMON = (
     "set_values",
 )
 RUNTIME = ("precision", "channels_last", "compile", "deterministic", "limit_train", "limit_test")
-TRAINING = ("recipe", "epochs", "batch_size", "lr", "run_name")
+TRAINING = ("recipe", "epochs", "batch_size", "lr", "run_name", "track", "tracking_uri")
 
 
 def options(*names: str) -> Callable[[F], F]:

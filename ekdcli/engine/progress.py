@@ -1,6 +1,7 @@
 """Training progress on stderr: a tqdm bar on a terminal, plain periodic lines otherwise.
 
-stdout stays free for ``--json`` results.  Only the main rank reports.
+stdout stays free for ``--json`` results.  Only the main rank reports.  The engine's messages
+(:func:`echo`) are kept for the run's ``run.log``; the progress bars and lines are not.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ekdcli.util import transcript
+
 
 def format_seconds(seconds: float) -> str:
     seconds = int(max(seconds, 0))
@@ -16,8 +19,11 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def echo(message: str, stream: TextIO | None = None) -> None:
-    print(message, file=stream or sys.stderr, flush=True)
+def echo(message: str, stream: TextIO | None = None, show: bool = True) -> None:
+    """Print a message for people (unless ``show`` is false) and keep it for ``run.log``."""
+    transcript.record(message)
+    if show:
+        print(message, file=stream or sys.stderr, flush=True)
 
 
 class EpochProgress:
@@ -82,10 +88,11 @@ class EpochProgress:
             done_here = max(batches_done - self.start_batch, 1)
             eta = (now - self.start) / done_here * (self.total - batches_done)
             loss_text = f"  loss {loss:.4f}" if loss is not None else ""
-            echo(
+            print(  # progress: not kept in run.log
                 f"epoch {self.epoch}/{self.epochs} {100 * fraction:3.0f}%{loss_text}  {rate:.0f} img/s  "
                 f"eta {format_seconds(eta)}",
-                self.stream,
+                file=self.stream,
+                flush=True,
             )
             self.last_line_time, self.last_line_fraction = now, fraction
 

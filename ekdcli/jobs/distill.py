@@ -27,6 +27,7 @@ from ekdcli.jobs.common import (
     resolve_recipe,
 )
 from ekdcli.jobs.console import Console
+from ekdcli.jobs.record import build_trackers, recorded, run_record
 from ekdcli.sdk.plugins import Component, registry
 from ekdcli.util.errors import UsageError, did_you_mean
 
@@ -282,12 +283,14 @@ def energy_context(config: Config, dataset: Dataset, data_key: str, teacher: Tra
     return EnergyContext(table.energies.float(), table.meta.energy_temperature, table.meta.fingerprint)
 
 
+@recorded
 def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     from ekdcli.engine import fit
     from ekdcli.engine.ddp import from_rank0
     from ekdcli.method.objective import DistillObjective
 
     say = console(config)
+    trackers = build_trackers(config)
     job = prepare(config)
     teacher, runtime = job.teacher, job.runtime
     cache = None
@@ -301,26 +304,28 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     prefix = f"distill-{plan.distiller.name}" + (f"-{plan.augmentation.name}" if plan.augmentation else "")
     run_dir = resume or from_rank0(lambda: store.new_run_dir(config.run_name, prefix))
     _print_header(say, job, run_dir)
-    result = fit(
-        job.student,
-        job.dataset,
-        objective,
-        job.recipe,
-        runtime.options,
-        run_dir,
-        config_text=recorded_config(config, store).to_toml(),
-        metadata=_student_metadata(job),
-        resume=resume is not None,
-        runtime=runtime,
-    )
-    if cache is not None:
-        _report_cache(say, cache, runtime)
-    described = objective.describe()
-    _report_rule(say, job.distiller.describe(), described["distiller"])
-    say.say(
-        f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 "
-        f"{100 * result.last_top1:.2f}% / top-5 {100 * result.last_top5:.2f}%; run directory {run_dir}"
-    )
+    with run_record(config, runtime, run_dir, trackers, "distill") as tracking:
+        result = fit(
+            job.student,
+            job.dataset,
+            objective,
+            job.recipe,
+            runtime.options,
+            run_dir,
+            config_text=recorded_config(config, store).to_toml(),
+            metadata=_student_metadata(job),
+            resume=resume is not None,
+            runtime=runtime,
+            tracking=tracking,
+        )
+        if cache is not None:
+            _report_cache(say, cache, runtime)
+        described = objective.describe()
+        _report_rule(say, job.distiller.describe(), described["distiller"])
+        say.say(
+            f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 "
+            f"{100 * result.last_top1:.2f}% / top-5 {100 * result.last_top5:.2f}%; run directory {run_dir}"
+        )
     return {
         "run_dir": str(run_dir),
         "method": plan.distiller.name,

@@ -16,6 +16,8 @@ from ekdcli.jobs.common import (
     recorded_config,
     resolve_recipe,
 )
+from ekdcli.jobs.console import Console
+from ekdcli.jobs.record import build_trackers, recorded, run_record
 from ekdcli.store.weights import meta_value, read_metadata, save_tensors
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class TrainResult:
     summary: dict[str, Any]
 
 
+@recorded
 def run_train(
     config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
 ) -> TrainResult:
@@ -44,6 +47,7 @@ def run_train(
         raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
     out = console(config)
     arch = canonical_model(config.model)
+    trackers = build_trackers(config)
     dataset = load_dataset(config)
     data_key = dataset_key(config)
     recipe = resolve_recipe(config, dataset, arch)
@@ -57,23 +61,23 @@ def run_train(
     out.say(f"ekd train: {arch} on {data_key} ({dataset.num_classes} classes), {describe_recipe(recipe)}")
     out.say(f"run directory: {run_dir}")
     metadata = weights_metadata(arch, dataset, data_key, "ekd train", recipe=recipe.__dict__)
-    result = fit(
-        model,
-        dataset,
-        CrossEntropyObjective(),
-        recipe,
-        runtime.options,
-        run_dir,
-        config_text=recorded_config(config, store).to_toml(),
-        metadata=metadata,
-        resume=resume is not None,
-        runtime=runtime,
-    )
+    with run_record(config, runtime, run_dir, trackers, "train") as tracking:
+        result = fit(
+            model,
+            dataset,
+            CrossEntropyObjective(),
+            recipe,
+            runtime.options,
+            run_dir,
+            config_text=recorded_config(config, store).to_toml(),
+            metadata=metadata,
+            resume=resume is not None,
+            runtime=runtime,
+            tracking=tracking,
+        )
     model_path = store.model_path(data_key, name or arch)
     if runtime.is_main:  # every rank holds the same weights; one writes them
-        if model_path.is_file() and not resume:
-            out.say(_replacing(model_path))
-        save_tensors(model_path, *_kept_weights(result, keep, metadata, run_dir))
+        _store_weights(model_path, result, keep, metadata, run_dir, out if not resume else None)
     ddp.barrier()  # the other ranks may load these weights next (a teacher trained inside distill)
     out.say(
         f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last {100 * result.last_top1:.2f}%; "
@@ -90,6 +94,20 @@ def run_train(
         "kept": keep,
     }
     return TrainResult(model_path=model_path, run_dir=run_dir, summary=summary)
+
+
+def _store_weights(
+    model_path: Path,
+    result: FitResult,
+    keep: str,
+    metadata: dict[str, Any],
+    run_dir: Path,
+    say: Console | None,
+) -> None:
+    """The kept weights into the store; ``say`` tells what they replace (not on resume)."""
+    if say is not None and model_path.is_file():
+        say.say(_replacing(model_path))
+    save_tensors(model_path, *_kept_weights(result, keep, metadata, run_dir))
 
 
 def _replacing(model_path: Path) -> str:

@@ -88,6 +88,22 @@ class DistillObjective(Objective):
             described["score_fingerprint"] = self.energy_context.fingerprint
         return described
 
+    def energy_groups(self) -> dict[str, Any] | None:
+        """The energy thresholds, group sizes and temperatures the distiller (and the augmentation's
+        thresholds) settled on in ``setup``; None without energies."""
+        if self.energy_context is None:
+            return None
+        rule = self.distiller.describe() if self.distiller.needs_energy else {}
+        groups = {key: rule[key] for key in ("thresholds", "temperatures", "segment_edges") if rule.get(key)}
+        if rule.get("train_counts"):
+            groups["group_sizes"] = rule["train_counts"]
+        augmentation = self.augmentation.describe() if self.augmentation is not None else {}
+        if augmentation.get("thresholds"):
+            groups["augmentation_thresholds"] = augmentation["thresholds"]
+        if "selected_fraction" in augmentation:
+            groups["augmentation_selected_fraction"] = augmentation["selected_fraction"]
+        return groups or None
+
     @torch.no_grad()
     def _teach(self, images: torch.Tensor) -> torch.Tensor:
         assert self.teacher is not None

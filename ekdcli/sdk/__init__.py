@@ -23,7 +23,11 @@ from ekdcli.sdk.contracts import (
     FolderDataset,
     InMemoryDataset,
     MixResult,
+    RunInfo,
+    Tracker,
+    flatten,
     labels_fingerprint,
+    numbers,
 )
 from ekdcli.sdk.energy import ENERGY_TEMPERATURE, Thresholds, compute_thresholds, energy
 from ekdcli.sdk.errors import EkdError, JobError, PluginError, UsageError, did_you_mean
@@ -86,8 +90,10 @@ __all__ = [
     "MixResult",
     "MixedBatch",
     "PluginError",
+    "RunInfo",
     "TensorSplit",
     "Thresholds",
+    "Tracker",
     "UsageError",
     "apply_mix",
     "as_bool",
@@ -101,6 +107,7 @@ __all__ = [
     "describe_class_counts",
     "did_you_mean",
     "energy",
+    "flatten",
     "from_arrays",
     "given",
     "hookimpl",
@@ -110,6 +117,7 @@ __all__ = [
     "long_tail_counts",
     "make_long_tailed",
     "normalize",
+    "numbers",
     "owner",
     "per_sample_temperature",
     "pick",

@@ -1,4 +1,4 @@
-"""Contracts between the core and plugins: datasets, distillers, augmentations.
+"""Contracts between the core and plugins: datasets, distillers, augmentations, trackers.
 
 Importing this module does not import torch; tensors appear only in type hints.
 """
@@ -6,7 +6,10 @@ Importing this module does not import torch; tensors appear only in type hints.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -197,3 +200,86 @@ class Augmentation:
     ) -> dict[str, torch.Tensor]:
         """Named loss terms on the mixed rows (released code: KD at the base temperature)."""
         raise NotImplementedError
+
+
+# ----------------------------------------------------------------------- trackers
+@dataclass
+class RunInfo:
+    """What a tracker learns when a run starts.
+
+    ``config`` is the resolved configuration exactly as the run directory's ``config.toml``
+    records it (``config_text`` is that file's text); ``params()`` flattens it for trackers
+    that take flat string parameters.  ``resumed_after_epoch`` is set when ``--resume``
+    continues the run (a tracker may continue its own record of it).
+    """
+
+    name: str  # the run directory's name
+    run_dir: Path
+    command: str  # "train" or "distill"
+    config: dict[str, Any]
+    config_text: str
+    store: Path
+    tracking_uri: str | None = None
+    resumed_after_epoch: int | None = None
+
+    def params(self) -> dict[str, str]:
+        """The configuration as ``{"key" or "table.key": text}``: strings as they are, other values
+        as JSON (``true``, ``0.05``, ``[150, 180]``)."""
+        return {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in flatten(self.config).items()
+        }
+
+
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as one level, keys joined with ``.`` (``{"losses": {"kd": 1}}`` -> ``losses.kd``)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def numbers(record: dict[str, Any], skip: tuple[str, ...] = ("epoch",)) -> dict[str, float]:
+    """The finite numbers of an epoch record (or a summary), flattened; ``skip`` the step axis."""
+    return {
+        key: float(value)
+        for key, value in flatten(record).items()
+        if key not in skip
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    }
+
+
+class Tracker:
+    """An experiment tracker: receives the events of a training run (on rank 0 only).
+
+    The events, in order: :meth:`start` once; :meth:`log_energy` once for runs whose method
+    uses energies; :meth:`log_epoch` after every epoch; :meth:`finish` once, also when the run
+    fails or stops early.  Override the ones you need.  Raise in ``start`` to refuse the run
+    (``ekdcli.sdk.UsageError`` or ``JobError`` with one sentence saying what to do); an exception
+    in a later event makes ekd warn once and stop calling this tracker, and training continues.
+    """
+
+    name: str = "tracker"
+
+    def start(self, run: RunInfo) -> None:
+        """The run begins: its directory and resolved configuration."""
+
+    def log_energy(self, groups: dict[str, Any]) -> None:
+        """Energy groups of the training set: ``thresholds`` (``low``/``high`` energies),
+        ``group_sizes`` (training samples per group), ``temperatures`` per group, and the
+        augmentation's ``augmentation_thresholds``, where the method has them."""
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        """One finished epoch, the record ``metrics.jsonl`` holds (``epoch`` is 1-based;
+        accuracies are fractions): ``numbers(record)`` gives its values flat."""
+
+    def finish(self, status: str, summary: dict[str, Any] | None, artifacts: dict[str, Path]) -> None:
+        """The run ended: ``status`` is ``finished``, ``stopped`` (before its last epoch) or
+        ``failed``; ``summary`` is ``summary.json`` (None unless finished); ``artifacts`` names
+        the files worth keeping (``best`` and ``last`` weights, ``curves``, ``log``, ``summary``)."""

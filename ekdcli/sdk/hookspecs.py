@@ -62,5 +62,16 @@ def register_augmentations(register: Register) -> None:
 
 
 @hookspec
+def register_trackers(register: Register) -> None:
+    """Register experiment trackers (``--track NAME``, ``track = [...]``).
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory() -> ekdcli.sdk.contracts.Tracker``; import the tracking library inside the factory
+    (or name it as a ``"module:attr"`` string), so that a missing package is reported only
+    when someone asks for the tracker.  ``info["extra"]`` names the pip extra that installs it.
+    """
+
+
+@hookspec
 def register_commands(register: Register) -> None:
     """Register extra CLI subcommands: ``register(name, click_command_or_"module:attr")``."""

@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = {
     "ekd.datasets": "ekd_plugins.datasets",
     "ekd.distillers": "ekd_plugins.distillers",
     "ekd.augmentations": "ekd_plugins.augmentations",
+    "ekd.trackers": "ekd_plugins.trackers",
 }
 
 

@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "datasets": "dataset",
     "distillers": "distiller",
     "augmentations": "augmentation",
+    "trackers": "tracker",
     "commands": "command",
 }
 
@@ -32,7 +33,7 @@ def _key(name: str) -> str:
 
 @dataclass
 class Component:
-    """One registered model, dataset, distiller, augmentation or command."""
+    """One registered model, dataset, distiller, augmentation, tracker or command."""
 
     kind: str
     name: str

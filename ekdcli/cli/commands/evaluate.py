@@ -38,11 +38,22 @@ from ekdcli.cli.options import build_config, options
     show_default=True,
     help="Share of the training set in the low and in the high energy set.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the training curves (loss, top-1, lr) of the runs among the targets into this PNG.",
+)
 @options(
     "config", "store", "data", "data_root", "device", "json", "quiet", "debug", "limit_test", "precision"
 )
 def evaluate(
-    targets: tuple[str, ...], split: str, which: str, scores: Path | None, rate: float, **params: Any
+    targets: tuple[str, ...],
+    split: str,
+    which: str,
+    scores: Path | None,
+    rate: float,
+    plot: Path | None,
+    **params: Any,
 ) -> None:
     """Top-1/top-5, NLL, calibration (ECE, 15 bins) and per-class accuracy of runs or models.
 
@@ -60,6 +71,7 @@ def evaluate(
     Example:
       ekd evaluate ekd-store/runs/*
       ekd evaluate resnet8 --data cifar100 --data-root ../shared/data/cifar100.npz
+      ekd evaluate ekd-store/runs/distill-* --plot curves.png     # their training curves overlaid
       ekd evaluate my-run --which last --scores ekd-store/scores/cifar100/wrn_40_2.safetensors --json
     """
     from ekdcli.jobs.common import console
@@ -67,5 +79,12 @@ def evaluate(
     from ekdcli.jobs.evaluate_report import format_evaluation
 
     config = build_config(params)
+    plotted = None
+    if plot is not None:
+        from ekdcli.jobs.curves import plot_targets
+
+        plotted = plot_targets(config, list(targets), plot)
     result = run_evaluate(config, list(targets), split, scores, which, rate)
+    if plotted is not None:
+        result["plot"] = str(plotted)
     console(config).result(result, format_evaluation(result))
