@@ -5,6 +5,7 @@ Imports torch (through the plugins' factories); the CLI calls it inside commands
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ekdcli import __version__
 from ekdcli.config import Config, naming_origin
 from ekdcli.sdk.plugins import registry
+from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.store.weights import load_tensors, meta_value
 from ekdcli.util.errors import UsageError
@@ -88,11 +90,7 @@ def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, rol
     canonical = canonical_model(ref) if is_registered_model(ref) else None
     path = store.require_weights(ref, dataset_key, canonical, role)
     tensors, metadata = load_tensors(path)
-    arch = meta_value(metadata, "arch") or canonical
-    if not arch:
-        raise UsageError(
-            f"{path} records no architecture; re-create it with 'ekd import' or 'ekd train' so ekd knows what to build."
-        )
+    arch = _recorded_arch(path, metadata, canonical)
     num_classes = int(meta_value(metadata, "num_classes", dataset.num_classes))
     in_channels = int(meta_value(metadata, "in_channels", dataset.in_channels))
     if num_classes != dataset.num_classes:
@@ -105,9 +103,85 @@ def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, rol
             f"the {role} {ref!r} ({path}) takes {in_channels}-channel images but data {dataset_key!r} has "
             f"{dataset.in_channels} channels; use a {role} trained on this data."
         )
-    model = build_model(arch, num_classes, in_channels)
+    return _restored(arch, num_classes, in_channels, tensors, path, metadata)
+
+
+def open_trained(path: Path, canonical: str | None = None) -> TrainedModel:
+    """A model from a weights file alone (its metadata says what to build), without loading data."""
+    tensors, metadata = load_tensors(path)
+    arch = _recorded_arch(path, metadata, canonical)
+    num_classes, in_channels = meta_value(metadata, "num_classes"), meta_value(metadata, "in_channels")
+    if num_classes is None or in_channels is None:
+        raise UsageError(
+            f"{path} records no number of classes or channels; re-create it with 'ekd import' or 'ekd train'."
+        )
+    return _restored(arch, int(num_classes), int(in_channels), tensors, path, metadata)
+
+
+def _recorded_arch(path: Path, metadata: dict[str, str], canonical: str | None) -> str:
+    arch = meta_value(metadata, "arch") or canonical
+    if not arch:
+        raise UsageError(
+            f"{path} records no architecture; re-create it with 'ekd import' or 'ekd train' so ekd knows what to build."
+        )
+    return str(arch)
+
+
+def _restored(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    tensors: dict[str, torch.Tensor],
+    path: Path,
+    metadata: dict[str, str],
+) -> TrainedModel:
     from ekdcli.store.importer import check_state_dict
 
+    model = build_model(arch, num_classes, in_channels)
     check_state_dict(model, tensors)
     model.load_state_dict(tensors, strict=True)
     return TrainedModel(model=model, arch=registry("models").get(arch).name, path=path, metadata=metadata)
+
+
+# Settings a run's config.toml decides for what is done with its weights, unless given as flags now.
+RUN_DATA_KEYS = ("data", "data_root", "data_options", "download")
+
+
+def find_trained(ref: str, config: Config, which: str = "best") -> tuple[Path, Path | None]:
+    """The weights ``ref`` names and the run directory they belong to (None for a plain file): a run
+    directory or a run name in the store (its ``which`` weights), a ``.safetensors`` file, or a
+    model name in the store for the configured data."""
+    store = Store(config.store_root())
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not rundir.is_run_dir(path):
+            raise UsageError(
+                f"{path} is a directory but not a run directory; pass a run directory, a run name, "
+                "a model name in the store or a .safetensors file."
+            )
+        return rundir.weights_path(path, which), path
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise UsageError(
+                f"{path} is not a .safetensors weights file; pass weights, a run or a model name."
+            )
+        return path, None
+    if not ref.endswith(".safetensors"):
+        with_name = store.runs_dir() / ref
+        if "/" not in ref and with_name.is_dir() and rundir.is_run_dir(with_name):
+            return rundir.weights_path(with_name, which), with_name
+    canonical = canonical_model(ref) if is_registered_model(ref) else None
+    return store.require_weights(ref, dataset_key(config), canonical, "model"), None
+
+
+def with_run_data(config: Config, run_dir: Path | None) -> Config:
+    """``config`` with the data a run was trained on (from its config.toml), unless given as flags."""
+    if run_dir is None:
+        return config
+    recorded = rundir.read_config(run_dir)
+    changes = {
+        key: recorded[key]
+        for key in RUN_DATA_KEYS
+        if key in recorded and config.sources.get(key, "default") != "flag"
+    }
+    return dataclasses.replace(config, **changes) if changes else config
