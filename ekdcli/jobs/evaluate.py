@@ -56,6 +56,8 @@ NON_SEMANTIC = (
     "teacher_cache",
     "data_root",
     "download",
+    "track",
+    "tracking_uri",
 )
 # Settings a run's config.toml decides for its evaluation unless given as flags now.
 DATA_KEYS = ("data", "data_root", "data_options", "download")
