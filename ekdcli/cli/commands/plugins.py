@@ -88,7 +88,7 @@ def _params(component: Component) -> str:
 def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> None:
     """Registered components of KIND matching PATTERN (shell wildcards, names and aliases).
 
-    KIND is one of models, datasets, distillers, augmentations, commands.
+    KIND is one of models, datasets, distillers, augmentations, trackers, commands.
     Model parameter counts are for 100 classes. When one component matches,
     its options are listed with their defaults.
 
