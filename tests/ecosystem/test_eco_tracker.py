@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 only
@@ -32,6 +34,7 @@ def _flat(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow
 def test_the_guides_one_file_tracker_records_a_run(
     install_fake_plugin: Callable[[str, str, str], Path], run_ekd: Callable[..., Any], tmp_path: Path
 ) -> None:

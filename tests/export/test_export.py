@@ -51,6 +51,7 @@ def _run_file(path: Path, fmt: str, images: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")  # the format asked for
 @pytest.mark.parametrize("preprocessing", [False, True], ids=["float", "uint8"])
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx", "pt2"])
 def test_the_exported_student_gives_the_eager_logits(

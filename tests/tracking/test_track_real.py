@@ -51,6 +51,7 @@ def tracked_run(ekd) -> Path:  # noqa: ANN001
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside MLflow's SQLAlchemy store, not ekd
 def test_tensorboard_and_mlflow_hold_the_runs_config_and_metrics(tracked_run: Path) -> None:
     run_dir = tracked_run
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -105,3 +106,37 @@ def _check_mlflow(
     assert artifacts == {"best.safetensors", "config.toml", "summary.json", "curves.png", "run.log"}
     copy = client.download_artifacts(run.info.run_id, "best.safetensors", str(run_dir.parent))
     assert Path(copy).read_bytes() == (run_dir / "best.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside MLflow's SQLAlchemy store, not ekd
+def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
+    from ekd_plugins.trackers.mlflow_tracker import MlflowTracker
+    from mlflow.tracking import MlflowClient
+
+    from ekdcli.sdk.contracts import RunInfo
+
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"  # a --tracking-uri: the store's database stays untouched
+    config = {"epochs": 2, "energy": {"preset": "official"}}
+    first = MlflowTracker()
+    first.start(RunInfo("r", run_dir, "train", config, "", tmp_path, tracking_uri=uri))
+    first.log_epoch({"epoch": 1, "loss": 2.5})
+    first.finish("failed", None, {})  # the first session was killed
+    second = MlflowTracker()
+    second.start(
+        RunInfo("r", run_dir, "train", config, "", tmp_path, tracking_uri=uri, resumed_after_epoch=1)
+    )
+    second.log_epoch({"epoch": 2, "loss": 1.5})
+    second.finish("finished", {"best_top1": 0.5, "epochs": 2}, {})
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("ekd").experiment_id])
+    assert run.info.run_id == first.run_id == second.run_id and run.info.status == "FINISHED"
+    assert run.data.params == {"epochs": "2", "energy.preset": "official"}
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")) == [
+        (1, 2.5),
+        (2, 1.5),
+    ]
+    assert run.data.metrics["summary.best_top1"] == 0.5
+    assert not (tmp_path / "mlflow.db").exists()
