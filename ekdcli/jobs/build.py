@@ -15,7 +15,7 @@ from ekdcli.config import Config, naming_origin
 from ekdcli.sdk.plugins import registry
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store
-from ekdcli.store.weights import load_tensors, meta_value
+from ekdcli.store.weights import load_tensors, meta_value, non_finite
 from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -86,13 +86,17 @@ def is_registered_model(ref: str) -> bool:
 
 
 def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, role: str) -> TrainedModel:
-    """A model with trained weights from the store (by name) or a ``.safetensors`` path."""
+    """A model with trained weights from the store (by name) or a ``.safetensors`` path.
+
+    Everything that can be wrong with the file is said naming it: unknown architecture, bad
+    metadata, another dataset's shape, missing or mis-shaped keys, NaN or infinite weights.
+    """
     canonical = canonical_model(ref) if is_registered_model(ref) else None
     path = store.require_weights(ref, dataset_key, canonical, role)
     tensors, metadata = load_tensors(path)
-    arch = _recorded_arch(path, metadata, canonical)
-    num_classes = int(meta_value(metadata, "num_classes", dataset.num_classes))
-    in_channels = int(meta_value(metadata, "in_channels", dataset.in_channels))
+    arch = _recorded_arch(path, metadata, canonical, role)
+    num_classes = _meta_int(metadata, "num_classes", dataset.num_classes, path, role)
+    in_channels = _meta_int(metadata, "in_channels", dataset.in_channels, path, role)
     if num_classes != dataset.num_classes:
         raise UsageError(
             f"the {role} {ref!r} ({path}) predicts {num_classes} classes but data {dataset_key!r} has "
@@ -103,28 +107,30 @@ def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, rol
             f"the {role} {ref!r} ({path}) takes {in_channels}-channel images but data {dataset_key!r} has "
             f"{dataset.in_channels} channels; use a {role} trained on this data."
         )
-    return _restored(arch, num_classes, in_channels, tensors, path, metadata)
+    return _restored(arch, num_classes, in_channels, tensors, path, metadata, role)
 
 
-def open_trained(path: Path, canonical: str | None = None) -> TrainedModel:
+def open_trained(path: Path, canonical: str | None = None, role: str = "model") -> TrainedModel:
     """A model from a weights file alone (its metadata says what to build), without loading data."""
     tensors, metadata = load_tensors(path)
-    arch = _recorded_arch(path, metadata, canonical)
-    num_classes, in_channels = meta_value(metadata, "num_classes"), meta_value(metadata, "in_channels")
-    if num_classes is None or in_channels is None:
-        raise UsageError(
-            f"{path} records no number of classes or channels; re-create it with 'ekd import' or 'ekd train'."
-        )
-    return _restored(arch, int(num_classes), int(in_channels), tensors, path, metadata)
+    arch = _recorded_arch(path, metadata, canonical, role)
+    num_classes = _meta_int(metadata, "num_classes", None, path, role)
+    in_channels = _meta_int(metadata, "in_channels", None, path, role)
+    return _restored(arch, num_classes, in_channels, tensors, path, metadata, role)
 
 
-def _recorded_arch(path: Path, metadata: dict[str, str], canonical: str | None) -> str:
+def _recorded_arch(path: Path, metadata: dict[str, str], canonical: str | None, role: str) -> str:
     arch = meta_value(metadata, "arch") or canonical
     if not arch:
         raise UsageError(
             f"{path} records no architecture; re-create it with 'ekd import' or 'ekd train' so ekd knows what to build."
         )
-    return str(arch)
+    if not isinstance(arch, str) or arch not in registry("models"):
+        raise UsageError(
+            f"the {role} file {path} records the architecture {arch!r}, which no installed plugin provides; "
+            "check 'ekd list models' and 'ekd plugins', or re-create the file."
+        )
+    return arch
 
 
 def _restored(
@@ -134,13 +140,32 @@ def _restored(
     tensors: dict[str, torch.Tensor],
     path: Path,
     metadata: dict[str, str],
+    role: str,
 ) -> TrainedModel:
+    """The architecture built and its checked, finite weights loaded."""
+    bad = non_finite(tensors)
+    if bad:
+        raise UsageError(
+            f"the {role} file {path} holds NaN or infinite weights ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); retrain or re-import it."
+        )
+    model = build_model(arch, num_classes, in_channels)
     from ekdcli.store.importer import check_state_dict
 
-    model = build_model(arch, num_classes, in_channels)
-    check_state_dict(model, tensors)
+    check_state_dict(model, tensors, f"{arch} (the {role} file {path})")
     model.load_state_dict(tensors, strict=True)
     return TrainedModel(model=model, arch=registry("models").get(arch).name, path=path, metadata=metadata)
+
+
+def _meta_int(metadata: dict[str, str], key: str, default: int | None, path: Path, role: str) -> int:
+    """A whole number from a weights file's metadata; anything else names the file and the key."""
+    value = meta_value(metadata, key, default)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise UsageError(
+        f"the {role} file {path} records {key} = {value!r}, not a positive whole number; re-create it "
+        "with 'ekd train' or 'ekd import'."
+    )
 
 
 # Settings a run's config.toml decides for what is done with its weights, unless given as flags now.

@@ -59,25 +59,33 @@ def run_record(
     config: Config, runtime: Runtime, run_dir: Path, trackers: list[tuple[str, Tracker]], command: str
 ) -> Iterator[Tracking]:
     """The trackers for :func:`ekdcli.engine.fit` (rank 0 only); when the block ends, however it
-    ends, ``curves.png`` is drawn and the trackers are finished with the run's files."""
+    ends, ``curves.png`` is drawn (when epochs were added: a refused resume changes nothing) and
+    the trackers are finished with the run's files."""
     from ekdcli.engine.tracking import Tracking
 
     main = runtime.is_main
     tracking = Tracking(trackers if main else (), command, config.store_root(), config.tracking_uri)
+    epochs_before = _metrics_text(run_dir)
     status = "failed"
     try:
         yield tracking
         status = "finished" if rundir.is_finished(run_dir) else "stopped"
     finally:
         if main:
-            _finish(config, tracking, run_dir, status)
+            _finish(config, tracking, run_dir, status, _metrics_text(run_dir) != epochs_before)
 
 
-def _finish(config: Config, tracking: Tracking, run_dir: Path, status: str) -> None:
+def _metrics_text(run_dir: Path) -> str | None:
+    path = run_dir / rundir.METRICS
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _finish(config: Config, tracking: Tracking, run_dir: Path, status: str, trained: bool) -> None:
     from ekdcli.jobs.curves import draw_run_curves
 
     try:
-        draw_run_curves(run_dir)
+        if trained:
+            draw_run_curves(run_dir)
     except Exception as exc:  # a figure must not hide how the run ended
         Console(quiet=config.quiet, json_mode=config.json).warn(
             f"could not draw {run_dir / rundir.CURVES} ({type(exc).__name__}: {exc})."

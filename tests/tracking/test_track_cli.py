@@ -124,7 +124,7 @@ def test_an_unknown_tracker_is_refused_before_any_work(ekd) -> None:  # noqa: AN
 def test_track_in_the_config_file_must_be_a_list_of_names(ekd) -> None:  # noqa: ANN001
     Path("ekd.toml").write_text('track = "tensorboard"\n')
     code, _, err = ekd("train", "--model", "tiny_cnn")
-    assert code == 2 and "ekd.toml: 'track' must be a list, not 'tensorboard'." in err
+    assert code == 2 and "ekd.toml: 'track' must be a list of strings, not 'tensorboard' (line 1)." in err
 
 
 def test_list_trackers_shows_the_first_party_ones_with_their_extra(ekd) -> None:  # noqa: ANN001
