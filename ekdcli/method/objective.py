@@ -53,6 +53,10 @@ class DistillObjective(Objective):
     ) -> None:
         if distiller.needs_teacher and teacher is None:
             raise ValueError(f"distiller {distiller.name!r} needs a teacher")
+        if distiller.needs_strong_view and augmentation is not None:
+            raise ValueError(
+                f"distiller {distiller.name!r} makes its own strong view; it takes no augmentation"
+            )
         self.teacher = teacher
         self.teacher_cache = teacher_cache if teacher is not None else None
         self.distiller = distiller

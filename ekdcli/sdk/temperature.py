@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 SHARED_OPTIONS = ("pair",)
 
 
-def rule_option_names(rule_name: str) -> set[str]:
-    """The options the registered rule ``rule_name`` takes (from its ``info``, without building it)."""
+def _options_of(rule_name: str) -> set[str]:
+    """The options a registered rule takes (from its ``info``, without building it); none if unknown."""
     from ekdcli.sdk.plugins import registry
 
-    return set(registry("temperature_rules").get(rule_name).info.get("options", {}))
+    rules = registry("temperature_rules")
+    return set(rules.get(rule_name).info.get("options", {})) if rule_name in rules else set()
 
 
 def split_rule_options(
@@ -34,25 +35,22 @@ def split_rule_options(
 ) -> tuple[TemperatureRule, dict[str, Any]]:
     """``(rule, the distiller's own options)`` for a factory's keyword ``options``.
 
-    ``rule`` (given by the core) is used as it is, and then no rule option may come with the
-    distiller's options; without it the ``default`` rule is built from the options it takes.
-    ``pair`` reaches both.
+    Without ``rule`` the ``default`` rule is built from the options it takes (``make_kd(t=3)``).
+    A ``rule`` given by the core is used as it is; then an option of that rule or of the default
+    one among ``options`` is an error (it would be silently ignored).  ``pair`` reaches both.
     """
     from ekdcli.sdk.plugins import registry
 
-    rules = registry("temperature_rules")
-    name = default if rule is None else rule.name
-    component = rules.get(name) if rule is None or name in rules else None
-    takes = set(component.info.get("options", {})) if component is not None else set()
-    own = {k: v for k, v in options.items() if k not in takes or k in SHARED_OPTIONS}
-    for_rule = {k: v for k, v in options.items() if k in takes and v is not None}
-    if rule is not None or component is None:
-        assert rule is not None
-        stray = sorted(k for k in for_rule if k not in SHARED_OPTIONS)
-        if stray:
-            raise UsageError(
-                f"{who} got {', '.join(repr(k) for k in stray)} beside its temperature rule "
-                f"{rule.name!r}; give them to the rule (the [temperature] table) instead."
-            )
-        return rule, own
-    return component.build(**for_rule), own
+    default_takes = _options_of(default)
+    if rule is None:
+        for_rule = {k: v for k, v in options.items() if k in default_takes and v is not None}
+        own = {k: v for k, v in options.items() if k not in default_takes or k in SHARED_OPTIONS}
+        return registry("temperature_rules").get(default).build(**for_rule), own
+    claimed = (_options_of(rule.name) | default_takes) - set(SHARED_OPTIONS)
+    stray = sorted(k for k, v in options.items() if k in claimed and v is not None)
+    if stray:
+        raise UsageError(
+            f"{who} got {', '.join(repr(k) for k in stray)} beside its temperature rule "
+            f"{rule.name!r}; give the rule's options to the rule (the [temperature] table) instead."
+        )
+    return rule, {k: v for k, v in options.items() if k not in claimed}

@@ -233,3 +233,41 @@ def test_ctkd_resumes_bitwise_after_a_real_kill(tmp_path: Path) -> None:
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
     tau_sums = [r["stats"]["ctkd_tau_sum"] for r in straight.history]
     assert tau_sums == [r["stats"]["ctkd_tau_sum"] for r in resumed.history]
+
+
+def ddp_ctkd_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    """One rank of a two-process CTKD run; saves its temperature and its student."""
+    from ekdcli.engine import ddp
+
+    ddp.init(rank, world_size, f"file://{init_file}", backend="gloo")
+    try:
+        torch.manual_seed(123)
+        teacher = TinyNet()
+        torch.manual_seed(0)
+        student = TinyNet()
+        distiller = make_ctkd(lambda_epochs=1)
+        options = EngineOptions(device="cpu", precision="fp32", quiet=True, seed=7)
+        data = synthetic_dataset(train=128, test=16)
+        fit(
+            student,
+            data,
+            DistillObjective(teacher, distiller),
+            Recipe(epochs=2, batch_size=32, lr=0.1),
+            options,
+            None,
+        )
+        state = {"g": distiller.module.value.detach().clone(), "student": student.state_dict()}
+        torch.save(state, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        ddp.cleanup()
+
+
+@pytest.mark.slow
+def test_two_processes_keep_one_temperature(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(ddp_ctkd_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert torch.equal(rank0["g"], rank1["g"]) and rank0["g"].item() != 1.0  # trained, and in step
+    for key, value in rank0["student"].items():
+        assert torch.equal(value, rank1["student"][key]), key

@@ -224,3 +224,9 @@ def test_each_method_runs_with_the_energy_rule_and_records_it(fake_ws: Path, ekd
     assert recorded["temperature_rule"] == "energy" and recorded["energy"]["preset"] == "official"
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert sum(v for k, v in record["stats"].items() if k.startswith("n_T")) > 0
+
+
+def test_the_default_rules_option_beside_another_rule_is_refused_too() -> None:
+    # t is the fixed rule's; with gradation it would be ignored, so it is an error
+    with pytest.raises(UsageError, match=r"distiller 'dkd' got 't' beside its temperature rule 'gradation'"):
+        make_dkd(t=3.0, temperature_rule=rule("gradation"))
