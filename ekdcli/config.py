@@ -35,7 +35,7 @@ DEFAULT_PAIR = ("resnet32", "resnet8")  # teacher / student when nothing is conf
 
 # Option tables handed to plugin factories as keyword arguments; their keys are
 # checked by the plugin that receives them.
-OPTION_TABLES = ("train", "data_options", "distiller", "energy", "augmentation")
+OPTION_TABLES = ("train", "data_options", "distiller", "temperature", "energy", "augmentation")
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Config:
     student: str | None = None
     # method
     method: str = "energy_kd"
+    temperature_rule: str | None = None  # None: the method's own (fixed for kd/dkd, energy for energy_kd)
     augment: str | None = None
     rate: float | None = None
     low_rate: float | None = None
@@ -85,6 +86,7 @@ class Config:
     train: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
     distiller: dict[str, Any] = field(default_factory=dict)
+    temperature: dict[str, Any] = field(default_factory=dict)
     energy: dict[str, Any] = field(default_factory=dict)
     augmentation: dict[str, Any] = field(default_factory=dict)
     # where the values came from (not a key): "default", a file path, or "flag"

@@ -40,7 +40,7 @@ SHORT_HELP = {
     "bench": "Time HE-DA per augmentation rate (the paper's Table 6).",
     "bench-engine": "Images/s of the engine's variants (precision, layout, cache).",
     "plugins": "Installed plugins and what each registers.",
-    "list": "Registered models, datasets, distillers, augmentations, trackers.",
+    "list": "Registered models, datasets, distillers, temperature rules, augmentations, trackers.",
 }
 
 

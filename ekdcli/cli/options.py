@@ -54,6 +54,11 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "method": click.option(
         "--method", help="Distiller (see 'ekd list distillers'), e.g. energy_kd, energy_dkd."
     ),
+    "temperature_rule": click.option(
+        "--temperature-rule",
+        help="Where a temperature-based method's temperatures come from (see 'ekd list temperature-rules'): "
+        "fixed, energy, gradation.",
+    ),
     "augment": click.option("--augment", help="Augmentation (see 'ekd list augmentations'), e.g. he-cutmix."),
     "rate": click.option(
         "--rate",
@@ -117,7 +122,7 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         "set_values",
         multiple=True,
         metavar="[TABLE.]KEY=VALUE",
-        help="Any config key from the command line, repeatable: energy.t_low_energy=2, "
+        help="Any config key from the command line, repeatable: energy.t_low_energy=2, temperature.t=3, "
         "data_options.imbalance_factor=0.01, train.momentum=0.95, teacher_cache=true "
         f"(tables: {', '.join(OPTION_TABLES)}). Named flags win over --set.",
     ),

@@ -240,9 +240,7 @@ class Trainer:
         self.objective = objective
         self.recipe = recipe
         self.options = options
-        self.run_dir = run_dir
-        self.runtime = runtime
-        self.metadata = metadata
+        self.run_dir, self.runtime, self.metadata = run_dir, runtime, metadata
         self.writer = RunWriter(run_dir, runtime.is_main)
         self.tracking = tracking if tracking and self.writer.run_dir else Tracking()  # rank 0 with a run dir
         self.verbose = runtime.is_main and not options.quiet
@@ -272,7 +270,8 @@ class Trainer:
             num_workers=options.num_workers,
         )
         self.steps_per_epoch = len(self.train_batches)
-        self.optimizer = build_optimizer(self.model, recipe)
+        self.extra_parameters = objective.parameters()  # after setup: on the device
+        self.optimizer = build_optimizer(self.model, recipe, self.extra_parameters)
         self.scheduler = build_scheduler(self.optimizer, recipe, self.steps_per_epoch)
         self.train_model: torch.nn.Module = ddp.wrap(self.model, runtime.device)
         if options.compile:
@@ -370,10 +369,14 @@ class Trainer:
             scaler.scale(total).backward()
         else:
             total.backward()
+        if self.extra_parameters:  # DDP averages the model's gradients; the objective's are averaged here
+            ddp.average_gradients(self.extra_parameters)
         if recipe.grad_clip is not None:
             if scaler is not None:
                 scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
+            torch.nn.utils.clip_grad_norm_(
+                [*self.model.parameters(), *self.extra_parameters], recipe.grad_clip
+            )
         if scaler is not None:
             scaler.step(self.optimizer)
             scaler.update()

@@ -144,7 +144,11 @@ def _objective(config: Config, job: Prepared, cache: Any, rate: float | None) ->
     from ekdcli.method.objective import DistillObjective
 
     distiller, augmentation = build_losses(
-        config, job.plan, job.pair, **({} if rate is None else {"rate": rate})
+        config,
+        job.plan,
+        job.pair,
+        num_classes=job.dataset.num_classes,
+        augmentation_options={} if rate is None else {"rate": rate},
     )
     teacher = copy.deepcopy(job.teacher.model) if job.teacher else None
     return DistillObjective(

@@ -1,6 +1,6 @@
 """The plugin SDK: everything a plugin (first-party or third-party) imports from ekd.
 
-    from ekdcli.sdk import hookimpl, UsageError, owner, as_int, InMemoryDataset, Distiller
+    from ekdcli.sdk import hookimpl, UsageError, owner, as_int, InMemoryDataset, Distiller, TemperatureRule
 
 Importing this package stays cheap (no torch): the names that need torch (``from_arrays``,
 ``make_long_tailed``, ``kd_loss``, ``apply_mix``, ...) load on first use.  The same names are
@@ -24,6 +24,8 @@ from ekdcli.sdk.contracts import (
     InMemoryDataset,
     MixResult,
     RunInfo,
+    TemperatureDistiller,
+    TemperatureRule,
     Tracker,
     flatten,
     labels_fingerprint,
@@ -47,6 +49,7 @@ from ekdcli.sdk.options import (
     pick,
 )
 from ekdcli.sdk.plugins import registry
+from ekdcli.sdk.temperature import split_rule_options
 
 if TYPE_CHECKING:
     from ekdcli.sdk.data import describe_class_counts, from_arrays, read_npz
@@ -92,6 +95,8 @@ __all__ = [
     "MixedBatch",
     "PluginError",
     "RunInfo",
+    "TemperatureDistiller",
+    "TemperatureRule",
     "TensorSplit",
     "Thresholds",
     "Tracker",
@@ -125,6 +130,7 @@ __all__ = [
     "pick",
     "read_npz",
     "registry",
+    "split_rule_options",
     "subsample_per_class",
     "upcast",
 ]

@@ -1,4 +1,5 @@
-"""Contracts between the core and plugins: datasets, distillers, augmentations, trackers.
+"""Contracts between the core and plugins: datasets, distillers, temperature rules, augmentations,
+trackers.
 
 Importing this module does not import torch; tensors appear only in type hints.
 """
@@ -129,6 +130,10 @@ class DistillBatch:
     indices: torch.Tensor
     epoch: int  # 1-based
     stats: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    # Logits of a second, strongly augmented view of the same rows (same order), for a distiller
+    # with ``needs_strong_view`` (MLKD); None otherwise.
+    strong_student_logits: torch.Tensor | None = None
+    strong_teacher_logits: torch.Tensor | None = None
 
 
 @dataclass
@@ -141,14 +146,36 @@ class EnergyContext:
 
 
 class Distiller:
-    """Base class of distillation methods; subclasses implement ``__call__``."""
+    """Base class of distillation methods; subclasses implement ``__call__``.
+
+    A distiller with trainable state of its own (CTKD's temperature module) returns it from
+    :meth:`parameters` after :meth:`to`: the engine optimizes it with the student (same optimizer,
+    learning rate schedule and weight decay) and checkpoints :meth:`state_dict`.
+    """
 
     name: str = "distiller"
     needs_teacher: bool = True
     needs_energy: bool = False  # True: the engine provides an EnergyContext via setup()
+    # True: the engine also forwards a strongly augmented second view of each training image
+    # (DistillBatch.strong_student_logits / strong_teacher_logits; docs/method.md#strong-views)
+    needs_strong_view: bool = False
 
     def setup(self, energy: EnergyContext | None, num_epochs: int) -> None:
         """Called once before training (thresholds, partitions, schedules)."""
+
+    def to(self, device: torch.device) -> None:
+        """Move trainable state to the training device (called before :meth:`parameters`)."""
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Trainable tensors outside the student (none by default)."""
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to checkpoint besides the optimizer's (tensors, numbers, lists, dicts only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
     def describe(self) -> dict[str, Any]:
         """Everything needed to reproduce the loss; printed at start and stored in the run."""
@@ -157,6 +184,61 @@ class Distiller:
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         """Named scalar loss terms; the engine sums them and logs each one."""
         raise NotImplementedError
+
+
+# -------------------------------------------------------------- temperature rules
+class TemperatureRule:
+    """Per-sample distillation temperatures of a batch: ``fixed``, ``energy``, ``gradation``, ...
+
+    A temperature-based distiller (:class:`TemperatureDistiller`) asks its rule once per batch
+    with the teacher's logits of the batch, the rows' sample indices and a ``stats`` dict to count
+    into.  ``needs_energy``: :meth:`setup` receives the score file's :class:`EnergyContext` (else
+    ``None``).  ``reference`` is the temperature the rule is centred on (the base temperature);
+    a distiller that scales a temperature of its own (CTKD's learned one) uses ``T_i / reference``.
+    """
+
+    name: str = "rule"
+    needs_energy: bool = False
+    reference: float = 4.0
+
+    def setup(self, energy: EnergyContext | None) -> None:
+        """Called once before training (thresholds of the whole training set)."""
+
+    def __call__(
+        self,
+        teacher_logits: torch.Tensor | None,
+        indices: torch.Tensor,
+        stats: dict[str, float | torch.Tensor],
+    ) -> float | torch.Tensor:
+        """One temperature for the whole batch (a float), or a float32 ``[B]`` tensor on the
+        logits' device; may add counts to ``stats`` (the engine sums and logs them)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that decides a sample's temperature (printed at start, stored in the run)."""
+        return {}
+
+
+class TemperatureDistiller(Distiller):
+    """A distiller whose temperatures come from a :class:`TemperatureRule` (``--temperature-rule``).
+
+    Subclasses call :meth:`temperatures` in ``__call__``; :meth:`setup` sets the rule up and the
+    rule's description is part of :meth:`describe_rule`.
+    """
+
+    def __init__(self, rule: TemperatureRule) -> None:
+        self.rule = rule
+        self.needs_energy = rule.needs_energy
+
+    def setup(self, energy: EnergyContext | None, num_epochs: int) -> None:
+        self.rule.setup(energy)
+
+    def temperatures(self, batch: DistillBatch) -> float | torch.Tensor:
+        """The rule's temperatures of the batch (a float or a float32 ``[B]`` tensor)."""
+        return self.rule(batch.teacher_logits, batch.indices, batch.stats)
+
+    def describe_rule(self) -> dict[str, Any]:
+        return {"temperature_rule": self.rule.name, **self.rule.describe()}
 
 
 # ------------------------------------------------------------------ augmentations

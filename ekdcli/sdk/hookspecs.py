@@ -53,6 +53,18 @@ def register_distillers(register: Register) -> None:
 
 
 @hookspec
+def register_temperature_rules(register: Register) -> None:
+    """Register temperature rules (``--temperature-rule``): fixed, energy, gradation, ...
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(**options) -> ekdcli.sdk.contracts.TemperatureRule``.  ``info["options"]`` lists
+    the options with their defaults (``ekd list temperature-rules``); ``info["needs_energy"]``
+    says that the rule reads the score file, so the ``[energy]`` table and ``--preset``,
+    ``--rate``, ... reach it.
+    """
+
+
+@hookspec
 def register_augmentations(register: Register) -> None:
     """Register batch augmentations (HE-DA and friends).
 
