@@ -84,11 +84,11 @@ def cli() -> None:
     """ekd: energy-based knowledge distillation for image classifiers.
 
     \b
-    Typical session:
-      ekd train --model resnet32x4 --data cifar100 --data-root ../shared/data/cifar100.npz
-      ekd score --teacher resnet32x4 --data cifar100
-      ekd distill --method energy_dkd --augment he-cutmix --rate 0.5
-      ekd evaluate runs/*
+    Typical session (--data-root alone names CIFAR data; ./ekd.toml can hold these flags):
+      ekd train --model wrn40_2 --data-root cifar100.npz
+      ekd score --teacher wrn40_2 --data-root cifar100.npz
+      ekd distill --teacher wrn40_2 --student wrn16_2 --data-root cifar100.npz --method energy_kd
+      ekd evaluate ekd-store/runs/*
 
     Options come from built-in defaults < ./ekd.toml (or --config FILE) < flags.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config, naming_origin
@@ -24,8 +25,6 @@ def recorded_config(config: Config, store: Store) -> Config:
     """The config as a run directory records it: the store and a local data root as absolute
     paths, so that ``--resume`` from another directory (or without ``EKD_HOME``) finds the same
     store (weights, teacher, scores) and data."""
-    from pathlib import Path
-
     changes: dict[str, Any] = {"store": str(Path(store.root).resolve())}
     if config.data_root and Path(config.data_root).exists():
         changes["data_root"] = str(Path(config.data_root).resolve())
@@ -89,6 +88,33 @@ def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -
         if "milestones" in overrides:
             overrides["milestones"] = tuple(overrides["milestones"])
         return dataclasses.replace(recipe, **overrides).validate()
+
+
+def describe_data(config: Config, dataset: Dataset, data_key: str) -> str:
+    """``cifar100`` with what a reader would otherwise not know: that it was recognized from the
+    data root, and how many of its training images are used (``--limit-train``)."""
+    total = len(dataset.labels("train"))
+    used = min(config.limit_train, total) if config.limit_train is not None else total
+    notes = []
+    if config.sources.get("data", "").startswith("recognized"):
+        notes.append(f"recognized from {config.data_root}")
+    notes.append(
+        f"the first {used:,} of {total:,} training images" if used < total else f"{total:,} training images"
+    )
+    return f"{data_key} ({'; '.join(notes)})"
+
+
+def replacing_note(path: Path) -> str:
+    """What writing a model to ``path`` replaces in the store, and how to keep both."""
+    from ekdcli.store.weights import meta_value, read_metadata
+
+    previous = read_metadata(path)
+    top1 = meta_value(previous, "top1")
+    if isinstance(top1, (int, float)) and top1 > 1:  # files written before accuracies became fractions
+        top1 = top1 / 100
+    accuracy = f"top-1 {100 * top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
+    made = meta_value(previous, "run_dir") or meta_value(previous, "source") or "elsewhere"
+    return f"replacing {path} ({accuracy}, from {made}); pass --name NAME to keep both"
 
 
 def describe_recipe(recipe: Recipe) -> str:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config, naming_origin
+from ekdcli.config import (
+    DEFAULT_DATA,
+    DEFAULT_PAIR,
+    Config,
+    foreign_note,
+    naming_origin,
+    split_foreign_options,
+)
 from ekdcli.jobs.build import (
     TrainedModel,
     build_model,
@@ -20,6 +27,7 @@ from ekdcli.jobs.build import (
 )
 from ekdcli.jobs.common import (
     console,
+    describe_data,
     describe_recipe,
     engine_options,
     open_store,
@@ -65,7 +73,18 @@ def plan_methods(config: Config) -> Plan:
             f"augmentation {augmentation.name!r} needs a teacher (its mixed images get a KD term) but method "
             f"{distiller.name!r} trains without one; pick a distillation method such as kd or energy_kd."
         )
-    plan = Plan(distiller, dict(config.distiller), augmentation, dict(config.augmentation), "")
+    plan = Plan(distiller, {}, augmentation, {}, "")
+    plan.distiller_options = _own_options(config, "distiller", distiller, plan)
+    if augmentation is not None:
+        plan.augmentation_options = _own_options(config, "augmentation", augmentation, plan)
+    elif config.augmentation:
+        _not_for_this_method(
+            config,
+            "augmentation",
+            "the [augmentation] options apply to an augmentation and none is chosen (--augment)",
+            plan,
+            "a run without --augment",
+        )
     energy_distiller = bool(distiller.info.get("needs_energy"))
     energy_aug = bool(augmentation is not None and augmentation.info.get("needs_energy"))
     if energy_distiller:
@@ -77,6 +96,7 @@ def plan_methods(config: Config) -> Plan:
             "energy",
             f"the [energy] options apply to energy distillers; method {distiller.name!r} does not use them",
             plan,
+            f"method {distiller.name!r}",
         )
     if energy_aug and config.energy.get("low_rule"):
         plan.augmentation_options.setdefault("low_rule", config.energy["low_rule"])
@@ -84,15 +104,26 @@ def plan_methods(config: Config) -> Plan:
     return plan
 
 
-def _not_for_this_method(config: Config, table: str, problem: str, plan: Plan) -> None:
-    """Options this method does not use: an error when given now (flag, --set), a note when a
+def _own_options(config: Config, table: str, component: Component, plan: Plan) -> dict[str, Any]:
+    """The ``[table]`` options ``component`` takes; a project file's options for the other
+    components of its kind are left out with a note."""
+    declared = component.info.get("options")
+    others = registry(component.kind).list()
+    known = {key for c in others if c is not component for key in (c.info.get("options") or {})}
+    accepted = list(declared) if isinstance(declared, dict) else None
+    kept, dropped = split_foreign_options(config, table, getattr(config, table), accepted, known)
+    if dropped:
+        plan.notes.append(foreign_note(config, table, dropped, f"{component.noun} {component.name!r}"))
+    return kept
+
+
+def _not_for_this_method(config: Config, table: str, problem: str, plan: Plan, target: str) -> None:
+    """Options this run does not use: an error when given now (flag, --set), a note when a
     project file sets them for the other methods it serves."""
     source = config.sources.get(table, "default")
     if source in ("flag", "default"):
         raise UsageError(f"{problem}; drop them or pick a method that uses them.")
-    plan.notes.append(
-        f"note: [{table}] in {source} does not apply to method {plan.distiller.name!r}; ignored."
-    )
+    plan.notes.append(f"note: [{table}] in {source} does not apply to {target}; ignored.")
 
 
 def _route_rates(config: Config, plan: Plan, energy_distiller: bool) -> list[str]:
@@ -238,18 +269,19 @@ class Prepared:
 
 
 def prepare(config: Config) -> Prepared:
-    """Plan, check, then load: bad names and options fail before any data, model or file is touched."""
-    from ekdcli.engine import Runtime
-
+    """Plan, check, then load: bad names and options fail before any data, model or file is touched
+    (and before torch is imported)."""
     say = console(config)
     plan = plan_methods(config)
     for note in plan.notes:
         say.say(note)
     teacher_name, student_name, defaulted = resolve_pair(config)
     check_student_name(student_name)  # before a default teacher is trained or anything is scored
+    data_key = dataset_key(config)
+    from ekdcli.engine import Runtime
+
     distiller, augmentation = build_losses(config, plan, (teacher_name, student_name))
     dataset = load_dataset(config)
-    data_key = dataset_key(config)
     recipe = resolve_recipe(config, dataset, student_name)
     if defaulted:
         say.say(
@@ -283,12 +315,12 @@ def energy_context(config: Config, dataset: Dataset, data_key: str, teacher: Tra
 
 
 def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
+    say = console(config)
+    job = prepare(config)
     from ekdcli.engine import fit
     from ekdcli.engine.ddp import from_rank0
     from ekdcli.method.objective import DistillObjective
 
-    say = console(config)
-    job = prepare(config)
     teacher, runtime = job.teacher, job.runtime
     cache = None
     if config.teacher_cache and teacher is not None:
@@ -300,7 +332,7 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     plan = job.plan
     prefix = f"distill-{plan.distiller.name}" + (f"-{plan.augmentation.name}" if plan.augmentation else "")
     run_dir = resume or from_rank0(lambda: store.new_run_dir(config.run_name, prefix))
-    _print_header(say, job, run_dir)
+    _print_header(say, config, job, run_dir)
     result = fit(
         job.student,
         job.dataset,
@@ -316,10 +348,10 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     if cache is not None:
         _report_cache(say, cache, runtime)
     described = objective.describe()
-    _report_rule(say, job.distiller.describe(), described["distiller"])
+    _report_rule(say, described["distiller"])
     say.say(
         f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 "
-        f"{100 * result.last_top1:.2f}% / top-5 {100 * result.last_top5:.2f}%; run directory {run_dir}"
+        f"{100 * result.last_top1:.2f}% / top-5 {100 * result.last_top5:.2f}%"
     )
     return {
         "run_dir": str(run_dir),
@@ -349,18 +381,67 @@ def _student_metadata(job: Prepared) -> dict[str, Any]:
     )
 
 
-def _print_header(say: Console, job: Prepared, run_dir: Path) -> None:
-    teacher = f"{job.teacher.arch} ({job.teacher.path})" if job.teacher else "none"
-    say.say(
-        f"ekd distill: {job.plan.distiller.name} teacher {teacher} -> student {job.student_arch} on {job.data_key}"
-    )
-    say.say(f"  loss: {_one_line(job.distiller.describe())}")
+def _print_header(say: Console, config: Config, job: Prepared, run_dir: Path) -> None:
+    """A few short lines: what is trained, from what, with which rule and recipe, where it goes;
+    ``--verbose`` adds every setting of the loss and the augmentation."""
+    plan = job.plan
+    name = plan.distiller.name + (f" + {plan.augmentation.name}" if plan.augmentation else "")
+    teacher = job.teacher.arch if job.teacher else "no teacher"
+    data = describe_data(config, job.dataset, job.data_key)
+    say.say(f"ekd distill: {name}, {teacher} -> {job.student_arch} on {data}")
+    if job.teacher is not None:
+        say.say(f"  teacher: {job.teacher.path}")
+    rule = loss_summary(job.distiller.describe())
     if job.augmentation is not None:
-        say.say(f"  augmentation: {_one_line(job.augmentation.describe())}")
-    if job.plan.rates_note:
-        say.say(f"  rates: {job.plan.rates_note}")
+        rule += f"; {augmentation_summary(job.augmentation.describe())}"
+    say.say(f"  rule: {rule}")
+    if plan.rates_note:
+        say.say(f"  rates: {plan.rates_note}")
+    if config.verbose:
+        say.say(f"  loss: {_one_line(job.distiller.describe())}")
+        if job.augmentation is not None:
+            say.say(f"  augmentation: {_one_line(job.augmentation.describe())}")
     say.say(f"  recipe: {describe_recipe(job.recipe)}")
     say.say(f"  run directory: {run_dir}")
+
+
+def loss_summary(described: dict[str, Any]) -> str:
+    """The distiller's rule in a few words (``--verbose`` prints every key)."""
+    temps = described.get("temperatures")
+    if isinstance(temps, dict):  # an energy partition rule
+        t = " / ".join(f"{v:g}" for v in temps.values())
+        rates = f"rates {described.get('low_rate'):g} / {described.get('high_rate'):g}"
+        source = described.get("rate_source")
+        rates += f" ({source})" if source not in (None, "default", "rate") else ""
+        text = (
+            f"{described.get('method')}, {described.get('preset')} preset: T {t} for low / other / high "
+            f"energy, {rates}, {described.get('source')} energies, {described.get('low_rule')} low rule"
+        )
+    elif isinstance(temps, list):  # gradation over energy segments
+        text = (
+            f"{described.get('method')}, {described.get('preset')} preset: T {temps[0]:g} .. {temps[-1]:g} "
+            f"over {described.get('segments')} energy segments, {described.get('source')} energies"
+        )
+    else:
+        weights = ", ".join(f"{k} {described[k]:g}" for k in ("t", "alpha", "beta") if k in described)
+        text = f"{described.get('method', 'loss')}" + (f" ({weights})" if weights else "")
+    return text + (", standardized logits" if described.get("logit_standardize") else "")
+
+
+def augmentation_summary(described: dict[str, Any]) -> str:
+    """An augmentation's rule in a few words: what it mixes, which samples, how."""
+    rate, selection = described.get("rate"), described.get("selection")
+    share = f"{rate:.0%}" if isinstance(rate, (int, float)) else "?"
+    chosen = {
+        "high": f"the {share} highest-energy images",
+        "low": f"the {share} lowest-energy images",
+        "all": "every image",
+        "random": f"a random {share} of the images",
+    }.get(str(selection), f"{share} of the images")
+    mode = described.get("mode")
+    return f"{described.get('augment')}: {described.get('kind', 'mix')} of {chosen}" + (
+        f" ({mode} mode)" if mode else ""
+    )
 
 
 def _report_cache(say: Console, cache: Any, runtime: Runtime) -> None:
@@ -374,11 +455,20 @@ def _report_cache(say: Console, cache: Any, runtime: Runtime) -> None:
         )
 
 
-def _report_rule(say: Console, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """What setup added to the rule (thresholds, group sizes), and groups that stayed empty."""
-    if after != before:
-        say.say(f"  rule used: {_one_line(after)}")
-    empty = [group for group, n in (after.get("train_counts") or {}).items() if n == 0]
+def _report_rule(say: Console, after: dict[str, Any]) -> None:
+    """What setup added to the rule (the energy groups' sizes and thresholds), once; and groups that
+    stayed empty."""
+    counts = after.get("train_counts") or {}
+    if counts:
+        thresholds = after.get("thresholds") or {}
+        bounds = ", ".join(
+            f"E_{k} {thresholds[k]:.4g}"
+            for k in ("low", "high")
+            if isinstance(thresholds.get(k), (int, float))
+        )
+        sizes = " / ".join(f"{group} {n:,}" for group, n in counts.items())
+        say.say(f"  energy groups of the training images: {sizes}" + (f" ({bounds})" if bounds else ""))
+    empty = [group for group, n in counts.items() if n == 0]
     if empty:
         say.warn(
             f"no training sample fell in the {', '.join(empty)} energy group(s), so their temperature was "

@@ -9,17 +9,25 @@ from typing import Any
 from ekdcli import __version__
 from ekdcli.config import Config
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key
-from ekdcli.jobs.common import console, open_store
+from ekdcli.jobs.common import console, open_store, replacing_note
 from ekdcli.sdk.plugins import registry
 from ekdcli.store.weights import save_tensors
 from ekdcli.util.errors import UsageError
 
 
-def _file_sha256(path: Path) -> str:
+def _file_sha256(path: Path, quiet: bool) -> str:
+    """sha256 of the checkpoint's bytes, with progress (a large ImageNet checkpoint takes seconds)."""
+    from ekdcli.engine.progress import PassProgress, resolve_mode
+
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    mode = resolve_mode("auto", quiet, is_main=True)
+    with (
+        path.open("rb") as handle,
+        PassProgress(f"hashing {path.name}", path.stat().st_size, mode, "B") as bar,
+    ):
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+            bar.update(len(chunk))
     return digest.hexdigest()
 
 
@@ -69,9 +77,11 @@ def run_import(
         "in_channels": channels,
         "made_by": "ekd import",
         "source": str(source.resolve()),
-        "source_sha256": _file_sha256(source),
+        "source_sha256": _file_sha256(source, config.quiet or config.json),
         "ekd_version": __version__,
     }
+    if target.is_file():
+        console(config).say(replacing_note(target))
     save_tensors(target, tensors, metadata)
     console(config).say(
         f"imported {source} as {arch} ({classes} classes, {len(tensors)} tensors) -> {target}"

@@ -10,13 +10,15 @@ from ekdcli.config import Config
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.jobs.common import (
     console,
+    describe_data,
     describe_recipe,
     engine_options,
     open_store,
     recorded_config,
+    replacing_note,
     resolve_recipe,
 )
-from ekdcli.store.weights import meta_value, read_metadata, save_tensors
+from ekdcli.store.weights import save_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -35,17 +37,17 @@ class TrainResult:
 def run_train(
     config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
 ) -> TrainResult:
-    from ekdcli.engine import CrossEntropyObjective, Runtime, ddp, fit
-    from ekdcli.engine.ddp import from_rank0
-
     if not config.model:
         raise UsageError("say which architecture to train with --model (see 'ekd list models').")
     if keep not in ("best", "last"):
         raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
     out = console(config)
     arch = canonical_model(config.model)
+    data_key = dataset_key(config)  # names are checked before torch is imported
+    from ekdcli.engine import CrossEntropyObjective, Runtime, ddp, fit
+    from ekdcli.engine.ddp import from_rank0
+
     dataset = load_dataset(config)
-    data_key = dataset_key(config)
     recipe = resolve_recipe(config, dataset, arch)
     store = open_store(config)
     # The runtime first: it joins the process group under torchrun and seeds the model's init.
@@ -54,8 +56,9 @@ def run_train(
     run_dir = resume.resolve() if resume else None
     run_dir = run_dir or from_rank0(lambda: store.new_run_dir(config.run_name, f"train-{arch}-{data_key}"))
     model = build_model(arch, dataset.num_classes, dataset.in_channels)
-    out.say(f"ekd train: {arch} on {data_key} ({dataset.num_classes} classes), {describe_recipe(recipe)}")
-    out.say(f"run directory: {run_dir}")
+    out.say(f"ekd train: {arch} on {describe_data(config, dataset, data_key)}, {dataset.num_classes} classes")
+    out.say(f"  recipe: {describe_recipe(recipe)}")
+    out.say(f"  run directory: {run_dir}")
     metadata = weights_metadata(arch, dataset, data_key, "ekd train", recipe=recipe.__dict__)
     result = fit(
         model,
@@ -72,7 +75,7 @@ def run_train(
     model_path = store.model_path(data_key, name or arch)
     if runtime.is_main:  # every rank holds the same weights; one writes them
         if model_path.is_file() and not resume:
-            out.say(_replacing(model_path))
+            out.say(replacing_note(model_path))
         save_tensors(model_path, *_kept_weights(result, keep, metadata, run_dir))
     ddp.barrier()  # the other ranks may load these weights next (a teacher trained inside distill)
     out.say(
@@ -90,19 +93,6 @@ def run_train(
         "kept": keep,
     }
     return TrainResult(model_path=model_path, run_dir=run_dir, summary=summary)
-
-
-def _replacing(model_path: Path) -> str:
-    """What a new run replaces in the store."""
-    previous = read_metadata(model_path)
-    top1 = meta_value(previous, "top1")
-    if isinstance(top1, (int, float)) and top1 > 1:  # files written before accuracies became fractions
-        top1 = top1 / 100
-    accuracy = f"top-1 {100 * top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
-    return (
-        f"replacing {model_path} ({accuracy}, from {meta_value(previous, 'run_dir', 'elsewhere')}); "
-        "train with --name NAME to keep both"
-    )
 
 
 def _kept_weights(

@@ -113,7 +113,7 @@ def test_cifar100_lt_factory_on_tiny_npz() -> None:
 
 
 def test_factory_validates_options_before_reading_data(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="Unknown long-tail profile 'zipf'"):
+    with pytest.raises(UsageError, match="unknown long-tail profile 'zipf'"):
         cifar100_lt(str(tmp_path / "missing"), profile="zipf")
     with pytest.raises(UsageError, match="dataset 'cifar100-lt' has no option 'ratio'"):
         cifar100_lt(str(tmp_path), ratio=10)
