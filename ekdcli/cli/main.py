@@ -94,15 +94,22 @@ def cli() -> None:
     """
 
 
+def lower_first(text: str) -> str:
+    """A sentence's first letter in lower case (``Invalid value`` -> ``invalid value``; ``CIFAR`` stays)."""
+    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+        return text[0].lower() + text[1:]
+    return text
+
+
 def _usage_message(exc: click.UsageError) -> str:
     """Click's message as one sentence, with the closest command for a typo and the help to read."""
     from ekdcli.util.errors import did_you_mean
 
-    message = exc.format_message().rstrip(".")
+    message = lower_first(exc.format_message().rstrip("."))
     ctx = exc.ctx
     path = ctx.command_path if ctx is not None else "ekd"
-    if message.startswith("No such command") and ctx is not None and isinstance(ctx.command, click.Group):
-        unknown = message.removeprefix("No such command ").strip("'\"")
+    if message.startswith("no such command") and ctx is not None and isinstance(ctx.command, click.Group):
+        unknown = message.removeprefix("no such command ").strip("'\"")
         hint = did_you_mean(unknown, ctx.command.list_commands(ctx))
         if hint:
             return f"{message}.{hint} (see '{path} --help')"
@@ -131,18 +138,18 @@ def _report(exc: Exception, debug: bool) -> int:
     if isinstance(exc, click.UsageError):  # a bad flag or value: one line, with where to read about it
         click.echo(f"error: {_usage_message(exc)}", err=True)
         return exc.exit_code
-    if isinstance(exc, click.ClickException):
-        exc.show()
+    if isinstance(exc, click.ClickException):  # e.g. a file click could not open
+        click.echo(f"error: {lower_first(exc.format_message())}", err=True)
         return exc.exit_code
     if debug:
         traceback.print_exc()
     if isinstance(exc, EkdError):
-        click.echo(f"error: {exc.message}", err=True)
+        click.echo(f"error: {lower_first(exc.message)}", err=True)
         return exc.exit_code
     if isinstance(exc, OSError):  # the file system refused (no such folder, permissions, disk full, ...)
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(
-            f"error: {exc.strerror or exc}{where}; check the path, its permissions and the free space "
+            f"error: {lower_first(str(exc.strerror or exc))}{where}; check the path, its permissions and the free space "
             "(--debug shows where it happened).",
             err=True,
         )

@@ -11,7 +11,6 @@ import sys
 import time
 from typing import Any, TextIO
 
-
 # Plain lines: every ~10 % but not more often than MIN_INTERVAL_S, and at least every LINE_EVERY_S.
 LINE_EVERY_S = 30.0
 MIN_INTERVAL_S = 5.0

@@ -114,11 +114,6 @@ def _score_pass(
 def run_score(
     config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
 ) -> dict[str, Any]:
-    from ekdcli.engine import Runtime
-    from ekdcli.method.figures import energy_histogram
-    from ekdcli.method.scoring import format_summary, summarize
-    from ekdcli.sdk.energy import compute_thresholds
-
     if not config.teacher:
         raise UsageError(
             "say which teacher to score with --teacher (a name in the store or a .safetensors file)."
@@ -128,6 +123,11 @@ def run_score(
     say = console(config)
     data_key = dataset_key(config)  # names are checked before torch is imported
     find_trained(config.teacher, data_key, open_store(config), "teacher")  # before torch is imported
+    from ekdcli.engine import Runtime
+    from ekdcli.method.figures import energy_histogram
+    from ekdcli.method.scoring import format_summary, summarize
+    from ekdcli.sdk.energy import compute_thresholds
+
     # Join the process group (under torchrun) even when the scores are reused: rank 0 alone draws.
     main = Runtime(engine_options(config)).is_main
     dataset = load_dataset(config)

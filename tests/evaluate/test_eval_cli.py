@@ -195,3 +195,17 @@ def test_ctrl_c_keeps_and_prints_what_is_done(
         main(["evaluate", "r1", "r2", "--json"])
     payload = json.loads(capsys.readouterr().out)
     assert payload["interrupted"] is True and [t["target"] for t in payload["targets"]] == ["r1"]
+
+
+def test_the_help_example_runs_star_finds_the_stores_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _two_runs(tmp_path)
+    capsys.readouterr()
+    main(["evaluate", "runs/*", "--json"])  # no ./runs: the shell leaves the pattern, ekd reads the store
+    payload = json.loads(capsys.readouterr().out)
+    assert [Path(t["target"]).name for t in payload["targets"]] == ["r1", "r2"]
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "nothing/*"])
+    assert info.value.code == 2
+    assert "error: nothing matches 'nothing/*' here (nor under the store " in capsys.readouterr().err

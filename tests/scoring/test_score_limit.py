@@ -75,6 +75,11 @@ def test_a_subset_is_scored_recorded_and_replaced_by_a_full_run(ws: Path, ekd: A
     assert subset.fingerprint == fingerprint(sha, data.fingerprint("train"), 40)
     assert subset.labels.tolist() == data.train_labels[:40].tolist()
     assert result["summary"]["n"] == 40 and result["summary"]["limit_train"] == 40
+    # a partition of the subset: its 40 samples, with the figures of their images
+    code, out, err = ekd("partition", "--rate", "0.2", "--json")
+    assert code == 0, err
+    parted = json.loads(out)
+    assert sum(parted["counts"].values()) == 40 and Path(parted["files"]["grid"]).is_file()
 
     # a full run does not take the subset for complete scores: it scores all 160 and replaces it
     code, out, err = ekd("score", "--json")
