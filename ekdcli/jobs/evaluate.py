@@ -9,6 +9,10 @@ A TARGET is, in this order: a run directory (or a directory of runs), a run name
 
 Evaluation runs at fp32 unless ``--precision`` is given, so the accuracy of an imported
 checkpoint equals the one its original code reports (bf16 autocast can flip a few argmaxes).
+
+It is bounded: one pass over the test split per target; the training set's energy groups only when
+asked (``--groups``, on the first ``--limit-train`` images or all). What the passes give is cached
+per (weights, data, options) in the store (``evaluate_cache.py``), so a second evaluation is free.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 commands below it (the paper's main comparison: KD and Energy DKD + HE-DA from one project file).
 
 The blocks are read from README.md itself; only the data file is swapped for the 1,000-image
-``tiny_cifar100.npz`` and a ``[train]`` table / ``limit_train`` keep the runs tiny (they change the
-size of each run, not what the commands do).
+``tiny_cifar100.npz``, and sizes keep the runs tiny without changing what the commands do:
+``limit_train``/``limit_test`` and a ``[train]`` table in the project file, and ``--steps 1 --rounds 1``
+after ``ekd bench``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 FULL_DATA = "../shared/data/cifar100.npz"
-TINY = "\n[train]\nepochs = 1\nbatch_size = 32\n"
+SIZES = "limit_train = 64\nlimit_test = 64\n"  # before any table
+TINY = "\n[train]\nepochs = 1\nbatch_size = 16\n"
 
 
 def cifar_section() -> list[tuple[str, str]]:
@@ -54,19 +56,23 @@ def _expand(args: list[str], cwd: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_readme_cifar_block_runs_as_written(shared_data: Path, tmp_path: Path, ekd: Any) -> None:
+def test_the_readme_cifar_block_runs_as_written(
+    shared_data: Path, tmp_path: Path, ekd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EKD_HOME")  # the README's store: ./ekd-store
     tiny = shared_data / "tiny_cifar100.npz"
     (first, toml, second) = (text for _, text in cifar_section())
-    (tmp_path / "ekd.toml").write_text("limit_train = 256\n" + TINY)  # sizes only, for the first block
+    (tmp_path / "ekd.toml").write_text(SIZES + TINY)  # sizes only, for the first block
     for args in _commands(first, tiny):
         code, out, err = ekd(*args)
         assert code == 0, (args, err)
         assert "cifar100" in out + err  # recognized from the .npz: not the embedded digits
 
-    (tmp_path / "ekd.toml").write_text("limit_train = 256\n" + toml.replace(FULL_DATA, str(tiny)) + TINY)
+    (tmp_path / "ekd.toml").write_text(SIZES + toml.replace(FULL_DATA, str(tiny)) + TINY)
     outputs = {}
     for args in _commands(second, tiny):
-        code, out, err = ekd(*_expand(args, tmp_path), "--json")
+        sizes = ["--steps", "1", "--rounds", "1"] if args[0] == "bench" else []
+        code, out, err = ekd(*_expand(args, tmp_path), *sizes, "--json")
         assert code == 0, (args, err)
         outputs[" ".join(args)] = (json.loads(out), err)
 
@@ -76,7 +82,9 @@ def test_the_readme_cifar_block_runs_as_written(shared_data: Path, tmp_path: Pat
     energy, _ = outputs["distill --method energy_dkd --augment he-cutmix --rate 0.5"]
     assert energy["method"] == "energy_dkd" and energy["augment"] == "he-cutmix"
     rule = energy["objective"]["distiller"]
-    assert rule["preset"] == "official" and sum(rule["train_counts"].values()) == 256
+    assert rule["preset"] == "official" and sum(rule["train_counts"].values()) == 64
+    benched, _ = outputs["bench --aug-rates 0.1,0.5,1.0"]
+    assert [row["rate"] for row in benched["rows"]] == [0.1, 0.5, 1.0]
     evaluated, _ = outputs["evaluate ekd-store/runs/* --groups"]
     runs = {Path(t["target"]).name.split("-")[1] for t in evaluated["targets"]}
     assert {"kd", "energy_dkd"} <= runs
