@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
+import re
 import sys
 import types
 import typing
@@ -19,7 +21,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from ekdcli.sdk.energy import ENERGY_TEMPERATURE
-from ekdcli.util.errors import UsageError
+from ekdcli.sdk.options import MAX_SEED
+from ekdcli.util.errors import UsageError, closest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -114,24 +117,48 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return isinstance(value, dict)
     if origin is list or annotation is list:
         return isinstance(value, list)
+    if origin is tuple:  # the recipe's milestones: a TOML list of integers
+        item = typing.get_args(annotation)[0]
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, item) for v in value)
     if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return _finite_number(value)
     if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_SEED
     if annotation is Any:
         return True
     return isinstance(value, annotation)
 
 
+def _finite_number(value: Any) -> bool:
+    """An int or float that is not NaN or infinite (``inf``/``nan`` are valid TOML, never valid here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _type_name(annotation: Any) -> str:
     if typing.get_origin(annotation) is dict or annotation is dict:
         return "a table"
+    if typing.get_origin(annotation) is tuple:
+        return f"a list of {_type_name(typing.get_args(annotation)[0]).removeprefix('an ')}s"
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if args:
         return " or ".join(_type_name(a) for a in args)
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
         annotation, str(annotation)
     )
+
+
+def _requirement(value: Any, annotation: Any) -> str:
+    """What a value of ``annotation``'s type must be, said for the ``value`` that was given."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SEED:
+        return f"{_type_name(annotation)} of at most 2**63-1 in size"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{_type_name(annotation)} that is finite (not inf or nan)"
+    return _type_name(annotation)
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -143,18 +170,83 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {file} is not valid TOML ({exc}).") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"config file {file} is not valid TOML (it is not UTF-8 text: byte {exc.start} cannot be "
+            "decoded); check the --config path."
+        ) from exc
 
 
-def validate(raw: dict[str, Any], origin: str) -> dict[str, Any]:
-    """Check keys and types of a config mapping; one error lists every problem."""
+def line_of(path: str | os.PathLike[str] | None, key: str, table: str | None = None) -> int | None:
+    """The line of ``path`` that sets ``key`` (of ``[table]``): tomllib keeps no line numbers, so the
+    text is scanned for ``key =`` under the table's header (or ``table.key =`` at the top)."""
+    if path is None:
+        return None
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    wanted = {(table, key), (None, f"{table}.{key}" if table else key)}
+    current: str | None = None
+    for number, line in enumerate(lines, start=1):
+        header = re.match(r"\s*\[\s*([\w.-]+)\s*\]", line)
+        if header:
+            current = header.group(1)
+            continue
+        found = re.match(r"""\s*["']?([\w.-]+)["']?\s*=""", line)
+        if found and (current, found.group(1)) in wanted:
+            return number
+    return None
+
+
+def _at(path: str | os.PathLike[str] | None, key: str, table: str | None = None) -> str:
+    number = line_of(path, key, table)
+    return f" (line {number})" if number else ""
+
+
+def _recipe_fields() -> dict[str, Any]:
+    """The ``[train]`` keys and their types: the fields of the training recipe."""
+    from ekdcli.engine.recipe import Recipe  # imports torch: only when a [train] table is given
+
+    hints = typing.get_type_hints(Recipe)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Recipe)}
+
+
+def train_problems(table: dict[str, Any], path: str | os.PathLike[str] | None = None) -> list[str]:
+    """What is wrong with the keys and value types of a ``[train]`` table (``path``: its file)."""
+    if not table:
+        return []
+    schema = _recipe_fields()
+    problems: list[str] = []
+    for key, value in table.items():
+        at = _at(path, key, "train")
+        if key not in schema:
+            number, hits = line_of(path, key, "train"), closest(key, schema, n=1)
+            notes = [f"line {number}"] if number else []
+            notes += [f"did you mean '{hits[0]}'?"] if hits else []
+            notes.append(f"the [train] keys are {', '.join(sorted(schema))}")
+            problems.append(f"unknown key 'train.{key}' ({'; '.join(notes)})")
+        elif not _type_ok(value, schema[key]):
+            problems.append(f"'train.{key}' must be {_requirement(value, schema[key])}, not {value!r}{at}")
+    return problems
+
+
+def validate(raw: dict[str, Any], origin: str, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Check keys and types of a config mapping; one error lists every problem (with its line in
+    ``path``, the file ``raw`` was read from)."""
     schema = _fields()
     problems: list[str] = []
     for key, value in raw.items():
         name = key.replace("-", "_")
+        at = _at(path, key)
         if name not in schema:
-            problems.append(f"unknown key '{key}'")
+            problems.append(f"unknown key '{key}'{at}")
         elif not _type_ok(value, schema[name]):
-            problems.append(f"'{key}' must be {_type_name(schema[name])}, not {value!r}")
+            problems.append(f"'{key}' must be {_requirement(value, schema[name])}, not {value!r}{at}")
+        elif name == "seed" and not 0 <= value <= MAX_SEED:
+            problems.append(f"'seed' must be from 0 to 2**63-1, not {value}{at}")
+        elif name == "train":
+            problems += train_problems(value, path)
     if problems:
         raise UsageError(f"{origin}: " + "; ".join(problems) + ". See 'ekd <command> --help' for the keys.")
     return {key.replace("-", "_"): value for key, value in raw.items()}
@@ -191,8 +283,10 @@ def resolve(
     flags: dict[str, Any] | None = None,
     config_file: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    assigned: dict[str, Any] | None = None,
 ) -> Config:
-    """Defaults < config file (explicit, else ``./ekd.toml`` if present) < flags (``None`` = not given).
+    """Defaults < config file (explicit, else ``./ekd.toml`` if present) < ``assigned`` (``--set``)
+    < flags (``None`` = not given).  Each layer is checked on its own, so an error names its origin.
 
     ``sources`` says where each value came from: per key, and per ``TABLE.KEY`` of option tables.
     """
@@ -200,17 +294,18 @@ def resolve(
     sources = {name: "default" for name in _fields()}
     path = Path(config_file) if config_file else Path(cwd or ".") / DEFAULT_CONFIG_FILE
     if config_file or path.is_file():
-        from_file = validate(read_toml(path), str(path))
+        from_file = validate(read_toml(path), str(path), path)
         for key, value in from_file.items():
             setattr(config, key, dict(value) if isinstance(value, dict) else value)
             _note_source(sources, key, value, str(path))
     given = {k: v for k, v in (flags or {}).items() if v is not None}
-    for key, value in validate(given, "command line").items():
-        if key in OPTION_TABLES:  # flags add to a table instead of replacing it
-            getattr(config, key).update(value)
-        else:
-            setattr(config, key, value)
-        _note_source(sources, key, value, "flag")
+    for layer, origin in ((assigned or {}, "--set"), (given, "command line")):
+        for key, value in validate(layer, origin).items():
+            if key in OPTION_TABLES:  # flags add to a table instead of replacing it
+                getattr(config, key).update(value)
+            else:
+                setattr(config, key, value)
+            _note_source(sources, key, value, "flag")
     if sources["data"] == "default" and config.data_root:  # never train the default data on another's files
         from ekdcli.sdk.recognize import recognize_data_root
 
@@ -260,7 +355,8 @@ def foreign_note(config: Config, table: str, dropped: list[str], target: str) ->
 
 @contextlib.contextmanager
 def naming_origin(config: Config, *tables: str) -> Iterator[None]:
-    """Add the file that set the option ``tables`` to a UsageError raised while a plugin reads them.
+    """Add the file (and line) that set the option ``tables`` to a UsageError raised while a plugin
+    reads them.
 
     Top-level keys are checked here, with their file; a table's keys are checked by the plugin that
     receives them, which does not know where they came from.
@@ -271,7 +367,13 @@ def naming_origin(config: Config, *tables: str) -> Iterator[None]:
         files = sorted({config.sources.get(table, "default") for table in tables} - {"default", "flag"})
         if not files:
             raise
-        raise UsageError(f"{exc.message.rstrip('.')} (set in {', '.join(files)}).") from exc
+        option = re.search(r"option '([\w.-]+)'", exc.message)
+        places = []
+        for file in files:
+            numbers = [line_of(file, option.group(1), table) for table in tables] if option else []
+            number = next((n for n in numbers if n), None)
+            places.append(f"{file} line {number}" if number else file)
+        raise UsageError(f"{exc.message.rstrip('.')} (set in {', '.join(places)}).") from exc
 
 
 def dumps_toml(data: dict[str, Any]) -> str:

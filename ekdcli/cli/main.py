@@ -144,18 +144,25 @@ def _report(exc: Exception, debug: bool) -> int:
     if debug:
         traceback.print_exc()
     if isinstance(exc, EkdError):
-        click.echo(f"error: {lower_first(exc.message)}", err=True)
+        click.echo(f"error: {lower_first(_one_line(exc.message))}", err=True)
         return exc.exit_code
     if isinstance(exc, OSError):  # the file system refused (no such folder, permissions, disk full, ...)
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(
-            f"error: {lower_first(str(exc.strerror or exc))}{where}; check the path, its permissions and the free space "
-            "(--debug shows where it happened).",
+            f"error: {lower_first(_one_line(str(exc.strerror or exc)))}{where}; check the path, its "
+            "permissions and the free space (--debug shows where it happened).",
             err=True,
         )
         return 1
     # a bug or an environment problem: still one sentence unless --debug
     click.echo(
-        f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback).", err=True
+        f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} (run again with --debug for the "
+        "traceback).",
+        err=True,
     )
     return 1
+
+
+def _one_line(text: str) -> str:
+    """A message folded onto one line (library errors may span paragraphs)."""
+    return " ".join(text.split())

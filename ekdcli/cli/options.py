@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,27 @@ from typing import Any
 import click
 
 from ekdcli.config import OPTION_TABLES, Config, parse_assignments, resolve
+from ekdcli.sdk.options import MAX_SEED
 
 F = Callable[..., Any]
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is not NaN or infinite: ``--lr inf`` is refused while the flags are read."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
 
 # name -> click option; each name is also a Config key unless listed in COMMAND_ONLY
 _OPTIONS: dict[str, Callable[[F], F]] = {
@@ -37,25 +57,27 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "augment": click.option("--augment", help="Augmentation (see 'ekd list augmentations'), e.g. he-cutmix."),
     "rate": click.option(
         "--rate",
-        type=float,
+        type=FINITE,
         help="The paper's r: with an energy augmentation its rate, else both temperature rates.",
     ),
     "low_rate": click.option(
-        "--low-rate", type=float, help="Fraction of lowest-energy samples (temperature rule)."
+        "--low-rate", type=FINITE, help="Fraction of lowest-energy samples (temperature rule)."
     ),
     "high_rate": click.option(
-        "--high-rate", type=float, help="Fraction of highest-energy samples (temperature rule)."
+        "--high-rate", type=FINITE, help="Fraction of highest-energy samples (temperature rule)."
     ),
     "energy_temperature": click.option(
-        "--energy-temperature", type=float, help="T_E in E = -T_E * logsumexp(z / T_E) (default 4)."
+        "--energy-temperature", type=FINITE, help="T_E in E = -T_E * logsumexp(z / T_E) (default 4)."
     ),
     "recipe": click.option(
         "--recipe", help="Recipe preset: auto (by dataset), cifar, cifar-energy, imagenet, quick."
     ),
     "epochs": click.option("--epochs", type=int, help="Number of epochs (overrides the recipe)."),
     "batch_size": click.option("--batch-size", type=int, help="Global batch size (overrides the recipe)."),
-    "lr": click.option("--lr", type=float, help="Learning rate (overrides the recipe)."),
-    "seed": click.option("--seed", type=int, help="Random seed (default 0)."),
+    "lr": click.option("--lr", type=FINITE, help="Learning rate (overrides the recipe)."),
+    "seed": click.option(
+        "--seed", type=click.IntRange(0, MAX_SEED), help="Random seed, 0 to 2**63-1 (default 0)."
+    ),
     "device": click.option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
     "precision": click.option(
         "--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Autocast precision."
@@ -142,13 +164,12 @@ def build_config(
     config_file = params.get("config_file")
     if resume is not None and not config_file and (resume / "config.toml").is_file():
         config_file = resume / "config.toml"
-    # --set first, so that the named flags win over it
-    flags: dict[str, Any] = parse_assignments(params.get("set_values") or ())
-    flags.update(
-        {k: v for k, v in params.items() if k in _OPTIONS and k not in COMMAND_ONLY and v is not None}
-    )
+    assigned = parse_assignments(params.get("set_values") or ())  # --set: below the named flags
+    flags: dict[str, Any] = {
+        k: v for k, v in params.items() if k in _OPTIONS and k not in COMMAND_ONLY and v is not None
+    }
     for table, values in (tables or {}).items():
         given = {k: v for k, v in values.items() if v is not None}
         if given:
-            flags[table] = {**flags.get(table, {}), **given}
-    return resolve(flags, config_file)
+            flags[table] = given
+    return resolve(flags, config_file, assigned=assigned)

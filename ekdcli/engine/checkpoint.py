@@ -15,10 +15,18 @@ import torch
 
 from ekdcli.engine import ddp
 from ekdcli.store.atomic import atomic_write
+from ekdcli.store.importer import load_weights_only
+from ekdcli.store.weights import require_finite
 from ekdcli.util.errors import UsageError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
+# what resuming reads from a checkpoint
+_REQUIRED = (
+    "model", "optimizer", "scheduler", "scaler", "objective", "epoch", "step", "batches_done",
+    "steps_per_epoch", "recipe", "best", "last", "history", "data_generator",
+    "epoch_start_data_generator", "meters", "host_rng", "rank_rng",
+)  # fmt: skip
 
 
 def host_rng_state() -> dict[str, Any]:
@@ -85,18 +93,22 @@ def gather_rank_states(state: dict[str, torch.Tensor], device: torch.device) -> 
 
 
 def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> Path:
+    """Write the checkpoint atomically; refused (JobError) when a tensor in it is not finite."""
+    path = run_dir / CHECKPOINT_NAME
+    require_finite(payload, str(path))
     payload = {"format": FORMAT_VERSION, **payload}
-    return atomic_write(run_dir / CHECKPOINT_NAME, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
         raise UsageError(f"no checkpoint at {path}; start the run without --resume.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign file
-        raise UsageError(f"{path} is not a readable ekd checkpoint ({exc}); start a new run.") from exc
+    fix = "start a new run instead of resuming this one"
+    payload = load_weights_only(path, unreadable=fix, pickled=fix)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise UsageError(f"{path} was written by another version of ekd; start a new run.")
+    missing = [key for key in _REQUIRED if key not in payload]
+    if missing:
+        raise UsageError(f"{path} is damaged (it lacks {', '.join(missing)}); {fix}.")
     return payload

@@ -41,10 +41,15 @@ from ekdcli.engine.recipe import Recipe, build_optimizer, build_scheduler, lr_fa
 from ekdcli.engine.runtime import Runtime
 from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset
 from ekdcli.store.rundir import RunWriter
+from ekdcli.store.weights import non_finite
 from ekdcli.util.errors import JobError, UsageError
 
 # Recipe fields that may change on resume; any other change would not continue the same run.
 _RESUMABLE_CHANGES = ("epochs", "eval_every")
+_DIVERGED_HINT = (
+    "lower --lr, clip the gradients (--set train.grad_clip=5) or check the data and the teacher, and "
+    "start a new run (a resumed run keeps its learning rate)"
+)
 
 
 @dataclass
@@ -404,16 +409,9 @@ class Trainer:
         losses = {k[5:]: v / world for k, v in named.items() if k.startswith("loss:")}
         if not all(math.isfinite(v) for v in [total / world, *losses.values()]):
             terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
-            if self.run_dir is None:
-                kept = "nothing was saved (no run directory)"
-            elif self.state.epoch:
-                kept = f"the checkpoint of epoch {self.state.epoch} in {self.run_dir} is intact"
-            else:
-                kept = "no checkpoint was written yet"
             raise JobError(
-                f"non-finite loss at epoch {epoch} step {step_in_epoch} ({terms}); {kept}; lower --lr, "
-                "clip the gradients (--set train.grad_clip=5) or check the data and the teacher, and "
-                "start a new run (a resumed run keeps its learning rate)."
+                f"non-finite loss at epoch {epoch} step {step_in_epoch} ({terms}); {self._kept()}; "
+                f"{_DIVERGED_HINT}."
             )
         meters.steps += 1
         meters.images += images
@@ -483,10 +481,29 @@ class Trainer:
             raise JobError(f"{where}; nothing was saved because the run has no directory.")
         raise JobError(f"{where}; resume with --resume {self.run_dir}")
 
+    def _kept(self) -> str:
+        """What a run that stops now leaves behind (its last checkpoint was written at an epoch end)."""
+        if self.run_dir is None:
+            return "nothing was saved (no run directory)"
+        if self.state.epoch:
+            return f"the checkpoint of epoch {self.state.epoch} in {self.run_dir} is intact"
+        return "no checkpoint was written yet"
+
+    def _check_finite_weights(self, epoch: int) -> None:
+        """Stop a diverged run before it saves anything: finite weights or nothing."""
+        bad = non_finite(self.model.state_dict())
+        if bad:
+            raise JobError(
+                f"training diverged at epoch {epoch}: {len(bad)} weight tensor(s) hold NaN or infinite "
+                f"values (first {bad[0]}), so nothing of this epoch was saved; {self._kept()}; "
+                f"{_DIVERGED_HINT}."
+            )
+
     # ------------------------------------------------------------- epochs
     def end_epoch(self, epoch: int, meters: _Meters, started: float) -> dict[str, Any]:
         st = self.state
         _sync_buffers(self.model)
+        self._check_finite_weights(epoch)
         last_epoch = epoch == self.recipe.epochs
         evaluation = None
         if epoch % self.recipe.eval_every == 0 or last_epoch:

@@ -13,7 +13,7 @@ from ekdcli import __version__
 from ekdcli.config import Config, foreign_note, naming_origin, split_foreign_options
 from ekdcli.sdk.plugins import registry
 from ekdcli.store.layout import Store
-from ekdcli.store.weights import load_tensors, meta_value
+from ekdcli.store.weights import load_tensors, meta_value, non_finite
 from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -105,7 +105,11 @@ def find_trained(ref: str, dataset_key: str, store: Store, role: str) -> Path:
 
 
 def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, role: str) -> TrainedModel:
-    """A model with trained weights from the store (by name) or a ``.safetensors`` path."""
+    """A model with trained weights from the store (by name) or a ``.safetensors`` path.
+
+    Everything that can be wrong with the file is said naming it: unknown architecture, bad
+    metadata, another dataset's shape, missing or mis-shaped keys, NaN or infinite weights.
+    """
     path = find_trained(ref, dataset_key, store, role)
     tensors, metadata = load_tensors(path)
     arch = meta_value(metadata, "arch") or (canonical_model(ref) if is_registered_model(ref) else None)
@@ -113,8 +117,13 @@ def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, rol
         raise UsageError(
             f"{path} records no architecture; re-create it with 'ekd import' or 'ekd train' so ekd knows what to build."
         )
-    num_classes = int(meta_value(metadata, "num_classes", dataset.num_classes))
-    in_channels = int(meta_value(metadata, "in_channels", dataset.in_channels))
+    if not isinstance(arch, str) or arch not in registry("models"):
+        raise UsageError(
+            f"the {role} file {path} records the architecture {arch!r}, which no installed plugin provides; "
+            "check 'ekd list models' and 'ekd plugins', or re-create the file."
+        )
+    num_classes = _meta_int(metadata, "num_classes", dataset.num_classes, path, role)
+    in_channels = _meta_int(metadata, "in_channels", dataset.in_channels, path, role)
     if num_classes != dataset.num_classes:
         raise UsageError(
             f"the {role} {ref!r} ({path}) predicts {num_classes} classes but data {dataset_key!r} has "
@@ -125,9 +134,26 @@ def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, rol
             f"the {role} {ref!r} ({path}) takes {in_channels}-channel images but data {dataset_key!r} has "
             f"{dataset.in_channels} channels; use a {role} trained on this data."
         )
+    bad = non_finite(tensors)
+    if bad:
+        raise UsageError(
+            f"the {role} file {path} holds NaN or infinite weights ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); retrain or re-import it."
+        )
     model = build_model(arch, num_classes, in_channels)
     from ekdcli.store.importer import check_state_dict
 
-    check_state_dict(model, tensors)
+    check_state_dict(model, tensors, f"{arch} (the {role} file {path})")
     model.load_state_dict(tensors, strict=True)
     return TrainedModel(model=model, arch=registry("models").get(arch).name, path=path, metadata=metadata)
+
+
+def _meta_int(metadata: dict[str, str], key: str, default: int, path: Path, role: str) -> int:
+    """A whole number from a weights file's metadata; anything else names the file and the key."""
+    value = meta_value(metadata, key, default)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise UsageError(
+        f"the {role} file {path} records {key} = {value!r}, not a positive whole number; re-create it "
+        "with 'ekd train' or 'ekd import'."
+    )

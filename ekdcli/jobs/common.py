@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.config import Config, naming_origin
+from ekdcli.config import Config, naming_origin, train_problems
 from ekdcli.jobs.console import Console
 from ekdcli.sdk.plugins import registry
 from ekdcli.store.layout import Store
+from ekdcli.store.locks import FileLock, lock_for
+from ekdcli.store.weights import meta_value, read_metadata
 from ekdcli.util.errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
@@ -19,6 +22,38 @@ if TYPE_CHECKING:
 
 def open_store(config: Config) -> Store:
     return Store(config.store_root())
+
+
+def store_file_lock(path: Path, hint: str = "", wait: float = 0.0) -> FileLock:
+    """The lock its writer holds on a store file (weights, scores) while it makes it."""
+    return FileLock(lock_for(path), str(path), wait=wait, hint=hint)
+
+
+def hold_run(
+    held: contextlib.ExitStack, store: Store, run_name: str | None, prefix: str, resume: Path | None,
+    *locks: FileLock,
+) -> Path:  # fmt: skip
+    """Rank 0 (the writer) takes ``locks`` and claims the run directory until ``held`` closes; every
+    rank gets the directory, or rank 0's refusal naming the process that holds it."""
+    from ekdcli.engine.ddp import from_rank0
+
+    def claim() -> Path:
+        for lock in locks:
+            held.enter_context(lock)
+        return held.enter_context(store.claim_run(run_name, prefix, resume)).path
+
+    return from_rank0(claim)
+
+
+def replacing_note(path: Path) -> str:
+    """What writing a store file replaces: its accuracy and where it came from."""
+    previous = read_metadata(path)
+    top1 = meta_value(previous, "top1")
+    if isinstance(top1, (int, float)) and top1 > 1:  # files written before accuracies became fractions
+        top1 = top1 / 100
+    accuracy = f"top-1 {100 * top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
+    origin = meta_value(previous, "run_dir") or meta_value(previous, "source") or "elsewhere"
+    return f"replacing {path} ({accuracy}, from {origin})"
 
 
 def recorded_config(config: Config, store: Store) -> Config:
@@ -74,13 +109,10 @@ def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -
         registry("models").get(model).info.get("recipe_lr") if model and is_registered_model(model) else None
     )
     recipe = preset(name, hints)
-    valid = {f.name for f in dataclasses.fields(recipe)}
     with naming_origin(config, "train"):
-        unknown = sorted(set(config.train) - valid)
-        if unknown:
-            raise UsageError(
-                f"unknown [train] key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(valid))}."
-            )
+        problems = train_problems(config.train)  # a Config built in Python; the CLI checked it already
+        if problems:
+            raise UsageError(f"the [train] table: {'; '.join(problems)}.")
         overrides: dict[str, Any] = dict(config.train)
         for key in ("epochs", "batch_size", "lr"):
             if getattr(config, key) is not None:
@@ -102,19 +134,6 @@ def describe_data(config: Config, dataset: Dataset, data_key: str) -> str:
         f"the first {used:,} of {total:,} training images" if used < total else f"{total:,} training images"
     )
     return f"{data_key} ({'; '.join(notes)})"
-
-
-def replacing_note(path: Path) -> str:
-    """What writing a model to ``path`` replaces in the store, and how to keep both."""
-    from ekdcli.store.weights import meta_value, read_metadata
-
-    previous = read_metadata(path)
-    top1 = meta_value(previous, "top1")
-    if isinstance(top1, (int, float)) and top1 > 1:  # files written before accuracies became fractions
-        top1 = top1 / 100
-    accuracy = f"top-1 {100 * top1:.2f}%" if isinstance(top1, (int, float)) else "no recorded accuracy"
-    made = meta_value(previous, "run_dir") or meta_value(previous, "source") or "elsewhere"
-    return f"replacing {path} ({accuracy}, from {made}); pass --name NAME to keep both"
 
 
 def describe_recipe(recipe: Recipe) -> str:

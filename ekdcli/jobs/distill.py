@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from ekdcli.jobs.common import (
     describe_data,
     describe_recipe,
     engine_options,
+    hold_run,
     open_store,
     recorded_config,
     resolve_recipe,
@@ -315,23 +317,29 @@ def energy_context(config: Config, dataset: Dataset, data_key: str, teacher: Tra
 
 
 def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
-    say = console(config)
+    """Check the run target, prepare (teacher, scores), claim the run directory, distill."""
+    store = open_store(config)
+    store.check_run_target(config.run_name, resume)  # before a teacher is trained or scored
     job = prepare(config)
+    plan = job.plan
+    prefix = f"distill-{plan.distiller.name}" + (f"-{plan.augmentation.name}" if plan.augmentation else "")
+    with contextlib.ExitStack() as held:
+        run_dir = hold_run(held, store, config.run_name, prefix, resume)
+        return _distill(config, job, run_dir, resume is not None)
+
+
+def _distill(config: Config, job: Prepared, run_dir: Path, resumed: bool) -> dict[str, Any]:
     from ekdcli.engine import fit
-    from ekdcli.engine.ddp import from_rank0
     from ekdcli.method.objective import DistillObjective
 
-    teacher, runtime = job.teacher, job.runtime
+    say = console(config)
+    teacher, runtime, plan = job.teacher, job.runtime, job.plan
     cache = None
     if config.teacher_cache and teacher is not None:
         cache = open_teacher_cache(config, job.dataset, job.data_key, teacher, runtime.precision, say)
     objective = DistillObjective(
         teacher.model if teacher else None, job.distiller, job.augmentation, job.energy, teacher_cache=cache
     )
-    store = open_store(config)
-    plan = job.plan
-    prefix = f"distill-{plan.distiller.name}" + (f"-{plan.augmentation.name}" if plan.augmentation else "")
-    run_dir = resume or from_rank0(lambda: store.new_run_dir(config.run_name, prefix))
     _print_header(say, config, job, run_dir)
     result = fit(
         job.student,
@@ -340,9 +348,9 @@ def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
         job.recipe,
         runtime.options,
         run_dir,
-        config_text=recorded_config(config, store).to_toml(),
+        config_text=recorded_config(config, open_store(config)).to_toml(),
         metadata=_student_metadata(job),
-        resume=resume is not None,
+        resume=resumed,
         runtime=runtime,
     )
     if cache is not None:

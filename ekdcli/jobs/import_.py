@@ -9,9 +9,10 @@ from typing import Any
 from ekdcli import __version__
 from ekdcli.config import Config
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key
-from ekdcli.jobs.common import console, open_store, replacing_note
+from ekdcli.jobs.common import console, open_store, replacing_note, store_file_lock
 from ekdcli.sdk.plugins import registry
-from ekdcli.store.weights import save_tensors
+from ekdcli.store.layout import safe_name
+from ekdcli.store.weights import non_finite, save_tensors
 from ekdcli.util.errors import UsageError
 
 
@@ -60,6 +61,10 @@ def run_import(
     if not config.model:
         raise UsageError("say which architecture the checkpoint is with --model (see 'ekd list models').")
     arch = canonical_model(config.model)
+    data_key = dataset_key(config)
+    target = open_store(config).model_path(data_key, safe_name(name, "--name") if name else arch)
+    lock = store_file_lock(target, "wait for it to finish, or import with --name NAME")
+    lock.ensure_free()
     classes, channels = _shape_of_data(config, num_classes, in_channels)
     state = read_state_dict(source, prefix)
     model = build_model(arch, classes, channels)
@@ -67,8 +72,12 @@ def run_import(
     built_for = f"{classes} classes and {channels} input channel(s), as for --data {config.data}"
     check_state_dict(model, state, f"{arch} ({built_for}; --num-classes and --in-channels override)")
     tensors = convert(model, state)
-    data_key = dataset_key(config)
-    target = open_store(config).model_path(data_key, name or arch)
+    bad = non_finite(tensors)
+    if bad:
+        raise UsageError(
+            f"{source} holds NaN or infinite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); "
+            "ekd stores finite weights only, so import a checkpoint from before the training diverged."
+        )
     metadata = {
         "format": "ekd-weights",
         "arch": arch,
@@ -80,10 +89,10 @@ def run_import(
         "source_sha256": _file_sha256(source, config.quiet or config.json),
         "ekd_version": __version__,
     }
-    if target.is_file():
-        console(config).say(replacing_note(target))
-    save_tensors(target, tensors, metadata)
-    console(config).say(
-        f"imported {source} as {arch} ({classes} classes, {len(tensors)} tensors) -> {target}"
-    )
+    say = console(config)
+    with lock:
+        if target.is_file():
+            say.say(f"{replacing_note(target)}; import with --name NAME to keep both")
+        save_tensors(target, tensors, metadata)
+    say.say(f"imported {source} as {arch} ({classes} classes, {len(tensors)} tensors) -> {target}")
     return {"weights": str(target), "arch": arch, "data": data_key, "tensors": len(tensors)}

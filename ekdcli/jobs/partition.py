@@ -48,9 +48,11 @@ def partition_rates(config: Config) -> tuple[float, float]:
 def run_partition(
     config: Config, scores: Path | None, segments: int | None, per_class: int, classes: int, figures: bool
 ) -> dict[str, Any]:
-    from ekdcli.method.partition import format_partition, save_partition
+    from ekdcli.method.partition import check_segments, format_partition, save_partition
 
     say = console(config)
+    if segments is not None:
+        check_segments(segments)  # the bound, before the score file is read
     data_key = dataset_key(config)
     table, score_path = _load_scores_for(config, scores, data_key)
     if table.meta.dataset and table.meta.dataset != data_key and scores is None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.build import TrainedModel, dataset_key, find_trained, load_dataset, load_trained
-from ekdcli.jobs.common import console, engine_options, open_store
-from ekdcli.util.errors import UsageError
+from ekdcli.jobs.common import console, engine_options, open_store, store_file_lock
+from ekdcli.util.errors import JobError, UsageError
+
+# How long a second process waits for the one scoring the same teacher (then reuses its file).
+_SCORE_WAIT_S = 3600.0
 
 if TYPE_CHECKING:
     from ekdcli.method.scoring import ScoreTable
@@ -48,16 +52,43 @@ def ensure_scores(
 ) -> Scored:
     """The teacher's scores of the training samples the run uses (the first ``--limit-train``, or
     all): the stored score file when it matches the teacher and data and holds those samples (its
-    first rows), else a scoring pass whose file replaces one that held fewer samples."""
-    from ekdcli.method.scoring import check_compatible, load_scores
-    from ekdcli.store.weights import weights_sha256
+    first rows), else a scoring pass whose file replaces one that held fewer samples.
+
+    Rank 0 holds the score file's lock meanwhile: a second process scoring the same teacher waits,
+    then reuses the file.
+    """
+    from ekdcli.engine.ddp import from_rank0
 
     path = out or open_store(config).score_path(data_key, teacher_label(teacher))
+    lock = store_file_lock(path, wait=_SCORE_WAIT_S)
+    lock.on_wait = lambda holder: console(config).say(f"waiting for {holder}, which is scoring into {path}")
+    with contextlib.ExitStack() as held:
+
+        def take() -> None:
+            held.enter_context(lock)
+
+        from_rank0(take)
+        return _scores(config, dataset, data_key, teacher, path, force, save_logits)
+
+
+def _scores(
+    config: Config,
+    dataset: Dataset,
+    data_key: str,
+    teacher: TrainedModel,
+    path: Path,
+    force: bool,
+    save_logits: bool | None,
+) -> Scored:
+    from ekdcli.engine.ddp import is_main
+    from ekdcli.method.scoring import check_compatible, load_scores, save_scores
+    from ekdcli.store.weights import weights_sha256
+
     sha = weights_sha256(teacher.path)
     fingerprint = dataset.fingerprint("train")
     limit = score_limit(config, dataset)
     if path.is_file() and not force:
-        table = load_scores(path)
+        table = load_scores(path, teacher=teacher_label(teacher), data=config.data)
         check_compatible(table, sha, fingerprint, config.energy_temperature, data=config.data)
         # --save-logits asks for what a reused file lacks: score again rather than ignore the flag
         if table.covers(limit) and not (save_logits and table.logits is None):
@@ -69,9 +100,7 @@ def ensure_scores(
                 f"{len(dataset.labels('train')):,} instead"
             )
     table = _score_pass(config, dataset, data_key, teacher, sha, limit, save_logits)
-    from ekdcli.engine.ddp import is_main
-    from ekdcli.method.scoring import save_scores
-
+    _require_finite_energies(table, teacher)
     if is_main():
         save_scores(path, table)
     return Scored(table=table, path=path, computed=True, file_rows=table.n)
@@ -109,6 +138,17 @@ def _score_pass(
         keep_logits=save_logits,
         limit_train=limit,
     )
+
+
+def _require_finite_energies(table: ScoreTable, teacher: TrainedModel) -> None:
+    import torch
+
+    bad = int((~torch.isfinite(table.energies)).sum())
+    if bad:
+        raise JobError(
+            f"the teacher {teacher.path} gives non-finite logits for {bad} of {table.n} training samples "
+            "(NaN or infinite energies), so no score file was written; retrain or re-import the teacher."
+        )
 
 
 def run_score(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,18 +14,22 @@ from ekdcli.jobs.common import (
     describe_data,
     describe_recipe,
     engine_options,
+    hold_run,
     open_store,
     recorded_config,
     replacing_note,
     resolve_recipe,
+    store_file_lock,
 )
+from ekdcli.store.layout import safe_name
 from ekdcli.store.weights import save_tensors
+from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
 
-    from ekdcli.engine import FitResult
-from ekdcli.util.errors import UsageError
+    from ekdcli.engine import FitResult, Recipe, Runtime
+    from ekdcli.sdk.contracts import Dataset
 
 
 @dataclass
@@ -37,62 +42,88 @@ class TrainResult:
 def run_train(
     config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
 ) -> TrainResult:
+    """Check everything that can be checked, claim the run directory and the store file, train."""
     if not config.model:
         raise UsageError("say which architecture to train with --model (see 'ekd list models').")
     if keep not in ("best", "last"):
         raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
-    out = console(config)
     arch = canonical_model(config.model)
     data_key = dataset_key(config)  # names are checked before torch is imported
-    from ekdcli.engine import CrossEntropyObjective, Runtime, ddp, fit
-    from ekdcli.engine.ddp import from_rank0
+    store = open_store(config)
+    model_path = store.model_path(data_key, safe_name(name, "--name") if name else arch)  # before any work
+    resume = resume.resolve() if resume else None
+    store.check_run_target(config.run_name, resume)
+    weights_lock = store_file_lock(model_path, "wait for it to finish, or train with --name NAME")
+    weights_lock.ensure_free()
+    from ekdcli.engine import Runtime
 
     dataset = load_dataset(config)
     recipe = resolve_recipe(config, dataset, arch)
-    store = open_store(config)
     # The runtime first: it joins the process group under torchrun and seeds the model's init.
     runtime = Runtime(engine_options(config))
-    # Rank 0 names the run (a timestamped name could differ between ranks by a second).
-    run_dir = resume.resolve() if resume else None
-    run_dir = run_dir or from_rank0(lambda: store.new_run_dir(config.run_name, f"train-{arch}-{data_key}"))
-    model = build_model(arch, dataset.num_classes, dataset.in_channels)
-    out.say(f"ekd train: {arch} on {describe_data(config, dataset, data_key)}, {dataset.num_classes} classes")
-    out.say(f"  recipe: {describe_recipe(recipe)}")
-    out.say(f"  run directory: {run_dir}")
-    metadata = weights_metadata(arch, dataset, data_key, "ekd train", recipe=recipe.__dict__)
-    result = fit(
-        model,
-        dataset,
-        CrossEntropyObjective(),
-        recipe,
-        runtime.options,
-        run_dir,
-        config_text=recorded_config(config, store).to_toml(),
-        metadata=metadata,
-        resume=resume is not None,
-        runtime=runtime,
-    )
-    model_path = store.model_path(data_key, name or arch)
-    if runtime.is_main:  # every rank holds the same weights; one writes them
-        if model_path.is_file() and not resume:
-            out.say(replacing_note(model_path))
-        save_tensors(model_path, *_kept_weights(result, keep, metadata, run_dir))
-    ddp.barrier()  # the other ranks may load these weights next (a teacher trained inside distill)
-    out.say(
-        f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last {100 * result.last_top1:.2f}%; "
-        f"{keep} weights saved to {model_path}"
-    )
-    summary = {
-        "model": arch,
-        "data": data_key,
-        "weights": str(model_path),
-        "run_dir": str(run_dir),
-        "best_top1": result.best_top1,
-        "best_epoch": result.best_epoch,
-        "last_top1": result.last_top1,
-        "kept": keep,
-    }
-    return TrainResult(model_path=model_path, run_dir=run_dir, summary=summary)
+    with contextlib.ExitStack() as held:
+        # Rank 0 names the run (a timestamped name could differ between ranks by a second).
+        run_dir = hold_run(held, store, config.run_name, f"train-{arch}-{data_key}", resume, weights_lock)
+        job = _TrainJob(config, arch, dataset, data_key, recipe, runtime, run_dir, model_path)
+        return job.run(keep, resume is not None)
+
+
+@dataclass
+class _TrainJob:
+    config: Config
+    arch: str
+    dataset: Dataset
+    data_key: str
+    recipe: Recipe
+    runtime: Runtime
+    run_dir: Path
+    model_path: Path
+
+    def run(self, keep: str, resumed: bool) -> TrainResult:
+        from ekdcli.engine import CrossEntropyObjective, ddp, fit
+
+        config, dataset, run_dir, model_path = self.config, self.dataset, self.run_dir, self.model_path
+        out = console(config)
+        model = build_model(self.arch, dataset.num_classes, dataset.in_channels)
+        data = describe_data(config, dataset, self.data_key)
+        out.say(f"ekd train: {self.arch} on {data}, {dataset.num_classes} classes")
+        out.say(f"  recipe: {describe_recipe(self.recipe)}")
+        out.say(f"  run directory: {run_dir}")
+        metadata = weights_metadata(
+            self.arch, dataset, self.data_key, "ekd train", recipe=self.recipe.__dict__
+        )
+        result = fit(
+            model,
+            dataset,
+            CrossEntropyObjective(),
+            self.recipe,
+            self.runtime.options,
+            run_dir,
+            config_text=recorded_config(config, open_store(config)).to_toml(),
+            metadata=metadata,
+            resume=resumed,
+            runtime=self.runtime,
+        )
+        if self.runtime.is_main:  # every rank holds the same weights; one writes them
+            if model_path.is_file() and not resumed:
+                out.say(f"{replacing_note(model_path)}; train with --name NAME to keep both")
+            save_tensors(model_path, *_kept_weights(result, keep, metadata, run_dir))
+        ddp.barrier()  # the other ranks may load these weights next (a teacher trained inside distill)
+        out.say(
+            f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last "
+            f"{100 * result.last_top1:.2f}%; {keep} weights saved to {model_path}"
+        )
+        summary = {
+            "model": self.arch,
+            "data": self.data_key,
+            "weights": str(model_path),
+            "run_dir": str(run_dir),
+            "best_top1": result.best_top1,
+            "best_epoch": result.best_epoch,
+            "last_top1": result.last_top1,
+            "kept": keep,
+        }
+        return TrainResult(model_path=model_path, run_dir=run_dir, summary=summary)
 
 
 def _kept_weights(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.sdk.energy import Thresholds, compute_thresholds, segment_edges, segment_of
+from ekdcli.sdk.energy import MAX_SEGMENTS, Thresholds, compute_thresholds, segment_edges, segment_of
 from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -143,16 +143,21 @@ def make_partition(
     )
 
 
+def check_segments(n_segments: int, n: int | None = None) -> None:
+    """2 to MAX_SEGMENTS segments (the bound the energy distillers share), and no more than samples."""
+    top = MAX_SEGMENTS if n is None else min(MAX_SEGMENTS, n)
+    if isinstance(n_segments, bool) or not isinstance(n_segments, int) or not 2 <= n_segments <= top:
+        bound = f"{top} (the samples)" if n is not None and n < MAX_SEGMENTS else str(top)
+        raise UsageError(f"the number of segments must be an integer from 2 to {bound}, got {n_segments}.")
+
+
 def make_segments(energies: torch.Tensor, n_segments: int, score_fingerprint: str = "") -> Partition:
     """Equal-count energy segments (Temperature Gradation, Table 4 right); low/high = first/last one."""
     import torch
 
     e = _check_energies(energies)
     n = e.numel()
-    if isinstance(n_segments, bool) or not isinstance(n_segments, int) or not 2 <= n_segments <= n:
-        raise UsageError(
-            f"the number of segments must be an integer from 2 to {n} (the samples), got {n_segments}."
-        )
+    check_segments(n_segments, n)
     edges = segment_edges(e, n_segments)
     segments = segment_of(e, edges).cpu()
     return Partition(

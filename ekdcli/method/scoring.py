@@ -243,6 +243,12 @@ def load_scores(
         raise UsageError(
             f"{file} is a damaged score file (columns of different lengths); re-create it with --force."
         )
+    bad = int((~torch.isfinite(tensors["energies"].float())).sum())
+    if bad:
+        raise UsageError(
+            f"{file} holds {bad} non-finite energies (scored with a diverged teacher); re-create it from "
+            f"a trained teacher with {_make_hint(teacher, data)[:-1]} --force`."
+        )
     logits = tensors.get("logits")
     # save_tensors keeps strings raw and JSON-encodes everything else.
     meta = ScoreMeta(

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ekdcli.store.atomic import atomic_write_json
+from ekdcli.store.locks import FileLock, lock_for
 from ekdcli.util.errors import JobError, UsageError
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ FORMAT = 1
 VIEW_LAYOUT = "view = (dy * (2p + 1) + dx) * 2 + flip"
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+_CREATE_WAIT_S = 600.0  # creating the (sparse) files takes seconds; a longer wait is a stuck process
 
 
 def dataset_fingerprint(dataset: InMemoryDataset) -> str:
@@ -136,7 +138,12 @@ class TeacherCache:
         if key.dtype not in STORAGE_DTYPES:
             raise UsageError(f"teacher cache dtype must be float16 or float32, not {key.dtype!r}.")
         if ddp.rank() == 0:
-            message = _prepare(directory, key)
+            # Another process creating the same files: wait for it, then reuse them.
+            lock = FileLock(lock_for(directory / key.stem), f"teacher cache {directory}", wait=_CREATE_WAIT_S)
+            if say is not None:
+                lock.on_wait = lambda holder: say(f"waiting for {holder}, which is creating {directory}")
+            with lock:
+                message = _prepare(directory, key)
             if say is not None and message:
                 say(message)
         ddp.barrier()

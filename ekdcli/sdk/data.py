@@ -41,9 +41,10 @@ def to_nchw(x: np.ndarray | torch.Tensor, layout: str = "auto") -> torch.Tensor:
     if layout == "AUTO":
         first, last = t.shape[1] in (1, 3), t.shape[3] in (1, 3)
         if first == last:
+            what = "two axes could be" if first else "no axis has size 1 or 3, so none is"
             raise UsageError(
-                f"cannot tell the channel axis of images of shape {tuple(t.shape)}; "
-                "pass layout='NHWC' or layout='NCHW'."
+                f"cannot tell the channel axis of images of shape {tuple(t.shape)} ({what} the channels); "
+                "store them as [N, H, W, C] or [N, C, H, W] with 1 (gray) or 3 (RGB) channels."
             )
         layout = "NCHW" if first else "NHWC"
     if layout == "NHWC":

@@ -19,6 +19,9 @@ LOW_RULES: tuple[LowRule, ...] = ("released", "paper")
 
 # T_E, the temperature of the energy score: the paper's and the released code's value.
 ENERGY_TEMPERATURE = 4.0
+# Temperature gradation: the most energy segments ``ekd partition`` and the energy distillers take
+# (the paper uses 10; each segment adds a temperature and a count to every run summary).
+MAX_SEGMENTS = 100
 
 
 def as_low_rule(value: str) -> LowRule:

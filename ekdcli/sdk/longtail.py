@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ekdcli.sdk.contracts import InMemoryDataset
-from ekdcli.sdk.options import as_float, as_int
+from ekdcli.sdk.options import as_float, as_int, as_seed
 from ekdcli.util.errors import UsageError
 
 WHO = "the long-tailed builder"
@@ -141,7 +141,7 @@ def make_long_tailed(
     return subsample_per_class(
         dataset,
         counts,
-        as_int(WHO, "seed", seed),
+        as_seed(WHO, "seed", seed),
         name=name or f"{dataset.name}-lt",
         imbalance_factor=factor,
         profile=profile,

@@ -15,6 +15,9 @@ from typing import Any
 
 from ekdcli.util.errors import UsageError, did_you_mean
 
+# Seeds: what torch's generators take (numpy gets seed % 2**32); the range docs/configuration.md gives.
+MAX_SEED = 2**63 - 1
+
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -68,8 +71,8 @@ def as_float(who: str, name: str, value: Any, *, positive: bool = False, non_neg
     return number
 
 
-def as_int(who: str, name: str, value: Any, *, minimum: int | None = None) -> int:
-    """A whole number (``"10"`` and ``10.0`` are accepted) of at least ``minimum``."""
+def as_int(who: str, name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """A whole number (``"10"`` and ``10.0`` are accepted) from ``minimum`` to ``maximum``."""
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -81,7 +84,14 @@ def as_int(who: str, name: str, value: Any, *, minimum: int | None = None) -> in
     whole = int(number)
     if minimum is not None and whole < minimum:
         raise _fail(who, name, f"at least {minimum}", value)
+    if maximum is not None and whole > maximum:
+        raise _fail(who, name, f"at most {maximum}", value)
     return whole
+
+
+def as_seed(who: str, name: str, value: Any) -> int:
+    """A random seed: a whole number from 0 to 2**63-1."""
+    return as_int(who, name, value, minimum=0, maximum=MAX_SEED)
 
 
 def as_rate(who: str, name: str, value: Any, *, allow_one: bool = False) -> float:

@@ -100,15 +100,27 @@ def discover(modules: Iterable[Loaded | tuple[str, Any, str, str]] | None = None
         loaded = list(_builtin_plugins(disabled)) + list(_entry_point_plugins(disabled, warnings))
     else:
         loaded = [m for m in map(_as_loaded, modules) if m.name not in disabled]
+    found = _register_all(loaded, warnings)
+    if modules is None and disabled:
+        _note_disabled(found.registries, disabled)
+    return found
+
+
+def _register_all(loaded: list[Loaded], warnings: list[str]) -> Plugins:
+    """Every kind's registry from the loaded plugin modules.
+
+    The built-ins register first, so a third-party name that clashes with a built-in one is the
+    newcomer, and the clash's hint names the third-party plugin to disable.
+    """
     manager, infos = _manager(loaded)
     registries = {kind: Registry(kind) for kind in KINDS}
     by_name = {info.name: info for info in infos}
     for kind in KINDS:
         hook = getattr(manager.hook, f"register_{kind}")
-        for impl in reversed(hook.get_hookimpls()):  # registration order = discovery order
+        impls = list(reversed(hook.get_hookimpls()))
+        impls.sort(key=lambda impl: impl.plugin_name not in BUILTIN_PLUGINS)  # stable: built-ins first
+        for impl in impls:
             _register_from(impl.function, kind, by_name[impl.plugin_name], registries[kind], warnings)
-    if modules is None and disabled:
-        _note_disabled(registries, disabled)
     return Plugins(registries=registries, plugins=infos, warnings=warnings)
 
 
@@ -244,7 +256,7 @@ def _note_disabled(registries: dict[str, Registry], disabled: set[str]) -> None:
     if not plugins:
         return
     try:
-        found = discover(plugins)
+        found = _register_all(plugins, [])  # not discover(): it would skip them, being disabled
     except EkdError:
         return
     for kind, registry in found.registries.items():

@@ -1,10 +1,17 @@
-"""Atomic file writes: a crash never leaves a half-written file in place of a good one."""
+"""Atomic file writes: a crash never leaves a half-written file in place of a good one.
+
+The temporary file is named ``.<target>.ekd-<host>-<pid>-<random>.tmp``: a process killed
+mid-write (kill -9, power loss) leaves it behind, and the next write into that directory removes
+the ones whose process is gone (:func:`sweep_stale_temps`).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 import os
+import re
+import socket
 import stat
 import tempfile
 from collections.abc import Callable
@@ -20,6 +27,42 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+@functools.cache
+def _host_tag() -> str:
+    return re.sub(r"\W", "_", socket.gethostname()) or "host"
+
+
+_TEMP = re.compile(r"\.ekd-(?P<host>\w+)-(?P<pid>\d+)-\w+\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that writers on this host left in ``directory`` when they died."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = _TEMP.search(entry.name)
+        if found and found["host"] == _host_tag() and not _alive(int(found["pid"])):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue  # another sweeper got there first, or the directory is read-only
+            removed.append(Path(entry.path))
+    return removed
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -28,7 +71,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    sweep_stale_temps(target.parent)
+    prefix = f".{target.name}.ekd-{_host_tag()}-{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         write(tmp)

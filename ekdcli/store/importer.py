@@ -53,7 +53,23 @@ def read_state_dict(path: str | os.PathLike[str], prefix: str | None = None) -> 
     return tensors
 
 
+_READABLE = "give a file written by torch.save (.pth, .pt) or a .safetensors file"
+_RESAVE = (
+    "in an environment you trust, re-save only the weights with torch.save(model.state_dict(), path) or "
+    "as .safetensors, then import that file"
+)
+
+
 def _torch_load(file: Path) -> Any:
+    return load_weights_only(file, unreadable=_READABLE, pickled=_RESAVE)
+
+
+def load_weights_only(file: Path, *, unreadable: str, pickled: str) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary code.
+
+    A refused or unreadable file is a one-sentence UsageError naming the file and ending with
+    ``pickled`` (an object ekd will not unpickle) or ``unreadable`` (a damaged or foreign file).
+    """
     import torch
 
     # torch < 2.5 has no safe_globals: numpy scalars are then refused like any other object.
@@ -67,30 +83,27 @@ def _torch_load(file: Path) -> Any:
         found = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", str(exc))
         if found is None:
             raise UsageError(
-                f"{file} is not a readable PyTorch checkpoint ({_last_line(exc)}); give a file written by "
-                f"torch.save (.pth, .pt) or a .safetensors file."
+                f"{file} is not a readable PyTorch checkpoint ({_last_line(exc)}); {unreadable}."
             ) from exc
         raise UsageError(
             f"{file} contains a pickled Python object ({found.group(1) or found.group(2)}) besides tensors, "
-            f"which ekd refuses to unpickle because that could run arbitrary code; in an environment you "
-            f"trust, re-save only the weights with torch.save(model.state_dict(), path) or as .safetensors, "
-            f"then import that file."
+            f"which ekd refuses to unpickle because that could run arbitrary code; {pickled}."
         ) from exc
     except Exception as exc:  # zip/pickle format errors surface as several exception types
-        detail = "the file is empty" if file.stat().st_size == 0 else f"{type(exc).__name__}: {exc}"
-        raise UsageError(
-            f"{file} is not a readable PyTorch checkpoint ({detail}); give a file written by torch.save "
-            f"(.pth, .pt) or a .safetensors file."
-        ) from exc
+        detail = (
+            "the file is empty" if file.stat().st_size == 0 else f"{type(exc).__name__}: {_last_line(exc)}"
+        )
+        raise UsageError(f"{file} is not a readable PyTorch checkpoint ({detail}); {unreadable}.") from exc
 
 
 def _last_line(exc: Exception) -> str:
-    """The informative part of torch's long weights-only error (its 'WeightsUnpickler error' line)."""
+    """The informative part of torch's long errors: the 'WeightsUnpickler error' line, else the
+    first sentence of the first line (torch adds paragraphs of advice that do not apply here)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     detail = next(
         (after for before, after in zip(lines, lines[1:], strict=False) if before.endswith("error:")), None
     )
-    return detail or (lines[0] if lines else type(exc).__name__)
+    return (detail or (lines[0] if lines else type(exc).__name__)).split(". ")[0].rstrip(".")
 
 
 def _numpy_scalar_globals() -> list[Any]:

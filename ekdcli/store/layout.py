@@ -11,24 +11,62 @@ Layout (docs/architecture.md#the-store)::
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
+from ekdcli.store.locks import FileLock, lock_for
+from ekdcli.store.rundir import CHECKPOINT, SUMMARY
 from ekdcli.util.errors import UsageError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
-def safe_name(name: str) -> str:
-    """A file-system-safe version of a user-given name (``timm/resnet18`` -> ``timm_resnet18``)."""
+def safe_name(name: str, what: str = "") -> str:
+    """A file-system-safe version of a user-given name (``timm/resnet18`` -> ``timm_resnet18``);
+    ``what`` (e.g. ``--name``) says where an unusable name came from."""
     cleaned = _SAFE.sub("_", name).strip("._")
     if not cleaned:
         raise UsageError(
-            f"{name!r} cannot be used as a name in the store; use letters, digits, '-', '_' or '.'."
+            f"{what + ' ' if what else ''}{name!r} cannot be used as a name in the store; use letters, "
+            "digits, '-', '_' or '.'."
         )
     return cleaned
+
+
+def _run_lock(path: Path) -> FileLock:
+    return FileLock(
+        lock_for(path),
+        f"run {path}",
+        hint="wait for it to finish, or stop it first (then --resume continues it)",
+    )
+
+
+@dataclass
+class RunClaim:
+    """A run directory locked for the life of its writer; an empty one it created goes on release."""
+
+    path: Path
+    lock: FileLock
+    created: bool
+
+    def release(self) -> None:
+        if self.created:
+            with contextlib.suppress(OSError):  # only when nothing was written into it
+                self.path.rmdir()
+        self.lock.release()
+
+    def __enter__(self) -> RunClaim:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
 
 
 @dataclass(frozen=True)
@@ -59,23 +97,68 @@ class Store:
     def run_dir(self, run_name: str) -> Path:
         return self.runs_dir() / safe_name(run_name)
 
-    def new_run_dir(self, run_name: str | None, default_prefix: str) -> Path:
-        """``runs/<run-name>`` (refusing to overwrite a finished run) or a fresh timestamped name."""
-        if run_name:
-            path = self.run_dir(run_name)
-            if (path / "summary.json").exists():
-                raise UsageError(
-                    f"run {run_name!r} already exists at {path}; choose another --run-name "
-                    f"or continue it with --resume {path}."
-                )
-            return path
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self.run_dir(f"{default_prefix}-{stamp}")
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = self.run_dir(f"{default_prefix}-{stamp}-{suffix}")
+    def check_run_target(self, run_name: str | None, resume: Path | None = None) -> Path | None:
+        """Refuse, before any work, a run that could not start: ``--resume`` of a directory without
+        a checkpoint or of a live run, a ``--run-name`` that is finished, holds a run or is live.
+
+        Returns the run directory (None for a fresh dated name).  Touches nothing; :meth:`claim_run`
+        checks again under the lock.
+        """
+        path = self._target(run_name, resume)
+        if path is not None:
+            _run_lock(path).ensure_free()
+            self._check_target(path, resume is not None)
         return path
+
+    def _target(self, run_name: str | None, resume: Path | None) -> Path | None:
+        if resume is not None:
+            return Path(resume)
+        return self.run_dir(safe_name(run_name, "--run-name")) if run_name else None
+
+    @staticmethod
+    def _check_target(path: Path, resume: bool) -> None:
+        if resume and not (path / CHECKPOINT).is_file():
+            raise UsageError(
+                f"{path} holds no {CHECKPOINT}, so there is nothing to resume (it is not a run "
+                "directory, or its run never finished an epoch); start a new run without --resume."
+            )
+        if not resume and (path / SUMMARY).exists():
+            raise UsageError(
+                f"run {path.name!r} already exists at {path}; choose another --run-name "
+                f"or continue it with --resume {path}."
+            )
+        if not resume and (path / CHECKPOINT).exists():
+            raise UsageError(
+                f"{path} already holds a run; resume it with --resume {path} or choose another --run-name."
+            )
+
+    def claim_run(self, run_name: str | None, default_prefix: str, resume: Path | None = None) -> RunClaim:
+        """Lock the run directory for this writer: ``--resume`` target, ``runs/<run-name>``, or a
+        fresh dated name created exclusively (a name taken the same second gets a suffix)."""
+        path = self._target(run_name, resume)
+        if path is None:
+            return self._claim_dated(default_prefix)
+        lock = _run_lock(path).acquire()
+        try:
+            self._check_target(path, resume is not None)  # again, now that no other writer can start
+            created = not path.exists()
+            path.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            lock.release()
+            raise
+        return RunClaim(path, lock, created)
+
+    def _claim_dated(self, prefix: str) -> RunClaim:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.runs_dir().mkdir(parents=True, exist_ok=True)
+        for suffix in itertools.count(1):
+            path = self.run_dir(f"{prefix}-{stamp}" + (f"-{suffix}" if suffix > 1 else ""))
+            try:
+                path.mkdir()  # exclusive: two runs started in the same second never share a directory
+            except FileExistsError:
+                continue
+            return RunClaim(path, _run_lock(path).acquire(), created=True)
+        raise AssertionError("unreachable")
 
     def find_weights(self, ref: str, dataset: str, canonical: str | None = None) -> Path | None:
         """A weights file for ``ref``: an existing path, else the store entry by name or canonical name."""

@@ -1,4 +1,4 @@
-"""Weights as safetensors with string metadata. Loading never unpickles."""
+"""Weights as safetensors with string metadata. Loading never unpickles; saving only finite values."""
 
 from __future__ import annotations
 
@@ -9,17 +9,56 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.store.atomic import atomic_write
-from ekdcli.util.errors import UsageError
+from ekdcli.util.errors import JobError, UsageError
 
 if TYPE_CHECKING:
     import torch
 
 
+_SHOWN = 5  # how many non-finite tensors a message names
+_RECREATE = "it is damaged or not a weights file: re-create it with 'ekd train' or 'ekd import'"
+
+
+def non_finite(tensors: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors holding NaN or infinity, in a (nested) mapping or list."""
+    import torch
+
+    if isinstance(tensors, torch.Tensor):
+        bad = tensors.is_floating_point() or tensors.is_complex()
+        return [prefix or "tensor"] if bad and not bool(torch.isfinite(tensors.detach()).all()) else []
+    if isinstance(tensors, dict):
+        items: Any = tensors.items()
+    elif isinstance(tensors, (list, tuple)):
+        items = enumerate(tensors)
+    else:
+        return []
+    found: list[str] = []
+    for key, value in items:
+        found += non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+    return found
+
+
+def require_finite(tensors: Any, what: str, remedy: str = "the previous file is kept") -> None:
+    """Raise JobError naming the tensors of ``what`` that hold NaN or infinity (finite or nothing)."""
+    bad = non_finite(tensors)
+    if bad:
+        more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+        raise JobError(
+            f"{what} would hold NaN or infinite values ({', '.join(bad[:_SHOWN])}{more}), so it was not "
+            f"written; {remedy}."
+        )
+
+
 def save_tensors(
     path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
 ) -> Path:
-    """Write tensors atomically; metadata values that are not strings are stored as JSON."""
+    """Write tensors atomically; metadata values that are not strings are stored as JSON.
+
+    Refuses (JobError) tensors holding NaN or infinity: a store never holds non-finite weights.
+    """
     from safetensors.torch import save_file
+
+    require_finite(tensors, str(path))
 
     meta = {
         k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()
@@ -37,13 +76,13 @@ def load_tensors(
 
     file = Path(path)
     if not file.is_file():
-        raise UsageError(f"no weights file at {file}")
+        raise UsageError(f"no weights file at {file}; check the path.")
     try:
         with safe_open(str(file), framework="pt", device=device) as handle:
             metadata = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except Exception as exc:  # safetensors raises several types for a bad header
-        raise UsageError(f"{file} is not a readable safetensors file ({exc})") from exc
+        raise UsageError(f"{file} is not a readable safetensors file ({exc}); {_RECREATE}.") from exc
     return tensors, metadata
 
 
@@ -53,12 +92,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     file = Path(path)
     if not file.is_file():
-        raise UsageError(f"no weights file at {file}")
+        raise UsageError(f"no weights file at {file}; check the path.")
     try:
         with safe_open(str(file), framework="pt") as handle:
             return dict(handle.metadata() or {})
     except Exception as exc:  # safetensors raises several types for a bad header
-        raise UsageError(f"{file} is not a readable safetensors file ({exc})") from exc
+        raise UsageError(f"{file} is not a readable safetensors file ({exc}); {_RECREATE}.") from exc
 
 
 def meta_value(metadata: dict[str, str], key: str, default: Any = None) -> Any:

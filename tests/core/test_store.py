@@ -101,10 +101,12 @@ def test_resolution_by_name_path_and_missing(tmp_path: Path) -> None:
 
 def test_run_dirs_never_overwrite_a_finished_run(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    first = store.new_run_dir("exp", "distill")
-    first.mkdir(parents=True)
-    (first / "summary.json").write_text("{}")
+    with store.claim_run("exp", "distill") as claim:
+        first = claim.path
+        (first / "summary.json").write_text("{}")
     with pytest.raises(UsageError, match="already exists"):
-        store.new_run_dir("exp", "distill")
-    assert store.new_run_dir(None, "distill").name.startswith("distill-")
+        store.claim_run("exp", "distill")
+    with store.claim_run(None, "distill") as dated:
+        assert dated.path.name.startswith("distill-") and dated.path.is_dir()
+    assert not dated.path.exists()  # nothing was written into it: released, it is gone
     assert safe_name("timm/resnet18") == "timm_resnet18"

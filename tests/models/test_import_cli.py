@@ -151,16 +151,19 @@ def test_pickled_objects_are_refused_not_run(tmp_path: Path, ekd: Any) -> None:
     assert _store_files(tmp_path) == []
 
 
-def test_importing_over_an_earlier_import_says_what_it_replaces(tmp_path: Path, ekd: Any) -> None:
-    torch.save({"model": _trained_like(resnet8).state_dict()}, tmp_path / "a.pth")
-    torch.save({"model": _trained_like(resnet8, seed=1).state_dict()}, tmp_path / "b.pth")
-    code, out, err = ekd("import", "a.pth", "--model", "resnet8", "--data", "cifar100")
-    assert code == 0 and "replacing" not in out + err
-    code, out, err = ekd("import", "b.pth", "--model", "resnet8", "--data", "cifar100")
-    target = tmp_path / "store" / "models" / "cifar100" / "resnet8.safetensors"
+def test_importing_over_a_store_file_says_what_it_replaces(tmp_path: Path, ekd: Any) -> None:
+    torch.save(_trained_like(resnet8).state_dict(), tmp_path / "a.pth")
+    torch.save(_trained_like(resnet8, seed=1).state_dict(), tmp_path / "b.pth")
+    args = ("--model", "resnet8", "--data", "cifar100", "--num-classes", "100", "--in-channels", "3")
+    code, out, err = ekd("import", str(tmp_path / "a.pth"), *args)
     assert code == 0, err
-    assert (
-        f"replacing {target} (no recorded accuracy, from {(tmp_path / 'a.pth').resolve()}); "
-        "pass --name NAME to keep both"
-    ) in out
-    assert load_tensors(target)[1]["source"] == str((tmp_path / "b.pth").resolve())
+    assert "replacing" not in out
+    target = tmp_path / "store" / "models" / "cifar100" / "resnet8.safetensors"
+    first = target.read_bytes()
+    code, out, err = ekd("import", str(tmp_path / "b.pth"), *args)
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"replacing {target} (no recorded accuracy, from {tmp_path / 'a.pth'}); "
+        "import with --name NAME to keep both"
+    )
+    assert target.read_bytes() != first

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ekdcli.cli.options import build_config, options
+from ekdcli.cli.options import FINITE, build_config, options
 
 
 @click.command("evaluate")
@@ -39,7 +39,7 @@ from ekdcli.cli.options import build_config, options
 )
 @click.option(
     "--rate",
-    type=float,
+    type=FINITE,
     default=0.2,
     show_default=True,
     help="Share of the training set in the low and in the high energy set (--groups).",

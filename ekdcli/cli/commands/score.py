@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ekdcli.cli.options import COMMON, build_config, options
+from ekdcli.cli.options import COMMON, FINITE, build_config, options
 
 
 @click.command("score")
@@ -23,7 +23,7 @@ from ekdcli.cli.options import COMMON, build_config, options
 )
 @click.option(
     "--rate",
-    type=float,
+    type=FINITE,
     default=0.2,
     show_default=True,
     help="Fraction marked on the histogram and used for the low/high summary.",

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.data import from_arrays
-from ekdcli.sdk.options import as_float, as_int, check_names, owner
+from ekdcli.sdk.options import as_float, as_int, as_seed, check_names, owner
 
 GRID = 4  # template resolution before upsampling
 
@@ -63,7 +63,7 @@ def fake(
     height = as_int(who, "height", height, minimum=4)
     width = as_int(who, "width", width, minimum=4)
     noise = max(0.0, as_float(who, "noise", noise))
-    seed = as_int(who, "seed", seed)
+    seed = as_seed(who, "seed", seed)
     generator = torch.Generator().manual_seed(seed)
     templates = class_templates(num_classes, channels, height, width, generator)
     x_train, y_train = _samples(templates, n_train, noise, generator)

@@ -7,7 +7,7 @@ from typing import Any
 from ekd_plugins.datasets.cifar import load_cifar
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.longtail import long_tail_counts, make_long_tailed
-from ekdcli.sdk.options import as_bool, as_float, as_int, check_names, owner
+from ekdcli.sdk.options import as_bool, as_float, as_seed, check_names, owner
 
 
 def _long_tailed_cifar(
@@ -26,7 +26,7 @@ def _long_tailed_cifar(
     profile = str(profile).strip().lower()
     long_tail_counts(2, 2, factor, profile)  # validate options before reading any data
     base = load_cifar(spec_name, root, as_bool(who, "download", download))
-    return make_long_tailed(base, factor, profile, as_int(who, "seed", seed), name=name)
+    return make_long_tailed(base, factor, profile, as_seed(who, "seed", seed), name=name)
 
 
 def cifar100_lt(

@@ -20,7 +20,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ekd_plugins.distillers.pairs import energy_rate_for
-from ekdcli.sdk.energy import ENERGY_TEMPERATURE, LowRule, as_low_rule
+from ekdcli.sdk.energy import ENERGY_TEMPERATURE, MAX_SEGMENTS, LowRule, as_low_rule
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.options import as_choice, as_float, as_int, as_rate, given, pick
 
@@ -121,7 +121,7 @@ class TemperatureRule:
                     f"option 'apply' of {m} cannot be combined with 'segments' (gradation sets every "
                     "segment's temperature); drop one of them."
                 )
-            self.segments = as_int(m, "segments", options["segments"], minimum=2)
+            self.segments = as_int(m, "segments", options["segments"], minimum=2, maximum=MAX_SEGMENTS)
         self.t_min = as_float(m, "t_min", pick(options, "t_min", 2.0), positive=True)
         self.t_max = as_float(m, "t_max", pick(options, "t_max", 6.0), positive=True)
         if self.t_min > self.t_max:
