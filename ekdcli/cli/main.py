@@ -86,25 +86,32 @@ def cli() -> None:
     """ekd: energy-based knowledge distillation for image classifiers.
 
     \b
-    Typical session:
-      ekd train --model resnet32x4 --data cifar100 --data-root ../shared/data/cifar100.npz
-      ekd score --teacher resnet32x4 --data cifar100
-      ekd distill --method energy_dkd --augment he-cutmix --rate 0.5
-      ekd evaluate runs/*
+    Typical session (--data-root alone names CIFAR data; ./ekd.toml can hold these flags):
+      ekd train --model wrn40_2 --data-root cifar100.npz
+      ekd score --teacher wrn40_2 --data-root cifar100.npz
+      ekd distill --teacher wrn40_2 --student wrn16_2 --data-root cifar100.npz --method energy_kd
+      ekd evaluate ekd-store/runs/*
 
     Options come from built-in defaults < ./ekd.toml (or --config FILE) < flags.
     """
+
+
+def lower_first(text: str) -> str:
+    """A sentence's first letter in lower case (``Invalid value`` -> ``invalid value``; ``CIFAR`` stays)."""
+    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+        return text[0].lower() + text[1:]
+    return text
 
 
 def _usage_message(exc: click.UsageError) -> str:
     """Click's message as one sentence, with the closest command for a typo and the help to read."""
     from ekdcli.util.errors import did_you_mean
 
-    message = exc.format_message().rstrip(".")
+    message = lower_first(exc.format_message().rstrip("."))
     ctx = exc.ctx
     path = ctx.command_path if ctx is not None else "ekd"
-    if message.startswith("No such command") and ctx is not None and isinstance(ctx.command, click.Group):
-        unknown = message.removeprefix("No such command ").strip("'\"")
+    if message.startswith("no such command") and ctx is not None and isinstance(ctx.command, click.Group):
+        unknown = message.removeprefix("no such command ").strip("'\"")
         hint = did_you_mean(unknown, ctx.command.list_commands(ctx))
         if hint:
             return f"{message}.{hint} (see '{path} --help')"
@@ -133,19 +140,19 @@ def _report(exc: Exception, debug: bool) -> int:
     if isinstance(exc, click.UsageError):  # a bad flag or value: one line, with where to read about it
         click.echo(f"error: {_usage_message(exc)}", err=True)
         return exc.exit_code
-    if isinstance(exc, click.ClickException):
-        exc.show()
+    if isinstance(exc, click.ClickException):  # e.g. a file click could not open
+        click.echo(f"error: {lower_first(exc.format_message())}", err=True)
         return exc.exit_code
     if debug:
         traceback.print_exc()
     if isinstance(exc, EkdError):
-        click.echo(f"error: {_one_line(exc.message)}", err=True)
+        click.echo(f"error: {lower_first(_one_line(exc.message))}", err=True)
         return exc.exit_code
     if isinstance(exc, OSError):  # the file system refused (no such folder, permissions, disk full, ...)
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(
-            f"error: {_one_line(str(exc.strerror or exc))}{where}; check the path, its permissions and the "
-            "free space (--debug shows where it happened).",
+            f"error: {lower_first(_one_line(str(exc.strerror or exc)))}{where}; check the path, its "
+            "permissions and the free space (--debug shows where it happened).",
             err=True,
         )
         return 1

@@ -116,6 +116,9 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         "--json", "json", is_flag=True, default=None, help="Machine-readable result on stdout."
     ),
     "quiet": click.option("--quiet", "-q", is_flag=True, default=None, help="Print only the result."),
+    "verbose": click.option(
+        "--verbose", "-v", is_flag=True, default=None, help="Print every setting of the run, not a summary."
+    ),
     "debug": click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
     "set_values": click.option(
         "--set",

@@ -516,7 +516,8 @@ class Trainer:
         last_epoch = epoch == self.recipe.epochs
         evaluation = None
         if epoch % self.recipe.eval_every == 0 or last_epoch:
-            evaluation = evaluate_batches(self.model, self.test_batches, self.runtime)
+            desc = f"epoch {epoch}/{self.recipe.epochs} test" if self._progress_mode != "none" else None
+            evaluation = evaluate_batches(self.model, self.test_batches, self.runtime, desc)
         steps = max(meters.steps, 1)
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -577,11 +578,9 @@ class Trainer:
         rt = self.runtime
         parallel = f", {rt.world_size} processes" if rt.world_size > 1 else ""
         threads = f", {rt.num_threads} threads" if rt.device.type == "cpu" else ""
-        echo(f"training on {rt.device} ({rt.precision}{threads}{parallel})", show=self.verbose)
+        # the recipe and the run directory are the job's to print (once)
         echo(
-            f"{self.recipe.epochs} epoch{'s' if self.recipe.epochs != 1 else ''} x {self.steps_per_epoch} steps, batch {self.recipe.batch_size}, "
-            f"lr {self.recipe.lr} ({self.recipe.schedule}), run dir {self.run_dir or '(none)'}",
-            show=self.verbose,
+            f"training on {rt.device} ({rt.precision}{threads}{parallel}), {self.steps_per_epoch} steps per epoch"
         )
         if self.tracking:
             echo(f"tracking with {', '.join(self.tracking.names)}", show=self.verbose)

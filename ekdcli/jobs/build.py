@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli import __version__
-from ekdcli.config import Config, naming_origin
+from ekdcli.config import Config, foreign_note, naming_origin, split_foreign_options
 from ekdcli.sdk.plugins import registry
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store
@@ -24,28 +24,43 @@ if TYPE_CHECKING:
     from ekdcli.sdk.contracts import Dataset
 
 
+def data_options(config: Config) -> tuple[dict[str, Any], list[str]]:
+    """The ``[data_options]`` the chosen dataset takes; keys a project file set for other datasets
+    are left out (and returned, for a note)."""
+    datasets = registry("datasets")
+    chosen = datasets.get(config.data)
+    declared = chosen.info.get("options")
+    known = {key for c in datasets.list() if c is not chosen for key in (c.info.get("options") or {})}
+    accepted = list(declared) if isinstance(declared, dict) else None
+    return split_foreign_options(config, "data_options", config.data_options, accepted, known)
+
+
 def load_dataset(config: Config) -> Dataset:
+    from ekdcli.jobs.console import Console
+    from ekdcli.sdk.data import describe_class_counts
+
     component = registry("datasets").get(config.data)
-    options = dict(config.data_options)
+    options, dropped = data_options(config)
+    say = Console(quiet=config.quiet, json_mode=config.json)
+    if dropped:
+        say.say(foreign_note(config, "data_options", dropped, f"dataset {component.name!r}"))
     if config.download:
         options["download"] = True
     with naming_origin(config, "data_options"):
         dataset = component.build(config.data_root, **options)
-    from ekdcli.jobs.console import Console
-    from ekdcli.sdk.data import describe_class_counts
-
     counts = describe_class_counts(dataset.name, dataset.info)  # long-tailed data: say what was kept
     if counts:
-        Console(quiet=config.quiet, json_mode=config.json).say(counts)
+        say.say(counts)
     return dataset
 
 
 def dataset_key(config: Config) -> str:
     """The dataset's name in the store: its canonical name, plus options that change its content."""
     name = registry("datasets").get(config.data).name
-    if not config.data_options:
+    options, _ = data_options(config)
+    if not options:
         return name
-    suffix = "-".join(f"{k}{v}" for k, v in sorted(config.data_options.items()))
+    suffix = "-".join(f"{k}{v}" for k, v in sorted(options.items()))
     return f"{name}-{suffix}"
 
 
@@ -85,15 +100,21 @@ def is_registered_model(ref: str) -> bool:
     return ref in registry("models")
 
 
+def find_trained(ref: str, dataset_key: str, store: Store, role: str) -> Path:
+    """The weights file of a trained model (by name in the store, or a path); no torch needed."""
+    canonical = canonical_model(ref) if is_registered_model(ref) else None
+    return store.require_weights(ref, dataset_key, canonical, role)
+
+
 def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, role: str) -> TrainedModel:
     """A model with trained weights from the store (by name) or a ``.safetensors`` path.
 
     Everything that can be wrong with the file is said naming it: unknown architecture, bad
     metadata, another dataset's shape, missing or mis-shaped keys, NaN or infinite weights.
     """
-    canonical = canonical_model(ref) if is_registered_model(ref) else None
-    path = store.require_weights(ref, dataset_key, canonical, role)
+    path = find_trained(ref, dataset_key, store, role)
     tensors, metadata = load_tensors(path)
+    canonical = canonical_model(ref) if is_registered_model(ref) else None
     arch = _recorded_arch(path, metadata, canonical, role)
     num_classes = _meta_int(metadata, "num_classes", dataset.num_classes, path, role)
     in_channels = _meta_int(metadata, "in_channels", dataset.in_channels, path, role)

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config, naming_origin
+from ekdcli.config import (
+    DEFAULT_DATA,
+    DEFAULT_PAIR,
+    Config,
+    foreign_note,
+    naming_origin,
+    split_foreign_options,
+)
 from ekdcli.jobs.build import (
     TrainedModel,
     build_model,
@@ -21,6 +28,7 @@ from ekdcli.jobs.build import (
 )
 from ekdcli.jobs.common import (
     console,
+    describe_data,
     describe_recipe,
     engine_options,
     hold_run,
@@ -67,7 +75,18 @@ def plan_methods(config: Config) -> Plan:
     """
     distiller = _distiller(config.method)
     augmentation = _augmentation(config, distiller)
-    plan = Plan(distiller, dict(config.distiller), augmentation, dict(config.augmentation), "")
+    plan = Plan(distiller, {}, augmentation, {}, "")
+    plan.distiller_options = _own_options(config, "distiller", distiller, plan)
+    if augmentation is not None:
+        plan.augmentation_options = _own_options(config, "augmentation", augmentation, plan)
+    elif config.augmentation:
+        _not_for_this_method(
+            config,
+            "augmentation",
+            "the [augmentation] options apply to an augmentation and none is chosen (--augment)",
+            plan,
+            target="a run without --augment",
+        )
     plan.rule = _temperature_rule(config, distiller)
     energy_rule = bool(plan.rule is not None and plan.rule.info.get("needs_energy"))
     energy_aug = bool(augmentation is not None and augmentation.info.get("needs_energy"))
@@ -149,17 +168,29 @@ def _route_temperature_options(config: Config, plan: Plan) -> None:
     plan.rule_options.update(config.temperature)
 
 
+def _own_options(config: Config, table: str, component: Component, plan: Plan) -> dict[str, Any]:
+    """The ``[table]`` options ``component`` takes; a project file's options for the other
+    components of its kind are left out with a note."""
+    declared = component.info.get("options")
+    others = registry(component.kind).list()
+    known = {key for c in others if c is not component for key in (c.info.get("options") or {})}
+    accepted = list(declared) if isinstance(declared, dict) else None
+    kept, dropped = split_foreign_options(config, table, getattr(config, table), accepted, known)
+    if dropped:
+        plan.notes.append(foreign_note(config, table, dropped, f"{component.noun} {component.name!r}"))
+    return kept
+
+
 def _not_for_this_method(
-    config: Config, table: str, problem: str, plan: Plan, subject: str | None = None
+    config: Config, table: str, problem: str, plan: Plan, subject: str | None = None, target: str | None = None
 ) -> None:
     """Options this method does not use: an error when given now (flag, --set), a note when a
     project file sets them for the other methods it serves."""
     source = config.sources.get(table, "default")
     if source in ("flag", "default"):
         raise UsageError(f"{problem}; drop them or pick a method that uses them.")
-    plan.notes.append(
-        f"note: {subject or f'[{table}]'} in {source} does not apply to method {plan.distiller.name!r}; ignored."
-    )
+    where = target or f"method {plan.distiller.name!r}"
+    plan.notes.append(f"note: {subject or f'[{table}]'} in {source} does not apply to {where}; ignored.")
 
 
 def _route_rates(config: Config, plan: Plan, energy_rule: bool) -> list[str]:
@@ -324,18 +355,19 @@ class Prepared:
 
 
 def prepare(config: Config) -> Prepared:
-    """Plan, check, then load: bad names and options fail before any data, model or file is touched."""
-    from ekdcli.engine import Runtime
-
+    """Plan, check, then load: bad names and options fail before any data, model or file is touched
+    (and before torch is imported)."""
     say = console(config)
     plan = plan_methods(config)
     for note in plan.notes:
         say.say(note)
     teacher_name, student_name, defaulted = resolve_pair(config)
     check_student_name(student_name)  # before a default teacher is trained or anything is scored
+    data_key = dataset_key(config)
+    from ekdcli.engine import Runtime
+
     distiller, augmentation = build_losses(config, plan, (teacher_name, student_name))
     dataset = load_dataset(config)
-    data_key = dataset_key(config)
     check_strong_view(distiller, dataset, data_key)
     recipe = resolve_recipe(config, dataset, student_name)
     if defaulted:
@@ -412,7 +444,7 @@ def _distill(
     objective = DistillObjective(
         teacher.model if teacher else None, job.distiller, job.augmentation, job.energy, teacher_cache=cache
     )
-    _print_header(say, job, run_dir)
+    _print_header(say, config, job, run_dir)
     with run_record(config, runtime, run_dir, trackers, "distill") as tracking:
         result = fit(
             job.student,
@@ -430,10 +462,10 @@ def _distill(
         if cache is not None:
             _report_cache(say, cache, runtime)
         described = objective.describe()
-        _report_rule(say, job.distiller.describe(), described["distiller"])
+        _report_rule(say, described["distiller"])
         say.say(
             f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 "
-            f"{100 * result.last_top1:.2f}% / top-5 {100 * result.last_top5:.2f}%; run directory {run_dir}"
+            f"{100 * result.last_top1:.2f}% / top-5 {100 * result.last_top5:.2f}%"
         )
     return {
         "run_dir": str(run_dir),
@@ -464,20 +496,69 @@ def _student_metadata(job: Prepared) -> dict[str, Any]:
     )
 
 
-def _print_header(say: Console, job: Prepared, run_dir: Path) -> None:
-    teacher = f"{job.teacher.arch} ({job.teacher.path})" if job.teacher else "none"
-    rule = f" (temperature rule {job.plan.rule.name})" if job.plan.rule is not None else ""
-    say.say(
-        f"ekd distill: {job.plan.distiller.name}{rule} teacher {teacher} -> student {job.student_arch} "
-        f"on {job.data_key}"
-    )
-    say.say(f"  loss: {_one_line(job.distiller.describe())}")
+def _print_header(say: Console, config: Config, job: Prepared, run_dir: Path) -> None:
+    """A few short lines: what is trained, from what, with which rule and recipe, where it goes;
+    ``--verbose`` adds every setting of the loss and the augmentation."""
+    plan = job.plan
+    name = plan.distiller.name + (f" + {plan.augmentation.name}" if plan.augmentation else "")
+    teacher = job.teacher.arch if job.teacher else "no teacher"
+    data = describe_data(config, job.dataset, job.data_key)
+    if plan.rule is not None:
+        name += f" (temperature rule {plan.rule.name})"
+    say.say(f"ekd distill: {name}, {teacher} -> {job.student_arch} on {data}")
+    if job.teacher is not None:
+        say.say(f"  teacher: {job.teacher.path}")
+    rule = loss_summary(job.distiller.describe())
     if job.augmentation is not None:
-        say.say(f"  augmentation: {_one_line(job.augmentation.describe())}")
-    if job.plan.rates_note:
-        say.say(f"  rates: {job.plan.rates_note}")
+        rule += f"; {augmentation_summary(job.augmentation.describe())}"
+    say.say(f"  rule: {rule}")
+    if plan.rates_note:
+        say.say(f"  rates: {plan.rates_note}")
+    if config.verbose:
+        say.say(f"  loss: {_one_line(job.distiller.describe())}")
+        if job.augmentation is not None:
+            say.say(f"  augmentation: {_one_line(job.augmentation.describe())}")
     say.say(f"  recipe: {describe_recipe(job.recipe)}")
     say.say(f"  run directory: {run_dir}")
+
+
+def loss_summary(described: dict[str, Any]) -> str:
+    """The distiller's rule in a few words (``--verbose`` prints every key)."""
+    temps = described.get("temperatures")
+    if isinstance(temps, dict):  # an energy partition rule
+        t = " / ".join(f"{v:g}" for v in temps.values())
+        rates = f"rates {described.get('low_rate'):g} / {described.get('high_rate'):g}"
+        source = described.get("rate_source")
+        rates += f" ({source})" if source not in (None, "default", "rate") else ""
+        text = (
+            f"{described.get('method')}, {described.get('preset')} preset: T {t} for low / other / high "
+            f"energy, {rates}, {described.get('source')} energies, {described.get('low_rule')} low rule"
+        )
+    elif isinstance(temps, list):  # gradation over energy segments
+        text = (
+            f"{described.get('method')}, {described.get('preset')} preset: T {temps[0]:g} .. {temps[-1]:g} "
+            f"over {described.get('segments')} energy segments, {described.get('source')} energies"
+        )
+    else:
+        weights = ", ".join(f"{k} {described[k]:g}" for k in ("t", "alpha", "beta") if k in described)
+        text = f"{described.get('method', 'loss')}" + (f" ({weights})" if weights else "")
+    return text + (", standardized logits" if described.get("logit_standardize") else "")
+
+
+def augmentation_summary(described: dict[str, Any]) -> str:
+    """An augmentation's rule in a few words: what it mixes, which samples, how."""
+    rate, selection = described.get("rate"), described.get("selection")
+    share = f"{rate:.0%}" if isinstance(rate, (int, float)) else "?"
+    chosen = {
+        "high": f"the {share} highest-energy images",
+        "low": f"the {share} lowest-energy images",
+        "all": "every image",
+        "random": f"a random {share} of the images",
+    }.get(str(selection), f"{share} of the images")
+    mode = described.get("mode")
+    return f"{described.get('augment')}: {described.get('kind', 'mix')} of {chosen}" + (
+        f" ({mode} mode)" if mode else ""
+    )
 
 
 def _report_cache(say: Console, cache: Any, runtime: Runtime) -> None:
@@ -491,11 +572,20 @@ def _report_cache(say: Console, cache: Any, runtime: Runtime) -> None:
         )
 
 
-def _report_rule(say: Console, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """What setup added to the rule (thresholds, group sizes), and groups that stayed empty."""
-    if after != before:
-        say.say(f"  rule used: {_one_line(after)}")
-    empty = [group for group, n in (after.get("train_counts") or {}).items() if n == 0]
+def _report_rule(say: Console, after: dict[str, Any]) -> None:
+    """What setup added to the rule (the energy groups' sizes and thresholds), once; and groups that
+    stayed empty."""
+    counts = after.get("train_counts") or {}
+    if counts:
+        thresholds = after.get("thresholds") or {}
+        bounds = ", ".join(
+            f"E_{k} {thresholds[k]:.4g}"
+            for k in ("low", "high")
+            if isinstance(thresholds.get(k), (int, float))
+        )
+        sizes = " / ".join(f"{group} {n:,}" for group, n in counts.items())
+        say.say(f"  energy groups of the training images: {sizes}" + (f" ({bounds})" if bounds else ""))
+    empty = [group for group, n in counts.items() if n == 0]
     if empty:
         say.warn(
             f"no training sample fell in the {', '.join(empty)} energy group(s), so their temperature was "

@@ -11,6 +11,7 @@ from ekdcli.config import Config
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.jobs.common import (
     console,
+    describe_data,
     describe_recipe,
     engine_options,
     hold_run,
@@ -44,21 +45,21 @@ def run_train(
     config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
 ) -> TrainResult:
     """Check everything that can be checked, claim the run directory and the store file, train."""
-    from ekdcli.engine import Runtime
-
     if not config.model:
         raise UsageError("say which architecture to train with --model (see 'ekd list models').")
     if keep not in ("best", "last"):
         raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
     arch = canonical_model(config.model)
     trackers = build_trackers(config)
-    data_key = dataset_key(config)
+    data_key = dataset_key(config)  # names are checked before torch is imported
     store = open_store(config)
     model_path = store.model_path(data_key, safe_name(name, "--name") if name else arch)  # before any work
     resume = resume.resolve() if resume else None
     store.check_run_target(config.run_name, resume)
     weights_lock = store_file_lock(model_path, "wait for it to finish, or train with --name NAME")
     weights_lock.ensure_free()
+    from ekdcli.engine import Runtime
+
     dataset = load_dataset(config)
     recipe = resolve_recipe(config, dataset, arch)
     # The runtime first: it joins the process group under torchrun and seeds the model's init.
@@ -88,11 +89,10 @@ class _TrainJob:
         config, dataset, run_dir, model_path = self.config, self.dataset, self.run_dir, self.model_path
         out = console(config)
         model = build_model(self.arch, dataset.num_classes, dataset.in_channels)
-        out.say(
-            f"ekd train: {self.arch} on {self.data_key} ({dataset.num_classes} classes), "
-            f"{describe_recipe(self.recipe)}"
-        )
-        out.say(f"run directory: {run_dir}")
+        data = describe_data(config, dataset, self.data_key)
+        out.say(f"ekd train: {self.arch} on {data}, {dataset.num_classes} classes")
+        out.say(f"  recipe: {describe_recipe(self.recipe)}")
+        out.say(f"  run directory: {run_dir}")
         metadata = weights_metadata(
             self.arch, dataset, self.data_key, "ekd train", recipe=self.recipe.__dict__
         )

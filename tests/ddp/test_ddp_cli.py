@@ -181,7 +181,9 @@ def test_torchrun_distill_scores_then_trains_on_two_ranks(
     result = json.loads(done.out)
     assert done.err.count("scored the training set with the teacher first") == 1
     score_file = in_workspace / "store" / "scores" / DATA_KEY / "resnet8.safetensors"
-    assert load_scores(score_file).energies.shape == (192,)  # every training sample, not the 128 used
+    scores = load_scores(score_file)  # the 128 samples the run trains on (docs/method.md#scoring)
+    assert scores.energies.shape == (128,) and scores.meta.limit_train == 128
+    assert sum(result["objective"]["distiller"]["train_counts"].values()) == 128
     (run_dir,) = set((in_workspace / "store" / "runs").iterdir()) - runs_before
     assert run_dir.name == "ddp-distill" and Path(result["run_dir"]) == run_dir
     assert {p.name for p in run_dir.iterdir()} == RUN_FILES

@@ -210,3 +210,33 @@ def test_an_empty_energy_group_is_said_out_loud(fake_ws: Path, ekd: Any) -> None
     assert "warning: no training sample fell in the low energy group(s)" in err
     code, _, err = ekd("distill", *args[:-4], "--low-rate", "0.2", "--high-rate", "0.2")
     assert code == 0 and "no training sample fell" not in err, err
+
+
+def test_the_header_is_short_and_the_rule_printed_once(fake_ws: Path, ekd: Any) -> None:
+    code, out, err = ekd("distill", "--method", "energy_kd", "--epochs", "1", "--limit-train", "48", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    lines = [line for line in err.splitlines() if not line.startswith("scored the training set")]
+    header = lines[: next(i for i, line in enumerate(lines) if line.startswith("  run directory")) + 1]
+    assert (
+        header[0]
+        == f"ekd distill: energy_kd, resnet8 -> tiny_cnn on {FAKE_KEY} (the first 48 of 96 training images)"
+    )
+    assert [line.split(":")[0].strip() for line in header[1:]] == [
+        "teacher",
+        "rule",
+        "recipe",
+        "run directory",
+    ]
+    assert "T 6 / 4 / 2 for low / other / high energy, rates 0.2 / 0.2" in header[2]
+    assert err.count("  rule: ") == 1 and "rule used" not in err and "loss: " not in err
+    assert err.count(result["run_dir"]) == 1
+    # the groups of the 48 images it trained on, once, at the end
+    counts = result["objective"]["distiller"]["train_counts"]
+    assert sum(counts.values()) == 48
+    sizes = " / ".join(f"{group} {counts[group]}" for group in ("low", "mid", "high"))
+    assert f"  energy groups of the training images: {sizes} (E_low " in err
+    code, _, err = ekd(
+        "distill", "--method", "energy_kd", "--epochs", "1", "--limit-train", "48", "--verbose"
+    )
+    assert code == 0 and "  loss: method=energy_kd, preset=paper" in err + _

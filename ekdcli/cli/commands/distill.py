@@ -26,6 +26,7 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
     *RUNTIME,
     "teacher_cache",
     "teacher_cache_dtype",
+    "verbose",
     "nproc",
 )
 @click.option(
