@@ -15,7 +15,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -35,7 +35,7 @@ DEFAULT_PAIR = ("resnet32", "resnet8")  # teacher / student when nothing is conf
 
 # Option tables handed to plugin factories as keyword arguments; their keys are
 # checked by the plugin that receives them.
-OPTION_TABLES = ("train", "data_options", "distiller", "energy", "augmentation")
+OPTION_TABLES = ("train", "data_options", "distiller", "temperature", "energy", "augmentation")
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Config:
     student: str | None = None
     # method
     method: str = "energy_kd"
+    temperature_rule: str | None = None  # None: the method's own (fixed for kd/dkd, energy for energy_kd)
     augment: str | None = None
     rate: float | None = None
     low_rate: float | None = None
@@ -75,13 +76,18 @@ class Config:
     run_name: str | None = None
     limit_train: int | None = None
     limit_test: int | None = None
+    # experiment trackers (ekd list trackers) beside the run directory's own record
+    track: list[str] = field(default_factory=list)
+    tracking_uri: str | None = None
     quiet: bool = False
+    verbose: bool = False
     debug: bool = False
     json: bool = False
     # plugin option tables
     train: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
     distiller: dict[str, Any] = field(default_factory=dict)
+    temperature: dict[str, Any] = field(default_factory=dict)
     energy: dict[str, Any] = field(default_factory=dict)
     augmentation: dict[str, Any] = field(default_factory=dict)
     # where the values came from (not a key): "default", a file path, or "flag"
@@ -114,11 +120,11 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return value is None
     if origin is dict or annotation is dict:
         return isinstance(value, dict)
-    if origin is list or annotation is list:
-        return isinstance(value, list)
-    if origin is tuple:  # the recipe's milestones: a TOML list of integers
+    if origin in (list, tuple):  # track (names), the recipe's milestones (integers): TOML lists
         item = typing.get_args(annotation)[0]
-        return isinstance(value, (list, tuple)) and all(_type_ok(v, item) for v in value)
+        return isinstance(value, (list, tuple) if origin is tuple else list) and all(
+            _type_ok(v, item) for v in value
+        )
     if annotation is float:
         return _finite_number(value)
     if annotation is int:
@@ -141,8 +147,8 @@ def _finite_number(value: Any) -> bool:
 def _type_name(annotation: Any) -> str:
     if typing.get_origin(annotation) is dict or annotation is dict:
         return "a table"
-    if typing.get_origin(annotation) is tuple:
-        return f"a list of {_type_name(typing.get_args(annotation)[0]).removeprefix('an ')}s"
+    if typing.get_origin(annotation) in (list, tuple):  # the trackers, the recipe's milestones
+        return f"a list of {_type_name(typing.get_args(annotation)[0]).split(' ', 1)[-1]}s"
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if args:
         return " or ".join(_type_name(a) for a in args)
@@ -285,7 +291,10 @@ def resolve(
     assigned: dict[str, Any] | None = None,
 ) -> Config:
     """Defaults < config file (explicit, else ``./ekd.toml`` if present) < ``assigned`` (``--set``)
-    < flags (``None`` = not given).  Each layer is checked on its own, so an error names its origin."""
+    < flags (``None`` = not given).  Each layer is checked on its own, so an error names its origin.
+
+    ``sources`` says where each value came from: per key, and per ``TABLE.KEY`` of option tables.
+    """
     config = Config()
     sources = {name: "default" for name in _fields()}
     path = Path(config_file) if config_file else Path(cwd or ".") / DEFAULT_CONFIG_FILE
@@ -293,7 +302,7 @@ def resolve(
         from_file = validate(read_toml(path), str(path), path)
         for key, value in from_file.items():
             setattr(config, key, dict(value) if isinstance(value, dict) else value)
-            sources[key] = str(path)
+            _note_source(sources, key, value, str(path))
     given = {k: v for k, v in (flags or {}).items() if v is not None}
     for layer, origin in ((assigned or {}, "--set"), (given, "command line")):
         for key, value in validate(layer, origin).items():
@@ -301,9 +310,52 @@ def resolve(
                 getattr(config, key).update(value)
             else:
                 setattr(config, key, value)
-            sources[key] = "flag"
+            _note_source(sources, key, value, "flag")
+    if sources["data"] == "default" and config.data_root:  # never train the default data on another's files
+        from ekdcli.sdk.recognize import recognize_data_root
+
+        config.data = recognize_data_root(config.data_root)
+        sources["data"] = f"recognized from {config.data_root}"
     config.sources = sources
     return config
+
+
+def _note_source(sources: dict[str, str], key: str, value: Any, origin: str) -> None:
+    sources[key] = origin
+    if key in OPTION_TABLES and isinstance(value, dict):
+        sources.update({f"{key}.{sub}": origin for sub in value})
+
+
+def split_foreign_options(
+    config: Config, table: str, values: dict[str, Any], accepted: Iterable[str] | None, known: Iterable[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """``values`` of option table ``table`` without the keys a project file set for other components.
+
+    A key the chosen component does not take (not in ``accepted``; ``None``: it declares nothing, so
+    nothing is dropped) but another one does (in ``known``) is dropped when it came from a config
+    file, which serves several methods; given on the command line it stays, and the component
+    rejects it.  Returns the kept values and the dropped keys.
+    """
+    if accepted is None:
+        return dict(values), []
+    allowed, others = set(accepted), set(known)
+    dropped = [
+        key
+        for key in values
+        if key not in allowed
+        and key in others
+        and config.sources.get(f"{table}.{key}", config.sources.get(table, "default"))
+        not in ("flag", "default")
+    ]
+    return {k: v for k, v in values.items() if k not in dropped}, dropped
+
+
+def foreign_note(config: Config, table: str, dropped: list[str], target: str) -> str:
+    """The note for options :func:`split_foreign_options` dropped: which, set where, and for what."""
+    files = {config.sources.get(f"{table}.{key}", config.sources.get(table, "default")) for key in dropped}
+    where = ", ".join(sorted(files - {"flag", "default"}))
+    verb = "does" if len(dropped) == 1 else "do"
+    return f"note: [{table}] {', '.join(dropped)} in {where} {verb} not apply to {target}; ignored."
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ BUILTIN = {
     "partition": "ekdcli.cli.commands.partition:partition",
     "distill": "ekdcli.cli.commands.distill:distill",
     "evaluate": "ekdcli.cli.commands.evaluate:evaluate",
+    "export": "ekdcli.cli.commands.export:export",
     "sweep": "ekdcli.cli.commands.sweep:sweep",
     "report": "ekdcli.cli.commands.report:report",
     "bench": "ekdcli.cli.commands.bench:bench",
@@ -37,12 +38,13 @@ SHORT_HELP = {
     "partition": "Split scored data into low/others/high energy sets.",
     "distill": "Distill a teacher into a student (KD, DKD, Energy KD, ...).",
     "evaluate": "Accuracy, calibration and energy-group accuracy of models.",
+    "export": "A trained model as TorchScript, ONNX or torch.export file.",
     "sweep": "Run a campaign (configs x grid x seeds) locally or on Ray.",
     "report": "A campaign's table (mean ± std over seeds) beside the paper's.",
     "bench": "Time HE-DA per augmentation rate (the paper's Table 6).",
     "bench-engine": "Images/s of the engine's variants (precision, layout, cache).",
     "plugins": "Installed plugins and what each registers.",
-    "list": "Registered models, datasets, distillers, augmentations.",
+    "list": "Registered models, datasets, distillers, temperature rules, augmentations, trackers.",
 }
 
 
@@ -88,25 +90,32 @@ def cli() -> None:
     """ekd: energy-based knowledge distillation for image classifiers.
 
     \b
-    Typical session:
-      ekd train --model resnet32x4 --data cifar100 --data-root ../shared/data/cifar100.npz
-      ekd score --teacher resnet32x4 --data cifar100
-      ekd distill --method energy_dkd --augment he-cutmix --rate 0.5
-      ekd evaluate runs/*
+    Typical session (--data-root alone names CIFAR data; ./ekd.toml can hold these flags):
+      ekd train --model wrn40_2 --data-root cifar100.npz
+      ekd score --teacher wrn40_2 --data-root cifar100.npz
+      ekd distill --teacher wrn40_2 --student wrn16_2 --data-root cifar100.npz --method energy_kd
+      ekd evaluate ekd-store/runs/*
 
     Options come from built-in defaults < ./ekd.toml (or --config FILE) < flags.
     """
+
+
+def lower_first(text: str) -> str:
+    """A sentence's first letter in lower case (``Invalid value`` -> ``invalid value``; ``CIFAR`` stays)."""
+    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+        return text[0].lower() + text[1:]
+    return text
 
 
 def _usage_message(exc: click.UsageError) -> str:
     """Click's message as one sentence, with the closest command for a typo and the help to read."""
     from ekdcli.util.errors import did_you_mean
 
-    message = exc.format_message().rstrip(".")
+    message = lower_first(exc.format_message().rstrip("."))
     ctx = exc.ctx
     path = ctx.command_path if ctx is not None else "ekd"
-    if message.startswith("No such command") and ctx is not None and isinstance(ctx.command, click.Group):
-        unknown = message.removeprefix("No such command ").strip("'\"")
+    if message.startswith("no such command") and ctx is not None and isinstance(ctx.command, click.Group):
+        unknown = message.removeprefix("no such command ").strip("'\"")
         hint = did_you_mean(unknown, ctx.command.list_commands(ctx))
         if hint:
             return f"{message}.{hint} (see '{path} --help')"
@@ -135,19 +144,19 @@ def _report(exc: Exception, debug: bool) -> int:
     if isinstance(exc, click.UsageError):  # a bad flag or value: one line, with where to read about it
         click.echo(f"error: {_usage_message(exc)}", err=True)
         return exc.exit_code
-    if isinstance(exc, click.ClickException):
-        exc.show()
+    if isinstance(exc, click.ClickException):  # e.g. a file click could not open
+        click.echo(f"error: {lower_first(exc.format_message())}", err=True)
         return exc.exit_code
     if debug:
         traceback.print_exc()
     if isinstance(exc, EkdError):
-        click.echo(f"error: {_one_line(exc.message)}", err=True)
+        click.echo(f"error: {lower_first(_one_line(exc.message))}", err=True)
         return exc.exit_code
     if isinstance(exc, OSError):  # the file system refused (no such folder, permissions, disk full, ...)
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(
-            f"error: {_one_line(str(exc.strerror or exc))}{where}; check the path, its permissions and the "
-            "free space (--debug shows where it happened).",
+            f"error: {lower_first(_one_line(str(exc.strerror or exc)))}{where}; check the path, its "
+            "permissions and the free space (--debug shows where it happened).",
             err=True,
         )
         return 1

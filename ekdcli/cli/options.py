@@ -54,6 +54,11 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "method": click.option(
         "--method", help="Distiller (see 'ekd list distillers'), e.g. energy_kd, energy_dkd."
     ),
+    "temperature_rule": click.option(
+        "--temperature-rule",
+        help="Where a temperature-based method's temperatures come from (see 'ekd list temperature-rules'): "
+        "fixed, energy, gradation.",
+    ),
     "augment": click.option("--augment", help="Augmentation (see 'ekd list augmentations'), e.g. he-cutmix."),
     "rate": click.option(
         "--rate",
@@ -96,19 +101,31 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         help="Storage of cached teacher logits (auto: float32 for fp32 teachers, exact).",
     ),
     "run_name": click.option("--run-name", help="Name of the run directory under <store>/runs/."),
+    "track": click.option(
+        "--track",
+        metavar="NAME[,NAME]",
+        callback=lambda ctx, param, value: _names(value),
+        help="Experiment trackers beside the run directory, e.g. tensorboard,mlflow (see 'ekd list trackers').",
+    ),
+    "tracking_uri": click.option(
+        "--tracking-uri", help="Tracking server of the trackers that use one (MLflow; default: in the store)."
+    ),
     "limit_train": click.option("--limit-train", type=int, help="Use only the first N training samples."),
     "limit_test": click.option("--limit-test", type=int, help="Use only the first N test samples."),
     "json": click.option(
         "--json", "json", is_flag=True, default=None, help="Machine-readable result on stdout."
     ),
     "quiet": click.option("--quiet", "-q", is_flag=True, default=None, help="Print only the result."),
+    "verbose": click.option(
+        "--verbose", "-v", is_flag=True, default=None, help="Print every setting of the run, not a summary."
+    ),
     "debug": click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
     "set_values": click.option(
         "--set",
         "set_values",
         multiple=True,
         metavar="[TABLE.]KEY=VALUE",
-        help="Any config key from the command line, repeatable: energy.t_low_energy=2, "
+        help="Any config key from the command line, repeatable: energy.t_low_energy=2, temperature.t=3, "
         "data_options.imbalance_factor=0.01, train.momentum=0.95, teacher_cache=true "
         f"(tables: {', '.join(OPTION_TABLES)}). Named flags win over --set.",
     ),
@@ -118,6 +135,12 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
         help="Run as N data-parallel processes on this machine (via torchrun; ignored under torchrun).",
     ),
 }
+
+
+def _names(value: str | None) -> list[str] | None:
+    """``a,b`` -> ``["a", "b"]`` (None when not given; ``--track ''`` tracks nothing)."""
+    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+
 
 # Shared options that steer the command itself and are not Config keys.
 COMMAND_ONLY = ("config", "nproc", "set_values")
@@ -136,7 +159,7 @@ COMMON = (
     "set_values",
 )
 RUNTIME = ("precision", "channels_last", "compile", "deterministic", "limit_train", "limit_test")
-TRAINING = ("recipe", "epochs", "batch_size", "lr", "run_name")
+TRAINING = ("recipe", "epochs", "batch_size", "lr", "run_name", "track", "tracking_uri")
 
 
 def options(*names: str) -> Callable[[F], F]:

@@ -102,6 +102,17 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def average_gradients(parameters: list[torch.Tensor]) -> None:
+    """Average the gradients of tensors DDP does not manage (an objective's own) over ranks."""
+    if not is_dist():
+        return
+    world = world_size()
+    for parameter in parameters:
+        if parameter.grad is not None:
+            _dist().all_reduce(parameter.grad, op=_dist().ReduceOp.SUM)
+            parameter.grad.div_(world)
+
+
 def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     if is_dist():
         _dist().all_reduce(tensor, op=_dist().ReduceOp.MAX)

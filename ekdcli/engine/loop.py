@@ -2,8 +2,9 @@
 
 One call trains ``model`` on a dataset with an :class:`~ekdcli.engine.objective.Objective`,
 evaluates on the test split, and (on rank 0, when ``run_dir`` is given) keeps a run directory:
-``config.toml``, ``environment.json``, ``metrics.jsonl``, ``last.safetensors``,
-``best.safetensors``, ``checkpoint.pt`` and, at the end, ``summary.json``.
+``config.toml``, ``environment.json``, ``metrics.jsonl``, ``run.log``, ``last.safetensors``,
+``best.safetensors``, ``checkpoint.pt`` and, at the end, ``summary.json``; the trackers of the
+run (:mod:`ekdcli.engine.tracking`) get the same records as they are written.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ from ekdcli.engine.predict import evaluate_batches
 from ekdcli.engine.progress import EpochProgress, echo, format_seconds, resolve_mode
 from ekdcli.engine.recipe import Recipe, build_optimizer, build_scheduler, lr_factor
 from ekdcli.engine.runtime import Runtime
-from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset
+from ekdcli.engine.tracking import Tracking
+from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset, RunInfo
+from ekdcli.store import rundir
 from ekdcli.store.rundir import RunWriter
 from ekdcli.store.weights import non_finite
+from ekdcli.util import transcript
 from ekdcli.util.errors import JobError, UsageError
 
 # Recipe fields that may change on resume; any other change would not continue the same run.
@@ -230,15 +234,15 @@ class Trainer:
         run_dir: Path | None,
         runtime: Runtime,
         metadata: dict[str, Any],
+        tracking: Tracking | None = None,
     ) -> None:
         self.model = runtime.prepare_model(model)
         self.objective = objective
         self.recipe = recipe
         self.options = options
-        self.run_dir = run_dir
-        self.runtime = runtime
-        self.metadata = metadata
+        self.run_dir, self.runtime, self.metadata = run_dir, runtime, metadata
         self.writer = RunWriter(run_dir, runtime.is_main)
+        self.tracking = tracking if tracking and self.writer.run_dir else Tracking()  # rank 0 with a run dir
         self.verbose = runtime.is_main and not options.quiet
         seed, rank = options.seed, runtime.rank
         self.data_generator = torch.Generator().manual_seed(_seed_for(seed, 1, 0))
@@ -266,7 +270,8 @@ class Trainer:
             num_workers=options.num_workers,
         )
         self.steps_per_epoch = len(self.train_batches)
-        self.optimizer = build_optimizer(self.model, recipe)
+        self.extra_parameters = objective.parameters()  # after setup: on the device
+        self.optimizer = build_optimizer(self.model, recipe, self.extra_parameters)
         self.scheduler = build_scheduler(self.optimizer, recipe, self.steps_per_epoch)
         self.train_model: torch.nn.Module = ddp.wrap(self.model, runtime.device)
         if options.compile:
@@ -346,9 +351,9 @@ class Trainer:
             self.best_state = load_tensors(best_file)[0]
         # Metrics written after the checkpoint by a killed run are dropped with it.
         self.writer.metrics(st.history)
-        if self.verbose:
+        if self.runtime.is_main:
             where = f"epoch {st.epoch}" + (f", step {st.batches_done} of the next" if st.batches_done else "")
-            echo(f"resuming {self.run_dir} after {where}")
+            echo(f"resuming {self.run_dir} after {where}", show=self.verbose)
 
     # ------------------------------------------------------------- training
     def step(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, StepOutput]:
@@ -364,10 +369,14 @@ class Trainer:
             scaler.scale(total).backward()
         else:
             total.backward()
+        if self.extra_parameters:  # DDP averages the model's gradients; the objective's are averaged here
+            ddp.average_gradients(self.extra_parameters)
         if recipe.grad_clip is not None:
             if scaler is not None:
                 scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
+            torch.nn.utils.clip_grad_norm_(
+                [*self.model.parameters(), *self.extra_parameters], recipe.grad_clip
+            )
         if scaler is not None:
             scaler.step(self.optimizer)
             scaler.update()
@@ -507,7 +516,8 @@ class Trainer:
         last_epoch = epoch == self.recipe.epochs
         evaluation = None
         if epoch % self.recipe.eval_every == 0 or last_epoch:
-            evaluation = evaluate_batches(self.model, self.test_batches, self.runtime)
+            desc = f"epoch {epoch}/{self.recipe.epochs} test" if self._progress_mode != "none" else None
+            evaluation = evaluate_batches(self.model, self.test_batches, self.runtime, desc)
         steps = max(meters.steps, 1)
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -542,6 +552,7 @@ class Trainer:
         if evaluation is not None:  # accuracy of these very weights
             meta.update(top1=evaluation["top1"], top5=evaluation["top5"])
         self.writer.metrics(st.history)
+        self.tracking.log_epoch(record)
         self.writer.weights("last", weights, meta)
         if improved:
             self.writer.weights("best", weights, meta)
@@ -549,7 +560,7 @@ class Trainer:
         return record
 
     def _print_epoch(self, record: dict[str, Any]) -> None:
-        if not self.verbose:
+        if not self.runtime.is_main:
             return
         text = f"epoch {record['epoch']}/{self.recipe.epochs}  loss {record['loss']:.4f}"
         if "train_top1" in record:
@@ -559,31 +570,64 @@ class Trainer:
         if "augmented" in record["stats"]:  # samples an augmentation mixed this epoch (HE-DA & co)
             text += f"  mixed {record['stats']['augmented']:.0f}"
         text += f"  lr {record['lr']:.4g}  {record['images_per_s']:.0f} img/s  {record['seconds']:.1f} s"
-        echo(text)
+        echo(text, show=self.verbose)
 
     def _print_header(self) -> None:
-        if not self.verbose:
+        if not self.runtime.is_main:
             return
         rt = self.runtime
         parallel = f", {rt.world_size} processes" if rt.world_size > 1 else ""
         threads = f", {rt.num_threads} threads" if rt.device.type == "cpu" else ""
-        echo(f"training on {rt.device} ({rt.precision}{threads}{parallel})")
+        # the recipe and the run directory are the job's to print (once)
         echo(
-            f"{self.recipe.epochs} epoch{'s' if self.recipe.epochs != 1 else ''} x {self.steps_per_epoch} steps, batch {self.recipe.batch_size}, "
-            f"lr {self.recipe.lr} ({self.recipe.schedule}), run dir {self.run_dir or '(none)'}"
+            f"training on {rt.device} ({rt.precision}{threads}{parallel}), {self.steps_per_epoch} steps per epoch"
         )
+        if self.tracking:
+            echo(f"tracking with {', '.join(self.tracking.names)}", show=self.verbose)
+
+    def _start_tracking(self, resumed_after: int | None) -> None:
+        """The run's trackers start once its config.toml is written; energy groups follow."""
+        run_dir = self.writer.run_dir
+        if not self.tracking or run_dir is None:
+            return
+        self.tracking.start(
+            RunInfo(
+                name=run_dir.name,
+                run_dir=run_dir,
+                command=self.tracking.command,
+                config=rundir.read_config(run_dir),
+                config_text=(run_dir / rundir.CONFIG).read_text(encoding="utf-8"),
+                store=self.tracking.store or run_dir.parent,
+                tracking_uri=self.tracking.tracking_uri,
+                resumed_after_epoch=resumed_after,
+            )
+        )
+        groups = self.objective.energy_groups()
+        if groups:
+            self.tracking.log_energy(groups)
 
     def run(self, config_text: str, resume: bool, stop_after_epoch: int | None) -> FitResult:
-        if resume:
-            self.resume()
-        elif self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
-            raise UsageError(
-                f"{self.run_dir} already holds a run; resume it with --resume or choose another --run-name."
+        with transcript.recording(reuse=True) as log:  # the job's, if a job runs us: for run.log
+            if resume:
+                self.resume()
+            elif self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
+                raise UsageError(
+                    f"{self.run_dir} already holds a run; resume it with --resume or choose another --run-name."
+                )
+            environment = {
+                **self.runtime.describe(),
+                "resumed_after_epoch": self.state.epoch if resume else None,
+            }
+            self.writer.start(config_text, environment)
+            self.writer.log(log)
+            self._start_tracking(environment["resumed_after_epoch"])
+            self._progress_mode = resolve_mode(
+                self.options.progress, self.options.quiet, self.runtime.is_main
             )
-        environment = {**self.runtime.describe(), "resumed_after_epoch": self.state.epoch if resume else None}
-        self.writer.start(config_text, environment)
-        self._progress_mode = resolve_mode(self.options.progress, self.options.quiet, self.runtime.is_main)
-        self._print_header()
+            self._print_header()
+            return self._epochs(stop_after_epoch)
+
+    def _epochs(self, stop_after_epoch: int | None) -> FitResult:
         epochs_run = 0
         with self.interrupt.installed():
             for epoch in range(self.state.epoch + 1, self.recipe.epochs + 1):
@@ -661,6 +705,7 @@ def fit(
     resume: bool = False,
     stop_after_epoch: int | None = None,
     runtime: Runtime | None = None,
+    tracking: Tracking | None = None,
 ) -> FitResult:
     """Train ``model`` with ``objective`` following ``recipe``; see the module docstring for files.
 
@@ -668,6 +713,8 @@ def fit(
     ``run_dir``; on the CPU with a fixed seed the result is bitwise identical to an uninterrupted
     run.  ``stop_after_epoch=k`` returns after epoch k as a kill would (no summary).  ``runtime``
     reuses an already resolved runtime (build it before the model so its seed fixes the init).
+    ``tracking`` gets the run's start, energy groups and epochs (on rank 0); whoever made it
+    finishes it (the jobs do, after drawing the run's curves).
 
     Raises JobError on a non-finite loss (the previous checkpoint is kept) and on Ctrl-C (after
     the current step, with a checkpoint that resumes mid-epoch).
@@ -678,5 +725,7 @@ def fit(
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume and run_dir is None:
         raise UsageError("resuming needs a run directory; pass --resume <run_dir>.")
-    trainer = Trainer(model, dataset, objective, recipe, options, run_dir, runtime, dict(metadata or {}))
+    trainer = Trainer(
+        model, dataset, objective, recipe, options, run_dir, runtime, dict(metadata or {}), tracking
+    )
     return trainer.run(config_text, resume, stop_after_epoch)

@@ -38,8 +38,8 @@ class Objective(ABC):
     """What the loop trains with; subclass it and implement ``__call__``.
 
     The loop relies on every method below and nothing else: ``setup`` once before training,
-    ``__call__`` per step, ``state_dict``/``load_state_dict`` around checkpoints and ``describe``
-    for the run's summary.
+    ``parameters`` for the optimizer, ``__call__`` per step, ``state_dict``/``load_state_dict``
+    around checkpoints, ``describe`` for the run's summary and ``energy_groups`` for its trackers.
     """
 
     def setup(self, runtime: Runtime, num_epochs: int) -> None:
@@ -57,6 +57,17 @@ class Objective(ABC):
     def describe(self) -> dict[str, Any]:
         """What is optimized, stored in the run's summary."""
         return {"objective": type(self).__name__}
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Trainable tensors besides the model's (a learned temperature), valid after ``setup``; the
+        loop optimizes them with the model's (same optimizer and schedule) and averages their
+        gradients over processes."""
+        return []
+
+    def energy_groups(self) -> dict[str, Any] | None:
+        """After ``setup``: the energy groups of the training set (thresholds, sizes, temperatures)
+        for the run's trackers; None when the objective uses no energies."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """Mutable state to checkpoint (tensors, numbers, lists, dicts only)."""

@@ -27,17 +27,37 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class RowSource:
+    """Where a training batch's rows come from, so that more views of them can be drawn
+    (:func:`ekdcli.engine.strong.strong_view`).
+
+    ``images_uint8`` is the whole in-memory split on the device; ``index`` the batch's rows in it;
+    ``scale``/``shift`` normalize as the batch's images were.
+    """
+
+    images_uint8: torch.Tensor
+    index: torch.Tensor
+    padding: int
+    hflip: bool
+    scale: torch.Tensor
+    shift: torch.Tensor
+    channels_last: bool
+
+
+@dataclass
 class Batch:
     """One batch on the device: normalized float images, labels, and sample indices in the split.
 
     ``views`` (training batches of in-memory sets only, else None) names the augmented view of each
     row: ``view_code(dy, dx, flip, padding)``, so a sample's crop/flip can key a teacher cache.
+    ``source`` (the same batches only) lets an objective draw another view of the rows.
     """
 
     images: torch.Tensor  # float32 [B, C, H, W]
     labels: torch.Tensor  # int64 [B]
     indices: torch.Tensor  # int64 [B]
     views: torch.Tensor | None = None  # int64 [B]
+    source: RowSource | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -257,7 +277,16 @@ class DeviceBatches(_ShardedBatches):
                 self.images, offsets[0, part], offsets[1, part], flips[part], self.padding, index=index
             )
             views = view_code(offsets[0, part], offsets[1, part], flips[part], self.padding)
-            yield Batch(self._finish(crops), self.labels[index], index, views)
+            source = RowSource(
+                self.images,
+                index,
+                self.padding,
+                self.hflip,
+                self.scale,
+                self.shift,
+                self.runtime.channels_last,
+            )
+            yield Batch(self._finish(crops), self.labels[index], index, views, source)
 
     def _eval_batches(self, start_batch: int) -> Iterator[Batch]:
         start, stop = self.shard_range

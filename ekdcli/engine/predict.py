@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ekdcli.engine import ddp
 from ekdcli.engine.objective import model_logits
 from ekdcli.engine.pipeline import DeviceBatches, LoaderBatches, make_batches
+from ekdcli.engine.progress import PassProgress, resolve_mode
 from ekdcli.engine.runtime import Runtime
 from ekdcli.sdk.contracts import FolderDataset, InMemoryDataset
 
@@ -38,14 +39,30 @@ class _EvalMode:
         self.model.train(self.was_training)
 
 
+def pass_progress(runtime: Runtime, desc: str | None, total: int, unit: str = "img") -> PassProgress:
+    """A progress display for one pass (rank 0, not quiet; none without ``desc``)."""
+    options = runtime.options
+    mode = resolve_mode(options.progress, options.quiet, runtime.is_main) if desc else "none"
+    return PassProgress(desc or "", total, mode, unit=unit)
+
+
 def iter_logits(
-    model: torch.nn.Module, batches: DeviceBatches | LoaderBatches, runtime: Runtime
+    model: torch.nn.Module,
+    batches: DeviceBatches | LoaderBatches,
+    runtime: Runtime,
+    desc: str | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(float32 logits, labels)`` per batch of this rank's shard, on the device."""
-    with _EvalMode(model, runtime) as plain, torch.no_grad():
+    """``(float32 logits, labels)`` per batch of this rank's shard, on the device; ``desc`` names
+    the pass in a progress display (a bar on a terminal, lines with an ETA otherwise)."""
+    with (
+        _EvalMode(model, runtime) as plain,
+        torch.no_grad(),
+        pass_progress(runtime, desc, batches.shard_size) as progress,
+    ):
         for batch in batches.epoch():
             with runtime.autocast():
                 logits = model_logits(plain(batch.images))
+            progress.update(int(batch.labels.shape[0]))
             yield logits.float(), batch.labels
 
 
@@ -56,23 +73,28 @@ def predict(
     runtime: Runtime | None = None,
     batch_size: int = 256,
     limit: int | None = None,
+    desc: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (float32, CPU, ``[N, K]``) and labels (``[N]``) of a split in index order.
+    """Logits (float32, CPU, ``[N, K]``) and labels (``[N]``) of a split in index order
+    (the first ``limit`` samples when given).
 
     Eval mode, no augmentation, no gradients, the runtime's autocast.  Under DDP every rank
-    returns the full result.
+    returns the full result.  ``desc`` shows progress under that name.
     """
     runtime = runtime or Runtime()
     batches = make_batches(dataset, split, runtime, batch_size, train=False, limit=limit)
-    return predict_batches(model, batches, runtime)
+    return predict_batches(model, batches, runtime, desc)
 
 
 def predict_batches(
-    model: torch.nn.Module, batches: DeviceBatches | LoaderBatches, runtime: Runtime
+    model: torch.nn.Module,
+    batches: DeviceBatches | LoaderBatches,
+    runtime: Runtime,
+    desc: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`predict` over prepared (non-training) batches, e.g. ones kept across epochs."""
     logits_parts, label_parts = [], []
-    for logits, labels in iter_logits(model, batches, runtime):
+    for logits, labels in iter_logits(model, batches, runtime, desc):
         logits_parts.append(logits)
         label_parts.append(labels)
     width = logits_parts[0].shape[1] if logits_parts else 0
@@ -90,11 +112,14 @@ def predict_batches(
 
 
 def evaluate_batches(
-    model: torch.nn.Module, batches: DeviceBatches | LoaderBatches, runtime: Runtime
+    model: torch.nn.Module,
+    batches: DeviceBatches | LoaderBatches,
+    runtime: Runtime,
+    desc: str | None = None,
 ) -> dict[str, Any]:
     """Top-1 / top-5 accuracy (fractions) and mean cross-entropy over prepared batches."""
     sums = torch.zeros(4, dtype=torch.float64, device=runtime.device)  # correct1, correct5, loss, n
-    for logits, labels in iter_logits(model, batches, runtime):
+    for logits, labels in iter_logits(model, batches, runtime, desc):
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         hits = top == labels[:, None]
@@ -124,8 +149,9 @@ def evaluate_model(
     runtime: Runtime | None = None,
     limit: int | None = None,
     batch_size: int = 256,
+    desc: str | None = None,
 ) -> dict[str, Any]:
     """``{"top1", "top5", "loss", "n"}`` of ``model`` on a split (accuracies as fractions)."""
     runtime = runtime or Runtime()
     batches = make_batches(dataset, split, runtime, batch_size, train=False, limit=limit)
-    return evaluate_batches(model, batches, runtime)
+    return evaluate_batches(model, batches, runtime, desc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -112,15 +112,21 @@ def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     return warm * recipe.gamma**passed
 
 
-def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD over every trainable parameter, weight decay on all of them (as mdistiller does)."""
+def build_optimizer(
+    model: torch.nn.Module, recipe: Recipe, extra: Sequence[torch.Tensor] = ()
+) -> torch.optim.Optimizer:
+    """SGD over every trainable parameter, weight decay on all of them (as mdistiller does).
+
+    ``extra``: trainable tensors outside the model (an objective's, e.g. CTKD's temperature), in
+    the same parameter group after the model's (as CTKD's released SGD over student and module).
+    """
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise UsageError("the model has no trainable parameters; check the model name or its frozen layers.")
     return torch.optim.SGD(
-        params,
+        params + [p for p in extra if p.requires_grad],
         lr=recipe.lr,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,

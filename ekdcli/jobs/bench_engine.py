@@ -207,7 +207,9 @@ def _build_benches(
             cache = TeacherCache.open(
                 scratch / variant.name, build_key(job.dataset, sha, runtime.precision, "auto")
             )
-        distiller, augmentation = build_losses(config, job.plan, job.pair)
+        distiller, augmentation = build_losses(
+            config, job.plan, job.pair, num_classes=job.dataset.num_classes
+        )
         teacher = copy.deepcopy(job.teacher.model)
         objective = DistillObjective(teacher, distiller, augmentation, job.energy, teacher_cache=cache)
         bench = StepBench(copy.deepcopy(job.student), job.dataset, objective, job.recipe, options, runtime)

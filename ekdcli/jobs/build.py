@@ -5,13 +5,15 @@ Imports torch (through the plugins' factories); the CLI calls it inside commands
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli import __version__
-from ekdcli.config import Config, naming_origin
+from ekdcli.config import Config, foreign_note, naming_origin, split_foreign_options
 from ekdcli.sdk.plugins import registry
+from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.store.weights import load_tensors, meta_value, non_finite
 from ekdcli.util.errors import UsageError
@@ -22,28 +24,43 @@ if TYPE_CHECKING:
     from ekdcli.sdk.contracts import Dataset
 
 
+def data_options(config: Config) -> tuple[dict[str, Any], list[str]]:
+    """The ``[data_options]`` the chosen dataset takes; keys a project file set for other datasets
+    are left out (and returned, for a note)."""
+    datasets = registry("datasets")
+    chosen = datasets.get(config.data)
+    declared = chosen.info.get("options")
+    known = {key for c in datasets.list() if c is not chosen for key in (c.info.get("options") or {})}
+    accepted = list(declared) if isinstance(declared, dict) else None
+    return split_foreign_options(config, "data_options", config.data_options, accepted, known)
+
+
 def load_dataset(config: Config) -> Dataset:
+    from ekdcli.jobs.console import Console
+    from ekdcli.sdk.data import describe_class_counts
+
     component = registry("datasets").get(config.data)
-    options = dict(config.data_options)
+    options, dropped = data_options(config)
+    say = Console(quiet=config.quiet, json_mode=config.json)
+    if dropped:
+        say.say(foreign_note(config, "data_options", dropped, f"dataset {component.name!r}"))
     if config.download:
         options["download"] = True
     with naming_origin(config, "data_options"):
         dataset = component.build(config.data_root, **options)
-    from ekdcli.jobs.console import Console
-    from ekdcli.sdk.data import describe_class_counts
-
     counts = describe_class_counts(dataset.name, dataset.info)  # long-tailed data: say what was kept
     if counts:
-        Console(quiet=config.quiet, json_mode=config.json).say(counts)
+        say.say(counts)
     return dataset
 
 
 def dataset_key(config: Config) -> str:
     """The dataset's name in the store: its canonical name, plus options that change its content."""
     name = registry("datasets").get(config.data).name
-    if not config.data_options:
+    options, _ = data_options(config)
+    if not options:
         return name
-    suffix = "-".join(f"{k}{v}" for k, v in sorted(config.data_options.items()))
+    suffix = "-".join(f"{k}{v}" for k, v in sorted(options.items()))
     return f"{name}-{suffix}"
 
 
@@ -83,25 +100,22 @@ def is_registered_model(ref: str) -> bool:
     return ref in registry("models")
 
 
+def find_trained(ref: str, dataset_key: str, store: Store, role: str) -> Path:
+    """The weights file of a trained model (by name in the store, or a path); no torch needed."""
+    canonical = canonical_model(ref) if is_registered_model(ref) else None
+    return store.require_weights(ref, dataset_key, canonical, role)
+
+
 def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, role: str) -> TrainedModel:
     """A model with trained weights from the store (by name) or a ``.safetensors`` path.
 
     Everything that can be wrong with the file is said naming it: unknown architecture, bad
     metadata, another dataset's shape, missing or mis-shaped keys, NaN or infinite weights.
     """
-    canonical = canonical_model(ref) if is_registered_model(ref) else None
-    path = store.require_weights(ref, dataset_key, canonical, role)
+    path = find_trained(ref, dataset_key, store, role)
     tensors, metadata = load_tensors(path)
-    arch = meta_value(metadata, "arch") or canonical
-    if not arch:
-        raise UsageError(
-            f"{path} records no architecture; re-create it with 'ekd import' or 'ekd train' so ekd knows what to build."
-        )
-    if not isinstance(arch, str) or arch not in registry("models"):
-        raise UsageError(
-            f"the {role} file {path} records the architecture {arch!r}, which no installed plugin provides; "
-            "check 'ekd list models' and 'ekd plugins', or re-create the file."
-        )
+    canonical = canonical_model(ref) if is_registered_model(ref) else None
+    arch = _recorded_arch(path, metadata, canonical, role)
     num_classes = _meta_int(metadata, "num_classes", dataset.num_classes, path, role)
     in_channels = _meta_int(metadata, "in_channels", dataset.in_channels, path, role)
     if num_classes != dataset.num_classes:
@@ -114,6 +128,42 @@ def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, rol
             f"the {role} {ref!r} ({path}) takes {in_channels}-channel images but data {dataset_key!r} has "
             f"{dataset.in_channels} channels; use a {role} trained on this data."
         )
+    return _restored(arch, num_classes, in_channels, tensors, path, metadata, role)
+
+
+def open_trained(path: Path, canonical: str | None = None, role: str = "model") -> TrainedModel:
+    """A model from a weights file alone (its metadata says what to build), without loading data."""
+    tensors, metadata = load_tensors(path)
+    arch = _recorded_arch(path, metadata, canonical, role)
+    num_classes = _meta_int(metadata, "num_classes", None, path, role)
+    in_channels = _meta_int(metadata, "in_channels", None, path, role)
+    return _restored(arch, num_classes, in_channels, tensors, path, metadata, role)
+
+
+def _recorded_arch(path: Path, metadata: dict[str, str], canonical: str | None, role: str) -> str:
+    arch = meta_value(metadata, "arch") or canonical
+    if not arch:
+        raise UsageError(
+            f"{path} records no architecture; re-create it with 'ekd import' or 'ekd train' so ekd knows what to build."
+        )
+    if not isinstance(arch, str) or arch not in registry("models"):
+        raise UsageError(
+            f"the {role} file {path} records the architecture {arch!r}, which no installed plugin provides; "
+            "check 'ekd list models' and 'ekd plugins', or re-create the file."
+        )
+    return arch
+
+
+def _restored(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    tensors: dict[str, torch.Tensor],
+    path: Path,
+    metadata: dict[str, str],
+    role: str,
+) -> TrainedModel:
+    """The architecture built and its checked, finite weights loaded."""
     bad = non_finite(tensors)
     if bad:
         raise UsageError(
@@ -128,7 +178,7 @@ def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, rol
     return TrainedModel(model=model, arch=registry("models").get(arch).name, path=path, metadata=metadata)
 
 
-def _meta_int(metadata: dict[str, str], key: str, default: int, path: Path, role: str) -> int:
+def _meta_int(metadata: dict[str, str], key: str, default: int | None, path: Path, role: str) -> int:
     """A whole number from a weights file's metadata; anything else names the file and the key."""
     value = meta_value(metadata, key, default)
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -137,3 +187,47 @@ def _meta_int(metadata: dict[str, str], key: str, default: int, path: Path, role
         f"the {role} file {path} records {key} = {value!r}, not a positive whole number; re-create it "
         "with 'ekd train' or 'ekd import'."
     )
+
+
+# Settings a run's config.toml decides for what is done with its weights, unless given as flags now.
+RUN_DATA_KEYS = ("data", "data_root", "data_options", "download")
+
+
+def find_trained(ref: str, config: Config, which: str = "best") -> tuple[Path, Path | None]:
+    """The weights ``ref`` names and the run directory they belong to (None for a plain file): a run
+    directory or a run name in the store (its ``which`` weights), a ``.safetensors`` file, or a
+    model name in the store for the configured data."""
+    store = Store(config.store_root())
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not rundir.is_run_dir(path):
+            raise UsageError(
+                f"{path} is a directory but not a run directory; pass a run directory, a run name, "
+                "a model name in the store or a .safetensors file."
+            )
+        return rundir.weights_path(path, which), path
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise UsageError(
+                f"{path} is not a .safetensors weights file; pass weights, a run or a model name."
+            )
+        return path, None
+    if not ref.endswith(".safetensors"):
+        with_name = store.runs_dir() / ref
+        if "/" not in ref and with_name.is_dir() and rundir.is_run_dir(with_name):
+            return rundir.weights_path(with_name, which), with_name
+    canonical = canonical_model(ref) if is_registered_model(ref) else None
+    return store.require_weights(ref, dataset_key(config), canonical, "model"), None
+
+
+def with_run_data(config: Config, run_dir: Path | None) -> Config:
+    """``config`` with the data a run was trained on (from its config.toml), unless given as flags."""
+    if run_dir is None:
+        return config
+    recorded = rundir.read_config(run_dir)
+    changes = {
+        key: recorded[key]
+        for key in RUN_DATA_KEYS
+        if key in recorded and config.sources.get(key, "default") != "flag"
+    }
+    return dataclasses.replace(config, **changes) if changes else config

@@ -60,8 +60,6 @@ def recorded_config(config: Config, store: Store) -> Config:
     """The config as a run directory records it: the store and a local data root as absolute
     paths, so that ``--resume`` from another directory (or without ``EKD_HOME``) finds the same
     store (weights, teacher, scores) and data."""
-    from pathlib import Path
-
     changes: dict[str, Any] = {"store": str(Path(store.root).resolve())}
     if config.data_root and Path(config.data_root).exists():
         changes["data_root"] = str(Path(config.data_root).resolve())
@@ -122,6 +120,20 @@ def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -
         if "milestones" in overrides:
             overrides["milestones"] = tuple(overrides["milestones"])
         return dataclasses.replace(recipe, **overrides).validate()
+
+
+def describe_data(config: Config, dataset: Dataset, data_key: str) -> str:
+    """``cifar100`` with what a reader would otherwise not know: that it was recognized from the
+    data root, and how many of its training images are used (``--limit-train``)."""
+    total = len(dataset.labels("train"))
+    used = min(config.limit_train, total) if config.limit_train is not None else total
+    notes = []
+    if config.sources.get("data", "").startswith("recognized"):
+        notes.append(f"recognized from {config.data_root}")
+    notes.append(
+        f"the first {used:,} of {total:,} training images" if used < total else f"{total:,} training images"
+    )
+    return f"{data_key} ({'; '.join(notes)})"
 
 
 def describe_recipe(recipe: Recipe) -> str:

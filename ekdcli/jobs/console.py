@@ -9,19 +9,24 @@ import json
 import sys
 from typing import Any
 
+from ekdcli.util import transcript
+
 
 class Console:
-    """Human messages go to stdout unless ``--json`` (then stderr) or ``--quiet`` (then nowhere)."""
+    """Human messages go to stdout unless ``--json`` (then stderr) or ``--quiet`` (then nowhere);
+    every one is kept for the run directory's ``run.log`` either way."""
 
     def __init__(self, quiet: bool = False, json_mode: bool = False) -> None:
         self.quiet = quiet
         self.json_mode = json_mode
 
     def say(self, message: str = "") -> None:
+        transcript.record(message)
         if not self.quiet:
             _write(message, sys.stderr if self.json_mode else sys.stdout)
 
     def warn(self, message: str) -> None:
+        transcript.record(f"warning: {message}")
         _write(f"warning: {message}", sys.stderr)
 
     def result(self, payload: Any, text: str | None = None) -> None:

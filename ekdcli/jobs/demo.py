@@ -132,7 +132,7 @@ def _evaluate_both(base: Config, kd: dict[str, Any], energy: dict[str, Any]) -> 
     from ekdcli.jobs.evaluate_report import format_evaluation
 
     _step(base, "5/6 evaluate both students side by side")
-    evaluated = run_evaluate(base, [kd["run_dir"], energy["run_dir"]], "test", None, "best")
+    evaluated = run_evaluate(base, [kd["run_dir"], energy["run_dir"]], "test", None, "best", groups=True)
     console(base).say(format_evaluation(evaluated))
     return evaluated
 

@@ -9,33 +9,32 @@ A TARGET is, in this order: a run directory (or a directory of runs), a run name
 
 Evaluation runs at fp32 unless ``--precision`` is given, so the accuracy of an imported
 checkpoint equals the one its original code reports (bf16 autocast can flip a few argmaxes).
+
+It is bounded: one pass over the test split per target; the training set's energy groups only when
+asked (``--groups``, on the first ``--limit-train`` images or all). What the passes give is cached
+per (weights, data, options) in the store (``evaluate_cache.py``), so a second evaluation is free.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import math
-import sys
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.common import console, engine_options, open_store
-from ekdcli.jobs.evaluate_report import finite, group_results
+from ekdcli.jobs.evaluate_cache import EvaluationCache, evaluation_key
+from ekdcli.jobs.evaluate_report import RowPrinter, display_names, finite, group_results
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - exercised on Python 3.10 only
-    pass
-
 if TYPE_CHECKING:
-    import torch
-
     from ekdcli.engine import Runtime
     from ekdcli.sdk.contracts import Dataset
 
@@ -45,6 +44,7 @@ NON_SEMANTIC = (
     "seed",
     "run_name",
     "quiet",
+    "verbose",
     "debug",
     "json",
     "store",
@@ -56,6 +56,8 @@ NON_SEMANTIC = (
     "teacher_cache",
     "data_root",
     "download",
+    "track",
+    "tracking_uri",
 )
 # Settings a run's config.toml decides for its evaluation unless given as flags now.
 DATA_KEYS = ("data", "data_root", "data_options", "download")
@@ -73,11 +75,16 @@ class Target:
 
 
 # ------------------------------------------------------------------ targets
-def expand_targets(refs: list[str]) -> list[str]:
-    """A directory holding run directories (e.g. ``<store>/runs``) stands for each of its runs."""
+def expand_targets(refs: list[str], store: Store | None = None) -> list[str]:
+    """A directory holding run directories (e.g. ``<store>/runs``) stands for each of its runs; a
+    pattern the shell left as it was (``'runs/*'``, or ``runs/*`` with no ``./runs``) is expanded
+    here, in the working directory, else in the store (``runs/*`` = every run of the store)."""
     out: list[str] = []
     for ref in refs:
         path = Path(ref).expanduser()
+        if not path.exists() and glob.has_magic(ref):
+            out.extend(_matches(ref, store))
+            continue
         if path.is_dir() and not rundir.is_run_dir(path):
             runs = sorted(p for p in path.iterdir() if p.is_dir() and rundir.is_run_dir(p))
             if runs:
@@ -85,6 +92,18 @@ def expand_targets(refs: list[str]) -> list[str]:
                 continue
         out.append(ref)
     return out
+
+
+def _matches(pattern: str, store: Store | None) -> list[str]:
+    found = sorted(glob.glob(os.path.expanduser(pattern)))
+    if not found and store is not None and not Path(pattern).is_absolute():
+        found = sorted(glob.glob(str(store.root / pattern)))
+    if not found:
+        where = f" (nor under the store {store.root})" if store is not None else ""
+        raise UsageError(
+            f"nothing matches {pattern!r} here{where}; pass run directories, run names or files."
+        )
+    return found
 
 
 def _store_run_dir(store: Store, ref: str) -> Path | None:
@@ -208,9 +227,22 @@ def find_score_file(store: Store, data_key: str, teachers: list[Any]) -> tuple[P
 
 # ------------------------------------------------------------------ evaluation
 @dataclass
+class GroupOptions:
+    """The per-energy-group columns: asked for (``--groups`` or ``--scores``), at which rate, from
+    which score file, on the first ``limit`` training images (all: None)."""
+
+    enabled: bool = False
+    rate: float = 0.2
+    scores: Path | None = None
+    limit: int | None = None
+
+
+@dataclass
 class _Caches:
+    results: EvaluationCache  # measured results on disk
     datasets: dict[str, Any] = field(default_factory=dict)
     scores: dict[Path, Any] = field(default_factory=dict)
+    reused: int = 0  # targets evaluated without a forward pass
 
 
 def _dataset(config: Config, caches: _Caches) -> tuple[Dataset, str]:
@@ -224,29 +256,21 @@ def _dataset(config: Config, caches: _Caches) -> tuple[Dataset, str]:
     return caches.datasets[key]
 
 
-def _energy_groups(
-    target: Target,
-    config: Config,
-    scores: Path | None,
-    rate: float,
-    dataset: Dataset,
-    data_key: str,
-    meta: dict[str, Any],
-    train_logits: Any,
-    caches: _Caches,
-) -> dict[str, Any]:
-    """Accuracy on the low / others / high energy sets of the training data (or why there is none)."""
+def _score_table(
+    target: Target, config: Config, options: GroupOptions, dataset: Dataset, data_key: str,
+    meta: dict[str, Any], caches: _Caches,
+) -> tuple[Any, Path | None, str | None]:  # fmt: skip
+    """The score file for the energy groups: ``(table, path, None)``, or ``(None, None, why not)``."""
     from ekdcli.method.scoring import load_scores
 
-    say = console(config)
-    explicit = scores is not None
+    scores = options.scores
     if scores is None:
         teachers = [target.run_values.get("teacher"), meta.get("teacher")] if target.kind == "run" else []
         teachers.append(config.teacher)
         scores, looked = find_score_file(open_store(config), data_key, teachers)
         if scores is None:
             where = ", ".join(str(p) for p in looked) or "(no teacher known)"
-            return {"available": False, "reason": f"no score file (looked at {where}); pass --scores FILE"}
+            return None, None, f"no score file (looked at {where}); pass --scores FILE"
     if scores not in caches.scores:
         caches.scores[scores] = load_scores(scores)
     table = caches.scores[scores]
@@ -255,34 +279,35 @@ def _energy_groups(
             f"{scores} scores another training set ({table.meta.dataset_fingerprint}) than "
             f"{data_key} ({dataset.fingerprint('train')})"
         )
-        if explicit:
+        if options.scores is not None:
             raise UsageError(f"{reason}; pass the score file of this data.")
-        say.warn(f"{reason}: energy groups skipped.")
-        return {"available": False, "reason": reason}
-    low_rule = str(
-        target.run_values.get("energy", {}).get("low_rule") or config.energy.get("low_rule", "released")
-    )
-    return _group_accuracy(table, scores, rate, low_rule, train_logits)
+        console(config).warn(f"{reason}: energy groups skipped.")
+        return None, None, reason
+    return table, scores, None
 
 
 def _group_accuracy(
-    table: Any, scores: Path, rate: float, low_rule: str, train_logits: Any
+    table: Any, scores: Path, options: GroupOptions, low_rule: str, train_logits: Any
 ) -> dict[str, Any]:
-    """Student and teacher accuracy on the low / others / high sets of the scores at ``rate``."""
+    """Student and teacher accuracy on the low / others / high sets of the scores at the rate, on the
+    first ``options.limit`` training images (the sets are those of every sample the file holds)."""
     from ekdcli.method.metrics import index_group_accuracy
     from ekdcli.method.partition import make_partition
 
-    part = make_partition(table.energies, rate, rate, low_rule, table.fingerprint)
-    logits, labels = train_logits()
-    groups = {g: part.group(g) for g in ("low", "others", "high")}
+    part = make_partition(table.energies, options.rate, options.rate, low_rule, table.fingerprint)
+    rows = min(options.limit or table.n, table.n)
+    logits, labels = train_logits(rows)
+    groups = {g: (index := part.group(g))[index < rows] for g in ("low", "others", "high")}
     student = index_group_accuracy(logits, labels, groups)
     teacher_correct = (table.predictions == table.labels).double()
     result: dict[str, Any] = {
         "available": True,
+        "requested": True,
         "scores": str(scores),
         "teacher": table.meta.teacher,
-        "rate": rate,
+        "rate": options.rate,
         "low_rule": low_rule,
+        "samples": rows,
         "thresholds": part.thresholds.as_dict() if part.thresholds is not None else None,
         "groups": {},
     }
@@ -295,79 +320,130 @@ def _group_accuracy(
     return result
 
 
-class _Predictions:
-    """A model's logits and labels per split, computed once (the test split within --limit-test;
-    the training split whole, since energy sets need every sample)."""
+def _weights_meta(path: Path) -> dict[str, Any]:
+    from ekdcli.store.weights import meta_value, read_metadata
 
-    def __init__(
-        self, model: torch.nn.Module, dataset: Dataset, runtime: Runtime, limit_test: int | None
-    ) -> None:
-        self.model, self.dataset, self.runtime, self.limit_test = model, dataset, runtime, limit_test
-        self.done: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def __call__(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        from ekdcli.engine import predict
-
-        if split not in self.done:
-            limit = self.limit_test if split == "test" else None
-            self.done[split] = predict(self.model, self.dataset, split, self.runtime, limit=limit)
-        return self.done[split]
+    raw = read_metadata(path)
+    return {k: meta_value(raw, k) for k in raw}
 
 
 def evaluate_target(
     target: Target,
     cli: Config,
     split: str,
-    scores: Path | None,
-    rate: float,
+    options: GroupOptions,
     runtime: Runtime,
     caches: _Caches,
 ) -> dict[str, Any]:
-    """All metrics of one target (JSON-ready)."""
-    from ekdcli.jobs.build import load_trained
-    from ekdcli.method.metrics import classification_metrics, long_tail_accuracy
-    from ekdcli.store.weights import meta_value, read_metadata
-
+    """All metrics of one target (JSON-ready); the forward passes' results come from the
+    evaluation cache when this weights file was measured on the same data with the same options."""
     config = eval_config(cli, target)
-    say = console(cli)
     dataset, data_key = _dataset(config, caches)
-    raw_meta = read_metadata(target.weights)
-    meta = {k: meta_value(raw_meta, k) for k in raw_meta}
+    meta = _weights_meta(target.weights)
     recorded = meta.get("dataset")
     if isinstance(recorded, str) and recorded and recorded != data_key:
-        say.warn(f"{target.weights} was made on data {recorded!r}; evaluating it on {data_key!r}.")
-    trained = load_trained(str(target.weights), dataset, data_key, open_store(config), "model")
-    source = {"run": f", its {target.weights.stem} weights", "store": f", {target.weights}"}.get(
-        target.kind, ""
-    )
-    say.say(f"evaluating {target.ref} ({trained.arch}{source}) on {data_key} {split}")
-
-    logits_of = _Predictions(trained.model, dataset, runtime, config.limit_test)
-    logits, labels = logits_of(split)
+        console(cli).warn(f"{target.weights} was made on data {recorded!r}; evaluating it on {data_key!r}.")
+    measured = _measure(target, config, split, options, dataset, data_key, meta, runtime, caches)
     run_dir = _made_in(target, meta)
-    metrics = classification_metrics(logits, labels)
-    counts = dataset.info.get("class_counts")
     result: dict[str, Any] = {
         "target": target.ref,
         "kind": target.kind,
         "run_dir": str(run_dir) if run_dir is not None else None,
         "weights": str(target.weights),
         "which": target.weights.stem if target.kind == "run" else None,
-        "arch": trained.arch,
         "data": data_key,
         "split": split,
         "precision": runtime.precision,
-        **metrics,
+        **measured,
         "class_names": list(dataset.class_names),
-        "long_tail": long_tail_accuracy(logits, labels, counts) if counts else None,
-        "energy_groups": _energy_groups(
-            target, config, scores, rate, dataset, data_key, meta, lambda: logits_of("train"), caches
-        ),
         "run": rundir.history(run_dir) if run_dir is not None else None,
         "made_by": meta.get("made_by"),
     }
-    result.update(_grouping(target, meta, trained.arch))
+    result.update(_grouping(target, meta, measured["arch"]))
     return result
+
+
+class _Model:
+    """The target's model, loaded on first use (not at all when the cache has every number)."""
+
+    def __init__(self, target: Target, config: Config, dataset: Dataset, data_key: str) -> None:
+        self.target, self.config, self.dataset, self.data_key = target, config, dataset, data_key
+        self.trained: Any = None
+
+    def __call__(self) -> Any:
+        from ekdcli.jobs.build import load_trained
+
+        if self.trained is None:
+            store = open_store(self.config)
+            self.trained = load_trained(str(self.target.weights), self.dataset, self.data_key, store, "model")
+        return self.trained
+
+
+def _measure(
+    target: Target, config: Config, split: str, options: GroupOptions, dataset: Dataset, data_key: str,
+    meta: dict[str, Any], runtime: Runtime, caches: _Caches,
+) -> dict[str, Any]:  # fmt: skip
+    """What the forward passes give: the split's metrics, and the energy groups' accuracy when
+    asked; each from the evaluation cache when it has it, else measured and cached."""
+    model = _Model(target, config, dataset, data_key)
+    measured = _split_metrics(target, config, split, dataset, data_key, runtime, caches, model)
+    table, scores = None, None
+    reason: str | None = "not computed (add --groups for the training set's energy groups)"
+    if options.enabled:
+        table, scores, reason = _score_table(target, config, options, dataset, data_key, meta, caches)
+    measured["energy_groups"] = {"available": False, "requested": options.enabled, "reason": reason}
+    if table is not None and scores is not None:
+        low_rule = str(
+            target.run_values.get("energy", {}).get("low_rule") or config.energy.get("low_rule", "released")
+        )
+        asked = {
+            "scores": table.fingerprint,
+            "rate": options.rate,
+            "low_rule": low_rule,
+            "limit": options.limit,
+        }
+        key = evaluation_key(target.weights, dataset, data_key, "train", options.limit, runtime, asked)
+        groups = caches.results.get(key)
+        if groups is None:
+            from ekdcli.engine import predict
+
+            name = Path(target.ref).name or target.ref
+
+            def train_logits(rows: int) -> Any:
+                return predict(model().model, dataset, "train", runtime, limit=rows, desc=f"{name} train")
+
+            groups = _group_accuracy(table, scores, options, low_rule, train_logits)
+            caches.results.put(key, groups)
+        measured["energy_groups"] = groups
+    if model.trained is None:
+        caches.reused += 1
+    return measured
+
+
+def _split_metrics(
+    target: Target, config: Config, split: str, dataset: Dataset, data_key: str, runtime: Runtime,
+    caches: _Caches, model: _Model,
+) -> dict[str, Any]:  # fmt: skip
+    """Top-1/top-5, NLL, ECE, per-class and long-tail accuracy of the target on ``split``."""
+    from ekdcli.engine import predict
+    from ekdcli.method.metrics import classification_metrics, long_tail_accuracy
+
+    limit = config.limit_test if split == "test" else config.limit_train
+    key = evaluation_key(target.weights, dataset, data_key, split, limit, runtime, None)
+    cached = caches.results.get(key)
+    if cached is not None:
+        return cached
+    name = Path(target.ref).name or target.ref
+    trained = model()
+    logits, labels = predict(trained.model, dataset, split, runtime, limit=limit, desc=f"{name} {split}")
+    counts = dataset.info.get("class_counts")
+    measured: dict[str, Any] = {
+        "arch": trained.arch,
+        **classification_metrics(logits, labels),
+        "long_tail": long_tail_accuracy(logits, labels, counts) if counts else None,
+    }
+    caches.results.put(key, measured)
+    return measured
 
 
 def _made_in(target: Target, meta: dict[str, Any]) -> Path | None:
@@ -392,13 +468,7 @@ def _grouping(target: Target, meta: dict[str, Any], arch: str) -> dict[str, str]
 
 
 # ------------------------------------------------------------------ the job
-def run_evaluate(
-    config: Config, targets: list[str], split: str, scores: Path | None, which: str, rate: float = 0.2
-) -> dict[str, Any]:
-    """Evaluate each target; return ``{"targets": [...], "groups": [...]}`` (see the module docstring)."""
-    from ekdcli.engine import Runtime
-    from ekdcli.jobs.build import dataset_key
-
+def _check_options(targets: list[str], split: str, which: str, groups: GroupOptions) -> None:
     if not targets:
         raise UsageError(
             "give at least one TARGET: a run directory, a run name, a model name or a .safetensors file."
@@ -407,22 +477,82 @@ def run_evaluate(
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
     if which not in rundir.WHICH:
         raise UsageError(f"--which must be one of {', '.join(rundir.WHICH)}, not {which!r}.")
-    if not (finite(rate) and 0 < rate <= 0.5):
+    if not (finite(groups.rate) and 0 < groups.rate <= 0.5):
         raise UsageError(
-            f"--rate must be in (0, 0.5] (the share of the low and of the high set), not {rate}."
+            f"--rate must be in (0, 0.5] (the share of the low and of the high set), not {groups.rate}."
         )
-    if scores is not None and not Path(scores).is_file():
-        raise UsageError(f"no score file at {scores}; create it with 'ekd score --teacher TEACHER'.")
+    if groups.scores is not None and not Path(groups.scores).is_file():
+        raise UsageError(f"no score file at {groups.scores}; create it with 'ekd score --teacher TEACHER'.")
+
+
+def run_evaluate(
+    config: Config,
+    targets: list[str],
+    split: str,
+    scores: Path | None,
+    which: str,
+    rate: float = 0.2,
+    *,
+    groups: bool = False,
+    stream: bool = False,
+    cache: bool = True,
+) -> dict[str, Any]:
+    """Evaluate each target; return ``{"targets": [...], "groups": [...]}`` (see the module docstring).
+
+    ``groups`` (implied by ``scores``) adds the accuracy on the training set's energy groups (on the
+    first ``config.limit_train`` images, or all); ``stream`` prints each target's row as it is done;
+    ``cache`` reads and writes the evaluation cache. Ctrl-C stops after the targets already done,
+    which are returned with ``"interrupted": true``.
+    """
+    from ekdcli.jobs.build import dataset_key
+
+    options = GroupOptions(groups or scores is not None, rate, scores, config.limit_train)
+    _check_options(targets, split, which, options)
     store = open_store(config)
     data_key = dataset_key(config)
-    resolved = [resolve_target(ref, config, which, store, data_key) for ref in expand_targets(list(targets))]
-    options = engine_options(config)
+    resolved = [
+        resolve_target(ref, config, which, store, data_key) for ref in expand_targets(list(targets), store)
+    ]
+    from ekdcli.engine import Runtime  # after the names and paths are checked
+
+    engine = engine_options(config)
     if config.sources.get("precision", "default") == "default" and config.precision == "auto":
-        options.precision = "fp32"
-    runtime = Runtime(options)
-    caches = _Caches()
-    results = [evaluate_target(t, config, split, scores, rate, runtime, caches) for t in resolved]
-    return _json_safe({"split": split, "which": which, "targets": results, "groups": group_results(results)})
+        engine.precision = "fp32"
+    runtime = Runtime(engine)
+    caches = _Caches(results=EvaluationCache(store, enabled=cache))
+    results, interrupted = _evaluate_all(resolved, config, split, options, runtime, caches, stream)
+    payload = {
+        "split": split,
+        "which": which,
+        "energy_groups": options.enabled,
+        "targets": results,
+        "groups": group_results(results),
+        "requested": len(resolved),
+        "interrupted": interrupted,
+        "cached": caches.reused,
+    }
+    return _json_safe(payload)
+
+
+def _evaluate_all(
+    resolved: list[Target], config: Config, split: str, options: GroupOptions, runtime: Runtime,
+    caches: _Caches, stream: bool,
+) -> tuple[list[dict[str, Any]], bool]:  # fmt: skip
+    """Each target in turn, its row printed when ``stream``; Ctrl-C keeps what is done."""
+    stubs = [{"target": t.ref, "kind": t.kind, "run_dir": t.run_dir and str(t.run_dir)} for t in resolved]
+    names, folder = display_names(stubs)
+    show = stream and len(resolved) > 1
+    printer = RowPrinter(names, folder, options.enabled, console(config).say) if show else None
+    results: list[dict[str, Any]] = []
+    try:
+        for target, name in zip(resolved, names, strict=True):
+            results.append(evaluate_target(target, config, split, options, runtime, caches))
+            if printer is not None:
+                printer.row(_json_safe(results[-1]), name)
+    except KeyboardInterrupt:
+        console(config).warn(f"interrupted: keeping the {len(results)} of {len(resolved)} targets evaluated.")
+        return results, True
+    return results, False
 
 
 def _json_safe(value: Any) -> Any:

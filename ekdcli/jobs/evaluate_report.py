@@ -110,12 +110,65 @@ def display_names(results: list[dict[str, Any]]) -> tuple[list[str], str | None]
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned first column, right-aligned numbers."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        _line(header, widths),
+        _line(["-" * w for w in widths], widths),
+        *(_line(r, widths) for r in rows),
+    ]
 
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))]).rstrip()
 
-    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+def _line(cells: list[str], widths: list[int]) -> str:
+    first = cells[0].ljust(widths[0])
+    return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))]).rstrip()
+
+
+# ------------------------------------------------------------------ the per-target table
+TARGET_COLUMNS = ["top-1", "top-5", "NLL", "ECE%", "best", "last"]
+GROUP_COLUMNS = ["low", "others", "high"]
+NUMBER_WIDTH = 7  # "100.00", "12.3456": every number fits, so rows can be printed as they come
+
+
+def target_header(groups: bool) -> list[str]:
+    return ["target", *TARGET_COLUMNS, *(GROUP_COLUMNS if groups else [])]
+
+
+def target_cells(result: dict[str, Any], name: str, groups: bool) -> list[str]:
+    """One target's row: test metrics, the run's best/last, and the energy groups when asked."""
+    run = result["run"] or {}
+    cells = [
+        name,
+        _pct(result["top1"]),
+        _pct(result["top5"]),
+        f"{result['nll']:.4f}" if finite(result["nll"]) else "-",
+        _pct(result["ece"]),
+        _pct(run.get("best_top1")),
+        _pct(run.get("last_top1")),
+    ]
+    if groups:
+        energy = result["energy_groups"]
+        found = energy.get("groups", {}) if energy.get("available") else {}
+        cells += [_pct(found.get(g, {}).get("accuracy")) for g in GROUP_COLUMNS]
+    return cells
+
+
+class RowPrinter:
+    """The per-target table printed row by row, each as soon as its target is evaluated."""
+
+    def __init__(self, names: list[str], folder: str | None, groups: bool, say: Any) -> None:
+        self.groups, self.say = groups, say
+        header = target_header(groups)
+        self.widths = [max(len(header[0]), *map(len, names))] + [
+            max(len(h), NUMBER_WIDTH) for h in header[1:]
+        ]
+        lines = [f"runs in {folder}:"] if folder else []
+        self.say(
+            "\n".join(
+                [*lines, _line(header, self.widths), _line(["-" * w for w in self.widths], self.widths)]
+            )
+        )
+
+    def row(self, result: dict[str, Any], name: str) -> None:
+        self.say(_line(target_cells(result, name, self.groups), self.widths))
 
 
 def _classes_line(result: dict[str, Any]) -> list[str]:
@@ -133,6 +186,8 @@ def _classes_line(result: dict[str, Any]) -> list[str]:
 
 
 def _energy_lines(energy: dict[str, Any]) -> list[str]:
+    if not energy.get("requested", True):  # not asked for (--groups)
+        return []
     if not energy.get("available"):
         return [f"  energy groups: {energy.get('reason', 'not available')}"]
     g = energy["groups"]
@@ -141,7 +196,10 @@ def _energy_lines(energy: dict[str, Any]) -> list[str]:
         f"(n={g[name]['count']}, teacher {_pct(g[name]['teacher_accuracy'])}%)"
         for name in ("low", "others", "high")
     )
-    return [f"  train accuracy by energy (rate {energy['rate']:g}, {energy['low_rule']} rule): {cells}"]
+    return [
+        f"  train accuracy by energy ({energy['samples']:,} training images, rate {energy['rate']:g}, "
+        f"{energy['low_rule']} rule): {cells}"
+    ]
 
 
 def format_target(result: dict[str, Any]) -> str:
@@ -172,30 +230,23 @@ def format_target(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_evaluation(payload: dict[str, Any]) -> str:
-    """One block for one target; a per-target table and a per-configuration table for several."""
+def format_evaluation(payload: dict[str, Any], rows: bool = True) -> str:
+    """One block for one target; for several, the per-target table (``rows=False``: left out, as it
+    was printed row by row) and the per-configuration table."""
     results = payload["targets"]
-    if len(results) == 1:
+    if not results:
+        return "no target was evaluated."
+    if len(results) == 1 and payload.get("requested", 1) == 1:
         return format_target(results[0])
-    header = ["target", "top-1", "top-5", "NLL", "ECE%", "best", "last", "low", "others", "high"]
+    groups = payload.get("energy_groups", False)
     names, folder = display_names(results)
-    rows = []
-    for r, name in zip(results, names, strict=True):
-        energy = r["energy_groups"]
-        groups = energy.get("groups", {}) if energy.get("available") else {}
-        run = r["run"] or {}
-        rows.append(
-            [
-                name,
-                _pct(r["top1"]),
-                _pct(r["top5"]),
-                f"{r['nll']:.4f}",
-                _pct(r["ece"]),
-                _pct(run.get("best_top1")),
-                _pct(run.get("last_top1")),
-                *(_pct(groups.get(g, {}).get("accuracy")) for g in ("low", "others", "high")),
-            ]
+    lines = []
+    if rows:
+        lines += [f"runs in {folder}:"] if folder else []
+        lines += _table(
+            target_header(groups), [target_cells(r, n, groups) for r, n in zip(results, names, strict=True)]
         )
+    lines += _footnote(payload, groups)
     which = payload["which"]
     group_rows = [
         [
@@ -208,22 +259,42 @@ def format_evaluation(payload: dict[str, Any]) -> str:
         ]
         for g in group_results_sorted(payload["groups"])
     ]
-    lines = [f"runs in {folder}:"] if folder else []
-    lines += _table(header, rows)
-    rates = sorted({r["energy_groups"]["rate"] for r in results if r["energy_groups"].get("available")})
-    at_rate = f" (rate {', '.join(f'{x:g}' for x in rates)})" if rates else ""
-    missing = any(not r["energy_groups"].get("available") for r in results)
     lines += [
-        f"(top-1 to ECE: the {which} weights on the {payload['split']} split; best/last: the run's best- and "
-        "last-epoch test top-1 while training;",
-        f" low/others/high: top-1 on the training images of the teacher's low/others/high energy sets{at_rate}"
-        + ("; '-' where no score file was found)" if missing else ")"),
+        "",
+        f"by configuration (mean ± sample std over runs; {payload['split']} top-1 of the {which} weights):",
     ]
-    lines += ["", f"by configuration (mean ± sample std over runs; test top-1 of the {which} weights):"]
     lines += _table(
         ["configuration", "n", "best top-1", "last top-1", f"{payload['split']} top-1", "ECE%"], group_rows
     )
     return "\n".join(lines)
+
+
+def _footnote(payload: dict[str, Any], groups: bool) -> list[str]:
+    """What the columns of the per-target table measure, and on how many images."""
+    results = payload["targets"]
+    counts = sorted({r["n"] for r in results})
+    lines = [
+        f"(top-1 to ECE: the {payload['which']} weights on {'/'.join(f'{n:,}' for n in counts)} {payload['split']} "
+        "images; best/last: the run's best- and last-epoch test top-1 while training"
+        + (";" if groups else ")")
+    ]
+    if groups:
+        available = [r["energy_groups"] for r in results if r["energy_groups"].get("available")]
+        rates = ", ".join(f"{x:g}" for x in sorted({e["rate"] for e in available})) or "-"
+        samples = "/".join(f"{n:,}" for n in sorted({e["samples"] for e in available})) or "the"
+        missing = "; '-' where no score file was found" if len(available) < len(results) else ""
+        lines.append(
+            f" low/others/high: top-1 on {samples} training images in the teacher's low/others/high "
+            f"energy sets (rate {rates}){missing})"
+        )
+    if payload.get("cached"):
+        lines.append(
+            f"({payload['cached']} of {len(results)} from the evaluation cache: same weights, data and "
+            "options; --no-cache measures again)"
+        )
+    if payload.get("interrupted"):
+        lines.append(f"interrupted: {len(results)} of {payload['requested']} targets evaluated.")
+    return lines
 
 
 def group_results_sorted(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:

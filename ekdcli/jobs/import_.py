@@ -16,11 +16,19 @@ from ekdcli.store.weights import non_finite, save_tensors
 from ekdcli.util.errors import UsageError
 
 
-def _file_sha256(path: Path) -> str:
+def _file_sha256(path: Path, quiet: bool) -> str:
+    """sha256 of the checkpoint's bytes, with progress (a large ImageNet checkpoint takes seconds)."""
+    from ekdcli.engine.progress import PassProgress, resolve_mode
+
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    mode = resolve_mode("auto", quiet, is_main=True)
+    with (
+        path.open("rb") as handle,
+        PassProgress(f"hashing {path.name}", path.stat().st_size, mode, "B") as bar,
+    ):
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+            bar.update(len(chunk))
     return digest.hexdigest()
 
 
@@ -78,7 +86,7 @@ def run_import(
         "in_channels": channels,
         "made_by": "ekd import",
         "source": str(source.resolve()),
-        "source_sha256": _file_sha256(source),
+        "source_sha256": _file_sha256(source, config.quiet or config.json),
         "ekd_version": __version__,
     }
     say = console(config)

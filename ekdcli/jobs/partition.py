@@ -57,6 +57,8 @@ def run_partition(
     table, score_path = _load_scores_for(config, scores, data_key)
     if table.meta.dataset and table.meta.dataset != data_key and scores is None:
         raise UsageError(f"{score_path} scores data {table.meta.dataset!r}, not {data_key!r}.")
+    if config.limit_train is not None:  # the sets of the first N training images (docs/method.md#scoring)
+        table = table.first(config.limit_train)
     part, label = _partition(config, table, segments)
     dataset = _dataset_of_scores(config, table, score_path, figures, say)
     lt = dataset is not None and "class_counts" in dataset.info
@@ -110,6 +112,7 @@ def _figures(
     chosen = pick_classes(table.labels, num=classes, seed=config.seed)
     images = getattr(dataset, "train_images", None)
     if images is not None:
+        images = images[: table.n]  # a score file of the first N training images
         grid = base.with_name(base.name.replace(".png", ".certain-uncertain.png"))
         certain_uncertain_grid(
             images, table.labels, table.energies, dataset.class_names, chosen, per_class, grid

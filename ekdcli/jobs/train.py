@@ -11,6 +11,7 @@ from ekdcli.config import Config
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.jobs.common import (
     console,
+    describe_data,
     describe_recipe,
     engine_options,
     hold_run,
@@ -20,6 +21,7 @@ from ekdcli.jobs.common import (
     resolve_recipe,
     store_file_lock,
 )
+from ekdcli.jobs.record import build_trackers, recorded, run_record
 from ekdcli.store.layout import safe_name
 from ekdcli.store.weights import save_tensors
 from ekdcli.util.errors import UsageError
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     import torch
 
     from ekdcli.engine import FitResult, Recipe, Runtime
-    from ekdcli.sdk.contracts import Dataset
+    from ekdcli.sdk.contracts import Dataset, Tracker
 
 
 @dataclass
@@ -38,24 +40,26 @@ class TrainResult:
     summary: dict[str, Any]
 
 
+@recorded
 def run_train(
     config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
 ) -> TrainResult:
     """Check everything that can be checked, claim the run directory and the store file, train."""
-    from ekdcli.engine import Runtime
-
     if not config.model:
         raise UsageError("say which architecture to train with --model (see 'ekd list models').")
     if keep not in ("best", "last"):
         raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
     arch = canonical_model(config.model)
-    data_key = dataset_key(config)
+    trackers = build_trackers(config)
+    data_key = dataset_key(config)  # names are checked before torch is imported
     store = open_store(config)
     model_path = store.model_path(data_key, safe_name(name, "--name") if name else arch)  # before any work
     resume = resume.resolve() if resume else None
     store.check_run_target(config.run_name, resume)
     weights_lock = store_file_lock(model_path, "wait for it to finish, or train with --name NAME")
     weights_lock.ensure_free()
+    from ekdcli.engine import Runtime
+
     dataset = load_dataset(config)
     recipe = resolve_recipe(config, dataset, arch)
     # The runtime first: it joins the process group under torchrun and seeds the model's init.
@@ -63,7 +67,7 @@ def run_train(
     with contextlib.ExitStack() as held:
         # Rank 0 names the run (a timestamped name could differ between ranks by a second).
         run_dir = hold_run(held, store, config.run_name, f"train-{arch}-{data_key}", resume, weights_lock)
-        job = _TrainJob(config, arch, dataset, data_key, recipe, runtime, run_dir, model_path)
+        job = _TrainJob(config, arch, dataset, data_key, recipe, runtime, run_dir, model_path, trackers)
         return job.run(keep, resume is not None)
 
 
@@ -77,6 +81,7 @@ class _TrainJob:
     runtime: Runtime
     run_dir: Path
     model_path: Path
+    trackers: list[tuple[str, Tracker]]
 
     def run(self, keep: str, resumed: bool) -> TrainResult:
         from ekdcli.engine import CrossEntropyObjective, ddp, fit
@@ -84,26 +89,27 @@ class _TrainJob:
         config, dataset, run_dir, model_path = self.config, self.dataset, self.run_dir, self.model_path
         out = console(config)
         model = build_model(self.arch, dataset.num_classes, dataset.in_channels)
-        out.say(
-            f"ekd train: {self.arch} on {self.data_key} ({dataset.num_classes} classes), "
-            f"{describe_recipe(self.recipe)}"
-        )
-        out.say(f"run directory: {run_dir}")
+        data = describe_data(config, dataset, self.data_key)
+        out.say(f"ekd train: {self.arch} on {data}, {dataset.num_classes} classes")
+        out.say(f"  recipe: {describe_recipe(self.recipe)}")
+        out.say(f"  run directory: {run_dir}")
         metadata = weights_metadata(
             self.arch, dataset, self.data_key, "ekd train", recipe=self.recipe.__dict__
         )
-        result = fit(
-            model,
-            dataset,
-            CrossEntropyObjective(),
-            self.recipe,
-            self.runtime.options,
-            run_dir,
-            config_text=recorded_config(config, open_store(config)).to_toml(),
-            metadata=metadata,
-            resume=resumed,
-            runtime=self.runtime,
-        )
+        with run_record(config, self.runtime, run_dir, self.trackers, "train") as tracking:
+            result = fit(
+                model,
+                dataset,
+                CrossEntropyObjective(),
+                self.recipe,
+                self.runtime.options,
+                run_dir,
+                config_text=recorded_config(config, open_store(config)).to_toml(),
+                metadata=metadata,
+                resume=resumed,
+                runtime=self.runtime,
+                tracking=tracking,
+            )
         if self.runtime.is_main:  # every rank holds the same weights; one writes them
             if model_path.is_file() and not resumed:
                 out.say(f"{replacing_note(model_path)}; train with --name NAME to keep both")

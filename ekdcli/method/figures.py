@@ -256,3 +256,58 @@ def average_prediction_plot(
     axes[0][0].set_ylabel("mean sorted probability", fontsize=8)
     fig.suptitle(f"Average teacher prediction (top {k}, sorted) of low vs high energy samples", fontsize=9)
     return save_figure(fig, path)
+
+
+def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | os.PathLike[str]) -> Path:
+    """Loss, train/test top-1 (percent) and learning rate per epoch of one or more runs, one colour
+    per run: ``runs`` are ``(label, metrics.jsonl records)`` with accuracies as fractions."""
+    if not any(records for _, records in runs):
+        raise UsageError("no epoch has finished in these runs yet; draw their curves after the first epoch.")
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (loss_ax, top1_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    for number, (label, records) in enumerate(runs):
+        color = f"C{number % 10}"
+        _curve(loss_ax, records, "loss", 1.0, color, "-", label)
+        _curve(loss_ax, records, "test_loss", 1.0, color, "--", None)
+        for key, style in (("test_top1", "-"), ("train_top1", ":")):
+            _curve(top1_ax, records, key, 100.0, color, style, None)
+        _curve(lr_ax, records, "lr", 1.0, color, "-", None)
+    for ax, title, unit in (
+        (loss_ax, "loss (train solid, test dashed)", "loss"),
+        (top1_ax, "top-1 (test solid, train dotted)", "top-1 (%)"),
+        (lr_ax, "learning rate", "lr"),
+    ):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(unit)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if len(runs) == 1:
+        fig.suptitle(runs[0][0], fontsize=10)
+    else:  # one entry per run (its colour) under the panels
+        fig.legend(loc="outside lower center", ncols=min(len(runs), 3), fontsize=8, frameon=False)
+    return save_figure(fig, path)
+
+
+def _curve(
+    ax: Any, records: list[dict[str, Any]], key: str, scale: float, color: str, style: str, label: str | None
+) -> None:
+    """One line: ``key`` of each record that has a finite value, against its epoch."""
+    points = [
+        (r["epoch"], scale * r[key])
+        for r in records
+        if isinstance(r.get(key), (int, float)) and math.isfinite(r[key]) and "epoch" in r
+    ]
+    if points:
+        xs, ys = zip(*points, strict=True)
+        ax.plot(
+            xs,
+            ys,
+            linestyle=style,
+            color=color,
+            marker="o" if len(points) < 30 else None,
+            markersize=3,
+            label=label,
+        )

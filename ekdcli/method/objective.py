@@ -15,6 +15,12 @@ mix is known; it then runs again on the mixed rows only.
 With a :class:`~ekdcli.method.teacher_cache.TeacherCache`, the teacher's logits of clean rows come from
 the cache where it holds that (sample, crop/flip view); the teacher runs once on the misses plus
 the mixed rows (which are never cached).  Online energies use the cached clean logits too.
+
+A distiller with ``needs_strong_view`` (MLKD) also gets the logits of a strongly augmented second
+view of the batch, made on the device from the engine's generator
+(:func:`ekdcli.engine.strong.strong_view`): the teacher sees it in the same call as the clean
+rows, the student in a second forward pass (its batch-norm statistics per view, as the authors').
+Such a distiller is not combined with an augmentation.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from ekdcli.engine import Batch, Objective, StepOutput
+from ekdcli.engine.strong import strong_view
 from ekdcli.sdk.contracts import Augmentation, DistillBatch, Distiller, EnergyContext
 from ekdcli.sdk.energy import ENERGY_TEMPERATURE, energy
 from ekdcli.sdk.mixing import MixedBatch, apply_mix
@@ -46,6 +53,10 @@ class DistillObjective(Objective):
     ) -> None:
         if distiller.needs_teacher and teacher is None:
             raise ValueError(f"distiller {distiller.name!r} needs a teacher")
+        if distiller.needs_strong_view and augmentation is not None:
+            raise ValueError(
+                f"distiller {distiller.name!r} makes its own strong view; it takes no augmentation"
+            )
         self.teacher = teacher
         self.teacher_cache = teacher_cache if teacher is not None else None
         self.distiller = distiller
@@ -77,8 +88,20 @@ class DistillObjective(Objective):
             )
             self.energy_context = context
         self.distiller.setup(context if self.distiller.needs_energy else None, num_epochs)
+        self.distiller.to(runtime.device)
         if self.augmentation is not None:
             self.augmentation.setup(context if self.augmentation.needs_energy else None)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return self.distiller.parameters()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = self.distiller.state_dict()
+        return {"distiller": state} if state else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "distiller" in state:
+            self.distiller.load_state_dict(state["distiller"])
 
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {"distiller": self.distiller.describe()}
@@ -87,6 +110,22 @@ class DistillObjective(Objective):
         if self.energy_context is not None:
             described["score_fingerprint"] = self.energy_context.fingerprint
         return described
+
+    def energy_groups(self) -> dict[str, Any] | None:
+        """The energy thresholds, group sizes and temperatures the distiller (and the augmentation's
+        thresholds) settled on in ``setup``; None without energies."""
+        if self.energy_context is None:
+            return None
+        rule = self.distiller.describe() if self.distiller.needs_energy else {}
+        groups = {key: rule[key] for key in ("thresholds", "temperatures", "segment_edges") if rule.get(key)}
+        if rule.get("train_counts"):
+            groups["group_sizes"] = rule["train_counts"]
+        augmentation = self.augmentation.describe() if self.augmentation is not None else {}
+        if augmentation.get("thresholds"):
+            groups["augmentation_thresholds"] = augmentation["thresholds"]
+        if "selected_fraction" in augmentation:
+            groups["augmentation_selected_fraction"] = augmentation["selected_fraction"]
+        return groups or None
 
     @torch.no_grad()
     def _teach(self, images: torch.Tensor) -> torch.Tensor:
@@ -115,7 +154,7 @@ class DistillObjective(Objective):
         cached = self.teacher_cache is not None and batch.views is not None
         self._cache_hits = 0
         if self.augmentation is None or self.teacher is None:
-            output = self._plain_step(model, batch, epoch, stats, cached)
+            output = self._plain_step(model, batch, epoch, generator, stats, cached)
         else:
             output = self._mixed_step(model, batch, epoch, generator, stats, cached)
         if cached:
@@ -149,12 +188,48 @@ class DistillObjective(Objective):
         model: torch.nn.Module,
         batch: Batch,
         epoch: int,
+        generator: torch.Generator,
         stats: dict[str, float | torch.Tensor],
         cached: bool,
     ) -> StepOutput:
+        if self.distiller.needs_strong_view:
+            return self._two_view_step(model, batch, epoch, generator, stats, cached)
         teacher_logits = self._clean_teacher(batch, cached) if self.teacher is not None else None
         student_logits = model(batch.images)
         losses = self._distill(student_logits, teacher_logits, batch, None, epoch, stats)
+        return StepOutput(losses=losses, stats=stats, logits=student_logits)
+
+    def _two_view_step(
+        self,
+        model: torch.nn.Module,
+        batch: Batch,
+        epoch: int,
+        generator: torch.Generator,
+        stats: dict[str, float | torch.Tensor],
+        cached: bool,
+    ) -> StepOutput:
+        """The clean batch and a strong view of it: the teacher once on both, the student twice."""
+        strong = strong_view(batch, generator)
+        rows = batch.images.shape[0]
+        if cached:
+            teacher_logits, strong_teacher = self._teach_clean(batch, None, strong)
+        else:
+            both = self._teach(torch.cat([batch.images, strong]))
+            teacher_logits, strong_teacher = both[:rows], both[rows:]
+        student_logits = model(batch.images)
+        strong_student = model(strong)
+        distill_batch = DistillBatch(
+            student_logits,
+            teacher_logits,
+            batch.labels,
+            batch.indices,
+            epoch,
+            stats,
+            strong_student,
+            strong_teacher,
+        )
+        losses = dict(self.distiller(distill_batch))
+        self._term_names = tuple(losses)
         return StepOutput(losses=losses, stats=stats, logits=student_logits)
 
     def _mixed_step(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,11 +42,16 @@ class ScoreMeta:
     created: str  # UTC, ISO 8601
     ekd_version: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # The file scores only the first ``limit_train`` training samples (--limit-train); None: all.
+    # ``dataset_fingerprint`` is always the whole training split's.
+    limit_train: int | None = None
 
     @property
     def fingerprint(self) -> str:
-        """Short identity of (teacher weights, dataset, T_E): partitions and runs record it."""
+        """Short identity of (teacher weights, dataset, T_E[, subset]): partitions and runs record it."""
         key = f"{self.teacher_sha256}|{self.dataset_fingerprint}|{float(self.energy_temperature)!r}"
+        if self.limit_train is not None:
+            key += f"|first {self.limit_train}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -68,6 +73,35 @@ class ScoreTable:
     @property
     def fingerprint(self) -> str:
         return self.meta.fingerprint
+
+    def covers(self, limit: int | None) -> bool:
+        """Whether this table holds the first ``limit`` training samples (``None``: all of them)."""
+        if self.meta.limit_train is None:
+            return True
+        return limit is not None and limit <= self.meta.limit_train
+
+    def first(self, limit: int | None) -> ScoreTable:
+        """The table of the first ``limit`` samples (itself when ``limit`` is None or covers it all).
+
+        A sample's energy depends on that sample alone, so these rows are exactly what scoring
+        the first ``limit`` samples gives (docs/method.md#scoring).
+        """
+        if limit is None or (limit >= self.n and self.meta.limit_train in (None, limit)):
+            return self
+        if not self.covers(limit):
+            raise UsageError(
+                f"the score file holds the first {self.n} training samples, not {limit}; "
+                "score again with a larger --limit-train (or none)."
+            )
+        rows = slice(0, limit)
+        return ScoreTable(
+            energies=self.energies[rows],
+            labels=self.labels[rows],
+            predictions=self.predictions[rows],
+            confidence=self.confidence[rows],
+            logits=self.logits[rows] if self.logits is not None else None,
+            meta=replace(self.meta, limit_train=limit),
+        )
 
 
 def _utc_now() -> str:
@@ -113,13 +147,15 @@ def score_from_logits(
     dataset_fingerprint: str | None = None,
     extra: dict[str, Any] | None = None,
     keep_logits: bool | None = None,
+    limit_train: int | None = None,
 ) -> ScoreTable:
     """Energies, predictions and confidences from teacher logits ``[N, K]`` (float32 math).
 
     ``dataset_fingerprint`` defaults to the fingerprint of ``labels`` (the same
     one :meth:`InMemoryDataset.fingerprint` gives).  ``keep_logits=None`` keeps
     the logits when ``N*K <= KEEP_LOGITS_MAX_VALUES`` (the average-prediction
-    figure needs them; ImageNet's would be gigabytes).
+    figure needs them; ImageNet's would be gigabytes).  ``limit_train`` says that the logits
+    are those of the first samples of a larger split whose fingerprint is ``dataset_fingerprint``.
     """
     import torch
 
@@ -143,6 +179,7 @@ def score_from_logits(
         created=_utc_now(),
         ekd_version=_version(),
         extra=dict(extra or {}),
+        limit_train=limit_train,
     )
     return ScoreTable(
         energies=energies.cpu(),
@@ -223,6 +260,7 @@ def load_scores(
         created=metadata.get("created", ""),
         ekd_version=metadata.get("ekd_version", ""),
         extra=dict(meta_value(metadata, "extra", {}) or {}),
+        limit_train=_limit(meta_value(metadata, "limit_train")),
     )
     return ScoreTable(
         energies=tensors["energies"].float(),
@@ -232,6 +270,11 @@ def load_scores(
         logits=logits.float() if logits is not None else None,
         meta=meta,
     )
+
+
+def _limit(value: Any) -> int | None:
+    """The stored ``limit_train`` (files written before it existed hold every sample: None)."""
+    return None if value is None else int(value)
 
 
 def check_compatible(
@@ -306,7 +349,8 @@ def summarize(table: ScoreTable, rate: float = 0.2) -> dict[str, Any]:
     n = e.numel()
     correct = (table.predictions == table.labels).double()
     conf = table.confidence.double()
-    qs = torch.quantile(e, torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64))
+    probabilities = [0.05, 0.10, 0.25, 0.5, 0.75, 0.90, 0.95]
+    qs = torch.quantile(e, torch.tensor(probabilities, dtype=torch.float64))
     order = torch.argsort(e, stable=True)
     k = max(1, math.floor(n * rate))
 
@@ -320,14 +364,17 @@ def summarize(table: ScoreTable, rate: float = 0.2) -> dict[str, Any]:
 
     return {
         "n": n,
+        "limit_train": table.meta.limit_train,
         "energy_temperature": table.meta.energy_temperature,
         "energy": {
             "min": float(e.min()),
             "q05": float(qs[0]),
-            "q25": float(qs[1]),
-            "median": float(qs[2]),
-            "q75": float(qs[3]),
-            "q95": float(qs[4]),
+            "q10": float(qs[1]),
+            "q25": float(qs[2]),
+            "median": float(qs[3]),
+            "q75": float(qs[4]),
+            "q90": float(qs[5]),
+            "q95": float(qs[6]),
             "max": float(e.max()),
             "mean": float(e.mean()),
         },
@@ -350,8 +397,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     """Readable, column-aligned text of :func:`summarize`'s result."""
     en = summary["energy"]
     pct = f"{summary['rate']:.0%}"
+    subset = " (the first ones of the training set: --limit-train)" if summary.get("limit_train") else ""
     lines = [
-        f"samples            {summary['n']}",
+        f"samples            {summary['n']}{subset}",
         f"energy temperature {summary['energy_temperature']:g}",
         f"teacher accuracy   {summary['accuracy']:.2%}   mean confidence {summary['mean_confidence']:.4f}",
         "",

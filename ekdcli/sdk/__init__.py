@@ -1,6 +1,6 @@
 """The plugin SDK: everything a plugin (first-party or third-party) imports from ekd.
 
-    from ekdcli.sdk import hookimpl, UsageError, owner, as_int, InMemoryDataset, Distiller
+    from ekdcli.sdk import hookimpl, UsageError, owner, as_int, InMemoryDataset, Distiller, TemperatureRule
 
 Importing this package stays cheap (no torch): the names that need torch (``from_arrays``,
 ``make_long_tailed``, ``kd_loss``, ``apply_mix``, ...) load on first use.  The same names are
@@ -25,8 +25,14 @@ from ekdcli.sdk.contracts import (
     FolderDataset,
     InMemoryDataset,
     MixResult,
+    RunInfo,
     TaskOutcome,
+    TemperatureDistiller,
+    TemperatureRule,
+    Tracker,
+    flatten,
     labels_fingerprint,
+    numbers,
 )
 from ekdcli.sdk.energy import ENERGY_TEMPERATURE, Thresholds, compute_thresholds, energy
 from ekdcli.sdk.errors import EkdError, JobError, PluginError, UsageError, did_you_mean
@@ -46,6 +52,7 @@ from ekdcli.sdk.options import (
     pick,
 )
 from ekdcli.sdk.plugins import registry
+from ekdcli.sdk.temperature import split_rule_options
 
 if TYPE_CHECKING:
     from ekdcli.sdk.data import describe_class_counts, from_arrays, read_npz
@@ -93,8 +100,12 @@ __all__ = [
     "MixedBatch",
     "PluginError",
     "TaskOutcome",
+    "RunInfo",
+    "TemperatureDistiller",
+    "TemperatureRule",
     "TensorSplit",
     "Thresholds",
+    "Tracker",
     "UsageError",
     "apply_mix",
     "as_bool",
@@ -109,6 +120,7 @@ __all__ = [
     "describe_class_counts",
     "did_you_mean",
     "energy",
+    "flatten",
     "from_arrays",
     "given",
     "hookimpl",
@@ -118,11 +130,13 @@ __all__ = [
     "long_tail_counts",
     "make_long_tailed",
     "normalize",
+    "numbers",
     "owner",
     "per_sample_temperature",
     "pick",
     "read_npz",
     "registry",
+    "split_rule_options",
     "subsample_per_class",
     "upcast",
 ]

@@ -1,4 +1,5 @@
-"""Contracts between the core and plugins: datasets, distillers, augmentations, campaign executors.
+"""Contracts between the core and plugins: datasets, distillers, temperature rules, augmentations,
+trackers, campaign executors.
 
 Importing this module does not import torch; tensors appear only in type hints.
 """
@@ -6,8 +7,11 @@ Importing this module does not import torch; tensors appear only in type hints.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -127,6 +131,10 @@ class DistillBatch:
     indices: torch.Tensor
     epoch: int  # 1-based
     stats: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    # Logits of a second, strongly augmented view of the same rows (same order), for a distiller
+    # with ``needs_strong_view`` (MLKD); None otherwise.
+    strong_student_logits: torch.Tensor | None = None
+    strong_teacher_logits: torch.Tensor | None = None
 
 
 @dataclass
@@ -139,14 +147,36 @@ class EnergyContext:
 
 
 class Distiller:
-    """Base class of distillation methods; subclasses implement ``__call__``."""
+    """Base class of distillation methods; subclasses implement ``__call__``.
+
+    A distiller with trainable state of its own (CTKD's temperature module) returns it from
+    :meth:`parameters` after :meth:`to`: the engine optimizes it with the student (same optimizer,
+    learning rate schedule and weight decay) and checkpoints :meth:`state_dict`.
+    """
 
     name: str = "distiller"
     needs_teacher: bool = True
     needs_energy: bool = False  # True: the engine provides an EnergyContext via setup()
+    # True: the engine also forwards a strongly augmented second view of each training image
+    # (DistillBatch.strong_student_logits / strong_teacher_logits; docs/method.md#strong-views)
+    needs_strong_view: bool = False
 
     def setup(self, energy: EnergyContext | None, num_epochs: int) -> None:
         """Called once before training (thresholds, partitions, schedules)."""
+
+    def to(self, device: torch.device) -> None:
+        """Move trainable state to the training device (called before :meth:`parameters`)."""
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Trainable tensors outside the student (none by default)."""
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to checkpoint besides the optimizer's (tensors, numbers, lists, dicts only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
     def describe(self) -> dict[str, Any]:
         """Everything needed to reproduce the loss; printed at start and stored in the run."""
@@ -155,6 +185,61 @@ class Distiller:
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         """Named scalar loss terms; the engine sums them and logs each one."""
         raise NotImplementedError
+
+
+# -------------------------------------------------------------- temperature rules
+class TemperatureRule:
+    """Per-sample distillation temperatures of a batch: ``fixed``, ``energy``, ``gradation``, ...
+
+    A temperature-based distiller (:class:`TemperatureDistiller`) asks its rule once per batch
+    with the teacher's logits of the batch, the rows' sample indices and a ``stats`` dict to count
+    into.  ``needs_energy``: :meth:`setup` receives the score file's :class:`EnergyContext` (else
+    ``None``).  ``reference`` is the temperature the rule is centred on (the base temperature);
+    a distiller that scales a temperature of its own (CTKD's learned one) uses ``T_i / reference``.
+    """
+
+    name: str = "rule"
+    needs_energy: bool = False
+    reference: float = 4.0
+
+    def setup(self, energy: EnergyContext | None) -> None:
+        """Called once before training (thresholds of the whole training set)."""
+
+    def __call__(
+        self,
+        teacher_logits: torch.Tensor | None,
+        indices: torch.Tensor,
+        stats: dict[str, float | torch.Tensor],
+    ) -> float | torch.Tensor:
+        """One temperature for the whole batch (a float), or a float32 ``[B]`` tensor on the
+        logits' device; may add counts to ``stats`` (the engine sums and logs them)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that decides a sample's temperature (printed at start, stored in the run)."""
+        return {}
+
+
+class TemperatureDistiller(Distiller):
+    """A distiller whose temperatures come from a :class:`TemperatureRule` (``--temperature-rule``).
+
+    Subclasses call :meth:`temperatures` in ``__call__``; :meth:`setup` sets the rule up and the
+    rule's description is part of :meth:`describe_rule`.
+    """
+
+    def __init__(self, rule: TemperatureRule) -> None:
+        self.rule = rule
+        self.needs_energy = rule.needs_energy
+
+    def setup(self, energy: EnergyContext | None, num_epochs: int) -> None:
+        self.rule.setup(energy)
+
+    def temperatures(self, batch: DistillBatch) -> float | torch.Tensor:
+        """The rule's temperatures of the batch (a float or a float32 ``[B]`` tensor)."""
+        return self.rule(batch.teacher_logits, batch.indices, batch.stats)
+
+    def describe_rule(self) -> dict[str, Any]:
+        return {"temperature_rule": self.rule.name, **self.rule.describe()}
 
 
 # ------------------------------------------------------------------ augmentations
@@ -198,6 +283,89 @@ class Augmentation:
     ) -> dict[str, torch.Tensor]:
         """Named loss terms on the mixed rows (released code: KD at the base temperature)."""
         raise NotImplementedError
+
+
+# ----------------------------------------------------------------------- trackers
+@dataclass
+class RunInfo:
+    """What a tracker learns when a run starts.
+
+    ``config`` is the resolved configuration exactly as the run directory's ``config.toml``
+    records it (``config_text`` is that file's text); ``params()`` flattens it for trackers
+    that take flat string parameters.  ``resumed_after_epoch`` is set when ``--resume``
+    continues the run (a tracker may continue its own record of it).
+    """
+
+    name: str  # the run directory's name
+    run_dir: Path
+    command: str  # "train" or "distill"
+    config: dict[str, Any]
+    config_text: str
+    store: Path
+    tracking_uri: str | None = None
+    resumed_after_epoch: int | None = None
+
+    def params(self) -> dict[str, str]:
+        """The configuration as ``{"key" or "table.key": text}``: strings as they are, other values
+        as JSON (``true``, ``0.05``, ``[150, 180]``)."""
+        return {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in flatten(self.config).items()
+        }
+
+
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as one level, keys joined with ``.`` (``{"losses": {"kd": 1}}`` -> ``losses.kd``)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def numbers(record: dict[str, Any], skip: tuple[str, ...] = ("epoch",)) -> dict[str, float]:
+    """The finite numbers of an epoch record (or a summary), flattened; ``skip`` the step axis."""
+    return {
+        key: float(value)
+        for key, value in flatten(record).items()
+        if key not in skip
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    }
+
+
+class Tracker:
+    """An experiment tracker: receives the events of a training run (on rank 0 only).
+
+    The events, in order: :meth:`start` once; :meth:`log_energy` once for runs whose method
+    uses energies; :meth:`log_epoch` after every epoch; :meth:`finish` once, also when the run
+    fails or stops early.  Override the ones you need.  Raise in ``start`` to refuse the run
+    (``ekdcli.sdk.UsageError`` or ``JobError`` with one sentence saying what to do); an exception
+    in a later event makes ekd warn once and stop calling this tracker, and training continues.
+    """
+
+    name: str = "tracker"
+
+    def start(self, run: RunInfo) -> None:
+        """The run begins: its directory and resolved configuration."""
+
+    def log_energy(self, groups: dict[str, Any]) -> None:
+        """Energy groups of the training set: ``thresholds`` (``low``/``high`` energies),
+        ``group_sizes`` (training samples per group), ``temperatures`` per group, and the
+        augmentation's ``augmentation_thresholds``, where the method has them."""
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        """One finished epoch, the record ``metrics.jsonl`` holds (``epoch`` is 1-based;
+        accuracies are fractions): ``numbers(record)`` gives its values flat."""
+
+    def finish(self, status: str, summary: dict[str, Any] | None, artifacts: dict[str, Path]) -> None:
+        """The run ended: ``status`` is ``finished``, ``stopped`` (before its last epoch) or
+        ``failed``; ``summary`` is ``summary.json`` (None unless finished); ``artifacts`` names
+        the files worth keeping (``best`` and ``last`` weights, ``curves``, ``log``, ``summary``)."""
 
 
 # ---------------------------------------------------------------------- executors

@@ -30,13 +30,13 @@ def to_nchw(x: np.ndarray | torch.Tensor, layout: str = "auto") -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     if t.dtype != torch.uint8:
         raise UsageError(
-            f"Images must be uint8 (0..255), got {t.dtype}; convert them, e.g. "
+            f"images must be uint8 (0..255), got {t.dtype}; convert them, e.g. "
             "(x * 255).round().astype('uint8') for floats in [0, 1]."
         )
     if t.ndim == 3:
         return t.unsqueeze(1).contiguous()
     if t.ndim != 4:
-        raise UsageError(f"Images must have shape [N, H, W, C] or [N, C, H, W], got {tuple(t.shape)}.")
+        raise UsageError(f"images must have shape [N, H, W, C] or [N, C, H, W], got {tuple(t.shape)}.")
     layout = layout.upper()
     if layout == "AUTO":
         first, last = t.shape[1] in (1, 3), t.shape[3] in (1, 3)
@@ -51,7 +51,7 @@ def to_nchw(x: np.ndarray | torch.Tensor, layout: str = "auto") -> torch.Tensor:
         return t.permute(0, 3, 1, 2).contiguous()
     if layout == "NCHW":
         return t.contiguous()
-    raise UsageError(f"Unknown image layout {layout!r}; use 'auto', 'NHWC' or 'NCHW'.")
+    raise UsageError(f"unknown image layout {layout!r}; use 'auto', 'NHWC' or 'NCHW'.")
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -65,7 +65,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
         hist = torch.bincount(images[:, c].reshape(-1).to(torch.int64), minlength=256).double().cpu().numpy()
         total = hist.sum()
         if total == 0:
-            raise UsageError("Cannot compute normalization statistics from an empty training set.")
+            raise UsageError("cannot compute normalization statistics from an empty training set.")
         mean = float((hist * values).sum() / total)
         var = float((hist * (values - mean) ** 2).sum() / total)
         means.append(mean)
@@ -118,7 +118,7 @@ def _normalization(
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std: as given (checked), or measured on the training images."""
     if (mean is None) != (std is None):
-        raise UsageError("Give both mean and std, or neither (then both come from the training images).")
+        raise UsageError("give both mean and std, or neither (then both come from the training images).")
     if mean is None or std is None:
         mean, std = channel_stats(train)
     mean_t = tuple(float(v) for v in mean)
@@ -129,7 +129,7 @@ def _normalization(
             "values were given; give one per channel."
         )
     if any(s <= 0 for s in std_t):
-        raise UsageError(f"Normalization std must be positive, got {std_t}.")
+        raise UsageError(f"the normalization std must be positive, got {std_t}.")
     return mean_t, std_t
 
 
@@ -159,7 +159,7 @@ def from_arrays(
     test = to_nchw(x_test, layout)
     if train.shape[1:] != test.shape[1:]:
         raise UsageError(
-            f"Train images {tuple(train.shape[1:])} and test images {tuple(test.shape[1:])} differ in "
+            f"train images {tuple(train.shape[1:])} and test images {tuple(test.shape[1:])} differ in "
             "shape; give both splits the same channels and size."
         )
     ytr = _labels(y_train, train.shape[0], "train")
@@ -206,7 +206,7 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read a dataset ``.npz`` (x_train, y_train, x_test, y_test, optional class_names) without pickle."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise UsageError(f"Dataset file {path} does not exist; check --data-root.")
+        raise UsageError(f"the dataset file {path} does not exist; check --data-root.")
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{path} is not a readable .npz file (not a zip archive); check --data-root.")
     try:

@@ -53,11 +53,34 @@ def register_distillers(register: Register) -> None:
 
 
 @hookspec
+def register_temperature_rules(register: Register) -> None:
+    """Register temperature rules (``--temperature-rule``): fixed, energy, gradation, ...
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory(**options) -> ekdcli.sdk.contracts.TemperatureRule``.  ``info["options"]`` lists
+    the options with their defaults (``ekd list temperature-rules``); ``info["needs_energy"]``
+    says that the rule reads the score file, so the ``[energy]`` table and ``--preset``,
+    ``--rate``, ... reach it.
+    """
+
+
+@hookspec
 def register_augmentations(register: Register) -> None:
     """Register batch augmentations (HE-DA and friends).
 
     ``register(name, factory, *, aliases=(), description="", info=None)`` where
     ``factory(**options) -> ekdcli.sdk.contracts.Augmentation``.
+    """
+
+
+@hookspec
+def register_trackers(register: Register) -> None:
+    """Register experiment trackers (``--track NAME``, ``track = [...]``).
+
+    ``register(name, factory, *, aliases=(), description="", info=None)`` where
+    ``factory() -> ekdcli.sdk.contracts.Tracker``; import the tracking library inside the factory
+    (or name it as a ``"module:attr"`` string), so that a missing package is reported only
+    when someone asks for the tracker.  ``info["extra"]`` names the pip extra that installs it.
     """
 
 

@@ -39,10 +39,10 @@ def long_tail_counts(
             f"imbalance_factor must be in (0, 1] (n_min / n_max, e.g. 0.01 for ratio 100), got {factor}."
         )
     if profile not in PROFILES:
-        raise UsageError(f"Unknown long-tail profile {profile!r}; use one of {', '.join(PROFILES)}.")
+        raise UsageError(f"unknown long-tail profile {profile!r}; use one of {', '.join(PROFILES)}.")
     if num_classes < 1 or n_max < 1:
         raise UsageError(
-            f"A long-tailed dataset needs classes with images, got {num_classes} classes x {n_max}."
+            f"a long-tailed dataset needs classes with images, got {num_classes} classes x {n_max}."
         )
     if profile == "exp":
         if num_classes == 1:
@@ -78,7 +78,7 @@ def check_counts(dataset: InMemoryDataset, counts: list[int], imbalance_factor: 
     if short:
         c = short[0]
         raise UsageError(
-            f"Class {dataset.class_names[c]!r} has {int(available[c])} training images but the profile "
+            f"class {dataset.class_names[c]!r} has {int(available[c])} training images but the profile "
             f"asks for {counts[c]}; pass n_max of at most {int(available.min())}."
         )
 

@@ -37,7 +37,9 @@ BUILTIN_PLUGINS = {
     "ekd.models": "ekd_plugins.models",
     "ekd.datasets": "ekd_plugins.datasets",
     "ekd.distillers": "ekd_plugins.distillers",
+    "ekd.temperature_rules": "ekd_plugins.temperature_rules",
     "ekd.augmentations": "ekd_plugins.augmentations",
+    "ekd.trackers": "ekd_plugins.trackers",
     "ekd.executors": "ekd_plugins.executors",
 }
 

@@ -20,7 +20,9 @@ KINDS: dict[str, str] = {
     "models": "model",
     "datasets": "dataset",
     "distillers": "distiller",
+    "temperature_rules": "temperature rule",
     "augmentations": "augmentation",
+    "trackers": "tracker",
     "commands": "command",
     "executors": "executor",
 }
@@ -33,7 +35,7 @@ def _key(name: str) -> str:
 
 @dataclass
 class Component:
-    """One registered model, dataset, distiller, augmentation, command or executor."""
+    """One registered model, dataset, distiller, temperature rule, augmentation, tracker, command or executor."""
 
     kind: str
     name: str
@@ -154,7 +156,7 @@ class Registry:
         labels = {label: c.name for c in self._items.values() for label in (c.name, *c.aliases)}
         hits = dict.fromkeys(labels[hit] for hit in closest(name, labels))
         hint = f" Did you mean {', '.join(repr(h) for h in hits)}?" if hits else ""
-        return f"unknown {self.noun} {name!r}.{hint} Run 'ekd list {self.kind}' to see all."
+        return f"unknown {self.noun} {name!r}.{hint} Run 'ekd list {self.kind.replace('_', '-')}' to see all."
 
     def list(self, pattern: str = "*") -> list[Component]:
         """Components whose name or an alias matches the shell-style ``pattern``."""

@@ -15,7 +15,7 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     channels = images.shape[-3]
     if len(mean) != channels or len(std) != channels:
         raise UsageError(
-            f"Normalization has {len(mean)} mean and {len(std)} std values for {channels}-channel "
+            f"the normalization has {len(mean)} mean and {len(std)} std values for {channels}-channel "
             "images; give one value per channel."
         )
     shape = (channels, 1, 1)
@@ -40,12 +40,12 @@ class TensorSplit(TorchDataset):
     ) -> None:
         if images.ndim != 4 or images.dtype != torch.uint8:
             raise UsageError(
-                f"TensorSplit needs uint8 images of shape [N, C, H, W], got {images.dtype} "
+                f"a TensorSplit needs uint8 images of shape [N, C, H, W], got {images.dtype} "
                 f"{tuple(images.shape)}; convert them with ekdcli.sdk.data.from_arrays."
             )
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
             raise UsageError(
-                f"TensorSplit got {images.shape[0]} images but labels of shape {tuple(labels.shape)}; "
+                f"a TensorSplit got {images.shape[0]} images but labels of shape {tuple(labels.shape)}; "
                 "give one label per image."
             )
         self.images = images

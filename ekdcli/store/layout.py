@@ -4,6 +4,8 @@ Layout (docs/architecture.md#the-store)::
 
     models/<dataset>/<model>.safetensors
     scores/<dataset>/<teacher>.safetensors
+    cache/<dataset>/<teacher>.teacher-cache
+    cache/evaluations/<key>.json
     runs/<run-name>/
     campaigns/<name>/          ekd sweep's record of a campaign (store/campaign.py), ekd report
 """
@@ -85,6 +87,10 @@ class Store:
 
     def cache_path(self, dataset: str, teacher: str) -> Path:
         return self.root / "cache" / safe_name(dataset) / f"{safe_name(teacher)}.teacher-cache"
+
+    def evaluation_cache_path(self, key: str) -> Path:
+        """What ``ekd evaluate`` measured, by a hash of the weights, data and options."""
+        return self.root / "cache" / "evaluations" / f"{safe_name(key)}.json"
 
     def runs_dir(self) -> Path:
         return self.root / "runs"

@@ -10,6 +10,8 @@ report tools (readers) agree on it::
     best.safetensors   the weights of the best test top-1 so far
     checkpoint.pt      what --resume needs (written by the engine's checkpoint module)
     summary.json       written once, when the run has trained all its epochs
+    run.log            what the console showed (without progress bars), kept as it is said
+    curves.png         loss, train/test top-1 and learning rate per epoch (drawn by the jobs)
 
 Every file is written atomically: a crash leaves the previous version in place.  Accuracies are
 fractions in [0, 1] (``environment.json`` says ``"run_format": 2``); the readers convert the
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ekdcli.store.atomic import atomic_write_json, atomic_write_text
 from ekdcli.store.weights import save_tensors
 from ekdcli.util.errors import UsageError
+from ekdcli.util.transcript import Transcript
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +46,8 @@ SUMMARY = "summary.json"
 BEST = "best.safetensors"
 LAST = "last.safetensors"
 CHECKPOINT = "checkpoint.pt"
+RUN_LOG = "run.log"
+CURVES = "curves.png"
 WHICH = ("best", "last")
 # the files that make a directory a run directory (any one of them)
 RUN_FILES = (CONFIG, METRICS, SUMMARY, BEST, LAST)
@@ -73,6 +78,16 @@ class RunWriter:
         if config_text or not config.exists():
             atomic_write_text(config, config_text)
         atomic_write_json(self.run_dir / ENVIRONMENT, {**environment, "run_format": RUN_FORMAT})
+
+    def log(self, transcript: Transcript) -> None:
+        """Keep ``transcript`` in ``run.log`` from now on (after what a resumed run's log already holds)."""
+        if self.run_dir is None:
+            return
+        path = self.run_dir / RUN_LOG
+        before = path.read_text(encoding="utf-8") if path.is_file() else ""
+        transcript.attach(
+            lambda lines: atomic_write_text(path, before + "".join(f"{line}\n" for line in lines))
+        )
 
     def metrics(self, history: list[dict[str, Any]]) -> None:
         if self.run_dir is not None:

@@ -8,7 +8,7 @@ Usage (from the repository root)::
 The files are generated so that shared settings (recipes, learning rates,
 DKD betas, the energy rule) stay consistent across the 100+ configs; edit
 this script, re-run it and commit its output.  Per-pair DKD betas and the
-released Energy KD rates come from :mod:`ekd_plugins.distillers.pairs`, the
+released Energy KD rates come from :mod:`ekd_plugins.pairs`, the
 same table the distillers use.  Torch is not imported.
 """
 
@@ -28,7 +28,7 @@ for path in (REPO, REPO / "plugins"):  # run as a script from a checkout without
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from ekd_plugins.distillers.pairs import dkd_beta_for, energy_rate_for  # noqa: E402
+from ekd_plugins.pairs import dkd_beta_for, energy_rate_for  # noqa: E402
 
 from ekdcli.config import dumps_toml  # noqa: E402
 from ekdcli.jobs.paper import table as paper_table  # noqa: E402
@@ -208,7 +208,7 @@ def student_lr(student: str) -> float | None:
 def dkd_beta(pair: Pair) -> float:
     beta = dkd_beta_for(pair)
     if beta is None:
-        raise ValueError(f"no DKD beta known for {pair}; add it to ekd_plugins/distillers/pairs.py")
+        raise ValueError(f"no DKD beta known for {pair}; add it to ekd_plugins/pairs.py")
     return beta
 
 

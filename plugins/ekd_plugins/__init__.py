@@ -1,1 +1,2 @@
-"""First-party ekd plugins: models, datasets, distillers and augmentations, registered like any other."""
+"""First-party ekd plugins: models, datasets, distillers, temperature rules and augmentations, registered
+like any other."""

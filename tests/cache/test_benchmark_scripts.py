@@ -46,3 +46,19 @@ def test_score_benchmark(tmp_path: Path) -> None:
     assert record["ratio"] == pytest.approx(
         record["median"]["ekd score pass"] / record["median"]["raw teacher forward"]
     )
+
+
+@pytest.mark.slow
+def test_evaluate_benchmark(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "evaluate.json"
+    done = run_script(
+        "evaluate.py", "--data", str(shared_data / "tiny_cifar100.npz"), "--runs", "2", "--train-images", "64",
+        "--rounds", "1", "--json", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    assert set(record["median"]) == {"forward passes", "ekd evaluate", "ekd evaluate, cached", "data loading"}
+    assert record["ratio"] == pytest.approx(
+        record["median"]["ekd evaluate"] / record["median"]["forward passes"]
+    )
+    assert "ekd evaluate / forward passes = " in done.stdout

@@ -187,6 +187,24 @@ def test_cache_gives_the_same_run_and_a_warm_run_never_calls_the_teacher(
     assert warm_result.history[-1]["stats"]["teacher_cache_hits"] == 96.0
 
 
+def test_mlkd_strong_views_reach_the_teacher_but_never_the_cache(tmp_path: Path) -> None:
+    teacher = make_teacher()
+    torch.manual_seed(2)
+    student = TinyNet(classes=4)
+    plain, _ = distill(student, teacher, None, "mlkd")
+    assert teacher.rows == 2 * 2 * 96  # clean and strong rows, one teacher call per step
+    cache = open_cache(tmp_path / "cache")
+    cold, _ = distill(student, teacher, cache, "mlkd")
+    assert_close_losses(plain.losses, cold.losses)
+    assert cache.filled_count() == len(cold.distinct_views())  # clean views only
+    teacher.calls = teacher.rows = 0
+    cache.reset_counts()
+    warm, _ = distill(student, teacher, cache, "mlkd")
+    assert cache.hits == 2 * 96 and cache.misses == 0
+    assert teacher.rows == 2 * 96 and teacher.calls == 2 * 3  # only the strong views, one call per step
+    assert_close_losses(plain.losses, warm.losses)
+
+
 def test_mixed_rows_are_never_cached(tmp_path: Path) -> None:
     teacher = make_teacher()
     torch.manual_seed(2)

@@ -37,8 +37,8 @@ def test_bench_two_rates_writes_table_json_and_plot(tmp_path: Path, ekd: Any) ->
     result = json.loads(out)
     rows = result["rows"]
     assert [row["rate"] for row in rows] == [0.25, 1.0]
-    assert rows[0]["increase_pct"] == 0.0
-    assert rows[1]["paper_increase_pct"] == 33.26
+    assert rows[0]["increase"] == 0.0
+    assert rows[1]["paper_increase"] == 0.3326
     # rate 1.0 in extra mode mixes every clean image: 16 per step; rate 0.25 mixes about a quarter
     assert rows[1]["augmented_per_step"] == 16.0
     assert 0.0 <= rows[0]["augmented_per_step"] < 16.0

@@ -140,7 +140,7 @@ def test_05_evaluate_compares_runs(in_workspace: Path, ekd: Any) -> None:
     [
         (["distill", "--method", "energy_kdd"], "Did you mean 'energy_kd'"),
         (["distill", "--method", "energy_kd", "--rate", "1.5"], "--rate must be in (0, 1]"),
-        (["distill", "--method", "kd", "--preset", "paper"], "energy distillers"),
+        (["distill", "--method", "kd", "--preset", "paper"], "energy temperature rules"),
         (["distill", "--method", "energy_kd", "--energy-temperature", "0"], "energy"),
         (["distill", "--method", "kd", "--teacher", "resnet20"], "ekd train --model resnet20"),
         (["distill", "--augment", "he-cutmx"], "Did you mean 'he-cutmix'"),

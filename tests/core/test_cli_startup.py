@@ -77,7 +77,7 @@ def test_a_file_system_refusal_is_one_sentence_naming_the_path(tmp_path, ekd) ->
     code, out, err = ekd(*args, "--limit-test", "8", "--quiet")
     assert (code, out) == (1, "")
     [line] = err.splitlines()
-    assert line.startswith("error: Not a directory (blocker/store/") and "Traceback" not in err
+    assert line.startswith("error: not a directory (blocker/store/") and "Traceback" not in err
     assert line.endswith(
         "; check the path, its permissions and the free space (--debug shows where it happened)."
     )
@@ -89,15 +89,72 @@ def test_click_usage_errors_are_one_line_naming_the_help(ekd) -> None:
     for args, expected in (
         (
             ("distill", "--preset", "nope"),
-            "error: Invalid value for '--preset': 'nope' is not one of 'paper', 'official' (see 'ekd distill --help').\n",
+            "error: invalid value for '--preset': 'nope' is not one of 'paper', 'official' (see 'ekd distill --help').\n",
         ),
         (
             ("train", "--epochs", "abc"),
-            "error: Invalid value for '--epochs': 'abc' is not a valid integer (see 'ekd train --help').\n",
+            "error: invalid value for '--epochs': 'abc' is not a valid integer (see 'ekd train --help').\n",
         ),
-        (("trian",), "error: No such command 'trian'. Did you mean 'train'? (see 'ekd --help')\n"),
-        (("blah",), "error: No such command 'blah' (see 'ekd --help').\n"),
-        (("list",), "error: Missing argument 'KIND' (see 'ekd list --help').\n"),
+        (("trian",), "error: no such command 'trian'. Did you mean 'train'? (see 'ekd --help')\n"),
+        (("blah",), "error: no such command 'blah' (see 'ekd --help').\n"),
+        (("list",), "error: missing argument 'KIND' (see 'ekd list --help').\n"),
     ):
         code, out, err = ekd(*args)
         assert (code, out, err) == (2, "", expected), args
+
+
+def test_mistyped_names_are_reported_before_torch_is_imported(tmp_path) -> None:
+    """A typo costs the CLI's start-up, not torch's (seconds): names are checked first."""
+    import os
+
+    os.chdir(tmp_path)
+    for argv, message in (
+        (["distill", "--method", "kdd"], "unknown method 'kdd'"),
+        (["distill", "--method", "kd", "--augment", "he-cutmixx"], "unknown augmentation 'he-cutmixx'"),
+        (["distill", "--teacher", "resnet8", "--student", "resnet88"], "unknown model 'resnet88'"),
+        (["distill", "--data", "cifar1000", "--teacher", "a", "--student", "resnet8"], "unknown dataset"),
+        (["train", "--model", "resnet88"], "unknown model 'resnet88'"),
+        (["train", "--model", "resnet8", "--data", "cifar1000"], "unknown dataset 'cifar1000'"),
+        (["score", "--teacher", "resnet8", "--data", "cifar1000"], "unknown dataset 'cifar1000'"),
+        (["score", "--teacher", "nothere", "--data", "fake"], "no trained teacher 'nothere'"),
+        (["evaluate", "nothere"], "no target 'nothere'"),
+    ):
+        code = (
+            "import sys\n"
+            "from ekdcli.cli.main import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    print('exit', exc.code)\n"
+            "print('torch' in sys.modules)\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.stdout.split() == ["exit", "2", "False"], (argv, result.stdout, result.stderr)
+        assert message in result.stderr, (argv, result.stderr)
+
+
+def test_every_error_message_starts_lower_case() -> None:
+    """`error: ...` is one sentence starting lower-case: the first literal text of every error raised."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    errors = {"UsageError", "JobError", "PluginError", "EkdError", "ConfigError"}
+    found = []
+    for path in [
+        *root.glob("ekdcli/**/*.py"),
+        *root.glob("plugins/**/*.py"),
+        *root.glob("examples/plugins/*/src/**/*.py"),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in errors
+            ):
+                continue
+            if not node.args:
+                continue
+            first = node.args[0]
+            if isinstance(first, ast.JoinedStr):
+                first = first.values[0] if first.values else first
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                text = first.value
+                if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {text[:40]}")
+    assert not found, "error messages starting upper-case:\n" + "\n".join(found)

@@ -175,7 +175,8 @@ def test_bad_option_table_keys_name_the_file_that_set_them(tmp_path: Path, ekd) 
         ("[distiller]\ntemp = 4\n", "distill", ("--method", "kd", *pair)),
         ("[energy]\npreset = 'nope'\n", "distill", ("--method", "energy_kd", *pair)),
         ("[augmentation]\nalpha = 'x'\n", "distill", ("--method", "kd", "--augment", "he-cutmix", *pair)),
-        ("[data_options]\nsize = 8\n", "train", ("--model", "resnet8", "--data", "fake")),
+        # a key no dataset takes (another dataset's key, e.g. digits' size, is a note: test_project_file.py)
+        ("[data_options]\nsizes = 8\n", "train", ("--model", "resnet8", "--data", "fake")),
     )
     for text, command, args in cases:
         (tmp_path / "opts.toml").write_text(text)

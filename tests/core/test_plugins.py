@@ -210,5 +210,8 @@ def test_a_checkout_that_is_not_installed_still_has_its_builtins() -> None:
     assert done.returncode == 0, done.stderr
     before, plugins, owner = done.stdout.splitlines()
     assert before == "True"  # not importable until the plugin manager adds plugins/ to the path
-    assert plugins == "['ekd.augmentations', 'ekd.datasets', 'ekd.distillers', 'ekd.executors', 'ekd.models']"
+    assert plugins == (
+        "['ekd.augmentations', 'ekd.datasets', 'ekd.distillers', 'ekd.executors', 'ekd.models', 'ekd.temperature_rules', "
+        "'ekd.trackers']"
+    )
     assert owner == "ekd.models"

@@ -102,7 +102,7 @@ def test_to_nchw_explicit_layout_and_bad_layout() -> None:
     x[0, 1, 2, 0] = 7
     assert to_nchw(x, "NHWC")[0, 0, 1, 2] == 7
     assert to_nchw(x, "nchw")[0, 1, 2, 0] == 7
-    with pytest.raises(UsageError, match="Unknown image layout 'HWC'"):
+    with pytest.raises(UsageError, match="unknown image layout 'HWC'"):
         to_nchw(x, "HWC")
 
 

@@ -92,7 +92,7 @@ def test_counts_helper_odd_classes_and_cifar10() -> None:
         ({"imbalance_factor": 0.0}, r"must be in \(0, 1\]"),
         ({"imbalance_factor": 1.5}, r"must be in \(0, 1\]"),
         ({"imbalance_factor": "x"}, "must be a number"),
-        ({"profile": "linear"}, "Unknown long-tail profile 'linear'; use one of exp, step"),
+        ({"profile": "linear"}, "unknown long-tail profile 'linear'; use one of exp, step"),
         ({"imbalance_factor": 0.001}, "at least 0.002"),
         ({"n_max": 600}, "asks for 600; pass n_max of at most 500"),
     ],
@@ -113,7 +113,7 @@ def test_cifar100_lt_factory_on_tiny_npz() -> None:
 
 
 def test_factory_validates_options_before_reading_data(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="Unknown long-tail profile 'zipf'"):
+    with pytest.raises(UsageError, match="unknown long-tail profile 'zipf'"):
         cifar100_lt(str(tmp_path / "missing"), profile="zipf")
     with pytest.raises(UsageError, match="dataset 'cifar100-lt' has no option 'ratio'"):
         cifar100_lt(str(tmp_path), ratio=10)

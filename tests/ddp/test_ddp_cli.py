@@ -46,6 +46,8 @@ RUN_FILES = {
     "environment.json",
     "last.safetensors",
     "metrics.jsonl",
+    "run.log",
+    "curves.png",
     "summary.json",
 }
 
@@ -71,10 +73,11 @@ def files_under(root: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Done]:
-    """``torchrun --nproc_per_node 2 -m ekdcli train``: 2 epochs, 128 samples, batch 32 (16 per rank)."""
+    """``torchrun --nproc_per_node 2 -m ekdcli train``: 2 epochs, 128 samples, batch 32 (16 per rank),
+    tracked with TensorBoard."""
     workspace = tmp_path_factory.mktemp("ddp")
     (workspace / "ekd.toml").write_text(f'store = "{workspace / "store"}"\n' + CONFIG)
-    args = ["--model", "resnet8", "--epochs", "2", "--limit-train", "128", "--json"]
+    args = ["--model", "resnet8", "--epochs", "2", "--limit-train", "128", "--json", "--track", "tensorboard"]
     return workspace, run(workspace, *TORCHRUN, "-m", "ekdcli", "train", *args)
 
 
@@ -99,7 +102,15 @@ def test_torchrun_train_writes_one_set_of_files(trained: tuple[Path, Done]) -> N
     # Nothing else anywhere in the store: no second run dir, no duplicate or temporary files.
     expected = [Path("models", DATA_KEY, "resnet8.safetensors")]
     expected += [Path("runs", run_dir.name, name) for name in RUN_FILES]
+    # rank 0 alone tracks: one TensorBoard event file
+    (events,) = (run_dir / "tensorboard").iterdir()
+    expected.append(events.relative_to(store))
     assert files_under(store) == sorted(expected)
+    log = (run_dir / "run.log").read_text().splitlines()
+    assert [line.split()[:2] for line in log if line.startswith("epoch ")] == [
+        ["epoch", "1/2"],
+        ["epoch", "2/2"],
+    ]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert json.loads((run_dir / "environment.json").read_text())["world_size"] == 2
@@ -170,7 +181,9 @@ def test_torchrun_distill_scores_then_trains_on_two_ranks(
     result = json.loads(done.out)
     assert done.err.count("scored the training set with the teacher first") == 1
     score_file = in_workspace / "store" / "scores" / DATA_KEY / "resnet8.safetensors"
-    assert load_scores(score_file).energies.shape == (192,)  # every training sample, not the 128 used
+    scores = load_scores(score_file)  # the 128 samples the run trains on (docs/method.md#scoring)
+    assert scores.energies.shape == (128,) and scores.meta.limit_train == 128
+    assert sum(result["objective"]["distiller"]["train_counts"].values()) == 128
     (run_dir,) = set((in_workspace / "store" / "runs").iterdir()) - runs_before
     assert run_dir.name == "ddp-distill" and Path(result["run_dir"]) == run_dir
     assert {p.name for p in run_dir.iterdir()} == RUN_FILES

@@ -54,30 +54,36 @@ def fake_ws(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--method", "nope"], "valid methods are: ce, dkd, energy_dkd, energy_kd, kd."),
+        (["--method", "nope"], "valid methods are: ce, ctkd, dkd, energy_dkd, energy_kd, kd, mlkd."),
         (["--method", "energy_kdd"], "Did you mean 'energy_kd'"),
         (
             ["--set", "energy.preset=offical"],
-            "'preset' of distiller 'energy_kd' must be one of paper, official",
+            "'preset' of temperature rule 'energy' must be one of paper, official",
         ),
         (["--set", "energy.source=dynamic"], "must be one of static, online"),
-        (["--method", "kd", "--set", "distiller.t=0"], "'t' of distiller 'kd' must be greater than 0"),
-        (["--method", "dkd", "--set", "distiller.t=-4"], "'t' of distiller 'dkd' must be greater than 0"),
-        (["--set", "energy.t_mid=0"], "'t_mid' of distiller 'energy_kd' must be greater than 0"),
+        (
+            ["--method", "kd", "--set", "distiller.t=0"],
+            "'t' of temperature rule 'fixed' must be greater than 0",
+        ),
+        (
+            ["--method", "dkd", "--set", "distiller.t=-4"],
+            "'t' of temperature rule 'fixed' must be greater than 0",
+        ),
+        (["--set", "energy.t_mid=0"], "'t_mid' of temperature rule 'energy' must be greater than 0"),
         (
             ["--set", "energy.t_high_energy=-1"],
-            "'t_high_energy' of distiller 'energy_kd' must be greater than 0",
+            "'t_high_energy' of temperature rule 'energy' must be greater than 0",
         ),
         (["--set", "energy.t_minus=-4"], "t + t_minus = 0"),
         (
             ["--method", "energy_dkd", "--set", "energy.t_min=0"],
-            "'t_min' of distiller 'energy_dkd' must be greater",
+            "'t_min' of temperature rule 'energy' must be greater",
         ),
         (["--energy-temperature", "0"], "energy"),
         (["--rate", "1.5"], "--rate must be in (0, 1]"),
-        (["--low-rate", "0"], "'low_rate' of distiller 'energy_kd' must be between 0 and 1"),
+        (["--low-rate", "0"], "'low_rate' of temperature rule 'energy' must be between 0 and 1"),
         (["--low-rate", "0.7", "--high-rate", "0.5"], "must be at most 1"),
-        (["--segments", "1"], "'segments' of distiller 'energy_kd' must be at least 2"),
+        (["--segments", "1"], "'segments' of temperature rule 'energy' must be at least 2"),
         (["--segments", "10", "--apply", "low"], "cannot be combined with 'segments'"),
         (["--method", "kd", "--rate", "0.2"], "uses energies"),
         (["--student", "nonsense"], "unknown model 'nonsense'"),
@@ -204,3 +210,33 @@ def test_an_empty_energy_group_is_said_out_loud(fake_ws: Path, ekd: Any) -> None
     assert "warning: no training sample fell in the low energy group(s)" in err
     code, _, err = ekd("distill", *args[:-4], "--low-rate", "0.2", "--high-rate", "0.2")
     assert code == 0 and "no training sample fell" not in err, err
+
+
+def test_the_header_is_short_and_the_rule_printed_once(fake_ws: Path, ekd: Any) -> None:
+    code, out, err = ekd("distill", "--method", "energy_kd", "--epochs", "1", "--limit-train", "48", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    lines = [line for line in err.splitlines() if not line.startswith("scored the training set")]
+    header = lines[: next(i for i, line in enumerate(lines) if line.startswith("  run directory")) + 1]
+    assert (
+        header[0]
+        == f"ekd distill: energy_kd, resnet8 -> tiny_cnn on {FAKE_KEY} (the first 48 of 96 training images)"
+    )
+    assert [line.split(":")[0].strip() for line in header[1:]] == [
+        "teacher",
+        "rule",
+        "recipe",
+        "run directory",
+    ]
+    assert "T 6 / 4 / 2 for low / other / high energy, rates 0.2 / 0.2" in header[2]
+    assert err.count("  rule: ") == 1 and "rule used" not in err and "loss: " not in err
+    assert err.count(result["run_dir"]) == 1
+    # the groups of the 48 images it trained on, once, at the end
+    counts = result["objective"]["distiller"]["train_counts"]
+    assert sum(counts.values()) == 48
+    sizes = " / ".join(f"{group} {counts[group]}" for group in ("low", "mid", "high"))
+    assert f"  energy groups of the training images: {sizes} (E_low " in err
+    code, _, err = ekd(
+        "distill", "--method", "energy_kd", "--epochs", "1", "--limit-train", "48", "--verbose"
+    )
+    assert code == 0 and "  loss: method=energy_kd, preset=paper" in err + _

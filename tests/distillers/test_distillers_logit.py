@@ -48,7 +48,14 @@ def test_kd_terms_match_formula(t: float, classes: int) -> None:
 
 def test_kd_defaults_are_the_papers() -> None:
     d = make_kd()
-    assert d.describe() == {"method": "kd", "t": 4.0, "w_ce": 0.1, "w_kd": 0.9, "logit_standardize": False}
+    assert d.describe() == {
+        "method": "kd",
+        "temperature_rule": "fixed",
+        "t": 4.0,
+        "w_ce": 0.1,
+        "w_kd": 0.9,
+        "logit_standardize": False,
+    }
 
 
 def test_kd_loss_per_sample_temperature_matches_formula() -> None:

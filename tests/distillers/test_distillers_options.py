@@ -29,7 +29,7 @@ def registered() -> dict[str, dict[str, Any]]:
 
 def test_registration_names_aliases_and_info() -> None:
     rows = registered()
-    assert set(rows) == {"ce", "kd", "dkd", "energy_kd", "energy_dkd"}
+    assert set(rows) == {"ce", "kd", "dkd", "mlkd", "ctkd", "energy_kd", "energy_dkd"}
     assert rows["energy_kd"]["aliases"] == ("energy-kd", "ekd")
     assert rows["energy_dkd"]["aliases"] == ("energy-dkd",)
     for name, row in rows.items():
@@ -44,6 +44,17 @@ def test_registration_names_aliases_and_info() -> None:
     assert rows["kd"]["info"]["options"] == {"t": 4.0, "w_ce": 0.1, "w_kd": 0.9, "logit_standardize": False}
     assert rows["dkd"]["info"]["options"]["warmup"] == 20.0
     assert rows["energy_kd"]["info"]["options"]["preset"] == "paper"
+    # the rule each temperature-based method uses unless --temperature-rule names another
+    rules = {name: row["info"].get("temperature_rule") for name, row in rows.items()}
+    assert rules == {
+        "ce": None,
+        "kd": "fixed",
+        "dkd": "fixed",
+        "mlkd": "fixed",
+        "ctkd": "fixed",
+        "energy_kd": "energy",
+        "energy_dkd": "energy",
+    }
 
 
 def test_plugin_module_does_not_import_torch() -> None:
@@ -88,9 +99,9 @@ def test_dkd_betas_table_is_plain_data() -> None:
 
 def test_string_values_are_coerced() -> None:
     d = make_kd(t="5", w_ce="0.2", logit_standardize="yes")
-    assert (d.t, d.w_ce, d.logit_standardize) == (5.0, 0.2, True)
+    assert (d.rule.t, d.w_ce, d.logit_standardize) == (5.0, 0.2, True)
     assert make_energy_kd(segments="10").rule.segments == 10
-    assert make_kd(t=None).t == 4.0  # None = not given
+    assert make_kd(t=None).rule.t == 4.0  # None = not given
 
 
 def message(excinfo: pytest.ExceptionInfo[UsageError]) -> str:
@@ -112,8 +123,8 @@ def test_unknown_options_are_listed_with_valid_ones() -> None:
 @pytest.mark.parametrize(
     ("factory", "options", "pattern"),
     [
-        (make_kd, {"t": 0}, r"'t' of distiller 'kd' must be greater than 0, got 0"),
-        (make_kd, {"t": "hot"}, r"'t' of distiller 'kd' must be a number, got 'hot'"),
+        (make_kd, {"t": 0}, r"'t' of temperature rule 'fixed' must be greater than 0, got 0"),
+        (make_kd, {"t": "hot"}, r"'t' of temperature rule 'fixed' must be a number, got 'hot'"),
         (make_kd, {"w_kd": -1}, r"'w_kd' of distiller 'kd' must be 0 or more"),
         (make_kd, {"logit_standardize": "maybe"}, r"must be true or false"),
         (make_dkd, {"warmup": -5}, r"'warmup' of distiller 'dkd' must be 0 or more"),
@@ -121,12 +132,12 @@ def test_unknown_options_are_listed_with_valid_ones() -> None:
         (
             make_energy_kd,
             {"preset": "offical"},
-            r"'preset' of distiller 'energy_kd' must be one of paper, official",
+            r"'preset' of temperature rule 'energy' must be one of paper, official",
         ),
         (make_energy_kd, {"source": "dynamic"}, r"'source' .* must be one of static, online"),
         (make_energy_kd, {"apply": "middle"}, r"'apply' .* must be one of both, low, high"),
         (make_energy_kd, {"low_rule": "strict"}, r"'low_rule' .* must be one of paper, released"),
-        (make_energy_kd, {"rate": 1.0}, r"'rate' of distiller 'energy_kd' must be between 0 and 1"),
+        (make_energy_kd, {"rate": 1.0}, r"'rate' of temperature rule 'energy' must be between 0 and 1"),
         (make_energy_kd, {"low_rate": 0}, r"'low_rate' .* between 0 and 1"),
         (make_energy_kd, {"low_rate": 0.6, "high_rate": 0.5}, r"low_rate \+ high_rate .* at most 1"),
         (make_energy_kd, {"t_low_energy": -2}, r"'t_low_energy' .* greater than 0"),
@@ -154,7 +165,8 @@ def test_setup_refuses_missing_or_mismatched_scores() -> None:
         d.setup(None, 10)
     ctx = EnergyContext(energies=torch.randn(20), energy_temperature=2.0, fingerprint="x")
     with pytest.raises(
-        UsageError, match=r"energy temperature 2 but distiller 'energy_kd' asks for 4; set energy_temperature"
+        UsageError,
+        match=r"energy temperature 2 but temperature rule 'energy' asks for 4; set energy_temperature",
     ):
         d.setup(ctx, 10)
     d = make_energy_kd(energy_temperature=2.0)

@@ -37,8 +37,8 @@ def _require_installed(*distributions: str) -> None:
 
 @pytest.fixture(scope="session")
 def examples_installed() -> None:
-    """Both example packages must be installed (the Makefile does it); a missing one fails loudly."""
-    _require_installed("ekd-example", "ekd-timm")
+    """The example packages must be installed (the Makefile does it); a missing one fails loudly."""
+    _require_installed("ekd-example", "ekd-timm", "ekd-wandb")
 
 
 def _run_ekd(

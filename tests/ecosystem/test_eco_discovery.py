@@ -39,6 +39,7 @@ def test_plugins_lists_both_packages_with_what_they_register(ekd_json: Callable[
     assert example["registers"] == {
         "models": ["convmixer_tiny"],
         "datasets": ["digits-lt", "listfile-lt"],
+        "temperature_rules": ["confidence"],
         "commands": ["class-counts"],
     }
     bridge = _plugin(payload, "ekd-timm")

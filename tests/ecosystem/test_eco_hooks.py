@@ -234,3 +234,17 @@ def test_the_tutorial_package_in_the_guide_installs_and_passes_its_own_tests(
     finally:
         for name in [m for m in sys.modules if m.startswith("ekd_mlp")]:
             del sys.modules[name]
+
+
+@pytest.mark.usefixtures("examples_installed")
+def test_trackers_hooks_honour_the_contract() -> None:
+    import ekd_plugins.trackers
+    import ekd_wandb
+
+    first_party, wandb = Recorder(), Recorder()
+    ekd_plugins.trackers.register_trackers(first_party)
+    ekd_wandb.register_trackers(wandb)
+    check_contract("trackers", first_party)
+    check_contract("trackers", wandb)
+    assert [c["name"] for c in first_party.calls] == ["tensorboard", "mlflow"]
+    assert [c["name"] for c in wandb.calls] == ["wandb"]

@@ -20,7 +20,7 @@ def test_train_a_plugin_model_on_a_plugin_dataset(run_ekd: Callable[..., Any]) -
         "--limit-train", "64", "--limit-test", "32",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "convmixer_tiny on digits-lt (10 classes)" in result.stdout
+    assert "convmixer_tiny on digits-lt (the first 64 of 408 training images), 10 classes" in result.stdout
 
     import torch
     from ekd_example.convmixer import convmixer_tiny

@@ -43,7 +43,7 @@ def test_two_process_run(tmp_path: Path) -> None:
     # Only rank 0 wrote, once per epoch.
     names = sorted(p.name for p in run_dir.iterdir())
     expected = ["best.safetensors", "checkpoint.pt", "config.toml", "environment.json", "last.safetensors"]
-    assert names == sorted([*expected, "metrics.jsonl", "summary.json"])
+    assert names == sorted([*expected, "metrics.jsonl", "run.log", "summary.json"])
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     record = json.loads(lines[-1])

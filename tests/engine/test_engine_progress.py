@@ -76,3 +76,67 @@ def test_quiet_mode_prints_nothing() -> None:
 
 def test_format_seconds() -> None:
     assert format_seconds(3725.9) == "1:02:05" and format_seconds(-3) == "0:00:00"
+
+
+# ------------------------------------------------------------------ single passes (score, evaluate)
+def test_pass_lines_report_share_rate_and_eta() -> None:
+    from ekdcli.engine.progress import PassProgress
+
+    stream = io.StringIO()
+    with PassProgress(
+        "scoring cifar100 train", 1000, "lines", stream=stream, line_every_s=0, min_interval_s=0
+    ) as p:
+        for _ in range(10):
+            p.update(100)
+    lines = stream.getvalue().splitlines()
+    pattern = r"scoring cifar100 train +(\d+)%  [\d,]+ img/s  eta \d+:\d\d:\d\d"
+    # every 10 % but the last (the pass's result follows it)
+    assert [int(re.fullmatch(pattern, line).group(1)) for line in lines] == list(range(10, 100, 10))
+
+
+def test_pass_bar_and_bytes() -> None:
+    from ekdcli.engine.progress import PassProgress
+
+    stream = Terminal()
+    with PassProgress("hashing ckpt.pth", 3 * 2**20, "bar", unit="B", stream=stream) as p:
+        for _ in range(3):
+            p.update(2**20)
+        p.bar.refresh()
+        text = stream.getvalue()
+    assert re.search(r"hashing ckpt\.pth: 100%.*3\.00M/3\.00M .*B/s", text), text
+
+
+def test_a_fast_pass_and_a_quiet_one_print_nothing() -> None:
+    from ekdcli.engine.progress import PassProgress
+
+    for mode, kwargs in (("lines", {}), ("none", {"line_every_s": 0, "min_interval_s": 0})):
+        stream = io.StringIO()
+        with PassProgress("evaluating r1 test", 100, mode, stream=stream, **kwargs) as p:
+            for _ in range(100):
+                p.update(1)
+        assert stream.getvalue() == ""
+
+
+def test_prediction_reports_progress_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict(desc=...) shows its pass; lines (not a bar) when stderr is not a terminal."""
+    import torch
+
+    from ekdcli.engine import EngineOptions, Runtime, predict, progress
+    from ekdcli.sdk.contracts import InMemoryDataset
+
+    monkeypatch.setattr(progress, "MIN_INTERVAL_S", 0.0)
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    images = torch.zeros(40, 3, 8, 8, dtype=torch.uint8)
+    labels = torch.arange(40) % 2
+    data = InMemoryDataset("toy", images, labels, images[:4], labels[:4], ["a", "b"], (0.5,) * 3, (0.5,) * 3)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+    runtime = Runtime(EngineOptions(device="cpu", precision="fp32"))
+    logits, _ = predict(model, data, "train", runtime, batch_size=4, desc="scoring toy train")
+    assert logits.shape == (40, 2)
+    shown = [line for line in stream.getvalue().splitlines() if line.startswith("scoring toy train")]
+    assert len(shown) == 9 and shown[0].split()[3] == "10%"
+    quiet = Runtime(EngineOptions(device="cpu", precision="fp32", quiet=True))
+    stream.truncate(0)
+    predict(model, data, "train", quiet, batch_size=4, desc="scoring toy train")
+    assert stream.getvalue() == ""

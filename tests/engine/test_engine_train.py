@@ -119,3 +119,13 @@ def test_a_new_run_says_which_stored_model_it_replaces(ekd: Any) -> None:
     assert 0.0 <= stored <= 1.0  # a fraction, shown in percent
     assert f"replacing {first['weights']} (top-1 {100 * stored:.2f}%, from {first['run_dir']})" in err + out
     assert json.loads(out)["weights"] == first["weights"]
+
+
+def test_train_prints_its_run_directory_once_and_counts_the_images_it_trains_on(ekd: Any) -> None:
+    flags, _ = DATA["fake"]
+    args = [a for a in FAST if a != "--quiet"]
+    code, out, err = ekd("train", *args, *flags, "--epochs", "1", "--limit-train", "64")
+    assert code == 0, err
+    result = json.loads(out)  # with --json the messages are on stderr
+    assert err.count(result["run_dir"]) == 1
+    assert "ekd train: tiny_cnn on fake-" in err and "(the first 64 of 256 training images), 4 classes" in err

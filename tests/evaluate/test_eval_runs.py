@@ -147,7 +147,7 @@ def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
         "b0": ("12.50", "12.50"),
     }
     assert cells["a0"][1] == f"{100 * by_target['a0']['top1']:.2f}"  # fractions in JSON, percent in text
-    assert "(top-1 to ECE: the best weights on the test split" in text
+    assert "(top-1 to ECE: the best weights on 32 test images" in text  # the sample count shown
     assert f"{(50 + 54 + 25) / 3:.2f} ± {_sample_std([50.0, 54.0, 25.0]):.2f}" in text
     assert "12.50 ± " not in text and "  12.50  " in text  # one run: its number, no std
     table = text.split("by configuration")[1].splitlines()[1:]
@@ -182,9 +182,13 @@ def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
     )
     save_scores(Store(tmp_path / "store").score_path(DATA_KEY, "tiny_cnn"), table)
 
-    result = run_evaluate(_config(), ["e1"], "test", None, "best", rate=0.2)
+    # by default only the test split is measured: the groups need --groups
+    plain = run_evaluate(_config(), ["e1"], "test", None, "best", rate=0.2)["targets"][0]["energy_groups"]
+    assert plain["available"] is False and plain["requested"] is False
+    result = run_evaluate(_config(), ["e1"], "test", None, "best", rate=0.2, groups=True)
     energy = result["targets"][0]["energy_groups"]
     assert energy["available"] and energy["rate"] == 0.2 and energy["low_rule"] == "released"
+    assert energy["samples"] == 64
     # Independent partition: E_low = sorted[floor(64*.2)] = sorted[12], E_high = sorted[64-12-1].
     e = -4.0 * torch.logsumexp(teacher_logits.double() / 4.0, dim=1)
     ordered = torch.sort(e).values
@@ -202,7 +206,17 @@ def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
         assert group["accuracy"] == pytest.approx(float(correct[mask].mean()))
         assert group["teacher_accuracy"] == pytest.approx(float(teacher_correct[mask].mean()))
     assert [energy["groups"][g]["count"] for g in ("low", "others", "high")] == [12, 40, 12]
-    assert "train accuracy by energy (rate 0.2" in format_evaluation(result)
+    assert "train accuracy by energy (64 training images, rate 0.2" in format_evaluation(result)
+
+    # on the first 20 training images: the same sets (from every scored sample), fewer members
+    first = run_evaluate(_config(limit_train=20), ["e1"], "test", None, "best", groups=True)
+    bounded = first["targets"][0]["energy_groups"]
+    assert bounded["samples"] == 20
+    for name, mask in (("low", low), ("others", others), ("high", high)):
+        head = mask[:20]
+        assert bounded["groups"][name]["count"] == int(head.sum())
+        if head.any():
+            assert bounded["groups"][name]["accuracy"] == pytest.approx(float(correct[:20][head].mean()))
 
     # the same file given explicitly, and one for other data refused
     explicit = run_evaluate(_config(), ["e1"], "test", Path(energy["scores"]), "best")
@@ -215,7 +229,7 @@ def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
 
 def test_no_scores_is_reported_not_fatal(tmp_path: Path) -> None:
     make_run(tmp_path / "store" / "runs", "n1", 0, [10.0])
-    energy = run_evaluate(_config(), ["n1"], "test", None, "best")["targets"][0]["energy_groups"]
+    energy = run_evaluate(_config(), ["n1"], "test", None, "best", groups=True)["targets"][0]["energy_groups"]
     assert energy["available"] is False
     assert "no score file" in energy["reason"] and "tiny_cnn.safetensors" in energy["reason"]
 

@@ -20,7 +20,7 @@ import pytest
 
 from ekdcli.config import Config, resolve
 from ekdcli.jobs.common import resolve_recipe
-from ekdcli.jobs.distill import plan_methods
+from ekdcli.jobs.distill import build_losses, plan_methods
 from ekdcli.sdk.plugins import registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,9 +153,8 @@ def test_config_resolves_plans_and_builds(path: Path) -> None:
 
     # the plan ekd distill makes, and the components it builds from it
     plan = plan_methods(config)
-    distiller = plan.distiller.build(**plan.distiller_options)
+    distiller, augmentation = build_losses(config, plan, (config.teacher, config.student))
     described = distiller.describe()
-    augmentation = plan.augmentation.build(**plan.augmentation_options) if plan.augmentation else None
     assert described["method"] == config.method
 
     # recipe: explicit, valid, the paper's schedule and the small-student learning rate
@@ -251,7 +250,7 @@ def test_preset_flag_switches_to_the_paper_rule() -> None:
     official = plan_methods(_load(path))
     paper = plan_methods(resolve(flags={"energy": {"preset": "paper"}}, config_file=path))
     temps = {
-        name: plan.distiller.build(**plan.distiller_options).describe()["temperatures"]
+        name: build_losses(_load(path), plan, ("resnet32x4", "resnet8x4"))[0].describe()["temperatures"]
         for name, plan in (("official", official), ("paper", paper))
     }
     assert temps == {
@@ -267,7 +266,7 @@ def test_rate_flag_overrides_the_file() -> None:
     assert plan.augmentation is not None and plan.augmentation_options["rate"] == 0.5
     energy = PAPER / "table1" / "energy_kd-resnet32x4-resnet8x4.toml"
     plan = plan_methods(resolve(flags={"rate": 0.4}, config_file=energy))
-    assert (plan.distiller_options["low_rate"], plan.distiller_options["high_rate"]) == (0.4, 0.4)
+    assert (plan.rule_options["low_rate"], plan.rule_options["high_rate"]) == (0.4, 0.4)
 
 
 def _generator() -> ModuleType:

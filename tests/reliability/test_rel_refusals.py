@@ -293,7 +293,7 @@ def _set_values() -> list[Case]:
             None,
             (*DISTILL, "--set", "energy.segments=1000000"),
             2,
-            ("option 'segments' of distiller 'energy_kd' must be at most 100",),
+            ("option 'segments' of temperature rule 'energy' must be at most 100",),
         ),
     ]
     return cases
@@ -345,7 +345,7 @@ def _config_files() -> list[Case]:
         (
             "energy-inf",
             "[energy]\nt_mid = inf\n",
-            ("option 't_mid' of distiller 'energy_kd' must be a finite number", "(set in c.toml line 2)"),
+            ("option 't_mid' of temperature rule 'energy' must be a finite number", "(set in c.toml line 2)"),
         ),
         (
             "segments-huge",
@@ -695,7 +695,7 @@ def _segments() -> list[Case]:
                 None,
                 (*DISTILL, "--segments", value),
                 2,
-                (f"'segments' of distiller 'energy_kd' must be {expected}",),
+                (f"'segments' of temperature rule 'energy' must be {expected}",),
             )
         )
         cases.append(

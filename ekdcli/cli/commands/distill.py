@@ -15,6 +15,7 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
     "teacher",
     "student",
     "method",
+    "temperature_rule",
     "augment",
     "rate",
     "low_rate",
@@ -25,6 +26,7 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
     *RUNTIME,
     "teacher_cache",
     "teacher_cache_dtype",
+    "verbose",
     "nproc",
 )
 @click.option(
@@ -70,10 +72,14 @@ def distill(
     nproc: int | None,
     **params: Any,
 ) -> None:
-    """Distill a teacher into a student: KD, DKD, Energy KD, Energy DKD, HE-DA and ablations.
+    """Distill a teacher into a student: KD, DKD, MLKD, CTKD, Energy KD/DKD, HE-DA and ablations.
 
-    The energy rule in use (paper or official preset, temperatures, rates,
-    thresholds) is printed at the start and stored in the run directory.
+    A temperature-based method (kd, dkd, mlkd, ctkd, ...) takes its temperatures
+    from a rule: --temperature-rule fixed (kd's default), energy (energy_kd's),
+    gradation, or a plugin's; the rule's options go in [temperature] (--set
+    temperature.KEY=VALUE), and --preset/--source/--apply/--segments/--rate reach
+    an energy rule. The rule in use (preset, temperatures, rates, thresholds) is
+    printed at the start and stored in the run directory.
     --rate is the paper's r: with an energy augmentation (he-cutmix, ...) it
     sets the augmentation rate and the distiller keeps its preset temperature
     rates unless --low-rate/--high-rate are given; with cutmix/mixup it mixes
@@ -87,6 +93,7 @@ def distill(
       ekd distill --method energy_dkd --augment he-cutmix --rate 0.5     # models from ekd.toml
       ekd distill --method kd --augment cutmix --rate 0.5                # a random half of each batch
       ekd distill --method kd --epochs 3                                  # embedded data, default pair
+      ekd distill --method mlkd --temperature-rule energy --preset official   # MLKD with energy temperatures
       ekd distill --method energy_kd --nproc 2                            # two processes (torchrun)
     """
     from ekdcli.cli.launch import multiprocess

@@ -27,31 +27,60 @@ from ekdcli.cli.options import FINITE, build_config, options
     help="Weights of a run to evaluate: its best or its last epoch.",
 )
 @click.option(
+    "--groups",
+    is_flag=True,
+    help="Add the accuracy on the training set's low / others / high energy sets (a pass over the "
+    "training images: all of them, or the first --limit-train).",
+)
+@click.option(
     "--scores",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Score file for the energy groups (default: the store's scores of the run's teacher).",
+    help="Score file for the energy groups (implies --groups; default: the store's scores of the run's teacher).",
 )
 @click.option(
     "--rate",
     type=FINITE,
     default=0.2,
     show_default=True,
-    help="Share of the training set in the low and in the high energy set.",
+    help="Share of the training set in the low and in the high energy set (--groups).",
+)
+@click.option(
+    "--no-cache",
+    "no_cache",
+    is_flag=True,
+    help="Measure again instead of reusing the results cached in <store>/cache/evaluations/.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the training curves (loss, top-1, lr) of the runs among the targets into this PNG.",
 )
 @options(
-    "config", "store", "data", "data_root", "device", "json", "quiet", "debug", "limit_test", "precision"
-)
+    "config", "store", "data", "data_root", "device", "json", "quiet", "debug", "limit_train", "limit_test",
+    "precision",
+)  # fmt: skip
 def evaluate(
-    targets: tuple[str, ...], split: str, which: str, scores: Path | None, rate: float, **params: Any
+    targets: tuple[str, ...],
+    split: str,
+    which: str,
+    groups: bool,
+    scores: Path | None,
+    rate: float,
+    no_cache: bool,
+    plot: Path | None,
+    **params: Any,
 ) -> None:
     """Top-1/top-5, NLL, calibration (ECE, 15 bins) and per-class accuracy of runs or models.
 
     A TARGET is a run directory (or a directory of runs), a run name under
     <store>/runs/, a model name in the store (with --data) or a .safetensors
     file. A run is evaluated on the data its config.toml names; its best- and
-    last-epoch top-1 from training are shown too. With a score file (--scores,
-    or the one of the run's teacher in the store) the model's accuracy on the
-    low / others / high energy sets of the training data is added; long-tailed
+    last-epoch top-1 from training are shown too. Each target costs one pass
+    over the test split, and its row is printed when it is done; results are
+    cached per weights, data and options, so evaluating a run again is
+    instant, and Ctrl-C keeps what is done. --groups adds the model's accuracy
+    on the low / others / high energy sets of the training data (from
+    --scores, or the score file of the run's teacher in the store); long-tailed
     data also get many/medium/few-shot accuracy. Several targets give one table
     grouped by configuration with mean ± sample std over seeds. Runs at fp32
     unless --precision is given.
@@ -60,12 +89,27 @@ def evaluate(
     Example:
       ekd evaluate ekd-store/runs/*
       ekd evaluate resnet8 --data cifar100 --data-root ../shared/data/cifar100.npz
-      ekd evaluate my-run --which last --scores ekd-store/scores/cifar100/wrn_40_2.safetensors --json
+      ekd evaluate ekd-store/runs/distill-* --plot curves.png     # their training curves overlaid
+      ekd evaluate my-run --groups --limit-train 10000 --json
+      ekd evaluate my-run --which last --scores ekd-store/scores/cifar100/wrn_40_2.safetensors
     """
     from ekdcli.jobs.common import console
     from ekdcli.jobs.evaluate import run_evaluate
     from ekdcli.jobs.evaluate_report import format_evaluation
 
     config = build_config(params)
-    result = run_evaluate(config, list(targets), split, scores, which, rate)
-    console(config).result(result, format_evaluation(result))
+    plotted = None
+    if plot is not None:
+        from ekdcli.jobs.curves import plot_targets
+
+        plotted = plot_targets(config, list(targets), plot)
+    stream = not config.quiet and not config.json
+    result = run_evaluate(
+        config, list(targets), split, scores, which, rate, groups=groups, stream=stream, cache=not no_cache
+    )
+    if plotted is not None:
+        result["plot"] = str(plotted)
+    rows_shown = stream and result["requested"] > 1
+    console(config).result(result, format_evaluation(result, rows=not rows_shown))
+    if result["interrupted"]:
+        raise SystemExit(130)

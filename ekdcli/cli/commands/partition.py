@@ -11,7 +11,7 @@ from ekdcli.cli.options import COMMON, build_config, options
 
 
 @click.command("partition")
-@options("teacher", "rate", "low_rate", "high_rate", *COMMON)
+@options("teacher", "rate", "low_rate", "high_rate", *COMMON, "limit_train")
 @click.option(
     "--scores",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -11,7 +11,10 @@ from ekdcli.jobs.console import Console
 from ekdcli.sdk.plugins import KINDS, Component, get_plugins
 from ekdcli.util.errors import UsageError, did_you_mean
 
-_KIND_ALIASES = {k: k for k in KINDS} | {k.rstrip("s"): k for k in KINDS}
+# "temperature-rules", "temperature_rule", "model": every spelling of a kind
+_KIND_ALIASES = {
+    spelling: k for k in KINDS for name in (k, k.rstrip("s")) for spelling in (name, name.replace("_", "-"))
+}
 
 
 @click.command("plugins")
@@ -56,7 +59,12 @@ def _describe(component: Component) -> dict[str, Any]:
 
 
 # Where a component's options are set (a TOML table, or --set TABLE.KEY=VALUE).
-_OPTION_TABLE = {"datasets": "data_options", "distillers": "distiller", "augmentations": "augmentation"}
+_OPTION_TABLE = {
+    "datasets": "data_options",
+    "distillers": "distiller",
+    "temperature_rules": "temperature",
+    "augmentations": "augmentation",
+}
 
 
 def _options_text(kind: str, component: Component) -> str:
@@ -66,14 +74,29 @@ def _options_text(kind: str, component: Component) -> str:
     if not isinstance(defaults, dict) or not defaults or table is None:
         return ""
     where = f"[{table}]"
-    if kind == "distillers" and component.info.get("needs_energy"):
+    if kind in ("distillers", "temperature_rules") and component.info.get("needs_energy"):
         where += " (energy options also in [energy])"
-    lines = [f"options, with defaults (set in {where} of ekd.toml or with --set {table}.KEY=VALUE):"]
+    lines = []
+    if component.info.get("temperature_rule"):
+        lines.append(
+            f"temperature rule: {component.info['temperature_rule']} (another with --temperature-rule; "
+            "'ekd list temperature-rules')"
+        )
+    lines.append(f"options, with defaults (set in {where} of ekd.toml or with --set {table}.KEY=VALUE):")
     width = max(len(name) for name in defaults)
     lines += [f"  {name:<{width}}  {'-' if value is None else value}" for name, value in defaults.items()]
     if any(value is None for value in defaults.values()):
         lines.append("  (-: decided by the preset, the teacher/student pair or the other options)")
     return "\n".join(lines)
+
+
+def _inline_options(kind: str, component: Component) -> str:
+    """Temperature rules are few and small: their options on their line (``t=4.0``; ``-`` = from the preset)."""
+    defaults = component.info.get("options")
+    if kind != "temperature_rules" or not isinstance(defaults, dict) or not defaults:
+        return ""
+    shown = ", ".join(f"{name}={'-' if value is None else value}" for name, value in defaults.items())
+    return f"\n    options: {shown}"
 
 
 def _params(component: Component) -> str:
@@ -88,7 +111,8 @@ def _params(component: Component) -> str:
 def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> None:
     """Registered components of KIND matching PATTERN (shell wildcards, names and aliases).
 
-    KIND is one of models, datasets, distillers, augmentations, commands.
+    KIND is one of models, datasets, distillers, temperature-rules, augmentations,
+    trackers, commands.
     Model parameter counts are for 100 classes. When one component matches,
     its options are listed with their defaults.
 
@@ -97,11 +121,12 @@ def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> Non
       ekd list models 'resnet*'
       ekd list augmentations
       ekd list distillers energy_kd     # its options and defaults
+      ekd list temperature-rules        # fixed, energy, gradation, with their options
     """
     key = _KIND_ALIASES.get(kind.lower())
     if key is None:
         raise UsageError(
-            f"unknown kind {kind!r}.{did_you_mean(kind, KINDS)} Choose one of {', '.join(KINDS)}."
+            f"unknown kind {kind!r}.{did_you_mean(kind, KINDS)} Choose one of {', '.join(k.replace('_', '-') for k in KINDS)}."
         )
     found = get_plugins().registries[key].list(pattern)
     if not found and not json:
@@ -110,7 +135,8 @@ def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> Non
     for c in found:
         aliases = f" (aka {', '.join(c.aliases)})" if c.aliases else ""
         extra = _params(c) if key == "models" else ""
-        rows.append((c.name, extra, f"{c.description}{aliases}  [{c.plugin}]"))
+        inline = _inline_options(key, c) if len(found) > 1 else ""  # one match: its full table below
+        rows.append((c.name, extra, f"{c.description}{aliases}  [{c.plugin}]{inline}"))
     width = max((len(r[0]) for r in rows), default=0)
     text = "\n".join(
         f"{name:<{width}}  {extra:>8}  {desc}" if key == "models" else f"{name:<{width}}  {desc}"

@@ -11,7 +11,7 @@ from ekdcli.cli.options import COMMON, FINITE, build_config, options
 
 
 @click.command("score")
-@options("teacher", "energy_temperature", *COMMON, "precision", "channels_last", "nproc")
+@options("teacher", "energy_temperature", *COMMON, "limit_train", "precision", "channels_last", "nproc")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Score file (default: in the store)."
 )

@@ -28,14 +28,18 @@ _TABLE: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         "cifar:cifar100",
         ("cifar-100",),
         f"CIFAR-100, 32x32 RGB; --data-root is {_CIFAR_ROOT} (cifar-100-python/); --download",
-        _in_memory(100),
+        _in_memory(
+            100, recognize={"npz_classes": 100, "npz_name": "cifar100.npz", "folder": "cifar-100-python"}
+        ),
     ),
     (
         "cifar10",
         "cifar:cifar10",
         ("cifar-10",),
         f"CIFAR-10, 32x32 RGB; --data-root is {_CIFAR_ROOT} (cifar-10-batches-py/); --download",
-        _in_memory(10),
+        _in_memory(
+            10, recognize={"npz_classes": 10, "npz_name": "cifar10.npz", "folder": "cifar-10-batches-py"}
+        ),
     ),
     (
         "cifar100-lt",
@@ -56,7 +60,7 @@ _TABLE: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         "digits:digits",
         ("default", "embedded"),
         "embedded default: scikit-learn's 1,797 real handwritten digits, 32x32 grey, no download",
-        _in_memory(10, channels=1, train=1442, test=355),
+        _in_memory(10, channels=1, train=1442, test=355, options={"size": 32}),
     ),
     (
         "fake",
@@ -70,7 +74,14 @@ _TABLE: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         "imagenet:imagenet",
         (),
         "ImageFolder root with train/ and val/ (ImageNet-1k or any), read by DataLoader workers",
-        {"kind": "folder", "classes": 1000, "image_size": 224, "channels": 3, "recipe": "imagenet"},
+        {
+            "kind": "folder",
+            "classes": 1000,
+            "image_size": 224,
+            "channels": 3,
+            "recipe": "imagenet",
+            "options": {"image_size": 224},
+        },
     ),
 ]
 

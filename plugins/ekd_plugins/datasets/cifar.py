@@ -116,11 +116,11 @@ def read_cifar_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
             raw = _SafeUnpickler(handle, encoding="latin1").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as exc:
         raise UsageError(
-            f"Cannot read CIFAR file {path} ({exc}); re-extract the official archive or use --download."
+            f"cannot read the CIFAR file {path} ({exc}); re-extract the official archive or use --download."
         ) from exc
     if not isinstance(raw, dict):
         raise UsageError(
-            f"CIFAR file {path} holds a {type(raw).__name__}, not a dict; re-extract the archive."
+            f"the CIFAR file {path} holds a {type(raw).__name__}, not a dict; re-extract the archive."
         )
     return {_text(k): v for k, v in raw.items()}
 
@@ -129,12 +129,12 @@ def _batch(spec: CifarSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
     entry = read_cifar_pickle(path)
     if "data" not in entry or spec.label_key not in entry:
         raise UsageError(
-            f"CIFAR file {path} lacks 'data' or '{spec.label_key}'; is it a {spec.title} file? "
+            f"the CIFAR file {path} lacks 'data' or '{spec.label_key}'; is it a {spec.title} file? "
             "Re-extract the official archive."
         )
     data = np.asarray(entry["data"], dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise UsageError(f"CIFAR file {path} has data of shape {data.shape}, expected [N, 3072].")
+        raise UsageError(f"the CIFAR file {path} has data of shape {data.shape}, expected [N, 3072].")
     # rows are the R plane, then G, then B, each 32x32 row-major: exactly NCHW
     return data.reshape(-1, 3, 32, 32), np.asarray(entry[spec.label_key], dtype=np.int64)
 
@@ -174,7 +174,7 @@ def _download(spec: CifarSpec, directory: Path) -> None:
         cls(root=str(directory), train=True, download=True)
     except Exception as exc:  # network errors come in many types
         raise JobError(
-            f"Downloading {spec.title} into {directory} failed ({exc}); download the official archive by "
+            f"downloading {spec.title} into {directory} failed ({exc}); download the official archive by "
             f"hand, extract it there, or pass --data-root path/to/{spec.npz_name}."
         ) from exc
 
@@ -209,7 +209,7 @@ def locate(spec: CifarSpec, root: str | os.PathLike[str] | None, download: bool)
     shown = ", ".join(str(p) for p in looked[: 2 if not base.is_dir() else 3])
     hint = "" if download else ", or add --download to fetch the official archive"
     raise UsageError(
-        f"No {spec.title} data found (looked at {shown}); pass --data-root path/to/{spec.npz_name} "
+        f"no {spec.title} data found (looked at {shown}); pass --data-root path/to/{spec.npz_name} "
         f"or a directory holding {spec.folder}/{hint}."
     )
 

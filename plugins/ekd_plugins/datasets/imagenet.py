@@ -70,13 +70,13 @@ def imagenet(
     if download:
         hint += " (ImageNet cannot be downloaded automatically; get it from image-net.org)"
     if root is None:
-        raise UsageError(f"The imagenet dataset needs its folder; {hint}.")
+        raise UsageError(f"the imagenet dataset needs its folder; {hint}.")
     base = Path(os.fspath(root)).expanduser()
     if not base.is_dir():
-        raise UsageError(f"ImageNet root {base} is not a directory; {hint}.")
+        raise UsageError(f"the ImageNet root {base} is not a directory; {hint}.")
     missing = [str(base / s) for s in ("train", "val") if not (base / s).is_dir()]
     if missing:
-        raise UsageError(f"ImageNet root {base} lacks {' and '.join(missing)}; {hint}.")
+        raise UsageError(f"the ImageNet root {base} lacks {' and '.join(missing)}; {hint}.")
     train_tf, eval_tf = imagenet_transforms(image_size)
     train = _folder(base / "train", train_tf)
     val = _folder(base / "val", eval_tf)

@@ -1,8 +1,10 @@
-"""The baselines: cross-entropy, KD (Hinton et al.) and DKD (Zhao et al., CVPR 2022).
+"""Cross-entropy, KD (Hinton et al.) and DKD (Zhao et al., CVPR 2022), each with a temperature rule.
 
 Each ``__call__`` returns the named, already weighted loss terms; the engine
 sums them.  CE always sees the raw logits; with ``logit_standardize`` the
 distillation terms see z-scored teacher and student logits (Sun et al., CVPR 2024).
+KD and DKD take their temperatures from a rule (``fixed`` by default); Energy KD and Energy
+DKD are the same classes with the ``energy`` rule (:mod:`ekd_plugins.distillers.energy_kd`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from ekd_plugins.distillers.functional import dkd_terms, standardize_logits, upcast, warmup_factor
-from ekd_plugins.distillers.options import CE_OPTIONS, DKD_OPTIONS, KD_OPTIONS
-from ekd_plugins.distillers.pairs import DKD_DEFAULT_BETA, dkd_beta_for
-from ekdcli.sdk.contracts import DistillBatch, Distiller
+from ekd_plugins.distillers.options import CE_OPTIONS, DKD_LOSS, DKD_OPTIONS, KD_LOSS, KD_OPTIONS
+from ekd_plugins.pairs import DKD_DEFAULT_BETA, dkd_beta_for
+from ekdcli.sdk.contracts import DistillBatch, Distiller, TemperatureDistiller, TemperatureRule
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss
 from ekdcli.sdk.options import as_bool, as_float, as_pair, check_names, given, owner
+from ekdcli.sdk.temperature import split_rule_options
 
 
 def cross_entropy(batch: DistillBatch) -> torch.Tensor:
@@ -63,50 +66,53 @@ class CEDistiller(Distiller):
         return {"ce": cross_entropy(batch)}
 
 
-class KDDistiller(Distiller):
-    """``w_ce * CE + w_kd * mean_i T^2 KL(softmax(z_t/T) || softmax(z_s/T))``."""
+class KDDistiller(TemperatureDistiller):
+    """``w_ce * CE + w_kd * mean_i T_i^2 KL(softmax(z_t/T_i) || softmax(z_s/T_i))``, ``T_i`` from the rule."""
 
-    name = "kd"
-
-    def __init__(self, t: float, w_ce: float, w_kd: float, logit_standardize: bool) -> None:
-        self.t, self.w_ce, self.w_kd, self.logit_standardize = t, w_ce, w_kd, logit_standardize
+    def __init__(
+        self, rule: TemperatureRule, w_ce: float, w_kd: float, logit_standardize: bool, name: str = "kd"
+    ) -> None:
+        super().__init__(rule)
+        self.name, self.w_ce, self.w_kd, self.logit_standardize = name, w_ce, w_kd, logit_standardize
 
     def describe(self) -> dict[str, Any]:
         return {
             "method": self.name,
-            "t": self.t,
+            **self.describe_rule(),
             "w_ce": self.w_ce,
             "w_kd": self.w_kd,
             "logit_standardize": self.logit_standardize,
         }
 
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
+        temps = self.temperatures(batch)
         student, teacher = distillation_inputs(batch, self.name, self.logit_standardize)
-        return {"ce": self.w_ce * cross_entropy(batch), "kd": self.w_kd * kd_loss(student, teacher, self.t)}
+        return {"ce": self.w_ce * cross_entropy(batch), "kd": self.w_kd * kd_loss(student, teacher, temps)}
 
 
-class DKDDistiller(Distiller):
-    """``w_ce * CE + warm * (alpha * TCKD + beta * NCKD)``, ``warm = min(epoch / warmup, 1)``."""
-
-    name = "dkd"
+class DKDDistiller(TemperatureDistiller):
+    """``w_ce * CE + warm * (alpha * TCKD + beta * NCKD)``, ``warm = min(epoch / warmup, 1)``; TCKD and
+    NCKD of row i at the rule's ``T_i``, each scaled by ``T_i^2``, then the batch mean."""
 
     def __init__(
         self,
-        t: float,
+        rule: TemperatureRule,
         alpha: float,
         beta: float,
         warmup: float,
         w_ce: float,
         logit_standardize: bool,
         beta_source: str = "given",
+        name: str = "dkd",
     ) -> None:
-        self.t, self.alpha, self.beta, self.warmup = t, alpha, beta, warmup
+        super().__init__(rule)
+        self.name, self.alpha, self.beta, self.warmup = name, alpha, beta, warmup
         self.w_ce, self.logit_standardize, self.beta_source = w_ce, logit_standardize, beta_source
 
     def describe(self) -> dict[str, Any]:
         return {
             "method": self.name,
-            "t": self.t,
+            **self.describe_rule(),
             "alpha": self.alpha,
             "beta": self.beta,
             "beta_source": self.beta_source,
@@ -116,8 +122,9 @@ class DKDDistiller(Distiller):
         }
 
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
+        temps = self.temperatures(batch)
         student, teacher = distillation_inputs(batch, self.name, self.logit_standardize)
-        tckd, nckd = dkd_terms(student, teacher, batch.labels, self.t)
+        tckd, nckd = dkd_terms(student, teacher, batch.labels, temps)
         warm = warmup_factor(batch.epoch, self.warmup)
         return {
             "ce": self.w_ce * cross_entropy(batch),
@@ -127,35 +134,52 @@ class DKDDistiller(Distiller):
 
 
 # ------------------------------------------------------------------ factories
-WHO = {name: owner("distiller", name) for name in ("ce", "kd", "dkd")}
-
-
 def make_ce(**options: Any) -> CEDistiller:
-    check_names(WHO["ce"], options, CE_OPTIONS)
+    check_names(owner("distiller", "ce"), options, CE_OPTIONS)
     return CEDistiller()
 
 
-def make_kd(**options: Any) -> KDDistiller:
-    check_names(WHO["kd"], options, KD_OPTIONS)
-    opts = {**KD_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
+def build_kd(
+    name: str, default_rule: str, valid: dict[str, Any], rule: TemperatureRule | None, options: dict[str, Any]
+) -> KDDistiller:
+    """KD under ``name`` (kd, energy_kd) with ``rule``, else its default rule built from ``options``."""
+    who = owner("distiller", name)
+    check_names(who, options, valid)
+    rule, own = split_rule_options(who, rule, default_rule, options)
+    opts = {**KD_LOSS, **{k: v for k, v in own.items() if v is not None}}
     return KDDistiller(
-        t=as_float(WHO["kd"], "t", opts["t"], positive=True),
-        w_ce=as_float(WHO["kd"], "w_ce", opts["w_ce"], non_negative=True),
-        w_kd=as_float(WHO["kd"], "w_kd", opts["w_kd"], non_negative=True),
-        logit_standardize=as_bool(WHO["kd"], "logit_standardize", opts["logit_standardize"]),
+        rule,
+        w_ce=as_float(who, "w_ce", opts["w_ce"], non_negative=True),
+        w_kd=as_float(who, "w_kd", opts["w_kd"], non_negative=True),
+        logit_standardize=as_bool(who, "logit_standardize", opts["logit_standardize"]),
+        name=name,
     )
 
 
-def make_dkd(**options: Any) -> DKDDistiller:
-    check_names(WHO["dkd"], options, DKD_OPTIONS)
-    opts = {**DKD_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
-    beta, beta_source, _ = resolve_beta(WHO["dkd"], opts)
+def build_dkd(
+    name: str, default_rule: str, valid: dict[str, Any], rule: TemperatureRule | None, options: dict[str, Any]
+) -> DKDDistiller:
+    """DKD under ``name`` (dkd, energy_dkd) with ``rule``, else its default rule built from ``options``."""
+    who = owner("distiller", name)
+    check_names(who, options, valid)
+    rule, own = split_rule_options(who, rule, default_rule, options)
+    opts = {**DKD_LOSS, **{k: v for k, v in own.items() if v is not None}}
+    beta, beta_source, _ = resolve_beta(who, opts)
     return DKDDistiller(
-        t=as_float(WHO["dkd"], "t", opts["t"], positive=True),
-        alpha=as_float(WHO["dkd"], "alpha", opts["alpha"], non_negative=True),
+        rule,
+        alpha=as_float(who, "alpha", opts["alpha"], non_negative=True),
         beta=beta,
-        warmup=as_float(WHO["dkd"], "warmup", opts["warmup"], non_negative=True),
-        w_ce=as_float(WHO["dkd"], "w_ce", opts["w_ce"], non_negative=True),
-        logit_standardize=as_bool(WHO["dkd"], "logit_standardize", opts["logit_standardize"]),
+        warmup=as_float(who, "warmup", opts["warmup"], non_negative=True),
+        w_ce=as_float(who, "w_ce", opts["w_ce"], non_negative=True),
+        logit_standardize=as_bool(who, "logit_standardize", opts["logit_standardize"]),
         beta_source=beta_source,
+        name=name,
     )
+
+
+def make_kd(*, temperature_rule: TemperatureRule | None = None, **options: Any) -> KDDistiller:
+    return build_kd("kd", "fixed", KD_OPTIONS, temperature_rule, options)
+
+
+def make_dkd(*, temperature_rule: TemperatureRule | None = None, **options: Any) -> DKDDistiller:
+    return build_dkd("dkd", "fixed", DKD_OPTIONS, temperature_rule, options)

@@ -36,6 +36,7 @@ def collect() -> dict[str, dict[str, Any]]:
 
     ekd_example.register_models(recorder("models"))
     ekd_example.register_datasets(recorder("datasets"))
+    ekd_example.register_temperature_rules(recorder("temperature_rules"))
     ekd_example.register_commands(recorder("commands"))
     return seen
 
@@ -46,6 +47,7 @@ def test_hooks_register_lazy_factories_that_resolve() -> None:
         "convmixer_tiny": "models",
         "digits-lt": "datasets",
         "listfile-lt": "datasets",
+        "confidence": "temperature_rules",
         "class-counts": "commands",
     }
     for entry in seen.values():

@@ -1,7 +1,8 @@
 """ekd-example: a third-party ekd plugin, discovered through the ``ekd`` entry-point group.
 
 It registers one model (``convmixer_tiny``), two long-tailed dataset builders
-(``digits-lt``, ``listfile-lt``) and one command (``ekd class-counts``).
+(``digits-lt``, ``listfile-lt``), one temperature rule (``confidence``) and one command
+(``ekd class-counts``).
 
 This module is imported by every ``ekd`` invocation, ``ekd --help`` included, so
 it holds names and metadata only: each factory is a ``"module:attr"`` string the
@@ -65,6 +66,17 @@ def register_datasets(register: Callable[..., Any]) -> None:
             "image_size": 32,
             "options": {"image_size": 32, "train_list": "train.txt", "test_list": "test.txt", "workers": 0},
         },
+    )
+
+
+@hookimpl
+def register_temperature_rules(register: Callable[..., Any]) -> None:
+    """A temperature rule the core lacks: the teacher's top probability sets each sample's T."""
+    register(
+        "confidence",
+        "ekd_example.confidence:make_confidence",
+        description="T = t_min + (t_max - t_min) * the teacher's top probability (confident: smoother)",
+        info={"needs_energy": False, "options": {"t_min": 2.0, "t_max": 6.0}},
     )
 
 

@@ -40,7 +40,7 @@ def zipf_counts(num_classes: int, n_max: int, imbalance_factor: float) -> list[i
         )
     if num_classes < 1 or n_max < 1:
         raise UsageError(
-            f"A long-tailed dataset needs classes with images, got {num_classes} classes x {n_max}."
+            f"a long-tailed dataset needs classes with images, got {num_classes} classes x {n_max}."
         )
     if num_classes == 1:
         return [n_max]
@@ -79,7 +79,7 @@ def digits_lt(
     profile = str(profile).strip().lower()
     seed = as_int(WHO, "seed", seed)
     if profile not in PROFILES:
-        raise UsageError(f"Unknown long-tail profile {profile!r}; use one of {', '.join(PROFILES)}.")
+        raise UsageError(f"unknown long-tail profile {profile!r}; use one of {', '.join(PROFILES)}.")
     zipf_counts(2, 2, factor)  # validate the factor before loading any data
     from ekdcli.sdk.plugins import registry
 

@@ -1,4 +1,7 @@
-"""The energy temperature rule shared by Energy KD and Energy DKD (docs/method.md#temperature-rule-paper-vs-released-code).
+"""The ``energy`` and ``gradation`` rules (docs/method.md#temperature-rule-paper-vs-released-code).
+
+Energy KD and Energy DKD are KD and DKD with the ``energy`` rule; any temperature-based
+distiller takes it with ``--temperature-rule energy``.
 
 Two presets, because the paper and the authors' released code disagree:
 
@@ -11,7 +14,7 @@ Two presets, because the paper and the authors' released code disagree:
 Every sample is put in a *group* (low / mid / high, or one of ``segments``
 equal-count energy segments for temperature gradation); each group has one
 temperature.  Static energies are turned into a per-index group table once in
-:meth:`TemperatureRule.setup`, so a batch costs one gather.
+:meth:`EnergyRule.setup`, so a batch costs one gather.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ekd_plugins.distillers.pairs import energy_rate_for
+from ekd_plugins.pairs import energy_rate_for
+from ekd_plugins.temperature_rules.options import ENERGY_OPTIONS, GRADATION_OPTIONS, GRADATION_SEGMENTS
+from ekdcli.sdk.contracts import TemperatureRule
 from ekdcli.sdk.energy import ENERGY_TEMPERATURE, MAX_SEGMENTS, LowRule, as_low_rule
 from ekdcli.sdk.errors import UsageError
-from ekdcli.sdk.options import as_choice, as_float, as_int, as_rate, given, pick
+from ekdcli.sdk.options import as_choice, as_float, as_int, as_pair, as_rate, check_names, given, owner, pick
 
 if TYPE_CHECKING:
     import torch
@@ -48,16 +53,20 @@ def temperature_key(value: float) -> str:
     return f"n_T{value:g}"
 
 
-class TemperatureRule:
+class EnergyRule(TemperatureRule):
     """Per-sample temperatures from teacher energies; validated at construction.
 
-    ``options`` are the rule options of :data:`~ekd_plugins.distillers.options.RULE_OPTIONS`
-    (``None`` = not given); ``pair`` picks the released rates of known pairs
-    under the ``official`` preset.
+    ``options`` are those of :data:`~ekd_plugins.temperature_rules.options.ENERGY_OPTIONS`
+    (``None`` = not given); ``pair`` picks the released rates of known pairs under the
+    ``official`` preset.  ``method`` is the label errors name (``temperature rule 'energy'``).
     """
 
-    def __init__(self, method: str, options: dict[str, Any], pair: tuple[str, str] | None = None) -> None:
-        self.method = method
+    needs_energy = True
+
+    def __init__(
+        self, method: str, options: dict[str, Any], pair: tuple[str, str] | None = None, name: str = "energy"
+    ) -> None:
+        self.method, self.name = method, name
         self.preset = as_choice(method, "preset", options.get("preset") or "paper", PRESETS)
         preset = PRESETS[self.preset]
         self.source = as_choice(method, "source", options.get("source") or preset["source"], SOURCES)
@@ -129,6 +138,7 @@ class TemperatureRule:
                 f"option 't_min' of {m} must not exceed 't_max', got {self.t_min} > {self.t_max}."
             )
         self.group_temperatures = self._group_temperatures()
+        self.reference = self.t_mid if self.segments is None else (self.t_min + self.t_max) / 2
 
     def _side(self, options: dict[str, Any], preset: dict[str, Any], offset: str, absolute: str) -> float:
         """One side's temperature: explicit absolute, explicit offset, then the preset's value."""
@@ -204,7 +214,7 @@ class TemperatureRule:
         if self.edges is not None:
             return segment_of(energies, self.edges)
         if self.thresholds is None:
-            raise RuntimeError("TemperatureRule.setup() must run before temperatures are assigned")
+            raise RuntimeError("EnergyRule.setup() must run before temperatures are assigned")
         groups = torch.where(self.thresholds.is_low(energies), 0, 1)
         # Eq. 9 tests the high-energy case first, so it wins where both hold (ties, rates summing to 1)
         return torch.where(self.thresholds.is_high(energies), 2, groups)
@@ -216,7 +226,7 @@ class TemperatureRule:
         from ekdcli.sdk.energy import energy
 
         if self._values is None:
-            raise RuntimeError("TemperatureRule.setup() must run before temperatures are assigned")
+            raise RuntimeError("EnergyRule.setup() must run before temperatures are assigned")
         if self.source == "static":
             assert self._table is not None
             groups = self._table[indices.to(self._table.device)]
@@ -232,6 +242,18 @@ class TemperatureRule:
     def temperatures(self, indices: torch.Tensor, teacher_logits: torch.Tensor | None) -> torch.Tensor:
         """One float32 temperature per row of the batch."""
         return self.assign(indices, teacher_logits)[0]
+
+    def __call__(
+        self,
+        teacher_logits: torch.Tensor | None,
+        indices: torch.Tensor,
+        stats: dict[str, float | torch.Tensor],
+    ) -> torch.Tensor:
+        """The batch's temperatures; ``stats`` counts the samples per temperature (``n_T<value>``)."""
+        temps, groups = self.assign(indices, teacher_logits)
+        for key, count in self.stats(groups).items():
+            stats[key] = stats.get(key, 0.0) + count
+        return temps
 
     def stats(self, groups: torch.Tensor) -> dict[str, float]:
         """Samples per temperature in a batch, keyed ``n_T<value>`` (groups sharing a value add up)."""
@@ -278,3 +300,18 @@ class TemperatureRule:
             )
         out["train_counts"] = self.train_counts
         return out
+
+
+# ------------------------------------------------------------------ factories
+def make_energy(**options: Any) -> EnergyRule:
+    who = owner("temperature rule", "energy")
+    check_names(who, options, ENERGY_OPTIONS)
+    return EnergyRule(who, options, pair=as_pair(who, options.get("pair")))
+
+
+def make_gradation(**options: Any) -> EnergyRule:
+    """The energy rule in its gradation mode: ``segments`` (10) segments from ``t_min`` to ``t_max``."""
+    who = owner("temperature rule", "gradation")
+    check_names(who, options, GRADATION_OPTIONS)
+    opts = {**options, "segments": pick(options, "segments", GRADATION_SEGMENTS)}
+    return EnergyRule(who, opts, name="gradation")

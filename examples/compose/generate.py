@@ -1,0 +1,152 @@
+"""Write the composition table under ``examples/compose/``: {KD, DKD, MLKD, CTKD} x {fixed, energy
+(paper), energy (official)} for ResNet32x4 -> ResNet8x4 and VGG13 -> VGG8 on CIFAR-100.
+
+Usage (from the repository root)::
+
+    python examples/compose/generate.py            # rewrite the committed files
+    python examples/compose/generate.py --out DIR  # write them elsewhere (the tests compare)
+
+Each method keeps its authors' CIFAR-100 settings in all three rows; only the temperature rule
+changes.  Edit this script, re-run it and commit its output.  Torch is not imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+for path in (REPO, REPO / "plugins"):  # run as a script from a checkout without installing ekd
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from ekd_plugins.pairs import dkd_beta_for  # noqa: E402
+
+from ekdcli.config import dumps_toml  # noqa: E402
+
+CIFAR_ROOT = "../shared/data/cifar100.npz"
+PAIRS = (("resnet32x4", "resnet8x4"), ("vgg13", "vgg8"))
+PAPER_NAMES = {"resnet32x4": "ResNet32x4", "resnet8x4": "ResNet8x4", "vgg13": "VGG13", "vgg8": "VGG8"}
+# rule row -> (temperature_rule, [temperature] table, text)
+RULES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "fixed": ("fixed", {"t": 4.0}, "fixed temperature T = 4 (the method as published)"),
+    "energy_paper": (
+        "energy",
+        {"preset": "paper"},
+        "energy rule, preset paper (Eq. 9: T 6 / 4 / 2 for low / mid / high teacher energy, score-file "
+        "energies, rates 0.2)",
+    ),
+    "energy_official": (
+        "energy",
+        {"preset": "official"},
+        "energy rule, preset official (released code: T 2 / 4 / 6 for low / mid / high energy, energies "
+        "of the current view, rates 0.2)",
+    ),
+}
+# What each method's authors report on CIFAR-100 (top-1 %, fixed temperature); see README.md.
+PUBLISHED = {
+    ("kd", "resnet32x4"): "73.33 (DKD paper, Table 1)",
+    ("kd", "vgg13"): "72.98 (DKD paper, Table 1)",
+    ("dkd", "resnet32x4"): "76.32 (DKD paper, Table 1)",
+    ("dkd", "vgg13"): "74.68 (DKD paper, Table 1)",
+    ("mlkd", "resnet32x4"): "77.08 (MLKD paper, Table 1)",
+    ("mlkd", "vgg13"): "75.18 (MLKD paper, Table 1)",
+    ("ctkd", "resnet32x4"): "73.39 (CTKD+KD as the logit-standardization paper reports it)",
+    ("ctkd", "vgg13"): "73.52 (CTKD paper, CTKD+KD)",
+}
+METHOD_NOTES = {
+    "kd": "KD (Hinton et al.) with mdistiller's CIFAR-100 settings: w_ce 0.1, w_kd 0.9, lr 0.05.",
+    "dkd": "DKD (Zhao et al., CVPR 2022) with mdistiller's configs: alpha 1, beta of the pair, warm-up 20.",
+    "mlkd": "MLKD (Jin et al., CVPR 2023) with the authors' configs: w_ce 0.1, w_kd 0.9, lr 0.025.",
+    "ctkd": "CTKD (Li et al., AAAI 2023) + KD with the released script: tau = 1 + 20 sigmoid(g), "
+    "lambda 0 -> 1 over 10 epochs (cosine), lr 0.05.",
+}
+
+
+def method_settings(method: str, pair: tuple[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(top-level keys, [distiller] table) of one method: the authors' CIFAR-100 settings."""
+    top: dict[str, Any] = {"recipe": "cifar"}
+    if method == "kd":
+        return top, {"w_ce": 0.1, "w_kd": 0.9}
+    if method == "dkd":
+        beta = dkd_beta_for(pair)
+        assert beta is not None, pair
+        return top, {"alpha": 1.0, "beta": beta, "warmup": 20.0, "w_ce": 1.0}
+    if method == "mlkd":
+        return {**top, "lr": 0.025}, {"w_ce": 0.1, "w_kd": 0.9}
+    return top, {
+        "variant": "global",
+        "t_start": 1.0,
+        "t_range": 20.0,
+        "lambda_min": 0.0,
+        "lambda_max": 1.0,
+        "lambda_epochs": 10,
+        "w_ce": 0.1,
+        "w_kd": 0.9,
+    }
+
+
+def render(method: str, rule_row: str, pair: tuple[str, str]) -> tuple[str, str]:
+    """(file name, text) of one row."""
+    teacher, student = pair
+    name = f"{method}-{rule_row}-{teacher}-{student}.toml"
+    rule, temperature, rule_text = RULES[rule_row]
+    top, distiller = method_settings(method, pair)
+    published = PUBLISHED[method, teacher] if rule_row == "fixed" else "not published (this table asks it)"
+    text = [
+        f"{METHOD_NOTES[method]} {PAPER_NAMES[teacher]} -> {PAPER_NAMES[student]} on CIFAR-100, {rule_text}.",
+        f"Published top-1: {published}.",
+    ]
+    lines = []
+    for line in text:
+        lines += textwrap.wrap(line, 106, initial_indent="# ", subsequent_indent="#   ")
+    lines += [  # commands stay on one line each, so that they can be copied
+        "# Teacher (once per store):",
+        f"#   ekd train --model {teacher} --data cifar100 --recipe cifar --data-root {CIFAR_ROOT}",
+        "# Run (the papers average 3 or more runs; vary --seed):",
+        f"#   ekd distill --config examples/compose/{name} --data-root {CIFAR_ROOT} --seed 0",
+        "# Generated by examples/compose/generate.py: edit that script and re-run it, not this file.",
+    ]
+    body = {
+        "data": "cifar100",
+        "teacher": teacher,
+        "student": student,
+        "method": method,
+        "temperature_rule": rule,
+        **top,
+        "distiller": distiller,
+        "temperature": temperature,
+    }
+    return name, "\n".join(lines) + "\n\n" + dumps_toml(body)
+
+
+def rows() -> list[tuple[str, str]]:
+    return [
+        render(method, rule_row, pair)
+        for method in ("kd", "dkd", "mlkd", "ctkd")
+        for rule_row in RULES
+        for pair in PAIRS
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE, help="directory to write (default: here)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    made = dict(rows())
+    for stale in args.out.glob("*.toml"):
+        if stale.name not in made:
+            stale.unlink()
+    for name, text in made.items():
+        (args.out / name).write_text(text, encoding="utf-8")
+    print(f"wrote {len(made)} files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
