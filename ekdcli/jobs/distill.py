@@ -182,7 +182,12 @@ def _own_options(config: Config, table: str, component: Component, plan: Plan) -
 
 
 def _not_for_this_method(
-    config: Config, table: str, problem: str, plan: Plan, subject: str | None = None, target: str | None = None
+    config: Config,
+    table: str,
+    problem: str,
+    plan: Plan,
+    subject: str | None = None,
+    target: str | None = None,
 ) -> None:
     """Options this method does not use: an error when given now (flag, --set), a note when a
     project file sets them for the other methods it serves."""
