@@ -100,7 +100,7 @@ def is_registered_model(ref: str) -> bool:
     return ref in registry("models")
 
 
-def find_trained(ref: str, dataset_key: str, store: Store, role: str) -> Path:
+def stored_weights_path(ref: str, dataset_key: str, store: Store, role: str) -> Path:
     """The weights file of a trained model (by name in the store, or a path); no torch needed."""
     canonical = canonical_model(ref) if is_registered_model(ref) else None
     return store.require_weights(ref, dataset_key, canonical, role)
@@ -112,7 +112,7 @@ def load_trained(ref: str, dataset: Dataset, dataset_key: str, store: Store, rol
     Everything that can be wrong with the file is said naming it: unknown architecture, bad
     metadata, another dataset's shape, missing or mis-shaped keys, NaN or infinite weights.
     """
-    path = find_trained(ref, dataset_key, store, role)
+    path = stored_weights_path(ref, dataset_key, store, role)
     tensors, metadata = load_tensors(path)
     canonical = canonical_model(ref) if is_registered_model(ref) else None
     arch = _recorded_arch(path, metadata, canonical, role)
@@ -216,8 +216,7 @@ def find_trained(ref: str, config: Config, which: str = "best") -> tuple[Path, P
         with_name = store.runs_dir() / ref
         if "/" not in ref and with_name.is_dir() and rundir.is_run_dir(with_name):
             return rundir.weights_path(with_name, which), with_name
-    canonical = canonical_model(ref) if is_registered_model(ref) else None
-    return store.require_weights(ref, dataset_key(config), canonical, "model"), None
+    return stored_weights_path(ref, dataset_key(config), store, "model"), None
 
 
 def with_run_data(config: Config, run_dir: Path | None) -> Config:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
-from ekdcli.jobs.build import TrainedModel, dataset_key, find_trained, load_dataset, load_trained
+from ekdcli.jobs.build import TrainedModel, dataset_key, load_dataset, load_trained, stored_weights_path
 from ekdcli.jobs.common import console, engine_options, open_store, store_file_lock
 from ekdcli.util.errors import JobError, UsageError
 
@@ -162,7 +162,7 @@ def run_score(
         raise UsageError(f"--rate must be in (0, 0.5] for the summary's thresholds, not {rate}.")
     say = console(config)
     data_key = dataset_key(config)  # names are checked before torch is imported
-    find_trained(config.teacher, data_key, open_store(config), "teacher")  # before torch is imported
+    stored_weights_path(config.teacher, data_key, open_store(config), "teacher")  # before torch is imported
     from ekdcli.engine import Runtime
     from ekdcli.method.figures import energy_histogram
     from ekdcli.method.scoring import format_summary, summarize
