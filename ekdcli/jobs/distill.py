@@ -63,6 +63,11 @@ class Plan:
     rule: Component | None = None  # the temperature rule of a temperature-based distiller
     rule_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def needs_energy(self) -> bool:
+        """Whether the run reads the teacher's score file (an energy rule or an energy augmentation)."""
+        return any(c is not None and c.info.get("needs_energy") for c in (self.rule, self.augmentation))
+
 
 def plan_methods(config: Config) -> Plan:
     """Choose components and route the options between them (docs/method.md#rates-on-the-command-line).

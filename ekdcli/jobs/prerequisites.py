@@ -72,10 +72,7 @@ def needs_of(campaign: Campaign, run: CampaignRun, config: Config) -> list[Prere
     data_key = dataset_key(config)
     teacher, label = _teacher(campaign, run, config, store, data_key, (teacher_name, defaulted))
     needs = [teacher] if teacher is not None else []
-    energy = plan.distiller.info.get("needs_energy") or (
-        plan.augmentation is not None and plan.augmentation.info.get("needs_energy")
-    )
-    if energy:
+    if plan.needs_energy:
         path = store.score_path(data_key, label)
         needs.append(
             Prerequisite(
