@@ -70,7 +70,9 @@ def _project(tmp_path: Path, text: str) -> None:
 def test_distiller_options_of_another_method_are_noted_from_a_file_refused_from_flags(tmp_path: Path) -> None:
     _project(tmp_path, 'data = "fake"\n[distiller]\nalpha = 2.0\nbeta = 8.0\nt = 3.0\n')
     plan = plan_methods(resolve({"method": "kd"}))
-    assert plan.distiller_options == {"t": 3.0}  # kd's own option stays
+    assert plan.distiller_options == {} and plan.rule_options == {
+        "t": 3.0
+    }  # kd's own (its fixed rule's) stays
     [note] = plan.notes
     assert note == "note: [distiller] alpha, beta in ekd.toml do not apply to distiller 'kd'; ignored."
     assert plan_methods(resolve({"method": "dkd"})).notes == []  # the method they were written for
@@ -96,7 +98,7 @@ def test_augmentation_options_without_an_augmentation(tmp_path: Path) -> None:
 def test_energy_options_from_a_file_and_from_flags(tmp_path: Path) -> None:
     _project(tmp_path, 'data = "fake"\n[energy]\npreset = "official"\n')
     assert "[energy] in" in plan_methods(resolve({"method": "kd"})).notes[0]
-    with pytest.raises(UsageError, match=r"the \[energy\] options apply to energy distillers"):
+    with pytest.raises(UsageError, match=r"the \[energy\] options apply to energy temperature rules"):
         plan_methods(resolve({"method": "kd", "energy": {"preset": "paper"}}))
 
 
