@@ -578,9 +578,12 @@ class Trainer:
         rt = self.runtime
         parallel = f", {rt.world_size} processes" if rt.world_size > 1 else ""
         threads = f", {rt.num_threads} threads" if rt.device.type == "cpu" else ""
-        # the recipe and the run directory are the job's to print (once)
+        # the job prints the recipe and the run directory once; these lines are for --verbose and run.log
+        echo(f"training on {rt.device} ({rt.precision}{threads}{parallel})", show=self.verbose)
         echo(
-            f"training on {rt.device} ({rt.precision}{threads}{parallel}), {self.steps_per_epoch} steps per epoch"
+            f"{self.recipe.epochs} epoch{'s' if self.recipe.epochs != 1 else ''} x {self.steps_per_epoch} steps, batch {self.recipe.batch_size}, "
+            f"lr {self.recipe.lr} ({self.recipe.schedule}), run dir {self.run_dir or '(none)'}",
+            show=self.verbose,
         )
         if self.tracking:
             echo(f"tracking with {', '.join(self.tracking.names)}", show=self.verbose)

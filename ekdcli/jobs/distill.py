@@ -513,8 +513,8 @@ def _print_header(say: Console, config: Config, job: Prepared, run_dir: Path) ->
     name = plan.distiller.name + (f" + {plan.augmentation.name}" if plan.augmentation else "")
     teacher = job.teacher.arch if job.teacher else "no teacher"
     data = describe_data(config, job.dataset, job.data_key)
-    if plan.rule is not None:
-        name += f" (temperature rule {plan.rule.name})"
+    if plan.rule is not None and plan.rule.name != plan.distiller.info.get("temperature_rule"):
+        name += f" (temperature rule {plan.rule.name})"  # another rule than the method's own
     say.say(f"ekd distill: {name}, {teacher} -> {job.student_arch} on {data}")
     if job.teacher is not None:
         say.say(f"  teacher: {job.teacher.path}")

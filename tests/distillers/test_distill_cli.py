@@ -239,4 +239,4 @@ def test_the_header_is_short_and_the_rule_printed_once(fake_ws: Path, ekd: Any) 
     code, _, err = ekd(
         "distill", "--method", "energy_kd", "--epochs", "1", "--limit-train", "48", "--verbose"
     )
-    assert code == 0 and "  loss: method=energy_kd, preset=paper" in err + _
+    assert code == 0 and "  loss: method=energy_kd, temperature_rule=energy, preset=paper" in err + _

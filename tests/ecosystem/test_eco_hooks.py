@@ -26,7 +26,13 @@ else:  # pragma: no cover - Python 3.10 only
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "plugins.md"
 TEST_DIRS = [ROOT / "tests", *sorted((ROOT / "examples" / "plugins").glob("*/tests"))]
-KNOWN_HOOKS = {"register_models", "register_datasets", "register_distillers", "register_augmentations"}
+KNOWN_HOOKS = {
+    "register_models",
+    "register_datasets",
+    "register_distillers",
+    "register_augmentations",
+    "register_executors",
+}
 
 
 # ----------------------------------------------------------------- coverage checker
@@ -248,3 +254,26 @@ def test_trackers_hooks_honour_the_contract() -> None:
     check_contract("trackers", wandb)
     assert [c["name"] for c in first_party.calls] == ["tensorboard", "mlflow"]
     assert [c["name"] for c in wandb.calls] == ["wandb"]
+
+
+def test_executors_hooks_honour_the_contract_and_local_runs_a_task(tmp_path: Path) -> None:
+    import ekd_plugins.executors
+    from ekdcli.sdk.contracts import ExecTask, Executor, TaskOutcome
+
+    recorder = Recorder()
+    ekd_plugins.executors.register_executors(recorder)
+    check_contract("executors", recorder)
+    assert [(c["name"], c["info"]["remote"]) for c in recorder.calls] == [("local", False), ("ray", True)]
+    local = resolve(recorder.calls[0]["factory"])(jobs=2)
+    assert (
+        isinstance(local, Executor) and local.remote is False and "up to 2 runs at once" in local.describe()
+    )
+    # one real task through the built executor: `python -m ekdcli list executors`, its output in the log
+    log = tmp_path / "list.log"
+    task = ExecTask(key="list", args=["list", "executors"], log=str(log), cwd=str(tmp_path))
+    started: list[str] = []
+    ended: list[TaskOutcome] = []
+    local.run([task], lambda t: started.append(t.key), lambda t, outcome: ended.append(outcome))
+    assert started == ["list"] and [(o.key, o.ok) for o in ended] == [("list", True)]
+    text = log.read_text(encoding="utf-8")
+    assert "local" in text and "ray" in text
