@@ -150,10 +150,12 @@ def build_table(evaluation: dict[str, Any], paper: PaperTable | None) -> dict[st
                 "runs": [by_target[t]["run_dir"] for t in group["targets"]],
             }
         )
+    cells = _baselines_beside_their_pairs(cells)
     _disambiguate(cells)
     datasets = sorted({c["data"] for c in cells})
     for cell in cells:
-        cell["column"] = f"{cell['pair'][0]}->{cell['pair'][1]}" + (
+        teacher, student = cell["pair"]
+        cell["column"] = (f"{teacher}->{student}" if teacher != "-" else f"{student} (no teacher)") + (
             f" [{cell['data']}]" if len(datasets) > 1 else ""
         )
         cell.update(_paper_cell(cell, paper))
@@ -163,6 +165,20 @@ def build_table(evaluation: dict[str, Any], paper: PaperTable | None) -> dict[st
         "cells": cells,
         "datasets": datasets,
     }
+
+
+def _baselines_beside_their_pairs(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A run without a teacher (the student's baseline, ``ce``) in the column of every pair with
+    its student and data, as the paper lays its tables out; alone in a column only without one."""
+    taught = [c for c in cells if c["pair"][0] != "-"]
+    out = []  # the baselines first: the table's top rows, as in the paper
+    for cell in (c for c in cells if c["pair"][0] == "-"):
+        student = cell["pair"][1]
+        teachers = dict.fromkeys(
+            c["pair"][0] for c in taught if c["pair"][1] == student and c["data"] == cell["data"]
+        )
+        out += [{**cell, "pair": (teacher, student)} for teacher in teachers] or [cell]
+    return out + taught
 
 
 def _paper_cell(cell: dict[str, Any], paper: PaperTable | None) -> dict[str, Any]:

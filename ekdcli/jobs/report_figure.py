@@ -13,7 +13,7 @@ def draw(result: dict[str, Any], path: Path, layout: str) -> Path:
     plt = pyplot()
     table = result["table"]
     width = max(6.0, 1.2 + 0.45 * len(table["rows"]) * max(1, len(table["columns"])))
-    fig, ax = plt.subplots(figsize=(min(width, 18.0), 4.8))
+    fig, ax = plt.subplots(figsize=(min(width, 18.0) + 2.5, 4.8))  # + the legend's column
     if layout == "lines":
         _lines(ax, table["cells"])
         ax.set_xlabel("rate r (fraction mixed)")
@@ -22,7 +22,9 @@ def draw(result: dict[str, Any], path: Path, layout: str) -> Path:
     ax.set_ylabel(f"test top-1 (%), {result['which']} weights")
     ax.set_title(result["title"] + (f" vs {result['paper']['table']}" if result.get("paper") else ""))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(
+        fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0
+    )  # beside, never over a bar
     return save_figure(fig, path)
 
 

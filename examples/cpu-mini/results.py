@@ -61,6 +61,27 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
     return f"{what}: more than two stds, **a difference at this scale**"
 
 
+def _gap(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """``A - B`` in units of the larger of their stds (inf when both are 0)."""
+    spread = max(a["top1"]["std"] or 0.0, b["top1"]["std"] or 0.0)
+    diff = a["top1"]["mean"] - b["top1"]["mean"]
+    return diff / spread if spread else float("inf") * (1 if diff >= 0 else -1)
+
+
+def control_reading(he: dict[str, Any], random_: dict[str, Any], kd: dict[str, Any]) -> str:
+    """What the random-selection control says about HE-DA's gain over KD in this campaign."""
+    over_kd, over_random = _gap(he, kd), _gap(he, random_)
+    if over_kd > 2 and abs(over_random) <= 1:
+        return (
+            "HE-DA's gain over KD comes from mixing itself here: CutMix on a random choice of as many "
+            "samples gives the same within one std, so at this scale choosing the high-energy samples "
+            "adds nothing measurable."
+        )
+    if over_random > 2:
+        return "Choosing the high-energy samples beats a random choice of as many by more than two stds here."
+    return "The control does not separate the high-energy choice from a random one at this scale."
+
+
 def mixed_fraction(cell: dict[str, Any]) -> float | None:
     """Share of the training images an augmentation mixed per epoch, over the cell's runs."""
     shares = []
@@ -112,6 +133,8 @@ def results(report: dict[str, Any], markdown: str, store: Path) -> str:
         if a in rows and b in rows:
             lines.append(f"* {a} − {b} ({why}): {compare(rows[a], rows[b])}.")
     he, random_ = rows.get("kd + he-cutmix 50%"), rows.get("kd + cutmix 50% random")
+    if he and random_ and "kd" in rows:
+        lines.append(f"* **The control:** {control_reading(he, random_, rows['kd'])}")
     if he and random_:
         fh, fr = mixed_fraction(he), mixed_fraction(random_)
         if fh is not None and fr is not None:

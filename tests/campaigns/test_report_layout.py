@@ -1,0 +1,31 @@
+"""Where `ekd report` places a run without a teacher: beside the pairs that share its student."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ekdcli.jobs.report import _baselines_beside_their_pairs
+
+
+def cell(teacher: str, student: str, row: str, data: str = "cifar100") -> dict[str, Any]:
+    return {"row": row, "pair": (teacher, student), "data": data, "top1": {"mean": 0.5}}
+
+
+def test_a_baseline_goes_into_every_column_of_its_student_and_data() -> None:
+    cells = [
+        cell("resnet20", "resnet8", "kd"),
+        cell("resnet56", "resnet8", "kd"),
+        cell("wrn_40_2", "wrn_16_2", "kd"),
+        cell("-", "resnet8", "ce"),
+        cell("-", "resnet8", "ce", data="cifar10"),  # no pair on cifar10: a column of its own
+    ]
+    placed = _baselines_beside_their_pairs(cells)
+    assert sorted((c["row"], c["pair"], c["data"]) for c in placed) == [
+        ("ce", ("-", "resnet8"), "cifar10"),
+        ("ce", ("resnet20", "resnet8"), "cifar100"),
+        ("ce", ("resnet56", "resnet8"), "cifar100"),
+        ("kd", ("resnet20", "resnet8"), "cifar100"),
+        ("kd", ("resnet56", "resnet8"), "cifar100"),
+        ("kd", ("wrn_40_2", "wrn_16_2"), "cifar100"),
+    ]
+    assert cells[3]["pair"] == ("-", "resnet8")  # the input cells are left as they were
