@@ -258,6 +258,7 @@ def test_trackers_hooks_honour_the_contract() -> None:
 
 def test_executors_hooks_honour_the_contract_and_local_runs_a_task(tmp_path: Path) -> None:
     import ekd_plugins.executors
+
     from ekdcli.sdk.contracts import ExecTask, Executor, TaskOutcome
 
     recorder = Recorder()
