@@ -15,6 +15,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.sdk.contracts import (
+    FEATURE_KINDS,
+    MODEL_HOOKS,
     Augmentation,
     Dataset,
     DistillBatch,
@@ -22,9 +24,12 @@ from ekdcli.sdk.contracts import (
     EnergyContext,
     ExecTask,
     Executor,
+    FeatureDistiller,
+    Features,
     FolderDataset,
     InMemoryDataset,
     MixResult,
+    PairContext,
     RunInfo,
     TaskOutcome,
     TemperatureDistiller,
@@ -85,6 +90,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ENERGY_TEMPERATURE",
+    "FEATURE_KINDS",
+    "MODEL_HOOKS",
     "Augmentation",
     "Dataset",
     "DistillBatch",
@@ -93,11 +100,14 @@ __all__ = [
     "EnergyContext",
     "ExecTask",
     "Executor",
+    "FeatureDistiller",
+    "Features",
     "FolderDataset",
     "InMemoryDataset",
     "JobError",
     "MixResult",
     "MixedBatch",
+    "PairContext",
     "PluginError",
     "TaskOutcome",
     "RunInfo",

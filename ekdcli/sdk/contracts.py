@@ -114,6 +114,55 @@ def labels_fingerprint(labels: list[int]) -> str:
     return f"{len(labels)}:{digest[:16]}"
 
 
+# ----------------------------------------------------------------------- features
+# What ``model(x, return_features=True)`` returns besides the logits, at mdistiller's positions:
+# ``feats`` (the stem's output, then each stage's), ``preact_feats`` (the same before each stage's
+# last ReLU), ``pooled_feat`` (the globally pooled input of the classifier).
+FEATURE_KINDS = ("feats", "preact_feats", "pooled_feat")
+# Methods a model may offer for feature methods: ``get_bn_before_relu()`` (the batch norm before
+# the last ReLU of each stage, OFD) and ``get_stage_channels()`` (the channels of ``feats``).
+MODEL_HOOKS = ("bn_before_relu", "stage_channels")
+
+
+@dataclass
+class Features:
+    """Intermediate tensors of one forward pass (teacher: no grad, eval mode; student: train mode)."""
+
+    feats: list[torch.Tensor]
+    preact_feats: list[torch.Tensor]
+    pooled_feat: torch.Tensor
+
+    def rows(self, rows: torch.Tensor) -> Features:
+        """The same tensors for the batch rows ``rows`` only (an index tensor)."""
+        return Features(
+            [f[rows] for f in self.feats], [f[rows] for f in self.preact_feats], self.pooled_feat[rows]
+        )
+
+
+@dataclass
+class PairContext:
+    """What a distiller learns about the run before training (:meth:`Distiller.bind`).
+
+    ``student`` and ``teacher`` are the models themselves (on the CPU, float32, before any
+    training step; the teacher is trained and frozen), so a method can probe feature shapes with a
+    forward pass or call ``get_bn_before_relu()`` / ``get_stage_channels()``.  ``train_size`` and
+    ``train_labels`` describe the training samples the run actually uses (after ``--limit-train``
+    or a long-tailed subset): sample indices in :class:`DistillBatch` run from 0 to
+    ``train_size - 1``.
+    """
+
+    student: torch.nn.Module
+    teacher: torch.nn.Module | None
+    student_name: str
+    teacher_name: str | None
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]
+    train_size: int
+    train_labels: torch.Tensor  # int64 [train_size], on the CPU
+    world_size: int = 1
+
+
 # --------------------------------------------------------------------- distillers
 @dataclass
 class DistillBatch:
@@ -135,6 +184,11 @@ class DistillBatch:
     # with ``needs_strong_view`` (MLKD); None otherwise.
     strong_student_logits: torch.Tensor | None = None
     strong_teacher_logits: torch.Tensor | None = None
+    # Intermediate tensors of the same rows, for a distiller whose ``features`` name any; None otherwise.
+    student_features: Features | None = None
+    teacher_features: Features | None = None
+    # The engine's seeded, checkpointed device generator, for a distiller that draws (CRD's negatives).
+    generator: torch.Generator | None = None
 
 
 @dataclass
@@ -160,6 +214,14 @@ class Distiller:
     # True: the engine also forwards a strongly augmented second view of each training image
     # (DistillBatch.strong_student_logits / strong_teacher_logits; docs/method.md#strong-views)
     needs_strong_view: bool = False
+    # The entries of FEATURE_KINDS the method reads (DistillBatch.student_features/teacher_features)
+    # and the MODEL_HOOKS it calls; both empty for a logit method.
+    features: tuple[str, ...] = ()
+    model_hooks: tuple[str, ...] = ()
+
+    def bind(self, pair: PairContext) -> None:
+        """Called once before :meth:`setup` with the models and the training set's facts: build the
+        method's trainable modules here (connectors, regressors, embeddings, memory banks)."""
 
     def setup(self, energy: EnergyContext | None, num_epochs: int) -> None:
         """Called once before training (thresholds, partitions, schedules)."""
@@ -218,6 +280,37 @@ class TemperatureRule:
     def describe(self) -> dict[str, Any]:
         """Everything that decides a sample's temperature (printed at start, stored in the run)."""
         return {}
+
+
+class FeatureDistiller(Distiller):
+    """A distiller with trainable modules of its own (connectors, regressors, CRD's embeddings).
+
+    :meth:`bind` sets ``self.modules`` to one ``torch.nn.Module`` whose ``state_dict`` keys are the
+    method's parameter and buffer names (mdistiller's, for its methods).  The engine moves it to
+    the device, keeps it in train mode, optimizes its parameters with the student's (same
+    optimizer, schedule and weight decay), averages their gradients under DDP and checkpoints its
+    whole state (buffers included) for an exact resume.  It is never part of the student's
+    stored or exported weights.
+    """
+
+    modules: torch.nn.Module | None = None
+
+    def to(self, device: torch.device) -> None:
+        if self.modules is not None:
+            self.modules.to(device)
+            self.modules.train()
+
+    def parameters(self) -> list[torch.Tensor]:
+        if self.modules is None:
+            return []
+        return [p for p in self.modules.parameters() if p.requires_grad]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"modules": dict(self.modules.state_dict())} if self.modules is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.modules is not None and "modules" in state:
+            self.modules.load_state_dict(state["modules"])
 
 
 class TemperatureDistiller(Distiller):
