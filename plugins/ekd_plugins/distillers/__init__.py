@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ekd_plugins.distillers.feature import FEATURE_TABLE
 from ekd_plugins.distillers.options import (
     CE_OPTIONS,
     CTKD_OPTIONS,
@@ -109,6 +110,8 @@ def distiller_table() -> list[tuple[str, str, tuple[str, ...], str, dict[str, An
         if name == "ctkd":
             info["needs_num_classes"] = True  # the instance variant's MLP
         rows.append((name, f"{_PKG}.{target}", aliases, description, info))
+    for name, target, aliases, description, info in FEATURE_TABLE:
+        rows.append((name, f"{_PKG}.feature.{target}", aliases, description, dict(info)))
     return rows
 
 
