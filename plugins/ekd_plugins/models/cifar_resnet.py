@@ -7,6 +7,8 @@ so their published checkpoints load unchanged.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -95,9 +97,9 @@ class CifarResNet(nn.Module):
         pooled = global_pool(f3)
         return with_features(self.fc(pooled), [f0, f1, f2, f3], [f0, pre1, pre2, pre3], pooled)
 
-    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+    def get_bn_before_relu(self) -> list[nn.Module]:
         """The batch norm before the last ReLU of each stage (its last block's ``bn2``)."""
-        return [stage[-1].bn2 for stage in (self.layer1, self.layer2, self.layer3)]
+        return [cast(BasicBlock, stage[-1]).bn2 for stage in (self.layer1, self.layer2, self.layer3)]
 
     def get_stage_channels(self) -> list[int]:
         """The channels of ``feats``."""

@@ -8,6 +8,8 @@ mdistiller's ``models/imagenet/mobilenetv1.py`` names (``model.{0..13}.*``, ``fc
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torchvision
 from torch import nn
@@ -52,7 +54,7 @@ class ImageNetResNet(torchvision.models.ResNet):
         pooled = global_pool(feats[-1])
         return with_features(self.fc(pooled), feats, [f0, pre1, pre2, pre3, pre4], pooled)
 
-    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+    def get_bn_before_relu(self) -> list[nn.Module]:
         """The batch norm before the last ReLU of stages 2-4 (mdistiller leaves out stage 1)."""
         last = "bn3" if isinstance(self.layer1[0], tv_resnet.Bottleneck) else "bn2"
         return [getattr(stage[-1], last) for stage in (self.layer2, self.layer3, self.layer4)]
@@ -64,7 +66,7 @@ class ImageNetResNet(torchvision.models.ResNet):
         return [64 * expansion * 2**i for i in range(4)]
 
 
-def _block_preact(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _block_preact(block: Any, x: torch.Tensor) -> torch.Tensor:
     """A torchvision residual block's output before its final ReLU."""
     identity = x if block.downsample is None else block.downsample(x)
     out = block.relu(block.bn1(block.conv1(x)))
@@ -162,7 +164,7 @@ class MobileNetV1(nn.Module):
         out = x
         for index, layer in enumerate(self.model[:14]):
             if index in self.STAGE_ENDS:  # mdistiller: the stage's BN output, then its ReLU
-                preacts.append(layer[:-1](out))
+                preacts.append(cast(nn.Sequential, layer)[:-1](out))
                 out = F.relu(preacts[-1])
                 feats.append(out)
             else:
@@ -170,13 +172,13 @@ class MobileNetV1(nn.Module):
         pooled = global_pool(out)
         return with_features(self.fc(pooled), feats, preacts, pooled)
 
-    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+    def get_bn_before_relu(self) -> list[nn.Module]:
         """The last batch norm of each stage-ending layer."""
-        return [self.model[index][-2] for index in self.STAGE_ENDS]
+        return [cast(nn.Sequential, self.model[index])[-2] for index in self.STAGE_ENDS]
 
     def get_stage_channels(self) -> list[int]:
         """The channels of ``feats``."""
-        return [int(self.model[index][-2].num_features) for index in self.STAGE_ENDS]
+        return [cast(nn.BatchNorm2d, bn).num_features for bn in self.get_bn_before_relu()]
 
 
 def resnet18(

@@ -8,6 +8,7 @@ Unlike torchvision, every inverted residual keeps its 1x1 expansion conv (also f
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -107,9 +108,9 @@ class MobileNetV2(nn.Module):
         pooled = global_pool(self.conv2(f4))
         return with_features(self.classifier(pooled), [f0, f1, f2, f3, f4], [], pooled)
 
-    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+    def get_bn_before_relu(self) -> list[nn.Module]:
         """The last batch norm of the last block of stages 1, 2, 4 and 6 (mdistiller's choice)."""
-        return [self.blocks[i][-1].conv[-1] for i in (1, 2, 4, 6)]
+        return [cast(Any, self.blocks[i])[-1].conv[-1] for i in (1, 2, 4, 6)]
 
     def get_stage_channels(self) -> list[int]:
         """The channels of ``feats``."""

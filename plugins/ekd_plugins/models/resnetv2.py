@@ -136,7 +136,7 @@ class ResNetV2(nn.Module):
         feats, preacts = [f0, f1, f2, f3, f4], [f0, pre1, pre2, pre3, pre4]
         return with_features(self.linear(pooled), feats, preacts, pooled)
 
-    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+    def get_bn_before_relu(self) -> list[nn.Module]:
         """The batch norm before the last ReLU of stages 1-4 (the last block's last BN)."""
         last = "bn3" if isinstance(self.layer1[0], Bottleneck) else "bn2"
         stages = (self.layer1, self.layer2, self.layer3, self.layer4)

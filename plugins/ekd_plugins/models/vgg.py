@@ -84,7 +84,7 @@ class VGG(nn.Module):
         feats, preacts = [f0, f1, f2, f3, f4], [f0, pre1, pre2, pre3, pre4]
         return with_features(self.classifier(pooled), feats, preacts, pooled)
 
-    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+    def get_bn_before_relu(self) -> list[nn.Module]:
         """The last batch norm of blocks 1-4 (each block ends with it: its ReLU is the forward's)."""
         return [block[-1] for block in (self.block1, self.block2, self.block3, self.block4)]
 

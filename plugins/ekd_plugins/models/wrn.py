@@ -7,6 +7,7 @@ Parameter names follow mdistiller / RepDistiller ``models/cifar/wrn.py``:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -65,7 +66,7 @@ class NetworkBlock(nn.Module):
 
     def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(output, the first block's bn1 of the input)``: the input's pre-activation."""
-        out, preact = self.layer[0].forward_preact(x)
+        out, preact = cast(BasicBlock, self.layer[0]).forward_preact(x)
         for block in self.layer[1:]:
             out = block(out)
         return out, preact
@@ -123,9 +124,10 @@ class WideResNet(nn.Module):
         pooled = global_pool(F.relu(pre3))
         return with_features(self.fc(pooled), [f0, f1, f2, f3], [f0, pre1, pre2, pre3], pooled)
 
-    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+    def get_bn_before_relu(self) -> list[nn.Module]:
         """The BNs that make ``preact_feats[1:]``: blocks 2 and 3's first ``bn1``, the final ``bn1``."""
-        return [self.block2.layer[0].bn1, self.block3.layer[0].bn1, self.bn1]
+        firsts = [cast(BasicBlock, stage.layer[0]) for stage in (self.block2, self.block3)]
+        return [firsts[0].bn1, firsts[1].bn1, self.bn1]
 
     def get_stage_channels(self) -> list[int]:
         """The channels of ``feats``."""

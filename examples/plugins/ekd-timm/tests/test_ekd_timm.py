@@ -142,7 +142,9 @@ def test_a_model_without_forward_intermediates_says_to_upgrade_timm() -> None:
 
     model = adapt(Old())
     assert torch.equal(model(torch.ones(1)), torch.ones(1))  # logits as before
-    with pytest.raises(PluginError, match="cannot give the intermediate features of Old.*pip install -U timm"):
+    with pytest.raises(
+        PluginError, match="cannot give the intermediate features of Old.*pip install -U timm"
+    ):
         model(torch.ones(1), return_features=True)
 
 
