@@ -27,10 +27,16 @@ def register_models(register: Register) -> None:
     ``register(name, factory, *, aliases=(), description="", info=None)`` where
     ``factory(num_classes: int, in_channels: int = 3, **options) -> torch.nn.Module``
     (or a ``"module:attr"`` string naming it).  The module's ``forward(x)``
-    returns logits; ``forward(x, return_features=True)`` returns
-    ``(logits, features_dict)``.  ``info`` is static metadata shown by
-    ``ekd list`` without building the model, e.g. ``{"params_100": 278324,
-    "family": "cifar"}``.
+    returns logits (and builds nothing else); ``forward(x, return_features=True)``
+    returns ``(logits, {"feats": [...], "preact_feats": [...], "pooled_feat": tensor})``
+    at mdistiller's positions (``contracts.FEATURE_KINDS``; a kind the model lacks is
+    an empty list).  A model may have the methods ``get_bn_before_relu()`` and
+    ``get_stage_channels()`` (``contracts.MODEL_HOOKS``).  ``info`` is static
+    metadata shown by ``ekd list`` without building the model, e.g.
+    ``{"params_100": 278324, "family": "cifar", "features": ["feats",
+    "preact_feats", "pooled_feat"], "model_hooks": ["bn_before_relu",
+    "stage_channels"]}``: ``features`` and ``model_hooks`` say what the model
+    provides to feature distillers (absent: nothing).
     """
 
 
