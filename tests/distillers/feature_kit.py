@@ -139,3 +139,39 @@ def register() -> None:
     registry("distillers").add(Component("distillers", "probe", make_probe, "tests", description="probe", info=info))
     single = {**info, "single_process": True}
     registry("distillers").add(Component("distillers", "probe1", make_probe, "tests", description="one", info=single))
+
+
+def ddp_worker(rank: int, world_size: int, init_file: str, run_dir: str, out_dir: str) -> None:
+    """One rank of a CPU (gloo) distillation with ``probe``: its connector starts from a different
+    random init on each rank; save the connector before and after training."""
+    from pathlib import Path
+
+    from ekdcli.engine import ddp
+    from ekdcli.engine.loop import fit
+    from ekdcli.engine.options import EngineOptions
+    from ekdcli.engine.recipe import Recipe
+    from ekdcli.engine.runtime import Runtime
+    from ekdcli.engine.testing import synthetic_dataset
+    from ekdcli.method.features import bind_distiller, pair_context
+    from ekdcli.method.objective import DistillObjective
+
+    ddp.init(rank, world_size, f"file://{init_file}", backend="gloo")
+    try:
+        options = EngineOptions(device="cpu", precision="fp32", quiet=True, seed=0)
+        runtime = Runtime(options)
+        dataset = synthetic_dataset(train=64, test=16)
+        torch.manual_seed(5)
+        teacher, student = FeatNet(4, width=8).eval(), FeatNet(4, width=6)
+        torch.manual_seed(100 + rank)  # a different connector on each rank: rank 0's must win
+        probe = Probe()
+        bind_distiller(probe, pair_context(student, teacher, ("s", "t"), dataset, None, world_size))
+        assert probe.modules is not None
+        initial = probe.modules.connector.weight.detach().clone()
+        recipe = Recipe(epochs=1, batch_size=16, lr=0.1)
+        fit(student, dataset, DistillObjective(teacher, probe), recipe, options, Path(run_dir), runtime=runtime)
+        torch.save(
+            {"initial": initial, "trained": probe.modules.connector.weight.detach().cpu().clone()},
+            Path(out_dir) / f"rank{rank}.pt",
+        )
+    finally:
+        ddp.cleanup()

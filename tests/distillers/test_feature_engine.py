@@ -149,3 +149,191 @@ def _data() -> Any:
             return torch.arange(40) % 10
 
     return Data()
+
+
+@pytest.mark.slow
+def test_two_processes_average_the_modules_gradients(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "out"
+    out.mkdir()
+    mp.spawn(kit.ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out)), nprocs=2, join=True)
+    rank0 = torch.load(out / "rank0.pt", weights_only=True)
+    rank1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert not torch.equal(rank0["initial"], rank1["initial"])  # the ranks built different connectors
+    assert torch.equal(rank0["trained"], rank1["trained"])  # rank 0's, then the same averaged steps
+    assert not torch.equal(rank0["trained"], rank0["initial"])  # and it trained
+
+
+# ------------------------------------------------------------------------------------ the command
+def _teacher(ekd: Any) -> None:
+    code, _, err = ekd("train", "--model", "featnet", *QUICK, "--epochs", "1")
+    assert code == 0, err
+
+
+def test_a_run_stores_the_student_alone_and_checkpoints_the_modules(registered: None, ekd: Any) -> None:
+    from ekdcli.store.weights import load_tensors
+
+    _teacher(ekd)
+    args = ("distill", "--teacher", "featnet", "--student", "featnet", "--method", "probe", *QUICK)
+    code, _, err = ekd(*args, "--epochs", "1", "--run-name", "p")
+    assert code == 0, err
+    run = Path(os.environ["EKD_HOME"]) / "runs" / "p"
+    architecture = set(kit.FeatNet().state_dict())
+    for name in ("best.safetensors", "last.safetensors"):
+        assert set(load_tensors(run / name)[0]) == architecture
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    modules = checkpoint["objective"]["distiller"]["modules"]
+    assert set(modules) == {"connector.weight", "memory", "steps"}
+    assert int(modules["steps"]) == 4 and modules["memory"].shape == (64, 12)  # --limit-train 64: 4 steps
+    assert modules["memory"].abs().sum() > 0
+
+
+def test_ekd_list_distillers_says_logit_or_feature_and_what_it_reads(registered: None, ekd: Any) -> None:
+    code, out, _ = ekd("list", "distillers")
+    lines = out.splitlines()
+    kd = next(line for line in lines if line.startswith("kd "))
+    assert kd.split()[1] == "logit"
+    at = lines.index(next(line for line in lines if line.startswith("probe ")))
+    assert lines[at].split()[1] == "feature"
+    assert lines[at + 1].strip() == "reads: feats, pooled_feat; model hooks: stage_channels"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ("--student", "logitnet"),
+            "error: method 'probe' needs feats, pooled_feat, stage_channels from the student, which model "
+            "'logitnet' does not provide; pick a student whose 'ekd list models' entry lists them.",
+        ),
+        (
+            ("--student", "featnet", "--teacher-cache"),
+            "error: method 'probe' reads the teacher's intermediate features, but the teacher cache holds "
+            "logits only; drop --teacher-cache for this method.",
+        ),
+        (
+            ("--student", "featnet", "--temperature-rule", "energy"),
+            "error: method 'probe' does not use a temperature; drop --temperature-rule or pick a "
+            "temperature-based method (kd, dkd, mlkd, ctkd).",
+        ),
+        (
+            ("--student", "featnet", "--energy-temperature", "2"),
+            "error: --energy-temperature applies to energy temperature rules and energy augmentations; method "
+            "'probe' uses neither, so drop it or add one (--temperature-rule energy).",
+        ),
+    ],
+)
+def test_refusals_come_before_any_work(registered: None, ekd: Any, extra: tuple[str, ...], message: str) -> None:
+    code, out, err = ekd("distill", "--teacher", "featnet", "--method", "probe", *extra, *QUICK, "--epochs", "1")
+    assert (code, out, err) == (2, "", message + "\n")
+    assert not Path(os.environ["EKD_HOME"]).exists()  # no teacher trained, nothing scored or written
+
+
+def test_a_teacher_without_features_is_refused(registered: None, ekd: Any) -> None:
+    code, _, err = ekd("distill", "--teacher", "logitnet", "--student", "featnet", "--method", "probe", *QUICK)
+    assert code == 2 and "from the teacher, which model 'logitnet' does not provide" in err
+
+
+def test_a_single_process_method_is_refused_before_the_launch(
+    registered: None, ekd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ("distill", "--teacher", "featnet", "--student", "featnet", "--method", "probe1", *QUICK)
+    code, out, err = ekd(*args, "--nproc", "2")
+    expected = (
+        "error: method 'probe1' runs in one process only (its state, such as a memory bank of the training "
+        "set, is not shared between processes), but 2 were asked for; drop --nproc.\n"
+    )
+    assert (code, out, err) == (2, "", expected)
+    monkeypatch.setenv("RANK", "0")  # one rank of a torchrun group of 2
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, out, err = ekd(*args)
+    assert (code, err) == (2, expected)
+    assert not Path(os.environ["EKD_HOME"]).exists()
+
+
+KILL = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import feature_kit
+feature_kit.register()
+from ekdcli.cli.main import main
+from ekdcli.method.objective import DistillObjective
+
+calls = 0
+original = DistillObjective.__call__
+
+def killing(self, *args):
+    global calls
+    calls += 1
+    if calls == 7:  # epoch 2, step 3: after the checkpoint of epoch 1
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *args)
+
+DistillObjective.__call__ = killing
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_bitwise(registered: None, ekd: Any) -> None:
+    from ekdcli.store.weights import load_tensors
+
+    _teacher(ekd)
+    args = ["distill", "--teacher", "featnet", "--student", "featnet", "--method", "probe", *QUICK, "--epochs", "2"]
+    code, _, err = ekd(*args, "--run-name", "a")
+    assert code == 0, err
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL, str(HERE), *args, "--run-name", "b"], timeout=300, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    runs = Path(os.environ["EKD_HOME"]) / "runs"
+    assert torch.load(runs / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    code, _, err = ekd("distill", "--resume", str(runs / "b"), "--quiet")
+    assert code == 0, err
+    straight, resumed = load_tensors(runs / "a" / "last.safetensors")[0], load_tensors(runs / "b" / "last.safetensors")[0]
+    assert set(straight) == set(resumed) and all(torch.equal(straight[k], resumed[k]) for k in straight)
+    a, b = (torch.load(runs / r / "checkpoint.pt", weights_only=True)["objective"] for r in "ab")
+    ma, mb = a["distiller"]["modules"], b["distiller"]["modules"]
+    assert int(ma["steps"]) == 8 and all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+PLUGINS_DOC = HERE.parents[1] / "docs" / "plugins.md"
+
+
+@pytest.mark.slow
+def test_the_plugin_guides_feature_distiller_runs_as_written(
+    registered: None, ekd: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/plugins.md's hint example: its two files, registered through its hook, then ekd distill."""
+    import re
+
+    from ekdcli.sdk.registry import Component
+    from ekdcli.store.weights import load_tensors
+
+    blocks = re.findall(r"```python\n# (ekd_hint/\S+)\n(.*?)```", PLUGINS_DOC.read_text(encoding="utf-8"), re.S)
+    assert [name for name, _ in blocks] == ["ekd_hint/__init__.py", "ekd_hint/loss.py"]
+    for name, code in blocks:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("ekd_hint", "ekd_hint.loss"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    import ekd_hint  # type: ignore[import-not-found]
+
+    def register(name: str, factory: str, **keys: Any) -> None:
+        registry("distillers").add(Component("distillers", name, factory, "ekd-hint", **keys))
+
+    ekd_hint.register_distillers(register)
+    _teacher(ekd)
+    args = ("distill", "--teacher", "featnet", "--student", "featnet", "--method", "hint", *QUICK)
+    code, _, err = ekd(*args, "--epochs", "1", "--set", "distiller.w_feat=50", "--run-name", "h")
+    assert code == 0, err
+    run = Path(os.environ["EKD_HOME"]) / "runs" / "h"
+    assert set(load_tensors(run / "last.safetensors")[0]) == set(kit.FeatNet().state_dict())
+    modules = torch.load(run / "checkpoint.pt", weights_only=True)["objective"]["distiller"]["modules"]
+    assert modules["connector.0.weight"].shape == (12, 12, 1, 1) and "connector.1.running_mean" in modules
+    summary = (run / "summary.json").read_text()
+    assert '"w_feat": 50.0' in summary and "loss_feat" in (run / "metrics.jsonl").read_text()
+    code, _, err = ekd(*args, "--student", "logitnet")
+    assert code == 2 and "method 'hint' needs feats, stage_channels from the student" in err
