@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import feature_kit as kit
 import pytest
 import torch
 
-import feature_kit as kit
 from ekdcli.engine import Batch
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.runtime import Runtime
@@ -99,7 +99,9 @@ def test_plain_step_gives_the_features_of_the_same_passes(registered: None) -> N
         ("cutmix", {"rate": 0.5, "mode": "replace"}),
     ],
 )
-def test_mixed_steps_give_the_clean_rows_features(registered: None, augment: str, options: dict[str, Any]) -> None:
+def test_mixed_steps_give_the_clean_rows_features(
+    registered: None, augment: str, options: dict[str, Any]
+) -> None:
     objective, teacher, student, _ = _objective(augment, options)
     batch = _batch(40)  # the whole training set: online selection takes its high-energy half
     student.train()
@@ -157,7 +159,9 @@ def test_two_processes_average_the_modules_gradients(tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     out.mkdir()
-    mp.spawn(kit.ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out)), nprocs=2, join=True)
+    mp.spawn(
+        kit.ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out)), nprocs=2, join=True
+    )
     rank0 = torch.load(out / "rank0.pt", weights_only=True)
     rank1 = torch.load(out / "rank1.pt", weights_only=True)
     assert not torch.equal(rank0["initial"], rank1["initial"])  # the ranks built different connectors
@@ -224,14 +228,20 @@ def test_ekd_list_distillers_says_logit_or_feature_and_what_it_reads(registered:
         ),
     ],
 )
-def test_refusals_come_before_any_work(registered: None, ekd: Any, extra: tuple[str, ...], message: str) -> None:
-    code, out, err = ekd("distill", "--teacher", "featnet", "--method", "probe", *extra, *QUICK, "--epochs", "1")
+def test_refusals_come_before_any_work(
+    registered: None, ekd: Any, extra: tuple[str, ...], message: str
+) -> None:
+    code, out, err = ekd(
+        "distill", "--teacher", "featnet", "--method", "probe", *extra, *QUICK, "--epochs", "1"
+    )
     assert (code, out, err) == (2, "", message + "\n")
     assert not Path(os.environ["EKD_HOME"]).exists()  # no teacher trained, nothing scored or written
 
 
 def test_a_teacher_without_features_is_refused(registered: None, ekd: Any) -> None:
-    code, _, err = ekd("distill", "--teacher", "logitnet", "--student", "featnet", "--method", "probe", *QUICK)
+    code, _, err = ekd(
+        "distill", "--teacher", "logitnet", "--student", "featnet", "--method", "probe", *QUICK
+    )
     assert code == 2 and "from the teacher, which model 'logitnet' does not provide" in err
 
 
@@ -280,7 +290,18 @@ def test_a_killed_run_resumes_bitwise(registered: None, ekd: Any) -> None:
     from ekdcli.store.weights import load_tensors
 
     _teacher(ekd)
-    args = ["distill", "--teacher", "featnet", "--student", "featnet", "--method", "probe", *QUICK, "--epochs", "2"]
+    args = [
+        "distill",
+        "--teacher",
+        "featnet",
+        "--student",
+        "featnet",
+        "--method",
+        "probe",
+        *QUICK,
+        "--epochs",
+        "2",
+    ]
     code, _, err = ekd(*args, "--run-name", "a")
     assert code == 0, err
     killed = subprocess.run(
@@ -291,7 +312,10 @@ def test_a_killed_run_resumes_bitwise(registered: None, ekd: Any) -> None:
     assert torch.load(runs / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     code, _, err = ekd("distill", "--resume", str(runs / "b"), "--quiet")
     assert code == 0, err
-    straight, resumed = load_tensors(runs / "a" / "last.safetensors")[0], load_tensors(runs / "b" / "last.safetensors")[0]
+    straight, resumed = (
+        load_tensors(runs / "a" / "last.safetensors")[0],
+        load_tensors(runs / "b" / "last.safetensors")[0],
+    )
     assert set(straight) == set(resumed) and all(torch.equal(straight[k], resumed[k]) for k in straight)
     a, b = (torch.load(runs / r / "checkpoint.pt", weights_only=True)["objective"] for r in "ab")
     ma, mb = a["distiller"]["modules"], b["distiller"]["modules"]
@@ -311,7 +335,9 @@ def test_the_plugin_guides_feature_distiller_runs_as_written(
     from ekdcli.sdk.registry import Component
     from ekdcli.store.weights import load_tensors
 
-    blocks = re.findall(r"```python\n# (ekd_hint/\S+)\n(.*?)```", PLUGINS_DOC.read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(
+        r"```python\n# (ekd_hint/\S+)\n(.*?)```", PLUGINS_DOC.read_text(encoding="utf-8"), re.S
+    )
     assert [name for name, _ in blocks] == ["ekd_hint/__init__.py", "ekd_hint/loss.py"]
     for name, code in blocks:
         (tmp_path / name).parent.mkdir(exist_ok=True)
