@@ -175,6 +175,7 @@ def _teacher(ekd: Any) -> None:
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_a_run_stores_the_student_alone_and_checkpoints_the_modules(registered: None, ekd: Any) -> None:
     from ekdcli.store.weights import load_tensors
 
