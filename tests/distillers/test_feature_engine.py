@@ -364,3 +364,47 @@ def test_the_plugin_guides_feature_distiller_runs_as_written(
     assert '"w_feat": 50.0' in summary and "loss_feat" in (run / "metrics.jsonl").read_text()
     code, _, err = ekd(*args, "--student", "logitnet")
     assert code == 2 and "method 'hint' needs feats, stage_channels from the student" in err
+
+
+class _Counting(torch.nn.Module):
+    """Records the keyword arguments of every forward call of the model it wraps."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> Any:
+        self.calls.append(kwargs)
+        return self.inner(x, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("method", "augment", "options", "teacher_calls"),
+    [
+        ("kd", None, {}, [{}]),
+        ("kd", "he-cutmix", {"rate": 0.5}, [{}]),
+        ("kd", "he-cutmix", {"rate": 0.5, "mode": "replace", "source": "online"}, [{}, {}]),
+        ("probe", None, {}, [{"return_features": True}]),
+        ("probe", "cutmix", {"rate": 0.5}, [{"return_features": True}]),
+        ("probe", "he-cutmix", {"rate": 0.5, "source": "online"}, [{"return_features": True}, {}]),
+    ],
+)
+def test_each_model_runs_once_per_step_and_logit_methods_as_before(
+    registered: None, method: str, augment: str | None, options: dict[str, Any], teacher_calls: list[Any]
+) -> None:
+    """A logit method's passes stay ``model(x)``; a feature method's give the features in the same
+    passes (online selection: the teacher's clean pass, then the mixed rows alone)."""
+    teacher, student, _ = _pair()
+    teacher, student = _Counting(teacher), _Counting(student)
+    distiller = registry("distillers").get(method).build()
+    if method == "probe":
+        bind_distiller(distiller, pair_context(student.inner, teacher.inner, ("s", "t"), _data(), None, 1))
+    aug = registry("augmentations").get(augment).build(**options) if augment else None
+    with torch.no_grad():
+        energies = energy(teacher.inner(_batch(40).images), 1.0)
+    context = EnergyContext(energies, 1.0, "test") if aug is not None and aug.needs_energy else None
+    objective = DistillObjective(teacher, distiller, aug, context)
+    objective.setup(Runtime(EngineOptions(device="cpu", precision="fp32")), 2)
+    objective(student, _batch(40), 1, torch.Generator().manual_seed(3))
+    assert teacher.calls == teacher_calls
+    assert student.calls == [{"return_features": True} if method == "probe" else {}]
