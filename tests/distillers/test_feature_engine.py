@@ -408,3 +408,31 @@ def test_each_model_runs_once_per_step_and_logit_methods_as_before(
     objective(student, _batch(40), 1, torch.Generator().manual_seed(3))
     assert teacher.calls == teacher_calls
     assert student.calls == [{"return_features": True} if method == "probe" else {}]
+
+
+def test_a_strong_view_method_gets_the_clean_views_features(registered: None) -> None:
+    """With ``needs_strong_view`` the teacher's one pass over clean + strong rows gives the clean
+    rows' features; the student's clean pass gives its own."""
+    from ekdcli.engine.pipeline import make_batches
+    from ekdcli.engine.testing import synthetic_dataset
+
+    class StrongProbe(kit.Probe):
+        needs_strong_view = True
+
+    teacher, student, _ = _pair()
+    probe = StrongProbe()
+    bind_distiller(probe, pair_context(student, teacher, ("s", "t"), _data(), None, 1))
+    runtime = Runtime(EngineOptions(device="cpu", precision="fp32", channels_last=False))
+    teacher, student = _Counting(teacher), _Counting(student)
+    objective = DistillObjective(teacher, probe)
+    objective.setup(runtime, 1)
+    data = synthetic_dataset(train=40, test=8, classes=10, size=8)
+    batch = next(iter(make_batches(data, "train", runtime, 16, train=True, generator=torch.Generator())))
+    objective(student, batch, 1, torch.Generator().manual_seed(3))
+    assert teacher.calls == [{"return_features": True}] and student.calls == [{"return_features": True}, {}]
+    (seen,) = kit.Probe.seen
+    assert seen["rows"] == 16 and seen["student_rows"] == [16] * 3 and seen["teacher_rows"] == [16] * 3
+    with torch.no_grad():
+        _, feats = teacher.inner(batch.images, return_features=True)
+    for got, want in zip(seen["teacher_feats"], feats["feats"], strict=True):
+        assert torch.allclose(got, want, atol=1e-5)
