@@ -44,19 +44,12 @@ def as_features(raw: dict[str, Any], kinds: tuple[str, ...], model: str = "model
             "method reads; pick a model whose registry info lists them ('ekd list models')."
         )
     pooled = raw.get("pooled_feat")
-    return Features(list(raw.get("feats") or []), list(raw.get("preact_feats") or []), pooled)  # type: ignore[arg-type]
+    return Features(list(raw.get("feats") or []), list(raw.get("preact_feats") or []), pooled)
 
 
 def feature_rows(features: Features | None, rows: torch.Tensor | None) -> Features | None:
-    """``features`` of the batch rows ``rows`` only (all when None); an absent pooled feature stays None."""
-    if features is None or rows is None:
-        return features
-    pooled = features.pooled_feat
-    return Features(
-        [f[rows] for f in features.feats],
-        [f[rows] for f in features.preact_feats],
-        pooled[rows] if pooled is not None else pooled,
-    )
+    """``features`` of the batch rows ``rows`` only (all when None)."""
+    return features if features is None or rows is None else features.rows(rows)
 
 
 def pair_context(

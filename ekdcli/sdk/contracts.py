@@ -130,13 +130,12 @@ class Features:
 
     feats: list[torch.Tensor]
     preact_feats: list[torch.Tensor]
-    pooled_feat: torch.Tensor
+    pooled_feat: torch.Tensor | None  # None when the model gives none and the method reads none
 
     def rows(self, rows: torch.Tensor) -> Features:
         """The same tensors for the batch rows ``rows`` only (an index tensor)."""
-        return Features(
-            [f[rows] for f in self.feats], [f[rows] for f in self.preact_feats], self.pooled_feat[rows]
-        )
+        pooled = self.pooled_feat[rows] if self.pooled_feat is not None else None
+        return Features([f[rows] for f in self.feats], [f[rows] for f in self.preact_feats], pooled)
 
 
 @dataclass
