@@ -193,3 +193,25 @@ def test_tiny_cnn_features_by_hand():
     torch.testing.assert_close(features["pooled_feat"], torch.relu(pre2).mean(dim=(2, 3)))
     torch.testing.assert_close(model.fc(features["pooled_feat"]), logits)
     assert model.get_bn_before_relu() == [model.bn2] and model.get_stage_channels() == [8, 16]
+
+
+@pytest.mark.parametrize(
+    "name", ["resnet8", "wrn_16_1", "vgg8", "mobilenetv2", "shufflev1", "shufflev2", "imagenet/resnet18"]
+)
+def test_plain_forward_never_takes_the_feature_path(name):
+    model = build_seeded(name).eval()
+    x = seeded_input(name)
+    with torch.no_grad():
+        expected = model(x, return_features=True)[0]
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("forward(x) computed features")
+
+    for module in model.modules():  # the model's feature pass and every block's pre-ReLU pass
+        for method in ("_forward_features", "forward_preact"):
+            if hasattr(module, method):
+                setattr(module, method, refuse)
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+    with pytest.raises(AssertionError, match="computed features"):
+        model(x, return_features=True)

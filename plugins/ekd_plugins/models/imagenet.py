@@ -46,13 +46,14 @@ class ImageNetResNet(torchvision.models.ResNet):
         # mdistiller's positions: the stem before the max pool, each stage before its last ReLU.
         # (mdistiller's in-place ReLU makes its preact_feats[0] the stem after the ReLU, = feats[0].)
         f0 = self.relu(self.bn1(self.conv1(x)))
-        pre1 = _stage_preact(self.layer1, self.maxpool(f0))
-        pre2 = _stage_preact(self.layer2, F.relu(pre1))
-        pre3 = _stage_preact(self.layer3, F.relu(pre2))
-        pre4 = _stage_preact(self.layer4, F.relu(pre3))
-        feats = [f0, F.relu(pre1), F.relu(pre2), F.relu(pre3), F.relu(pre4)]
-        pooled = global_pool(feats[-1])
-        return with_features(self.fc(pooled), feats, [f0, pre1, pre2, pre3, pre4], pooled)
+        feats, preacts = [f0], [f0]
+        out = self.maxpool(f0)
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            preacts.append(_stage_preact(stage, out))
+            out = F.relu(preacts[-1])
+            feats.append(out)
+        pooled = global_pool(out)
+        return with_features(self.fc(pooled), feats, preacts, pooled)
 
     def get_bn_before_relu(self) -> list[nn.Module]:
         """The batch norm before the last ReLU of stages 2-4 (mdistiller leaves out stage 1)."""

@@ -32,10 +32,13 @@ class BasicBlock(nn.Module):
             self.convShortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_preact(x)[0]
+        return self._run(x)[0]
 
     def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(output, bn1(x))``: the block's input after its first BN, before the ReLU."""
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         preact = self.bn1(x)
         act = F.relu(preact)
         out = F.relu(self.bn2(self.conv1(act)))
