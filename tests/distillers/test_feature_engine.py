@@ -436,3 +436,56 @@ def test_a_strong_view_method_gets_the_clean_views_features(registered: None) ->
         _, feats = teacher.inner(batch.images, return_features=True)
     for got, want in zip(seen["teacher_feats"], feats["feats"], strict=True):
         assert torch.allclose(got, want, atol=1e-5)
+
+
+PLUGIN = """
+from ekdcli.sdk import hookimpl
+
+FEATURES = {"features": ["feats", "preact_feats", "pooled_feat"], "model_hooks": ["stage_channels"]}
+
+
+@hookimpl
+def register_models(register):
+    register("featnet", "feature_kit:FeatNet", info=FEATURES)
+
+
+@hookimpl
+def register_distillers(register):
+    info = {"kind": "feature", "features": ["feats", "pooled_feat"], "model_hooks": ["stage_channels"]}
+    register("probe", "feature_kit:make_probe", info={**info, "options": {"w_feat": 1.0}})
+"""
+
+
+@pytest.mark.slow
+def test_ekd_distill_nproc_2_trains_a_feature_method(tmp_path: Path) -> None:
+    """``ekd distill --nproc 2`` (torchrun, gloo) with the probe method of an installed plugin."""
+    site = tmp_path / "site"
+    (site / "feat_plugin-0.0.1.dist-info").mkdir(parents=True)
+    (site / "feat_plugin-0.0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: feat-plugin\nVersion: 0.0.1\n"
+    )
+    (site / "feat_plugin-0.0.1.dist-info" / "entry_points.txt").write_text(
+        "[ekd]\nfeat-plugin = feat_plugin\n"
+    )
+    (site / "feat_plugin.py").write_text(PLUGIN)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(site), str(HERE), str(HERE.parents[1]), env.get("PYTHONPATH", "")]
+    )
+    env["OMP_NUM_THREADS"] = "1"
+    store = tmp_path / "store"
+
+    def ekd_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "ekdcli", *args, *QUICK, "--store", str(store)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    done = ekd_cli("train", "--model", "featnet", "--epochs", "1")
+    assert done.returncode == 0, done.stderr
+    args = ("distill", "--teacher", "featnet", "--student", "featnet", "--method", "probe", "--epochs", "1")
+    done = ekd_cli(*args, "--nproc", "2", "--run-name", "two")
+    assert done.returncode == 0, done.stderr
+    run = store / "runs" / "two"
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["world_size"] == 2 and checkpoint["steps_per_epoch"] == 4  # 64 samples, 8 + 8 a step
+    modules = checkpoint["objective"]["distiller"]["modules"]
+    assert int(modules["steps"]) == 4 and modules["memory"].shape == (64, 12)  # the whole training set's bank
