@@ -126,8 +126,8 @@ class CRDDistiller(FeatureDistiller):
         if self.nce_k > available:
             raise UsageError(
                 f"distiller 'crd' draws nce_k={self.nce_k} negatives per sample from the other classes, but "
-                f"this training set has only {available} for its largest class; lower it, "
-                f"e.g. --set distiller.nce_k={max(1, available // 2)}."
+                f"this training set has only {available} for its largest class; set it to at most {available}, "
+                f"e.g. --set distiller.nce_k={available}."
             )
         student, teacher = probe_features(pair, self.name)
         s_dim, t_dim = int(student.pooled_feat[0].numel()), int(teacher.pooled_feat[0].numel())
