@@ -130,7 +130,10 @@ def summary(tensor: torch.Tensor, seed: int) -> list[float]:
 
 
 def grad_summaries(named: list[tuple[str, torch.Tensor]]) -> dict[str, list[float]]:
-    return {name: summary(p.grad if p.grad is not None else torch.zeros_like(p), 9000 + i) for i, (name, p) in enumerate(named)}
+    return {
+        name: summary(p.grad if p.grad is not None else torch.zeros_like(p), 9000 + i)
+        for i, (name, p) in enumerate(named)
+    }
 
 
 def feature_grads(feats: dict[str, Any]) -> dict[str, list[float]]:
@@ -212,4 +215,7 @@ def state_summaries(module: nn.Module, method: str) -> dict[str, list[float]]:
     if method != "crd":
         return {}
     state = module.state_dict()
-    return {key: summary(state[key], 9500 + i) for i, key in enumerate(("contrast.params", "contrast.memory_v1", "contrast.memory_v2"))}
+    return {
+        key: summary(state[key], 9500 + i)
+        for i, key in enumerate(("contrast.params", "contrast.memory_v1", "contrast.memory_v2"))
+    }

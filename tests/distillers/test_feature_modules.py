@@ -26,13 +26,13 @@ import feature_modules_cases as cases
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from ekd_plugins.distillers.feature.crd import CRDDistiller, make_crd, nce_loss
 from ekd_plugins.distillers.feature.crd_sampling import contrast_indices
 from ekd_plugins.distillers.feature.ofd import bn_margins
 from ekd_plugins.distillers.feature.reviewkd import hcl_loss, make_reviewkd
 from ekd_plugins.distillers.feature.vid import make_vid
+from torch import nn
+
 from ekdcli.sdk.errors import UsageError
 
 REF = json.loads((Path(__file__).parent / "data" / "mdistiller_feature_modules.json").read_text())
@@ -142,7 +142,9 @@ def test_reviewkd_hcl_written_out() -> None:
     # 4x4 maps: the 4x4 pool is skipped (4 >= h); 2x2 at 1/2, 1x1 at 1/4; divided by 1.75.
     level = (mse(fs, ft) + 0.5 * mse(pool(fs, 2), pool(ft, 2)) + 0.25 * mse(pool(fs, 1), pool(ft, 1))) / 1.75
     pooled_s, pooled_t = cases.randn(9, 2, 5, 1, 1), cases.randn(10, 2, 5, 1, 1)
-    assert float(hcl_loss([fs, pooled_s], [ft, pooled_t])) == pytest.approx(level + mse(pooled_s, pooled_t), rel=1e-12)
+    assert float(hcl_loss([fs, pooled_s], [ft, pooled_t])) == pytest.approx(
+        level + mse(pooled_s, pooled_t), rel=1e-12
+    )
 
 
 def test_vid_variance_starts_at_init_pred_var() -> None:
@@ -223,7 +225,12 @@ def test_reviewkd_derives_mdistillers_values_for_resnet32x4_resnet8x4() -> None:
     layout = distiller.layout
     assert layout.shapes == [1, 8, 16, 32] and layout.out_shapes == [1, 8, 16, 32]
     assert layout.in_channels == [64, 128, 256, 256] and layout.out_channels == [64, 128, 256, 256]
-    assert (layout.w_feat, layout.warmup, layout.stu_preact, layout.max_mid_channel) == (5.0, 20.0, False, 512)
+    assert (layout.w_feat, layout.warmup, layout.stu_preact, layout.max_mid_channel) == (
+        5.0,
+        20.0,
+        False,
+        512,
+    )
 
 
 def test_reviewkd_options_override_and_are_checked() -> None:

@@ -68,18 +68,24 @@ class CRDMemory(nn.Module):
         bank: torch.Tensor = getattr(self, name)
         return bank
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """The class of every training sample (for drawing contrast indices)."""
+        return self._bank("sample_labels")
+
     def _scores(self, bank: str, v: torch.Tensor, idx: torch.Tensor, z_slot: int) -> torch.Tensor:
-        memory = self._bank(bank)
+        memory, params = self._bank(bank), self._bank("params")
         rows = memory.index_select(0, idx.reshape(-1)).detach().view(idx.shape[0], idx.shape[1], -1)
-        scores = torch.exp(torch.bmm(rows, v.unsqueeze(2)) / self.params[1].clone())
+        # clone(): autograd must not see the later in-place writes into params
+        scores = torch.exp(torch.bmm(rows, v.unsqueeze(2)) / params[1].clone())
         with torch.no_grad():  # Z is set once, from the first batch (mdistiller: when still -1)
             first = scores.detach().mean() * memory.shape[0]
-            self.params[z_slot] = torch.where(self.params[z_slot] < 0, first.to(self.params), self.params[z_slot])
-        return scores / self.params[z_slot].detach().clone()
+            params[z_slot] = torch.where(params[z_slot] < 0, first.to(params), params[z_slot])
+        return scores / params[z_slot].clone()
 
     @torch.no_grad()
     def _update(self, bank: str, v: torch.Tensor, y: torch.Tensor) -> None:
-        memory, momentum = self._bank(bank), self.params[4]
+        memory, momentum = self._bank(bank), self._bank("params")[4]
         rows = memory.index_select(0, y) * momentum + v.detach() * (1 - momentum)
         memory.index_copy_(0, y, rows / rows.pow(2).sum(1, keepdim=True).sqrt())
 
@@ -97,15 +103,19 @@ class CRDMemory(nn.Module):
 class CRDModules(nn.Module):
     """``embed_s``, ``embed_t`` and ``contrast`` (mdistiller's names)."""
 
-    def __init__(self, s_dim: int, t_dim: int, feat_dim: int, labels: torch.Tensor, k: int, t: float, momentum: float):
+    def __init__(
+        self, s_dim: int, t_dim: int, feat_dim: int, labels: torch.Tensor, k: int, t: float, momentum: float
+    ):
         super().__init__()
         self.embed_s = CRDEmbed(s_dim, feat_dim)
         self.embed_t = CRDEmbed(t_dim, feat_dim)
         self.contrast = CRDMemory(feat_dim, labels, k, t, momentum)
 
-    def loss(self, f_s: torch.Tensor, f_t: torch.Tensor, index: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, f_s: torch.Tensor, f_t: torch.Tensor, index: torch.Tensor, idx: torch.Tensor
+    ) -> torch.Tensor:
         out_s, out_t = self.contrast(self.embed_s(f_s), self.embed_t(f_t), index, idx)
-        n = self.contrast.memory_v1.shape[0]
+        n = self.contrast.labels.numel()
         return nce_loss(out_s, n) + nce_loss(out_t, n)
 
 
@@ -115,13 +125,24 @@ class CRDDistiller(FeatureDistiller):
     name = "crd"
     features = ("pooled_feat",)
 
-    def __init__(self, w_ce: float, w_feat: float, mode: str, feat_dim: int, nce_k: int, nce_momentum: float, nce_t: float):
+    def __init__(
+        self,
+        w_ce: float,
+        w_feat: float,
+        mode: str,
+        feat_dim: int,
+        nce_k: int,
+        nce_momentum: float,
+        nce_t: float,
+    ):
         self.w_ce, self.w_feat, self.mode, self.feat_dim = w_ce, w_feat, mode, feat_dim
         self.nce_k, self.nce_momentum, self.nce_t = nce_k, nce_momentum, nce_t
 
     def bind(self, pair: PairContext) -> None:
         if pair.world_size > 1:
-            raise UsageError("distiller 'crd' runs in one process only (its memory bank is not shared across GPUs).")
+            raise UsageError(
+                "distiller 'crd' runs in one process only (its memory bank is not shared across GPUs)."
+            )
         available = negatives_available(pair.train_labels)
         if self.nce_k > available:
             raise UsageError(
@@ -150,7 +171,7 @@ class CRDDistiller(FeatureDistiller):
     def draw_contrast(self, batch: DistillBatch) -> torch.Tensor:
         """``[B, nce_k + 1]`` bank rows of the batch: positive first, then negatives (batch.generator)."""
         assert isinstance(self.modules, CRDModules), "bind() builds the banks first"
-        labels = self.modules.contrast.sample_labels
+        labels = self.modules.contrast.labels
         return contrast_indices(labels, batch.indices.long(), self.nce_k, self.mode, batch.generator)
 
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:

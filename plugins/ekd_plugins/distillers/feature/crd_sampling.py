@@ -35,7 +35,9 @@ def _negatives(
     return torch.cat(parts)
 
 
-def _same_class(sample_labels: torch.Tensor, rows_labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _same_class(
+    sample_labels: torch.Tensor, rows_labels: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     """One uniformly drawn sample of each row's class (``relax`` positives)."""
     order = torch.argsort(sample_labels, stable=True)
     counts = torch.bincount(sample_labels)

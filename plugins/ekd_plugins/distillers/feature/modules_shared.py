@@ -26,7 +26,9 @@ def _probe_one(model: torch.nn.Module, pair: PairContext) -> Features:
         model.train(was_training)
     if isinstance(feats, Features):
         return feats
-    return Features(list(feats.get("feats") or []), list(feats.get("preact_feats") or []), feats.get("pooled_feat"))
+    return Features(
+        list(feats.get("feats") or []), list(feats.get("preact_feats") or []), feats.get("pooled_feat")
+    )
 
 
 def probe_features(pair: PairContext, method: str) -> tuple[Features, Features]:

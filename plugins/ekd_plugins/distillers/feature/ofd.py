@@ -50,7 +50,7 @@ def channel_margin(weight: float, bias: float) -> float:
 
 def bn_margins(bn: nn.Module) -> torch.Tensor:
     """``[1, C, 1, 1]`` float32 margins of a batch norm's channels (mdistiller keeps float32)."""
-    weights, biases = bn.weight.detach().double().tolist(), bn.bias.detach().double().tolist()  # type: ignore[union-attr,operator]
+    weights, biases = bn.weight.detach().double().tolist(), bn.bias.detach().double().tolist()  # type: ignore[operator]
     margins = [channel_margin(w, b) for w, b in zip(weights, biases, strict=True)]
     return torch.tensor(margins, dtype=torch.float32).view(1, -1, 1, 1)
 
@@ -67,7 +67,9 @@ def ofd_feat_loss(source: torch.Tensor, target: torch.Tensor, margin: torch.Tens
 class _Connectors(nn.Module):
     def __init__(self, s_channels: list[int], t_channels: list[int], kernel: int) -> None:
         super().__init__()
-        self.connectors = nn.ModuleList(_connector(s, t, kernel) for s, t in zip(s_channels, t_channels, strict=True))
+        self.connectors = nn.ModuleList(
+            _connector(s, t, kernel) for s, t in zip(s_channels, t_channels, strict=True)
+        )
 
 
 def _connector(s_channel: int, t_channel: int, kernel: int) -> nn.Sequential:
@@ -83,7 +85,9 @@ class OFDModules(nn.Module):
     with the module but stay out of its state dict, which therefore equals mdistiller's.
     """
 
-    def __init__(self, s_channels: list[int], t_channels: list[int], margins: list[torch.Tensor], kernel: int) -> None:
+    def __init__(
+        self, s_channels: list[int], t_channels: list[int], margins: list[torch.Tensor], kernel: int
+    ) -> None:
         super().__init__()
         self.connectors = _Connectors(s_channels, t_channels, kernel)
         self.count = len(margins)
@@ -118,10 +122,14 @@ class OFDDistiller(FeatureDistiller):
     def bind(self, pair: PairContext) -> None:
         student, teacher = probe_features(pair, self.name)
         if self.w_feat_given is None:
-            self.w_feat = float(pair_values(self.name, pair.teacher_name, pair.student_name).get("w_feat", OFD_W_FEAT))
+            self.w_feat = float(
+                pair_values(self.name, pair.teacher_name, pair.student_name).get("w_feat", OFD_W_FEAT)
+            )
         hook = getattr(pair.teacher, "get_bn_before_relu", None)
         if hook is None:
-            raise JobError(f"distiller 'ofd' needs the teacher's get_bn_before_relu(); {pair.teacher_name} has none.")
+            raise JobError(
+                f"distiller 'ofd' needs the teacher's get_bn_before_relu(); {pair.teacher_name} has none."
+            )
         bns = list(hook())
         s_channels = [int(f.shape[1]) for f in student.preact_feats[1:]]
         t_channels = [int(f.shape[1]) for f in teacher.preact_feats[1:]]
@@ -135,7 +143,12 @@ class OFDDistiller(FeatureDistiller):
         )
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "w_ce": self.w_ce, "w_feat": self.w_feat, "connector_kernel": self.connector_kernel}
+        return {
+            "method": self.name,
+            "w_ce": self.w_ce,
+            "w_feat": self.w_feat,
+            "connector_kernel": self.connector_kernel,
+        }
 
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         assert isinstance(self.modules, OFDModules), "bind() builds the connectors first"
@@ -143,14 +156,21 @@ class OFDDistiller(FeatureDistiller):
         count = self.modules.count
         f_s = floats(_last(student.preact_feats[1:], count))
         f_t = floats(_last(teacher.preact_feats[1:], count))
-        return {"loss_ce": self.w_ce * cross_entropy(batch), "loss_feat": self.w_feat * self.modules.loss(f_s, f_t)}
+        return {
+            "loss_ce": self.w_ce * cross_entropy(batch),
+            "loss_feat": self.w_feat * self.modules.loss(f_s, f_t),
+        }
 
 
 def make_ofd(**options: Any) -> OFDDistiller:
     who = owner("distiller", "ofd")
     check_names(who, options, OFD_OPTIONS)
-    kernel = as_int(who, "connector_kernel", pick(options, "connector_kernel", OFD_OPTIONS["connector_kernel"]), minimum=1)
-    w_feat = as_float(who, "w_feat", options["w_feat"], non_negative=True) if given(options, "w_feat") else None
+    kernel = as_int(
+        who, "connector_kernel", pick(options, "connector_kernel", OFD_OPTIONS["connector_kernel"]), minimum=1
+    )
+    w_feat = (
+        as_float(who, "w_feat", options["w_feat"], non_negative=True) if given(options, "w_feat") else None
+    )
     return OFDDistiller(
         w_ce=as_float(who, "w_ce", pick(options, "w_ce", OFD_OPTIONS["w_ce"]), non_negative=True),
         w_feat=w_feat,

@@ -42,7 +42,12 @@ REVIEWKD_OPTIONS: dict[str, Any] = {
     "max_mid_channel": None,
     "stu_preact": None,
 }
-REVIEWKD_DEFAULTS: dict[str, Any] = {"w_feat": 1.0, "warmup": 20.0, "stu_preact": False, "max_mid_channel": 512}
+REVIEWKD_DEFAULTS: dict[str, Any] = {
+    "w_feat": 1.0,
+    "warmup": 20.0,
+    "stu_preact": False,
+    "max_mid_channel": 512,
+}
 REVIEWKD_LAYOUT = ("shapes", "out_shapes", "in_channels", "out_channels")
 
 # mdistiller's per-pair settings (teacher, student) -> {method: {option: value}}, from its yaml files.

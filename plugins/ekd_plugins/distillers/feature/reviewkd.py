@@ -41,7 +41,9 @@ def hcl_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.
             if size >= fs.shape[2]:
                 continue
             weight /= 2.0
-            loss = loss + weight * F.mse_loss(F.adaptive_avg_pool2d(fs, size), F.adaptive_avg_pool2d(ft, size))
+            loss = loss + weight * F.mse_loss(
+                F.adaptive_avg_pool2d(fs, size), F.adaptive_avg_pool2d(ft, size)
+            )
             norm += weight
         total = total + loss / norm
     return total
@@ -53,13 +55,14 @@ class ABF(nn.Module):
 
     def __init__(self, in_channel: int, mid_channel: int, out_channel: int, fuse: bool) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv2d(in_channel, mid_channel, 1, bias=False), nn.BatchNorm2d(mid_channel))
-        self.conv2 = nn.Sequential(
-            nn.Conv2d(mid_channel, out_channel, 3, padding=1, bias=False), nn.BatchNorm2d(out_channel)
-        )
+        reduce = nn.Conv2d(in_channel, mid_channel, 1, bias=False)
+        expand = nn.Conv2d(mid_channel, out_channel, 3, padding=1, bias=False)
+        self.conv1 = nn.Sequential(reduce, nn.BatchNorm2d(mid_channel))
+        self.conv2 = nn.Sequential(expand, nn.BatchNorm2d(out_channel))
         self.att_conv = nn.Sequential(nn.Conv2d(2 * mid_channel, 2, 1), nn.Sigmoid()) if fuse else None
-        nn.init.kaiming_uniform_(self.conv1[0].weight, a=1)
-        nn.init.kaiming_uniform_(self.conv2[0].weight, a=1)
+        # after att_conv's default init: the random stream is consumed in mdistiller's order
+        nn.init.kaiming_uniform_(reduce.weight, a=1)
+        nn.init.kaiming_uniform_(expand.weight, a=1)
 
     def forward(
         self, x: torch.Tensor, residual: torch.Tensor | None, shape: int, out_shape: int
@@ -125,7 +128,9 @@ class ReviewKDDistiller(FeatureDistiller):
         return described
 
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
-        assert isinstance(self.modules, ReviewKDModules) and self.layout is not None, "bind() builds the ABFs first"
+        assert isinstance(self.modules, ReviewKDModules) and self.layout is not None, (
+            "bind() builds the ABFs first"
+        )
         student, teacher = batch_features(batch, self.name)
         source = student.preact_feats if self.layout.stu_preact else student.feats
         inputs = _with_pooled(floats(source[1:]), upcast_pooled(student.pooled_feat))

@@ -12,7 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ekd_plugins.distillers.feature.options_modules import REVIEWKD_DEFAULTS, REVIEWKD_LAYOUT, REVIEWKD_OPTIONS
+from ekd_plugins.distillers.feature.options_modules import (
+    REVIEWKD_DEFAULTS,
+    REVIEWKD_LAYOUT,
+    REVIEWKD_OPTIONS,
+)
 from ekdcli.sdk.contracts import Features
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.options import as_bool, as_float, as_int, check_names, owner

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ekd_plugins.distillers.feature.options_modules import CRD_OPTIONS, OFD_OPTIONS, REVIEWKD_OPTIONS, VID_OPTIONS
+from ekd_plugins.distillers.feature.options_modules import (
+    CRD_OPTIONS,
+    OFD_OPTIONS,
+    REVIEWKD_OPTIONS,
+    VID_OPTIONS,
+)
 
 
 def _info(features: list[str], hooks: list[str], options: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -20,7 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ekd_plugins.distillers.feature.modules_shared import batch_features, cross_entropy, floats, probe_features
+from ekd_plugins.distillers.feature.modules_shared import (
+    batch_features,
+    cross_entropy,
+    floats,
+    probe_features,
+)
 from ekd_plugins.distillers.feature.options_modules import VID_OPTIONS
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.errors import UsageError
@@ -34,7 +39,9 @@ def _conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
 class VIDModules(nn.Module):
     """``regressors.{i}`` (mdistiller's names) and the fixed ``log_scale_{i}`` of each stage."""
 
-    def __init__(self, s_channels: list[int], t_channels: list[int], init_pred_var: float, eps: float) -> None:
+    def __init__(
+        self, s_channels: list[int], t_channels: list[int], init_pred_var: float, eps: float
+    ) -> None:
         super().__init__()
         self.regressors = nn.ModuleList(
             nn.Sequential(_conv1x1(s, t), nn.ReLU(), _conv1x1(t, t), nn.ReLU(), _conv1x1(t, t))
@@ -89,7 +96,10 @@ class VIDDistiller(FeatureDistiller):
         student, teacher = batch_features(batch, self.name)
         f_s, f_t = floats(student.feats[1:]), floats(teacher.feats[1:])
         total = sum(
-            (self.modules.stage_loss(i, s, t, self.eps) for i, (s, t) in enumerate(zip(f_s, f_t, strict=True))),
+            (
+                self.modules.stage_loss(i, s, t, self.eps)
+                for i, (s, t) in enumerate(zip(f_s, f_t, strict=True))
+            ),
             torch.zeros((), dtype=f_s[0].dtype, device=f_s[0].device),
         )
         return {"loss_ce": self.w_ce * cross_entropy(batch), "loss_feat": self.w_feat * total}
@@ -102,7 +112,9 @@ def make_vid(**options: Any) -> VIDDistiller:
     eps = as_float(who, "eps", value["eps"], positive=True)
     init_pred_var = as_float(who, "init_pred_var", value["init_pred_var"], positive=True)
     if init_pred_var <= eps:
-        raise UsageError(f"option 'init_pred_var' of {who} must be greater than 'eps' ({eps}), got {init_pred_var}.")
+        raise UsageError(
+            f"option 'init_pred_var' of {who} must be greater than 'eps' ({eps}), got {init_pred_var}."
+        )
     return VIDDistiller(
         w_ce=as_float(who, "w_ce", value["w_ce"], non_negative=True),
         w_feat=as_float(who, "w_feat", value["w_feat"], non_negative=True),
