@@ -20,7 +20,12 @@ import torch
 from torch import nn
 
 from ekd_plugins.distillers.feature.crd_sampling import contrast_indices, negatives_available
-from ekd_plugins.distillers.feature.modules_shared import batch_features, cross_entropy, probe_features
+from ekd_plugins.distillers.feature.modules_shared import (
+    batch_features,
+    cross_entropy,
+    probe_features,
+    require,
+)
 from ekd_plugins.distillers.feature.options_modules import CRD_MODES, CRD_OPTIONS
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.errors import UsageError
@@ -151,6 +156,8 @@ class CRDDistiller(FeatureDistiller):
                 f"e.g. --set distiller.nce_k={available}."
             )
         student, teacher = probe_features(pair, self.name)
+        require(student, "pooled_feat", "student", pair.student_name, self.name)
+        require(teacher, "pooled_feat", "teacher", pair.teacher_name, self.name)
         s_dim, t_dim = int(student.pooled_feat[0].numel()), int(teacher.pooled_feat[0].numel())
         self.modules = CRDModules(
             s_dim, t_dim, self.feat_dim, pair.train_labels, self.nce_k, self.nce_t, self.nce_momentum

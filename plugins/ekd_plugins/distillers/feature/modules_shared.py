@@ -43,6 +43,16 @@ def probe_features(pair: PairContext, method: str) -> tuple[Features, Features]:
     return _probe_one(pair.student, pair), _probe_one(pair.teacher, pair)
 
 
+def require(features: Features, kind: str, role: str, name: str | None, method: str) -> None:
+    """Refuse a model whose forward pass gave none of a feature kind the method reads from it."""
+    value = getattr(features, kind)
+    if value is None or (isinstance(value, list) and len(value) < 2):
+        raise JobError(
+            f"distiller {method!r} reads the {role}'s {kind!r}, which model {name or '?'} does not return; "
+            f"pick a {role} whose 'ekd list models' entry lists it."
+        )
+
+
 def batch_features(batch: DistillBatch, method: str) -> tuple[Features, Features]:
     """The student's and teacher's features of the batch (refused when the engine gave none)."""
     if batch.student_features is None or batch.teacher_features is None:

@@ -25,6 +25,7 @@ from ekd_plugins.distillers.feature.modules_shared import (
     floats,
     pair_values,
     probe_features,
+    require,
 )
 from ekd_plugins.distillers.feature.options_modules import OFD_OPTIONS, OFD_W_FEAT
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
@@ -121,6 +122,8 @@ class OFDDistiller(FeatureDistiller):
 
     def bind(self, pair: PairContext) -> None:
         student, teacher = probe_features(pair, self.name)
+        require(student, "preact_feats", "student", pair.student_name, self.name)
+        require(teacher, "preact_feats", "teacher", pair.teacher_name, self.name)
         if self.w_feat_given is None:
             self.w_feat = float(
                 pair_values(self.name, pair.teacher_name, pair.student_name).get("w_feat", OFD_W_FEAT)

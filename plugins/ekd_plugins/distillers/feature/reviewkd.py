@@ -1,7 +1,8 @@
 """ReviewKD (Chen et al., CVPR 2021, "Distilling Knowledge via Knowledge Review") as mdistiller
 implements it.
 
-The student's stage features (``feats[1:]`` or, with ``stu_preact``, ``preact_feats[1:]``) and
+The student's last stage features (``feats``, or ``preact_feats`` with ``stu_preact``; as many as the
+teacher has stages after its stem) and
 its pooled feature are fused from the deepest up by attention-based fusion (ABF) blocks:
 each maps its input to ``mid`` channels (1x1 conv + BN), mixes it with the upsampled
 residual of the deeper block through a two-channel sigmoid attention, resizes it to the
@@ -25,9 +26,16 @@ from ekd_plugins.distillers.feature.modules_shared import (
     floats,
     pair_values,
     probe_features,
+    require,
 )
 from ekd_plugins.distillers.feature.options_modules import REVIEWKD_OPTIONS
-from ekd_plugins.distillers.feature.reviewkd_layout import WHO, ReviewLayout, check_options, derive_layout
+from ekd_plugins.distillers.feature.reviewkd_layout import (
+    WHO,
+    ReviewLayout,
+    check_options,
+    derive_layout,
+    student_levels,
+)
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.options import as_float, pick
 
@@ -117,8 +125,11 @@ class ReviewKDDistiller(FeatureDistiller):
 
     def bind(self, pair: PairContext) -> None:
         student, teacher = probe_features(pair, self.name)
+        require(teacher, "preact_feats", "teacher", pair.teacher_name, self.name)
         known = pair_values(self.name, pair.teacher_name, pair.student_name)
         self.layout = derive_layout(student, teacher, self.options, known)
+        if self.layout.stu_preact:
+            require(student, "preact_feats", "student", pair.student_name, self.name)
         self.modules = ReviewKDModules(self.layout)
 
     def describe(self) -> dict[str, Any]:
@@ -133,7 +144,8 @@ class ReviewKDDistiller(FeatureDistiller):
         )
         student, teacher = batch_features(batch, self.name)
         source = student.preact_feats if self.layout.stu_preact else student.feats
-        inputs = _with_pooled(floats(source[1:]), upcast_pooled(student.pooled_feat))
+        levels = student_levels(source, len(teacher.preact_feats) - 1)
+        inputs = _with_pooled(floats(levels), upcast_pooled(student.pooled_feat))
         targets = _with_pooled(floats(teacher.preact_feats[1:]), upcast_pooled(teacher.pooled_feat))
         warm = min(batch.epoch / self.layout.warmup, 1.0)
         loss = self.layout.w_feat * warm * hcl_loss(self.modules(inputs), targets)

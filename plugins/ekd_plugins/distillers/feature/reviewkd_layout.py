@@ -3,8 +3,8 @@ values, else its defaults; shapes and channels derived from the models.
 
 mdistiller hand-writes ``SHAPES``/``OUT_SHAPES``/``IN_CHANNELS``/``OUT_CHANNELS`` for
 resnet32x4 -> resnet8x4 (its cfg defaults) and its ImageNet pairs; here they follow from one
-probe of both models, deepest level first: the pooled feature (size 1), then the stages after
-the stem.  Given values must agree with the models (anything else cannot run).
+probe of both models, deepest level first: the pooled feature (size 1), then the teacher's stages after
+its stem and as many of the student's last stages.  Given values must agree with the models (anything else cannot run).
 """
 
 from __future__ import annotations
@@ -47,20 +47,28 @@ def as_int_list(name: str, value: Any) -> list[int]:
     return [as_int(WHO, name, item, minimum=1) for item in items]
 
 
+def student_levels(feats: list[Any], teacher_levels: int) -> list[Any]:
+    """The student's stage tensors paired with the teacher's ``preact_feats[1:]``: its last ones
+    (mdistiller reverses the student's list and zips it with the ABFs, so a stem entry, where the
+    student has one, falls off; ImageNet MobileNetV1 has none)."""
+    return feats[len(feats) - teacher_levels :] if len(feats) >= teacher_levels else []
+
+
 def models_layout(student: Features, teacher: Features) -> dict[str, list[int]]:
     """Shapes and channels of the levels, deepest first, from one probe of each model."""
-    s_levels, t_levels = student.feats[1:][::-1], teacher.preact_feats[1:][::-1]
-    if len(s_levels) != len(t_levels):
+    t_stages = teacher.preact_feats[1:]
+    s_stages = student_levels(student.feats, len(t_stages))
+    if not s_stages:
         raise UsageError(
-            f"{WHO} pairs the student's {len(s_levels)} stages with the teacher's {len(t_levels)}; "
-            "choose models with as many stages."
+            f"{WHO} pairs the teacher's {len(t_stages)} stages with the student's, but the student has only "
+            f"{len(student.feats)}; choose models with as many stages."
         )
     s_pooled, t_pooled = int(student.pooled_feat[0].numel()), int(teacher.pooled_feat[0].numel())
     return {
-        "shapes": [1, *(int(f.shape[-1]) for f in s_levels)],
-        "out_shapes": [1, *(int(f.shape[-1]) for f in t_levels)],
-        "in_channels": [*(int(f.shape[1]) for f in student.feats[1:]), s_pooled],
-        "out_channels": [*(int(f.shape[1]) for f in teacher.preact_feats[1:]), t_pooled],
+        "shapes": [1, *(int(f.shape[-1]) for f in s_stages[::-1])],
+        "out_shapes": [1, *(int(f.shape[-1]) for f in t_stages[::-1])],
+        "in_channels": [*(int(f.shape[1]) for f in s_stages), s_pooled],
+        "out_channels": [*(int(f.shape[1]) for f in t_stages), t_pooled],
     }
 
 

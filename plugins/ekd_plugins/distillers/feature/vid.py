@@ -25,6 +25,7 @@ from ekd_plugins.distillers.feature.modules_shared import (
     cross_entropy,
     floats,
     probe_features,
+    require,
 )
 from ekd_plugins.distillers.feature.options_modules import VID_OPTIONS
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
@@ -78,6 +79,8 @@ class VIDDistiller(FeatureDistiller):
 
     def bind(self, pair: PairContext) -> None:
         student, teacher = probe_features(pair, self.name)
+        require(student, "feats", "student", pair.student_name, self.name)
+        require(teacher, "feats", "teacher", pair.teacher_name, self.name)
         s_channels = [int(f.shape[1]) for f in student.feats[1:]]
         t_channels = [int(f.shape[1]) for f in teacher.feats[1:]]
         self.modules = VIDModules(s_channels, t_channels, self.init_pred_var, self.eps)
