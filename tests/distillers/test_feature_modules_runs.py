@@ -169,3 +169,25 @@ def test_a_killed_run_resumes_bitwise(ekd: Any, method: str, extra: tuple[str, .
     assert set(ma) == set(mb) and all(torch.equal(ma[k], mb[k]) for k in ma)
     if method == "crd":  # the banks moved, and Z was set once
         assert ma["contrast.memory_v1"].shape == (64, 128) and float(ma["contrast.params"][2]) > 0
+
+
+@pytest.mark.parametrize(
+    ("method", "teacher", "student", "message"),
+    [
+        ("ofd", "wrn_40_2", "shufflev1", "no trained teacher 'wrn_40_2'"),  # the student needs no BN hook
+        ("ofd", "shufflev1", "wrn_40_2", "needs bn_before_relu from the teacher, which model 'shufflev1'"),
+        ("ofd", "vgg13", "mobilenetv2", "needs preact_feats from the student, which model 'mobilenetv2'"),
+        (
+            "reviewkd",
+            "vgg13",
+            "mobilenetv2",
+            "no trained teacher 'vgg13'",
+        ),  # preact_feats: the teacher's only
+    ],
+)
+def test_each_model_is_asked_for_what_the_method_reads_from_it(
+    ekd: Any, method: str, teacher: str, student: str, message: str
+) -> None:
+    args = ("distill", "--method", method, "--teacher", teacher, "--student", student, "--data", "fake")
+    code, _, err = ekd(*args, "--device", "cpu")
+    assert code == 2 and message in err, err

@@ -30,7 +30,7 @@ from ekd_plugins.distillers.feature.options_modules import CRD_MODES, CRD_OPTION
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.losses import upcast
-from ekdcli.sdk.options import as_choice, as_float, as_int, check_names, owner, pick
+from ekdcli.sdk.options import as_choice, as_float, as_int, as_rate, check_names, owner, pick
 
 NCE_EPS = 1e-7
 
@@ -202,6 +202,6 @@ def make_crd(**options: Any) -> CRDDistiller:
         mode=as_choice(who, "mode", value["mode"], CRD_MODES),
         feat_dim=as_int(who, "feat_dim", value["feat_dim"], minimum=1),
         nce_k=as_int(who, "nce_k", value["nce_k"], minimum=1),
-        nce_momentum=as_float(who, "nce_momentum", value["nce_momentum"], non_negative=True),
+        nce_momentum=as_rate(who, "nce_momentum", value["nce_momentum"], allow_one=True),
         nce_t=as_float(who, "nce_t", value["nce_t"], positive=True),
     )

@@ -30,6 +30,7 @@ from ekd_plugins.distillers.feature.modules_shared import (
 from ekd_plugins.distillers.feature.options_modules import OFD_OPTIONS, OFD_W_FEAT
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.errors import JobError
+from ekdcli.sdk.losses import upcast
 from ekdcli.sdk.options import as_float, as_int, check_names, given, owner, pick
 
 
@@ -99,7 +100,7 @@ class OFDModules(nn.Module):
         n = len(f_s)
         total = torch.zeros((), dtype=f_s[0].dtype, device=f_s[0].device)
         for i, (s, t) in enumerate(zip(f_s, f_t, strict=True)):
-            out = self.connectors.connectors[i](s)
+            out = upcast(self.connectors.connectors[i](s))  # autocast may give bf16
             target = F.adaptive_avg_pool2d(t, out.shape[-2:]).detach()
             total = total + ofd_feat_loss(out, target, getattr(self, f"margin_{i}")) / 2 ** (n - i - 1)
         return total

@@ -148,7 +148,7 @@ class ReviewKDDistiller(FeatureDistiller):
         inputs = _with_pooled(floats(levels), upcast_pooled(student.pooled_feat))
         targets = _with_pooled(floats(teacher.preact_feats[1:]), upcast_pooled(teacher.pooled_feat))
         warm = min(batch.epoch / self.layout.warmup, 1.0)
-        loss = self.layout.w_feat * warm * hcl_loss(self.modules(inputs), targets)
+        loss = self.layout.w_feat * warm * hcl_loss(floats(self.modules(inputs)), targets)
         return {"loss_ce": self.w_ce * cross_entropy(batch), "loss_feat": loss}
 
 

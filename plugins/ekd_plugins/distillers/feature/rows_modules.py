@@ -39,7 +39,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "Overhaul of feature distillation (Heo et al. 2019): CE + partial L2 between connected pre-ReLU "
         "student stages and the teacher's, above the teacher's margins",
-        _info(["preact_feats"], ["bn_before_relu"], OFD_OPTIONS),
+        _info(["preact_feats"], ["bn_before_relu"], OFD_OPTIONS, student_model_hooks=[]),
     ),
     (
         "crd",
@@ -55,7 +55,12 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         ("review_kd",),
         "Knowledge review (Chen et al. 2021): CE + hierarchical context loss between attention-fused "
         "student stages and the teacher's, warmed up",
-        _info(["feats", "preact_feats", "pooled_feat"], [], REVIEWKD_OPTIONS),
+        _info(
+            ["feats", "preact_feats", "pooled_feat"],
+            [],
+            REVIEWKD_OPTIONS,
+            student_features=["feats", "pooled_feat"],  # preact_feats too with stu_preact (bind() checks)
+        ),
     ),
 ]
 """Table rows of VID, OFD, CRD and ReviewKD (torch-free)."""

@@ -30,6 +30,7 @@ from ekd_plugins.distillers.feature.modules_shared import (
 from ekd_plugins.distillers.feature.options_modules import VID_OPTIONS
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.errors import UsageError
+from ekdcli.sdk.losses import upcast
 from ekdcli.sdk.options import as_float, check_names, owner, pick
 
 
@@ -63,7 +64,7 @@ class VIDModules(nn.Module):
             f_s = F.adaptive_avg_pool2d(f_s, (t_h, t_h))
         elif s_h < t_h:
             f_t = F.adaptive_avg_pool2d(f_t, (s_h, s_h))
-        mean = self.regressors[i](f_s)
+        mean = upcast(self.regressors[i](f_s))  # autocast may give bf16
         var = (F.softplus(self.log_scale(i)) + eps).to(mean).view(1, -1, 1, 1)
         return (0.5 * ((mean - f_t) ** 2 / var + torch.log(var))).mean()
 
