@@ -274,3 +274,36 @@ def test_bind_leaves_both_models_as_they_were() -> None:
         "regressors.0.2.weight",
         "regressors.0.4.weight",
     ]
+
+
+# ----------------------------------------------------------------------------- registration
+def test_rows_register_the_four_methods_with_their_defaults() -> None:
+    import importlib
+
+    from ekd_plugins.distillers import distiller_table
+
+    rows = {row[0]: row for row in distiller_table() if row[0] in METHODS}
+    assert set(rows) == set(METHODS)
+    for name, (_, factory, _, description, info) in rows.items():
+        module, _, attr = factory.partition(":")
+        distiller = getattr(importlib.import_module(module), attr)()
+        assert distiller.name == name and description
+        assert info["kind"] == "feature" and info["needs_teacher"] and not info["needs_energy"]
+        assert "temperature_rule" not in info
+        assert tuple(info["features"]) == distiller.features
+        assert tuple(info["model_hooks"]) == distiller.model_hooks
+        assert info.get("single_process", False) is (name == "crd")
+    crd = rows["crd"][4]["options"]
+    assert crd == {
+        "w_ce": 1.0,
+        "w_feat": 0.8,
+        "mode": "exact",
+        "feat_dim": 128,
+        "nce_k": 16384,
+        "nce_momentum": 0.5,
+        "nce_t": 0.07,
+    }
+    assert rows["vid"][4]["options"] == {"w_ce": 1.0, "w_feat": 1.0, "eps": 1e-5, "init_pred_var": 5.0}
+    assert rows["ofd"][4]["options"]["connector_kernel"] == 1
+    with pytest.raises(UsageError, match="option 'mode' of distiller 'crd' must be one of exact, relax"):
+        make_crd(mode="loose")
