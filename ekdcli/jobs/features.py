@@ -68,15 +68,18 @@ def check_feature_run(
     check_models(distiller, {role: name for role, name in models.items() if name in known})
 
 
+_NEEDS = ("features", "model_hooks")
+
+
 def check_models(distiller: Component, models: dict[str, str]) -> None:
-    """Refuse a student or teacher whose registry info lacks a feature kind or hook the method reads."""
-    needs = {
-        "features": _listed(distiller.info, "features"),
-        "model_hooks": _listed(distiller.info, "model_hooks"),
-    }
+    """Refuse a student or teacher whose registry info lacks a feature kind or hook the method reads
+    (``info["student_features"]`` / ``info["student_model_hooks"]``, where given, say what a method
+    reads from the student alone: OFD calls only the teacher's ``get_bn_before_relu()``)."""
     for role, name in models.items():
         if role == "teacher" and not distiller.info.get("needs_teacher", True):
             continue
+        info = distiller.info
+        needs = {key: _listed(info, f"{role}_{key}" if f"{role}_{key}" in info else key) for key in _NEEDS}
         model = registry("models").get(name)
         missing = [
             item for key, wanted in needs.items() for item in wanted if item not in _listed(model.info, key)

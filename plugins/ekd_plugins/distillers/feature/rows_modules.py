@@ -1,7 +1,66 @@
-"""Table rows of VID, OFD, CRD and ReviewKD (torch-free)."""
+"""Table rows of VID, OFD, CRD and ReviewKD: the feature methods with trainable state (torch-free)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = []
+from ekd_plugins.distillers.feature.options_modules import (
+    CRD_OPTIONS,
+    OFD_OPTIONS,
+    REVIEWKD_OPTIONS,
+    VID_OPTIONS,
+)
+
+
+def _info(features: list[str], hooks: list[str], options: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "feature",
+        "needs_teacher": True,
+        "needs_energy": False,
+        "features": features,
+        "model_hooks": hooks,
+        "options": dict(options),
+        **extra,
+    }
+
+
+ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
+    (
+        "vid",
+        "vid:make_vid",
+        (),
+        "Variational information distillation (Ahn et al. 2019): CE + Gaussian NLL of each teacher stage "
+        "given a regressor of the student's",
+        _info(["feats"], [], VID_OPTIONS),
+    ),
+    (
+        "ofd",
+        "ofd:make_ofd",
+        (),
+        "Overhaul of feature distillation (Heo et al. 2019): CE + partial L2 between connected pre-ReLU "
+        "student stages and the teacher's, above the teacher's margins",
+        _info(["preact_feats"], ["bn_before_relu"], OFD_OPTIONS, student_model_hooks=[]),
+    ),
+    (
+        "crd",
+        "crd:make_crd",
+        (),
+        "Contrastive representation distillation (Tian et al. 2020): CE + NCE of embedded pooled features "
+        "against memory banks of every training sample (one process only)",
+        _info(["pooled_feat"], [], CRD_OPTIONS, single_process=True),
+    ),
+    (
+        "reviewkd",
+        "reviewkd:make_reviewkd",
+        ("review_kd",),
+        "Knowledge review (Chen et al. 2021): CE + hierarchical context loss between attention-fused "
+        "student stages and the teacher's, warmed up",
+        _info(
+            ["feats", "preact_feats", "pooled_feat"],
+            [],
+            REVIEWKD_OPTIONS,
+            student_features=["feats", "pooled_feat"],  # preact_feats too with stu_preact (bind() checks)
+        ),
+    ),
+]
+"""Table rows of VID, OFD, CRD and ReviewKD (torch-free)."""
