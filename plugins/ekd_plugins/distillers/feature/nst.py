@@ -14,8 +14,12 @@ from ekdcli.sdk.contracts import Features
 
 
 def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``[N, C_b, C_a]`` squared inner products ``<a_i, b_j>^2`` of the channels' maps."""
-    return (a.unsqueeze(1) * b.unsqueeze(2)).sum(-1).pow(2)
+    """``[N, C_b, C_a]`` squared inner products ``<a_i, b_j>^2`` of the channels' maps.
+
+    mdistiller multiplies broadcast ``[N, C_b, C_a, H*W]`` tensors and sums; a batched matrix
+    product gives the same numbers without that memory (268 MB in float64 for resnet8x4's stage 1).
+    """
+    return (b @ a.mT).pow(2)
 
 
 def stage_mmd(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
