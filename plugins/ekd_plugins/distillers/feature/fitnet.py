@@ -24,6 +24,14 @@ from ekdcli.sdk.losses import upcast
 from ekdcli.sdk.options import as_int
 
 
+class FitNetModules(nn.Module):
+    """FitNet's trainable state: ``conv_reg``, named as mdistiller's distiller attribute."""
+
+    def __init__(self, conv_reg: ConvRegressor) -> None:
+        super().__init__()
+        self.conv_reg = conv_reg
+
+
 class FitNetDistiller(FeatureLossDistiller):
     """``w_ce * CE + w_feat * MSE(conv_reg(f_s[h]), f_t[h])``; ``conv_reg`` is trained with the student."""
 
@@ -47,11 +55,10 @@ class FitNetDistiller(FeatureLossDistiller):
                 f"fitnet cannot regress {pair.student_name}'s hint map of size {student[layer][2:]} onto "
                 f"{pair.teacher_name}'s of size {teacher[layer][2:]}; choose another 'hint_layer'."
             )
-        self.modules = nn.Module()
-        self.modules.conv_reg = ConvRegressor(student[layer], teacher[layer])
+        self.modules = FitNetModules(ConvRegressor(student[layer], teacher[layer]))
 
     def feature_loss(self, student: Features, teacher: Features) -> torch.Tensor:
-        assert self.modules is not None, "bind() builds the regressor"
+        assert isinstance(self.modules, FitNetModules), "bind() builds the regressor"
         # Under autocast the regressor may return bf16: the loss itself runs in float32 at least.
         regressed = upcast(self.modules.conv_reg(student.feats[self.hint_layer]))
         return F.mse_loss(regressed, teacher.feats[self.hint_layer])
