@@ -396,10 +396,11 @@ def test_forward_contract(name):
     model.train()
     logits, feats = model(x, return_features=True)
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
-    assert set(feats) == {"feats", "pooled"}
+    assert set(feats) == {"feats", "preact_feats", "pooled_feat"}
     assert feats["feats"] and all(f.dim() == 4 and f.shape[0] == 2 for f in feats["feats"])
     # Autograd through logits and every feature (no in-place op breaks it).
-    (logits.square().mean() + sum(f.mean() for f in feats["feats"])).backward()
+    every = feats["feats"] + feats["preact_feats"]
+    (logits.square().mean() + sum(f.mean() for f in every)).backward()
     assert all(p.grad is not None for p in model.parameters())
 
     model.eval()
@@ -410,8 +411,8 @@ def test_forward_contract(name):
         assert plain.shape == (2, 10)
         assert isinstance(plain, torch.Tensor) and torch.allclose(plain, again, atol=1e-6)
         head = _head(model)
-        assert feats["pooled"].shape == (2, head.in_features)
-        assert torch.allclose(head(feats["pooled"]), plain, atol=1e-5), (
+        assert feats["pooled_feat"].shape == (2, head.in_features)
+        assert torch.allclose(head(feats["pooled_feat"]), plain, atol=1e-5), (
             "pooled feature does not feed the head"
         )
 

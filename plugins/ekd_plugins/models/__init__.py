@@ -3,7 +3,8 @@
 Importing this module must stay cheap (no torch): factories are ``"module:attr"``
 strings the core imports on first use, and ``info`` holds static facts for
 ``ekd list`` (``params_100`` is the exact parameter count at 100 classes and 3
-input channels; a test checks it against the built models).  Hints live with the
+input channels; a test checks it against the built models; ``features`` and
+``model_hooks`` say what a model offers feature distillers).  Hints live with the
 model: ``recipe_lr`` is the learning rate a model trains at under a named recipe
 (the reference CIFAR configs train MobileNetV2 and ShuffleNet students at 0.01).
 """
@@ -77,6 +78,18 @@ _IMAGENET: list[tuple[str, str, tuple[str, ...], str, int]] = [
     ),
 ]
 
+# What ``forward(x, return_features=True)`` provides and which hooks a model has (the names of
+# ekdcli.sdk.contracts FEATURE_KINDS / MODEL_HOOKS); a model not listed here provides all of them.
+_ALL_FEATURES = ("feats", "preact_feats", "pooled_feat")
+_ALL_HOOKS = ("bn_before_relu", "stage_channels")
+_NO_PREACT = ("feats", "pooled_feat")
+_FEATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mobilenetv2": (_NO_PREACT, _ALL_HOOKS),  # mdistiller's MobileNetV2 has no preact_feats
+    "shufflev1": (_ALL_FEATURES, ("stage_channels",)),  # no BN before a stage's last ReLU
+    "shufflev2": (_ALL_FEATURES, ("stage_channels",)),
+    "imagenet/mobilenet_v2": (_NO_PREACT, ("stage_channels",)),  # torchvision's; not in mdistiller
+}
+
 # the learning rate of the small CIFAR students under the CIFAR recipes (mdistiller / RepDistiller)
 _SMALL_STUDENT_LR = {"cifar": 0.01, "cifar-energy": 0.01}
 _HINTS: dict[str, dict[str, Any]] = {
@@ -103,7 +116,9 @@ def model_table() -> list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]]
         (_OTHER, "generic", "any"),
     ):
         for name, target, aliases, description, params in table:
+            features, hooks = _FEATURES.get(name, (_ALL_FEATURES, _ALL_HOOKS))
             info = {"params_100": params, "family": family, "input": size, **_HINTS.get(name, {})}
+            info.update(features=list(features), model_hooks=list(hooks))
             rows.append((name, f"{_PKG}.{target}", aliases, description, info))
     return rows
 

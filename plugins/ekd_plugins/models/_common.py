@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-# forward(x) -> logits; forward(x, return_features=True) -> (logits, {"feats": [...], "pooled": ...})
+# forward(x) -> logits; forward(x, return_features=True) -> (logits, {"feats": [...],
+# "preact_feats": [...], "pooled_feat": ...}) at mdistiller's positions (ekdcli.sdk.contracts).
 ModelOutput = torch.Tensor | tuple[torch.Tensor, dict[str, Any]]
 
 
-def package(
-    logits: torch.Tensor, feats: list[torch.Tensor], pooled: torch.Tensor, return_features: bool
-) -> ModelOutput:
-    """Apply the zoo's forward contract: logits alone, or logits with the stage features."""
-    if return_features:
-        return logits, {"feats": feats, "pooled": pooled}
-    return logits
+def with_features(
+    logits: torch.Tensor,
+    feats: list[torch.Tensor],
+    preact_feats: list[torch.Tensor],
+    pooled_feat: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The ``return_features=True`` answer; a kind a model does not provide is an empty list."""
+    return logits, {"feats": feats, "preact_feats": preact_feats, "pooled_feat": pooled_feat}
+
+
+def run_stage(stage: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a stage and return ``(output, preact)``: the last block's output before its last ReLU.
+
+    The last block must have ``forward_preact(x) -> (out, preact)`` (mdistiller's ``is_last``).
+    """
+    for block in stage[:-1]:
+        x = block(x)
+    out, preact = cast(Any, stage[-1]).forward_preact(x)
+    return out, preact
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:

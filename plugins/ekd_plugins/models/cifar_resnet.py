@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, package
+from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, run_stage, with_features
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -33,11 +33,19 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(planes)
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _preact(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        return out + shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self._preact(x))
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, output before the final ReLU)``."""
+        preact = self._preact(x)
+        return F.relu(preact), preact
 
 
 class CifarResNet(nn.Module):
@@ -74,12 +82,26 @@ class CifarResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        if return_features:
+            return self._forward_features(x)
+        x = F.relu(self.bn1(self.conv1(x)))
+        return self.fc(global_pool(self.layer3(self.layer2(self.layer1(x)))))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
         f0 = F.relu(self.bn1(self.conv1(x)))
-        f1 = self.layer1(f0)
-        f2 = self.layer2(f1)
-        f3 = self.layer3(f2)
+        f1, pre1 = run_stage(self.layer1, f0)
+        f2, pre2 = run_stage(self.layer2, f1)
+        f3, pre3 = run_stage(self.layer3, f2)
         pooled = global_pool(f3)
-        return package(self.fc(pooled), [f0, f1, f2, f3], pooled, return_features)
+        return with_features(self.fc(pooled), [f0, f1, f2, f3], [f0, pre1, pre2, pre3], pooled)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The batch norm before the last ReLU of each stage (its last block's ``bn2``)."""
+        return [stage[-1].bn2 for stage in (self.layer1, self.layer2, self.layer3)]
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats``."""
+        return list(self.stage_channels)
 
 
 _NARROW = [16, 16, 32, 64]

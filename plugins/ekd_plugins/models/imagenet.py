@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models import resnet as tv_resnet
 
-from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, package
+from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, with_features
 
 
 class ImageNetResNet(torchvision.models.ResNet):
@@ -33,13 +34,51 @@ class ImageNetResNet(torchvision.models.ResNet):
             nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
-        f0 = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        f1 = self.layer1(f0)
-        f2 = self.layer2(f1)
-        f3 = self.layer3(f2)
-        f4 = self.layer4(f3)
-        pooled = global_pool(f4)
-        return package(self.fc(pooled), [f0, f1, f2, f3, f4], pooled, return_features)
+        if return_features:
+            return self._forward_features(x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(global_pool(x))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
+        # mdistiller's positions: the stem before the max pool, each stage before its last ReLU.
+        # (mdistiller's in-place ReLU makes its preact_feats[0] the stem after the ReLU, = feats[0].)
+        f0 = self.relu(self.bn1(self.conv1(x)))
+        pre1 = _stage_preact(self.layer1, self.maxpool(f0))
+        pre2 = _stage_preact(self.layer2, F.relu(pre1))
+        pre3 = _stage_preact(self.layer3, F.relu(pre2))
+        pre4 = _stage_preact(self.layer4, F.relu(pre3))
+        feats = [f0, F.relu(pre1), F.relu(pre2), F.relu(pre3), F.relu(pre4)]
+        pooled = global_pool(feats[-1])
+        return with_features(self.fc(pooled), feats, [f0, pre1, pre2, pre3, pre4], pooled)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The batch norm before the last ReLU of stages 2-4 (mdistiller leaves out stage 1)."""
+        last = "bn3" if isinstance(self.layer1[0], tv_resnet.Bottleneck) else "bn2"
+        return [getattr(stage[-1], last) for stage in (self.layer2, self.layer3, self.layer4)]
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats[1:]`` (mdistiller's values for ResNet50; it says the same
+        256/512/1024/2048 for ResNet18/34, whose stages have 64/128/256/512)."""
+        expansion = int(self.layer1[0].expansion)
+        return [64 * expansion * 2**i for i in range(4)]
+
+
+def _block_preact(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A torchvision residual block's output before its final ReLU."""
+    identity = x if block.downsample is None else block.downsample(x)
+    out = block.relu(block.bn1(block.conv1(x)))
+    if isinstance(block, tv_resnet.Bottleneck):
+        out = block.relu(block.bn2(block.conv2(out)))
+        return block.bn3(block.conv3(out)) + identity
+    return block.bn2(block.conv2(out)) + identity
+
+
+def _stage_preact(stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """A stage's output before the last ReLU of its last block."""
+    for block in stage[:-1]:
+        x = block(x)
+    return _block_preact(stage[-1], x)
 
 
 class ImageNetMobileNetV2(torchvision.models.MobileNetV2):
@@ -60,6 +99,8 @@ class ImageNetMobileNetV2(torchvision.models.MobileNetV2):
             nn.init.kaiming_normal_(self.features[0][0].weight, mode="fan_out")
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        if not return_features:
+            return self.classifier(global_pool(self.features(x)))
         feats = []
         out = x
         for index, layer in enumerate(self.features):
@@ -67,7 +108,11 @@ class ImageNetMobileNetV2(torchvision.models.MobileNetV2):
             if index in self.STAGE_ENDS:
                 feats.append(out)
         pooled = global_pool(out)
-        return package(self.classifier(pooled), feats, pooled, return_features)
+        return with_features(self.classifier(pooled), feats, [], pooled)
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats``."""
+        return [int(self.features[index].out_channels) for index in self.STAGE_ENDS]
 
 
 def _conv_bn(inp: int, oup: int, stride: int) -> nn.Sequential:
@@ -108,14 +153,30 @@ class MobileNetV1(nn.Module):
         self.fc = nn.Linear(1024, num_classes)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
-        feats = []
+        if return_features:
+            return self._forward_features(x)
+        return self.fc(torch.flatten(self.model(x), 1))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
+        feats, preacts = [], []
         out = x
         for index, layer in enumerate(self.model[:14]):
-            out = layer(out)
-            if index in self.STAGE_ENDS:
+            if index in self.STAGE_ENDS:  # mdistiller: the stage's BN output, then its ReLU
+                preacts.append(layer[:-1](out))
+                out = F.relu(preacts[-1])
                 feats.append(out)
+            else:
+                out = layer(out)
         pooled = global_pool(out)
-        return package(self.fc(pooled), feats, pooled, return_features)
+        return with_features(self.fc(pooled), feats, preacts, pooled)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The last batch norm of each stage-ending layer."""
+        return [self.model[index][-2] for index in self.STAGE_ENDS]
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats``."""
+        return [int(self.model[index][-2].num_features) for index in self.STAGE_ENDS]
 
 
 def resnet18(

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, package
+from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, with_features
 
 # (expansion t, output channels c, repeats n, first stride s); t = None means "the model's T".
 _SETTING: list[tuple[int | None, int, int, int]] = [
@@ -90,13 +90,30 @@ class MobileNetV2(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        if return_features:
+            return self._forward_features(x)
+        x = self.conv1(x)
+        for stage in self.blocks:
+            x = stage(x)
+        return self.classifier(global_pool(self.conv2(x)))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
+        # mdistiller's stage features: after the stem and after stages 1, 2, 4 and 6 (no preact).
         f0 = self.conv1(x)
         f1 = self.blocks[1](self.blocks[0](f0))
         f2 = self.blocks[2](f1)
         f3 = self.blocks[4](self.blocks[3](f2))
         f4 = self.blocks[6](self.blocks[5](f3))
         pooled = global_pool(self.conv2(f4))
-        return package(self.classifier(pooled), [f0, f1, f2, f3, f4], pooled, return_features)
+        return with_features(self.classifier(pooled), [f0, f1, f2, f3, f4], [], pooled)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The last batch norm of the last block of stages 1, 2, 4 and 6 (mdistiller's choice)."""
+        return [self.blocks[i][-1].conv[-1] for i in (1, 2, 4, 6)]
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats``."""
+        return list(self.stage_channels)
 
 
 def mobilenetv2(

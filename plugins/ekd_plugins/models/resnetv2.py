@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, package
+from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, run_stage, with_features
 
 
 def _projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
@@ -34,10 +34,18 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = _projection(in_planes, planes, stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _preact(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return out + self.shortcut(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self._preact(x))
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, output before the final ReLU)``."""
+        preact = self._preact(x)
+        return F.relu(preact), preact
 
 
 class Bottleneck(nn.Module):
@@ -53,11 +61,19 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.shortcut = _projection(in_planes, planes * 4, stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _preact(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
+        return out + self.shortcut(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self._preact(x))
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, output before the final ReLU)``."""
+        preact = self._preact(x)
+        return F.relu(preact), preact
 
 
 class ResNetV2(nn.Module):
@@ -104,13 +120,32 @@ class ResNetV2(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        if return_features:
+            return self._forward_features(x)
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.linear(global_pool(x))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
         f0 = F.relu(self.bn1(self.conv1(x)))
-        f1 = self.layer1(f0)
-        f2 = self.layer2(f1)
-        f3 = self.layer3(f2)
-        f4 = self.layer4(f3)
+        f1, pre1 = run_stage(self.layer1, f0)
+        f2, pre2 = run_stage(self.layer2, f1)
+        f3, pre3 = run_stage(self.layer3, f2)
+        f4, pre4 = run_stage(self.layer4, f3)
         pooled = global_pool(f4)
-        return package(self.linear(pooled), [f0, f1, f2, f3, f4], pooled, return_features)
+        feats, preacts = [f0, f1, f2, f3, f4], [f0, pre1, pre2, pre3, pre4]
+        return with_features(self.linear(pooled), feats, preacts, pooled)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The batch norm before the last ReLU of stages 1-4 (the last block's last BN)."""
+        last = "bn3" if isinstance(self.layer1[0], Bottleneck) else "bn2"
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        return [getattr(stage[-1], last) for stage in stages]
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats[1:]`` (mdistiller's values for ResNet50; it says the same
+        256/512/1024/2048 for ResNet18/34, whose stages have 64/128/256/512)."""
+        return list(self.stage_channels)
 
 
 def resnet18(num_classes: int = 100, in_channels: int = 3, zero_init_residual: bool = False) -> ResNetV2:

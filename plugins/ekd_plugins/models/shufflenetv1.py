@@ -10,7 +10,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ekd_plugins.models._common import ModelOutput, channel_shuffle, check_in_channels, global_pool, package
+from ekd_plugins.models._common import (
+    ModelOutput,
+    channel_shuffle,
+    check_in_channels,
+    global_pool,
+    run_stage,
+    with_features,
+)
 
 _STEM = 24
 
@@ -33,14 +40,22 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(mid_planes, out_planes, kernel_size=1, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _preact(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = channel_shuffle(out, self.first_groups)
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         if self.stride == 2:
-            return F.relu(torch.cat([out, F.avg_pool2d(x, 3, stride=2, padding=1)], 1))
-        return F.relu(out + x)
+            return torch.cat([out, F.avg_pool2d(x, 3, stride=2, padding=1)], 1)
+        return out + x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self._preact(x))
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, output before the final ReLU)``."""
+        preact = self._preact(x)
+        return F.relu(preact), preact
 
 
 class ShuffleNetV1(nn.Module):
@@ -74,12 +89,23 @@ class ShuffleNetV1(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        if return_features:
+            return self._forward_features(x)
+        x = F.relu(self.bn1(self.conv1(x)))
+        return self.linear(global_pool(self.layer3(self.layer2(self.layer1(x)))))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
         f0 = F.relu(self.bn1(self.conv1(x)))
-        f1 = self.layer1(f0)
-        f2 = self.layer2(f1)
-        f3 = self.layer3(f2)
+        f1, pre1 = run_stage(self.layer1, f0)
+        f2, pre2 = run_stage(self.layer2, f1)
+        f3, pre3 = run_stage(self.layer3, f2)
         pooled = global_pool(f3)
-        return package(self.linear(pooled), [f0, f1, f2, f3], pooled, return_features)
+        return with_features(self.linear(pooled), [f0, f1, f2, f3], [f0, pre1, pre2, pre3], pooled)
+
+    # No get_bn_before_relu: a stage's pre-ReLU output is a concatenation or a sum, not one BN's.
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats`` (mdistiller's ShuffleV1 has no such method)."""
+        return list(self.stage_channels)
 
 
 def shufflev1(num_classes: int = 100, in_channels: int = 3) -> ShuffleNetV1:

@@ -11,7 +11,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ekd_plugins.models._common import ModelOutput, channel_shuffle, check_in_channels, global_pool, package
+from ekd_plugins.models._common import (
+    ModelOutput,
+    channel_shuffle,
+    check_in_channels,
+    global_pool,
+    run_stage,
+    with_features,
+)
 
 _STEM = 24
 # net size -> (stage widths + final 1x1 width, blocks per stage); mdistiller's ShuffleV2 is size 1.
@@ -36,13 +43,22 @@ class BasicBlock(nn.Module):
         self.conv3 = nn.Conv2d(half, half, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(half)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _branch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(kept half, transformed half before its last ReLU)``."""
         half = x.shape[1] // 2
         kept, moved = x[:, :half], x[:, half:]
         out = F.relu(self.bn1(self.conv1(moved)))
         out = self.bn2(self.conv2(out))
-        out = F.relu(self.bn3(self.conv3(out)))
-        return channel_shuffle(torch.cat([kept, out], 1), 2)
+        return kept, self.bn3(self.conv3(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept, out = self._branch(x)
+        return channel_shuffle(torch.cat([kept, F.relu(out)], 1), 2)
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, the concatenation before the ReLU and the shuffle)`` (mdistiller's preact)."""
+        kept, out = self._branch(x)
+        return channel_shuffle(torch.cat([kept, F.relu(out)], 1), 2), torch.cat([kept, out], 1)
 
 
 class DownBlock(nn.Module):
@@ -97,12 +113,24 @@ class ShuffleNetV2(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        if return_features:
+            return self._forward_features(x)
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.linear(global_pool(F.relu(self.bn2(self.conv2(x)))))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
         f0 = F.relu(self.bn1(self.conv1(x)))
-        f1 = self.layer1(f0)
-        f2 = self.layer2(f1)
-        f3 = self.layer3(f2)
+        f1, pre1 = run_stage(self.layer1, f0)
+        f2, pre2 = run_stage(self.layer2, f1)
+        f3, pre3 = run_stage(self.layer3, f2)
         pooled = global_pool(F.relu(self.bn2(self.conv2(f3))))
-        return package(self.linear(pooled), [f0, f1, f2, f3], pooled, return_features)
+        return with_features(self.linear(pooled), [f0, f1, f2, f3], [f0, pre1, pre2, pre3], pooled)
+
+    # No get_bn_before_relu: a stage's pre-ReLU output is half BN output, half the block's input.
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats``."""
+        return list(self.stage_channels)
 
 
 def shufflev2(num_classes: int = 100, in_channels: int = 3, net_size: float = 1.0) -> ShuffleNetV2:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, package
+from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, with_features
 
 
 class TinyCNN(nn.Module):
@@ -22,9 +22,21 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
         f1 = F.relu(self.bn1(self.conv1(x)))
-        f2 = F.relu(self.bn2(self.conv2(f1)))
+        pre2 = self.bn2(self.conv2(f1))
+        f2 = F.relu(pre2)
         pooled = global_pool(f2)
-        return package(self.fc(pooled), [f1, f2], pooled, return_features)
+        logits = self.fc(pooled)
+        if return_features:  # the zoo's conventions: preact_feats[0] is feats[0]
+            return with_features(logits, [f1, f2], [f1, pre2], pooled)
+        return logits
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The batch norm before the last ReLU of the second stage."""
+        return [self.bn2]
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats``."""
+        return [self.bn1.num_features, self.bn2.num_features]
 
 
 def tiny_cnn(num_classes: int = 100, in_channels: int = 3, width: int = 8) -> TinyCNN:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, package
+from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, with_features
 
 # Output widths of the convolutions in each of the five blocks.
 CONFIGS: dict[str, list[list[int]]] = {
@@ -59,14 +59,38 @@ class VGG(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        if return_features:
+            return self._forward_features(x)
         large = x.shape[2] >= 64  # the reference adds a fourth pool only for 64x64 inputs
+        x = F.relu(self.block0(x))
+        x = F.relu(self.block1(F.max_pool2d(x, 2)))
+        x = F.relu(self.block2(F.max_pool2d(x, 2)))
+        x = F.relu(self.block3(F.max_pool2d(x, 2)))
+        x = F.relu(self.block4(F.max_pool2d(x, 2) if large else x))
+        return self.classifier(global_pool(x))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
+        large = x.shape[2] >= 64
         f0 = F.relu(self.block0(x))
-        f1 = F.relu(self.block1(F.max_pool2d(f0, 2)))
-        f2 = F.relu(self.block2(F.max_pool2d(f1, 2)))
-        f3 = F.relu(self.block3(F.max_pool2d(f2, 2)))
-        f4 = F.relu(self.block4(F.max_pool2d(f3, 2) if large else f3))
+        pre1 = self.block1(F.max_pool2d(f0, 2))
+        f1 = F.relu(pre1)
+        pre2 = self.block2(F.max_pool2d(f1, 2))
+        f2 = F.relu(pre2)
+        pre3 = self.block3(F.max_pool2d(f2, 2))
+        f3 = F.relu(pre3)
+        pre4 = self.block4(F.max_pool2d(f3, 2) if large else f3)
+        f4 = F.relu(pre4)
         pooled = global_pool(f4)
-        return package(self.classifier(pooled), [f0, f1, f2, f3, f4], pooled, return_features)
+        feats, preacts = [f0, f1, f2, f3, f4], [f0, pre1, pre2, pre3, pre4]
+        return with_features(self.classifier(pooled), feats, preacts, pooled)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The last batch norm of blocks 1-4 (each block ends with it: its ReLU is the forward's)."""
+        return [block[-1] for block in (self.block1, self.block2, self.block3, self.block4)]
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats``."""
+        return list(self.stage_channels)
 
 
 def vgg8(num_classes: int = 100, in_channels: int = 3) -> VGG:

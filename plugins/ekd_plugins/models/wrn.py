@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, package
+from ekd_plugins.models._common import ModelOutput, check_in_channels, global_pool, with_features
 
 
 class BasicBlock(nn.Module):
@@ -31,14 +31,19 @@ class BasicBlock(nn.Module):
             self.convShortcut = nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = F.relu(self.bn1(x))
+        return self.forward_preact(x)[0]
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, bn1(x))``: the block's input after its first BN, before the ReLU."""
+        preact = self.bn1(x)
+        act = F.relu(preact)
         out = F.relu(self.bn2(self.conv1(act)))
         if self.drop_rate > 0:
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         out = self.conv2(out)
         # The reference adds the raw input when widths match, the projected activation otherwise.
         shortcut = x if self.convShortcut is None else self.convShortcut(act)
-        return shortcut + out
+        return shortcut + out, preact
 
 
 class NetworkBlock(nn.Module):
@@ -57,6 +62,13 @@ class NetworkBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output, the first block's bn1 of the input)``: the input's pre-activation."""
+        out, preact = self.layer[0].forward_preact(x)
+        for block in self.layer[1:]:
+            out = block(out)
+        return out, preact
 
 
 class WideResNet(nn.Module):
@@ -95,12 +107,29 @@ class WideResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> ModelOutput:
+        if return_features:
+            return self._forward_features(x)
+        x = self.block3(self.block2(self.block1(self.conv1(x))))
+        return self.fc(global_pool(F.relu(self.bn1(x))))
+
+    def _forward_features(self, x: torch.Tensor) -> ModelOutput:
+        # Pre-activation blocks: a stage's pre-ReLU output is the next BN applied to it (mdistiller
+        # applies those BNs a second time; here they are the ones of the forward pass itself).
         f0 = self.conv1(x)
         f1 = self.block1(f0)
-        f2 = self.block2(f1)
-        f3 = self.block3(f2)
-        pooled = global_pool(F.relu(self.bn1(f3)))
-        return package(self.fc(pooled), [f0, f1, f2, f3], pooled, return_features)
+        f2, pre1 = self.block2.forward_preact(f1)
+        f3, pre2 = self.block3.forward_preact(f2)
+        pre3 = self.bn1(f3)
+        pooled = global_pool(F.relu(pre3))
+        return with_features(self.fc(pooled), [f0, f1, f2, f3], [f0, pre1, pre2, pre3], pooled)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The BNs that make ``preact_feats[1:]``: blocks 2 and 3's first ``bn1``, the final ``bn1``."""
+        return [self.block2.layer[0].bn1, self.block3.layer[0].bn1, self.bn1]
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats``."""
+        return list(self.stage_channels)
 
 
 def wrn_16_1(num_classes: int = 100, in_channels: int = 3, drop_rate: float = 0.0) -> WideResNet:

@@ -38,9 +38,23 @@ def test_forward_returns_logits_and_features_on_request() -> None:
     torch.testing.assert_close(again, logits)
     assert len(features["feats"]) == 4  # stem + 3 blocks
     assert all(f.shape == (4, 16, 16, 16) for f in features["feats"])  # patch 2: 32x32 -> 16x16 tokens
-    # pooled is the mean over the token grid of the last block, and the classifier reads it
-    torch.testing.assert_close(features["pooled"], features["feats"][-1].mean(dim=(2, 3)))
-    torch.testing.assert_close(model.fc(features["pooled"]), logits)
+    # pooled_feat is the mean over the token grid of the last block, and the classifier reads it
+    torch.testing.assert_close(features["pooled_feat"], features["feats"][-1].mean(dim=(2, 3)))
+    torch.testing.assert_close(model.fc(features["pooled_feat"]), logits)
+    assert features["preact_feats"] == [] and model.get_stage_channels() == [16] * 4
+    # the stem's output is the first feature
+    torch.testing.assert_close(features["feats"][0], model.stem_bn(model.act(model.stem(x))))
+
+
+def test_the_registry_info_declares_the_features_the_model_gives() -> None:
+    infos = {}
+    ekd_example.register_models(lambda name, factory, **kw: infos.update({name: kw["info"]}))
+    info = infos["convmixer_tiny"]
+    assert info["features"] == ["feats", "pooled_feat"] and info["model_hooks"] == ["stage_channels"]
+    model = convmixer_tiny(5, dim=8, depth=2).eval()
+    _, features = model(torch.randn(1, 3, 8, 8), return_features=True)
+    assert {k for k, v in features.items() if k == "pooled_feat" or v} == set(info["features"])
+    assert not hasattr(model, "get_bn_before_relu")
 
 
 def test_the_residual_block_mixes_space_and_channels_as_written() -> None:

@@ -74,6 +74,9 @@ def test_every_name_exists_in_timm_with_the_advertised_size() -> None:
         with torch.device("meta"):  # no memory, no initialization cost: parameters are counted by shape
             model = timm.create_model(info["timm_name"], num_classes=100, in_chans=3, **info["defaults"])
         assert sum(p.numel() for p in model.parameters()) == info["params_100"], name
+        # what the info promises feature methods: forward_intermediates and feature_info exist
+        assert info["features"] == ["feats", "pooled_feat"] and info["model_hooks"] == ["stage_channels"]
+        assert hasattr(model, "forward_intermediates") and len(model.feature_info) >= 4, name
 
 
 def test_a_tiny_timm_model_follows_the_forward_contract_at_32x32() -> None:
@@ -87,8 +90,19 @@ def test_a_tiny_timm_model_follows_the_forward_contract_at_32x32() -> None:
         again, features = model(x, return_features=True)
     assert logits.shape == (3, 10)
     torch.testing.assert_close(again, logits)
-    assert features["pooled"].shape == (3, model.num_features) == (3, 512)
-    torch.testing.assert_close(model.get_classifier()(features["pooled"]), logits)
+    assert features["pooled_feat"].shape == (3, model.num_features) == (3, 512)
+    torch.testing.assert_close(model.get_classifier()(features["pooled_feat"]), logits)
+    # feats: the stem and the four stages, their channels are get_stage_channels()
+    assert [tuple(f.shape) for f in features["feats"]] == [
+        (3, 64, 16, 16),
+        (3, 64, 8, 8),
+        (3, 128, 4, 4),
+        (3, 256, 2, 2),
+        (3, 512, 1, 1),
+    ]
+    assert model.get_stage_channels() == [64, 64, 128, 256, 512] and features["preact_feats"] == []
+    with torch.no_grad():
+        torch.testing.assert_close(features["feats"][-1], model.forward_features(x))
     # parameter names are timm's own: a plain timm state dict loads and gives the same logits
     plain = timm.create_model("resnet10t", pretrained=False, num_classes=10, in_chans=1).eval()
     assert list(plain.state_dict()) == list(model.state_dict())
@@ -103,7 +117,8 @@ def test_a_vit_runs_on_cifar_sized_images_and_trains() -> None:
     model = component("vit_tiny_patch16_224").build(num_classes=5)
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 4])
     logits, features = model(x, return_features=True)
-    assert logits.shape == (2, 5) and features["pooled"].shape == (2, 192)
+    assert logits.shape == (2, 5) and features["pooled_feat"].shape == (2, 192)
+    assert len(features["feats"]) == 12 and features["feats"][0].shape == (2, 192, 2, 2)  # 12 blocks
     torch.nn.functional.cross_entropy(logits, y).backward()
     assert model.head.weight.grad is not None and torch.isfinite(model.head.weight.grad).all()
 
@@ -116,6 +131,19 @@ def test_bad_requests_are_clear_errors() -> None:
         component("resnet10t").build(num_classes=10, no_such_option=1)
     with pytest.raises(UsageError, match="positive number of classes"):
         component("resnet10t").build(num_classes=0)
+
+
+def test_a_model_without_forward_intermediates_says_to_upgrade_timm() -> None:
+    from ekd_timm.models import adapt
+
+    class Old(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    model = adapt(Old())
+    assert torch.equal(model(torch.ones(1)), torch.ones(1))  # logits as before
+    with pytest.raises(PluginError, match="cannot give the intermediate features of Old.*pip install -U timm"):
+        model(torch.ones(1), return_features=True)
 
 
 def test_missing_timm_is_a_plugin_error_saying_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

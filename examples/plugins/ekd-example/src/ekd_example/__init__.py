@@ -35,6 +35,9 @@ def register_models(register: Callable[..., Any]) -> None:
             "family": "cifar",
             "input": "32x32",
             "options": {"dim": 128, "depth": 4, "kernel_size": 5, "patch_size": 2},
+            # what feature distillers may read (ekdcli.sdk.contracts FEATURE_KINDS / MODEL_HOOKS)
+            "features": ["feats", "pooled_feat"],
+            "model_hooks": ["stage_channels"],
         },
     )
 

@@ -41,7 +41,8 @@ class MixerBlock(nn.Module):
 
 
 class ConvMixer(nn.Module):
-    """ConvMixer-``dim``/``depth``; ``forward(x, return_features=True)`` adds the stage outputs."""
+    """ConvMixer-``dim``/``depth``; ``forward(x, return_features=True)`` adds the stage outputs
+    (``feats``: the stem and each block) and their global average (``pooled_feat``)."""
 
     def __init__(
         self,
@@ -70,12 +71,18 @@ class ConvMixer(nn.Module):
         feats = [x]
         for block in self.blocks:
             x = block(x)
-            feats.append(x)
+            if return_features:
+                feats.append(x)
         pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
         logits = self.fc(pooled)
         if return_features:
-            return logits, {"feats": feats, "pooled": pooled}
+            # Blocks end in a BN after a GELU: no pre-ReLU tensors (the registry info says so).
+            return logits, {"feats": feats, "preact_feats": [], "pooled_feat": pooled}
         return logits
+
+    def get_stage_channels(self) -> list[int]:
+        """The channels of ``feats`` (the ``stage_channels`` hook)."""
+        return [self.stem_bn.num_features] * (len(self.blocks) + 1)
 
 
 def convmixer_tiny(num_classes: int = 100, in_channels: int = 3, **options: Any) -> ConvMixer:

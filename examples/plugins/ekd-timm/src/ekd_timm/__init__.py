@@ -91,5 +91,8 @@ def register_models(register: Callable[..., Any]) -> None:
                 "input": "any (>= 32x32)",
                 "timm_name": timm_name,
                 "defaults": dict(defaults),
+                # forward_intermediates gives the stage features and feature_info their channels
+                "features": ["feats", "pooled_feat"],
+                "model_hooks": ["stage_channels"],
             },
         )

@@ -1,7 +1,10 @@
 """Building timm models with ekd's forward contract.
 
 ekd calls ``model(x)`` for logits and ``model(x, return_features=True)`` for
-``(logits, {"feats": [...], "pooled": ...})``.  Rather than wrapping the timm model
+``(logits, {"feats": [...], "preact_feats": [], "pooled_feat": ...})``: ``feats`` are timm's
+``forward_intermediates`` (one per entry of ``feature_info``: the stages of a CNN, the blocks of a
+ViT), ``pooled_feat`` is ``forward_head(..., pre_logits=True)``; timm has no pre-ReLU tensors, so
+``preact_feats`` is empty.  ``get_stage_channels()`` gives the channels of ``feats``.  Rather than wrapping the timm model
 in another module (which would prefix every parameter name with ``model.`` and
 break loading timm state dicts with ``ekd import``), the built model's class is
 swapped for a subclass that only adds the ``return_features`` argument: same
@@ -29,16 +32,29 @@ def _adapted_class(base: type[nn.Module]) -> type[nn.Module]:
     def forward(self: Any, x: torch.Tensor, return_features: bool = False) -> Any:
         if not return_features:
             return base.forward(self, x)
-        feats = self.forward_features(x)
-        # forward_head(feats) is exactly what base.forward computes after forward_features;
-        # pre_logits=True stops before the classifier: the pooled (and, per model, normed) vector.
-        logits = self.forward_head(feats)
-        pooled = self.forward_head(feats, pre_logits=True)
-        return logits, {"feats": [feats], "pooled": pooled}
+        return _with_features(self, x)
 
-    cls: type[nn.Module] = type(base.__name__, (base,), {"forward": forward, "__module__": base.__module__})
+    def get_stage_channels(self: Any) -> list[int]:
+        return [int(stage["num_chs"]) for stage in self.feature_info]
+
+    members = {"forward": forward, "get_stage_channels": get_stage_channels, "__module__": base.__module__}
+    cls: type[nn.Module] = type(base.__name__, (base,), members)
     _ADAPTED[base] = cls
     return cls
+
+
+def _with_features(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    if not hasattr(model, "forward_intermediates"):
+        raise PluginError(
+            f"this timm version cannot give the intermediate features of {type(model).__name__} "
+            "(no forward_intermediates); upgrade it with 'pip install -U timm'."
+        )
+    final, feats = model.forward_intermediates(x)
+    # forward_head(final) is exactly what the model's forward computes after its features;
+    # pre_logits=True stops before the classifier: the pooled (and, per model, normed) vector.
+    logits = model.forward_head(final)
+    pooled = model.forward_head(final, pre_logits=True)
+    return logits, {"feats": list(feats), "preact_feats": [], "pooled_feat": pooled}
 
 
 def adapt(model: nn.Module) -> nn.Module:
