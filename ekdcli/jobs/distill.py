@@ -37,6 +37,7 @@ from ekdcli.jobs.common import (
     resolve_recipe,
 )
 from ekdcli.jobs.console import Console
+from ekdcli.jobs.features import bind, check_feature_run
 from ekdcli.jobs.record import build_trackers, recorded, run_record
 from ekdcli.sdk.plugins import Component, registry
 from ekdcli.util.errors import UsageError, did_you_mean
@@ -106,6 +107,11 @@ def plan_methods(config: Config) -> Plan:
             f"the [energy] options apply to energy temperature rules; method {distiller.name!r} with "
             f"temperature rule {rule!r} does not use them",
             plan,
+        )
+    if config.sources.get("energy_temperature") == "flag" and not (energy_rule or energy_aug):
+        raise UsageError(
+            f"--energy-temperature applies to energy temperature rules and energy augmentations; method "
+            f"{distiller.name!r} uses neither, so drop it or add one (--temperature-rule energy)."
         )
     _route_temperature_options(config, plan)
     if energy_aug and config.energy.get("low_rule"):
@@ -372,6 +378,7 @@ def prepare(config: Config) -> Prepared:
     for note in plan.notes:
         say.say(note)
     teacher_name, student_name, defaulted = resolve_pair(config)
+    check_feature_run(config, plan.distiller, {"student": student_name, "teacher": teacher_name})
     check_student_name(student_name)  # before a default teacher is trained or anything is scored
     data_key = dataset_key(config)
     from ekdcli.engine import Runtime
@@ -395,6 +402,7 @@ def prepare(config: Config) -> Prepared:
         distiller, _ = build_losses(
             config, plan, (teacher_name, student_name), num_classes=dataset.num_classes
         )
+    bind(config, plan.distiller, distiller, (student, student_arch), teacher, dataset, runtime.world_size)
     needs_energy = distiller.needs_energy or bool(augmentation is not None and augmentation.needs_energy)
     energy = energy_context(config, dataset, data_key, teacher) if needs_energy and teacher else None
     return Prepared(

@@ -21,6 +21,11 @@ view of the batch, made on the device from the engine's generator
 (:func:`ekdcli.engine.strong.strong_view`): the teacher sees it in the same call as the clean
 rows, the student in a second forward pass (its batch-norm statistics per view, as the authors').
 Such a distiller is not combined with an augmentation.
+
+A feature distiller (``Distiller.features`` not empty) gets the intermediate tensors of the same
+forward passes (``model(x, return_features=True)``, :mod:`ekdcli.method.features`) for exactly
+the rows of its logits; nothing runs twice.  Its teacher features come from a real teacher pass,
+so it does not take a teacher cache.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from ekdcli.engine import Batch, Objective, StepOutput
+from ekdcli.engine import Batch, Objective, StepOutput, ddp
 from ekdcli.engine.strong import strong_view
-from ekdcli.sdk.contracts import Augmentation, DistillBatch, Distiller, EnergyContext
+from ekdcli.method.features import feature_rows, forward
+from ekdcli.sdk.contracts import Augmentation, DistillBatch, Distiller, EnergyContext, Features
 from ekdcli.sdk.energy import ENERGY_TEMPERATURE, energy
 from ekdcli.sdk.mixing import MixedBatch, apply_mix
 
@@ -57,12 +63,18 @@ class DistillObjective(Objective):
             raise ValueError(
                 f"distiller {distiller.name!r} makes its own strong view; it takes no augmentation"
             )
+        if distiller.features and teacher_cache is not None:
+            raise ValueError(
+                f"distiller {distiller.name!r} reads the teacher's features; a cache holds logits only"
+            )
         self.teacher = teacher
         self.teacher_cache = teacher_cache if teacher is not None else None
+        self.kinds = tuple(distiller.features)  # what the forward passes return besides the logits
         self.distiller = distiller
         self.augmentation = augmentation
         self.energy_context = energy_context
         self._term_names: tuple[str, ...] = ()
+        self._generator: torch.Generator | None = None
         self._online = bool(
             augmentation is not None
             and augmentation.needs_energy
@@ -89,6 +101,9 @@ class DistillObjective(Objective):
             self.energy_context = context
         self.distiller.setup(context if self.distiller.needs_energy else None, num_epochs)
         self.distiller.to(runtime.device)
+        if ddp.is_dist():  # every rank starts from rank 0's trainable state (as DDP does for the model)
+            for tensor in self.distiller.parameters():
+                ddp.broadcast_(tensor.data)
         if self.augmentation is not None:
             self.augmentation.setup(context if self.augmentation.needs_energy else None)
 
@@ -132,6 +147,20 @@ class DistillObjective(Objective):
         assert self.teacher is not None
         return cast("torch.Tensor", self.teacher(images))
 
+    @torch.no_grad()
+    def _teach_seen(self, images: torch.Tensor) -> tuple[torch.Tensor, Features | None]:
+        """Teacher logits of ``images`` and, for a feature distiller, the features of the same pass."""
+        if not self.kinds:
+            return self._teach(images), None
+        assert self.teacher is not None
+        logits, features = forward(self.teacher, images, self.kinds)
+        return cast("torch.Tensor", logits), features
+
+    def _student(self, model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, Features | None]:
+        """Student logits of ``images`` and, for a feature distiller, the features of the same pass."""
+        logits, features = forward(model, images, self.kinds)
+        return cast("torch.Tensor", logits), features
+
     def _teach_clean(
         self, batch: Batch, rows: torch.Tensor | None = None, extra: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -153,6 +182,7 @@ class DistillObjective(Objective):
         stats: dict[str, float | torch.Tensor] = {}
         cached = self.teacher_cache is not None and batch.views is not None
         self._cache_hits = 0
+        self._generator = generator  # handed to the distiller (DistillBatch.generator)
         if self.augmentation is None or self.teacher is None:
             output = self._plain_step(model, batch, epoch, generator, stats, cached)
         else:
@@ -161,9 +191,9 @@ class DistillObjective(Objective):
             output.stats["teacher_cache_hits"] = float(self._cache_hits)
         return output
 
-    def _clean_teacher(self, batch: Batch, cached: bool) -> torch.Tensor:
-        """Teacher logits of the whole clean batch (through the cache when there is one)."""
-        return self._teach_clean(batch)[0] if cached else self._teach(batch.images)
+    def _clean_teacher(self, batch: Batch, cached: bool) -> tuple[torch.Tensor, Features | None]:
+        """Teacher logits (and features) of the whole clean batch (through the cache when there is one)."""
+        return (self._teach_clean(batch)[0], None) if cached else self._teach_seen(batch.images)
 
     def _distill(
         self,
@@ -173,13 +203,26 @@ class DistillObjective(Objective):
         rows: torch.Tensor | None,
         epoch: int,
         stats: dict[str, float | torch.Tensor],
+        features: tuple[Features | None, Features | None] = (None, None),
     ) -> dict[str, torch.Tensor]:
-        """The distiller's loss terms on ``rows`` of the logits (all rows when None)."""
+        """The distiller's loss terms on ``rows`` of the logits (all rows when None); ``features``
+        (student's, teacher's) are of the same rows as the logits before the selection."""
         labels, indices = batch.labels, batch.indices
         if rows is not None:
             student, labels, indices = student[rows], labels[rows], indices[rows]
             teacher = teacher[rows] if teacher is not None else None
-        losses = dict(self.distiller(DistillBatch(student, teacher, labels, indices, epoch, stats)))
+        distill_batch = DistillBatch(
+            student,
+            teacher,
+            labels,
+            indices,
+            epoch,
+            stats,
+            student_features=feature_rows(features[0], rows),
+            teacher_features=feature_rows(features[1], rows),
+            generator=self._generator,
+        )
+        losses = dict(self.distiller(distill_batch))
         self._term_names = tuple(losses)
         return losses
 
@@ -194,9 +237,12 @@ class DistillObjective(Objective):
     ) -> StepOutput:
         if self.distiller.needs_strong_view:
             return self._two_view_step(model, batch, epoch, generator, stats, cached)
-        teacher_logits = self._clean_teacher(batch, cached) if self.teacher is not None else None
-        student_logits = model(batch.images)
-        losses = self._distill(student_logits, teacher_logits, batch, None, epoch, stats)
+        teacher_logits, teacher_features = (
+            self._clean_teacher(batch, cached) if self.teacher is not None else (None, None)
+        )
+        student_logits, student_features = self._student(model, batch.images)
+        features = (student_features, teacher_features)
+        losses = self._distill(student_logits, teacher_logits, batch, None, epoch, stats, features)
         return StepOutput(losses=losses, stats=stats, logits=student_logits)
 
     def _two_view_step(
@@ -208,15 +254,19 @@ class DistillObjective(Objective):
         stats: dict[str, float | torch.Tensor],
         cached: bool,
     ) -> StepOutput:
-        """The clean batch and a strong view of it: the teacher once on both, the student twice."""
+        """The clean batch and a strong view of it: the teacher once on both, the student twice
+        (features, for a distiller that reads them, of the clean view)."""
         strong = strong_view(batch, generator)
         rows = batch.images.shape[0]
+        teacher_features = None
         if cached:
             teacher_logits, strong_teacher = self._teach_clean(batch, None, strong)
         else:
-            both = self._teach(torch.cat([batch.images, strong]))
+            both, both_features = self._teach_seen(torch.cat([batch.images, strong]))
             teacher_logits, strong_teacher = both[:rows], both[rows:]
-        student_logits = model(batch.images)
+            clean_rows = torch.arange(rows, device=both.device) if both_features is not None else None
+            teacher_features = feature_rows(both_features, clean_rows)
+        student_logits, student_features = self._student(model, batch.images)
         strong_student = model(strong)
         distill_batch = DistillBatch(
             student_logits,
@@ -227,6 +277,9 @@ class DistillObjective(Objective):
             stats,
             strong_student,
             strong_teacher,
+            student_features,
+            teacher_features,
+            generator,
         )
         losses = dict(self.distiller(distill_batch))
         self._term_names = tuple(losses)
@@ -243,18 +296,23 @@ class DistillObjective(Objective):
     ) -> StepOutput:
         aug = self.augmentation
         assert aug is not None
-        clean_teacher = online_energies = None
+        clean_teacher = online_energies = clean_features = None
         if self._online:  # the selection needs the clean batch's energies before anything is mixed
-            clean_teacher = self._clean_teacher(batch, cached)
+            clean_teacher, clean_features = self._clean_teacher(batch, cached)
             online_energies = energy(clean_teacher, self._energy_temperature())
         mask = aug.select(batch.indices, online_energies)
         mix = aug.mix(batch.images, batch.labels, mask, generator)
         stats["augmented"] = float(mix.rows.numel())
         seen = apply_mix(batch.images, mix, aug.mode)
-        teacher_logits = self._mixed_teacher(batch, seen, clean_teacher, cached)
-        student_logits = model(seen.images)
+        teacher_logits, seen_features = self._mixed_teacher(batch, seen, clean_teacher, cached)
+        if clean_features is not None:  # the clean pass's: a clean row of `seen` is that row of the batch
+            seen_features = clean_features
+        student_logits, student_features = self._student(model, seen.images)
         if seen.clean_rows.numel():
-            losses = self._distill(student_logits, teacher_logits, batch, seen.clean_rows, epoch, stats)
+            features = (student_features, seen_features)
+            losses = self._distill(
+                student_logits, teacher_logits, batch, seen.clean_rows, epoch, stats, features
+            )
         else:  # replace mode at rate 1.0: every row is mixed; keep the terms (as zeros) for the logs
             zero = student_logits.float().sum() * 0.0
             losses = {name: zero for name in self._term_names}
@@ -266,14 +324,15 @@ class DistillObjective(Objective):
 
     def _mixed_teacher(
         self, batch: Batch, seen: MixedBatch, clean: torch.Tensor | None, cached: bool
-    ) -> torch.Tensor:
-        """Teacher logits of every row the models see, each computed once.
+    ) -> tuple[torch.Tensor, Features | None]:
+        """Teacher logits of every row the models see, each computed once (and, for a feature
+        distiller without online selection, the features of that one pass).
 
         Online selection already has the clean batch's logits: only the mixed rows are new.  With
         the cache the clean rows come from it and the mixed ones are computed in the same call.
         """
         if clean is None and not cached:
-            return self._teach(seen.images)
+            return self._teach_seen(seen.images)
         mixed_images = seen.images[seen.mixed_rows]
         if clean is None:
             clean, mixed = self._teach_clean(batch, seen.clean_rows, mixed_images)
@@ -285,7 +344,7 @@ class DistillObjective(Objective):
         out[clean_rows] = clean
         if mixed is not None:
             out[seen.mixed_rows] = mixed.to(clean.dtype)
-        return out
+        return out, None
 
     def _energy_temperature(self) -> float:
         if self.energy_context is not None:

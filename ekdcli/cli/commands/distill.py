@@ -108,6 +108,11 @@ def distill(
         },
         resume=resume,
     )
+    if nproc is not None and nproc > 1:  # a method that runs in one process only: before the launch
+        from ekdcli.jobs.distill import plan_methods
+        from ekdcli.jobs.features import check_processes
+
+        check_processes(plan_methods(config).distiller, nproc)
     with multiprocess(nproc):
         from ekdcli.jobs.common import console
         from ekdcli.jobs.distill import run_distill

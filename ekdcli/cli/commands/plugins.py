@@ -104,6 +104,27 @@ def _params(component: Component) -> str:
     return f"{count / 1e6:.3f}M" if isinstance(count, (int, float)) else ""
 
 
+def _distiller_kind(component: Component) -> str:
+    """``logit`` or ``feature``: what a distiller reads (info ``kind``, ``logit`` when unsaid)."""
+    kind = component.info.get("kind")
+    if kind is None and (component.info.get("features") or component.info.get("model_hooks")):
+        kind = "feature"
+    return str(kind or "logit")
+
+
+def _reads(component: Component) -> str:
+    """The features and model hooks a feature distiller reads, on a line of their own."""
+    parts = [
+        f"{label}: {', '.join(str(v) for v in values)}"
+        for label, values in (
+            ("reads", component.info.get("features") or []),
+            ("model hooks", component.info.get("model_hooks") or []),
+        )
+        if values
+    ]
+    return f"\n    {'; '.join(parts)}" if parts else ""
+
+
 @click.command("list")
 @click.argument("kind")
 @click.argument("pattern", required=False, default="*")
@@ -136,10 +157,16 @@ def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> Non
         aliases = f" (aka {', '.join(c.aliases)})" if c.aliases else ""
         extra = _params(c) if key == "models" else ""
         inline = _inline_options(key, c) if len(found) > 1 else ""  # one match: its full table below
+        if key == "distillers":
+            extra, inline = _distiller_kind(c), inline + _reads(c)
         rows.append((c.name, extra, f"{c.description}{aliases}  [{c.plugin}]{inline}"))
     width = max((len(r[0]) for r in rows), default=0)
     text = "\n".join(
-        f"{name:<{width}}  {extra:>8}  {desc}" if key == "models" else f"{name:<{width}}  {desc}"
+        f"{name:<{width}}  {extra:>8}  {desc}"
+        if key == "models"
+        else f"{name:<{width}}  {extra:<7}  {desc}"
+        if key == "distillers"
+        else f"{name:<{width}}  {desc}"
         for name, extra, desc in rows
     )
     if len(found) == 1 and (options_text := _options_text(key, found[0])):

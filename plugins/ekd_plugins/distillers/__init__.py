@@ -99,6 +99,7 @@ def distiller_table() -> list[tuple[str, str, tuple[str, ...], str, dict[str, An
     rows = []
     for name, target, aliases, description, teacher, rule, options in _TABLE:
         info: dict[str, Any] = {
+            "kind": "logit",
             "needs_teacher": teacher,
             "needs_energy": rule in _ENERGY_RULES,
             "options": dict(options),
