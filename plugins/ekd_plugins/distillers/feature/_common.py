@@ -36,11 +36,13 @@ def loss_weights(who: str, opts: Mapping[str, Any]) -> tuple[float, float]:
 
 
 def upcast_features(features: Features) -> Features:
-    """The same features in float32 at least (bf16 under autocast; float64 stays float64)."""
+    """The same features in float32 at least (bf16 under autocast; float64 stays float64); a kind the
+    method does not read may be absent (an empty list, a None pooled feature)."""
+    pooled = features.pooled_feat
     return Features(
         [upcast(f) for f in features.feats],
         [upcast(f) for f in features.preact_feats],
-        upcast(features.pooled_feat),
+        upcast(pooled) if pooled is not None else pooled,
     )
 
 
