@@ -259,6 +259,20 @@ def test_losses_are_weighted() -> None:
     assert close(a["loss_ce"], float(F.cross_entropy(inputs["logits"].detach(), inputs["labels"])))
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_losses_run_in_float32_under_autocast(method: str) -> None:
+    """The engine calls distillers under autocast; the losses' matrix products must not drop to bf16."""
+    inputs = fi.seeded_inputs("resnet32x4_resnet8x4", torch.float32)
+    distiller = make(method)
+    distiller.bind(pair_of("resnet32x4_resnet8x4"))
+    plain = distiller(batch_of(inputs))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = distiller(batch_of(inputs))
+    for key, value in plain.items():
+        assert mixed[key].dtype == torch.float32
+        assert close(float(mixed[key].detach()), float(value.detach())), key
+
+
 # ------------------------------------------------------------- binding
 class TinyNet(nn.Module):
     """Two stages with batch norm: the probe must not touch their running statistics."""

@@ -3,10 +3,12 @@ FitNet's convolutional regressor (mdistiller's ``ConvReg``, same attribute names
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ekd_plugins.distillers.logit import cross_entropy
@@ -46,6 +48,27 @@ def upcast_features(features: Features) -> Features:
     )
 
 
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Autocast off: the engine calls distillers under autocast, which would run the losses' matrix
+    products (similarity and distance matrices, SVD alignment) in bf16 again after the upcast."""
+    if device.type in ("cpu", "cuda"):
+        with torch.autocast(device.type, enabled=False):
+            yield
+    else:
+        yield
+
+
+def same_height(f_s: torch.Tensor, f_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The higher of two maps average-pooled to the other's height (square output, as mdistiller)."""
+    s_h, t_h = f_s.shape[2], f_t.shape[2]
+    if s_h > t_h:
+        return F.adaptive_avg_pool2d(f_s, (t_h, t_h)), f_t
+    if s_h < t_h:
+        return f_s, F.adaptive_avg_pool2d(f_t, (s_h, s_h))
+    return f_s, f_t
+
+
 class FeatureLossDistiller(FeatureDistiller):
     """``loss_ce = w_ce * CE(student logits)`` and ``loss_feat = w_feat * feature_loss(student, teacher)``.
 
@@ -74,10 +97,9 @@ class FeatureLossDistiller(FeatureDistiller):
                 f"distiller {self.name!r} got no intermediate features; the models must return them."
             )
         student, teacher = upcast_features(batch.student_features), upcast_features(batch.teacher_features)
-        return {
-            "loss_ce": self.w_ce * cross_entropy(batch),
-            "loss_feat": self.w_feat * self.feature_loss(student, teacher),
-        }
+        with full_precision(batch.student_logits.device):
+            loss_feat = self.w_feat * self.feature_loss(student, teacher)
+        return {"loss_ce": self.w_ce * cross_entropy(batch), "loss_feat": loss_feat}
 
 
 # ------------------------------------------------------------------ shapes

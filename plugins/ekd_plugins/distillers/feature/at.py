@@ -7,20 +7,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ekd_plugins.distillers.feature._common import FeatureLossDistiller, loss_weights, read_options
+from ekd_plugins.distillers.feature._common import (
+    FeatureLossDistiller,
+    loss_weights,
+    read_options,
+    same_height,
+)
 from ekd_plugins.distillers.feature.options_basic import AT_OPTIONS
 from ekdcli.sdk.contracts import Features
 from ekdcli.sdk.options import as_float
-
-
-def same_height(f_s: torch.Tensor, f_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The larger of two maps average-pooled to the other's height (square output, as mdistiller)."""
-    s_h, t_h = f_s.shape[2], f_t.shape[2]
-    if s_h > t_h:
-        return F.adaptive_avg_pool2d(f_s, (t_h, t_h)), f_t
-    if s_h < t_h:
-        return f_s, F.adaptive_avg_pool2d(f_t, (s_h, s_h))
-    return f_s, f_t
 
 
 def attention_map(feat: torch.Tensor, p: float) -> torch.Tensor:

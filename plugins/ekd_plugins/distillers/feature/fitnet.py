@@ -59,7 +59,7 @@ class FitNetDistiller(FeatureLossDistiller):
 
     def feature_loss(self, student: Features, teacher: Features) -> torch.Tensor:
         assert isinstance(self.modules, FitNetModules), "bind() builds the regressor"
-        # Under autocast the regressor may return bf16: the loss itself runs in float32 at least.
+        # In float32 like the rest of the loss (autocast is off here; see full_precision).
         regressed = upcast(self.modules.conv_reg(student.feats[self.hint_layer]))
         return F.mse_loss(regressed, teacher.feats[self.hint_layer])
 

@@ -7,8 +7,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ekd_plugins.distillers.feature._common import FeatureLossDistiller, loss_weights, read_options
-from ekd_plugins.distillers.feature.at import same_height
+from ekd_plugins.distillers.feature._common import (
+    FeatureLossDistiller,
+    loss_weights,
+    read_options,
+    same_height,
+)
 from ekd_plugins.distillers.feature.options_basic import NST_OPTIONS
 from ekdcli.sdk.contracts import Features
 
