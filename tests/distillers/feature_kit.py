@@ -23,7 +23,9 @@ class FeatNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 6) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        )
         self.stage1 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
         self.stage2 = nn.Sequential(
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width)
@@ -136,9 +138,13 @@ def register() -> None:
         "model_hooks": ["stage_channels"],
         "options": {"w_feat": 1.0},
     }
-    registry("distillers").add(Component("distillers", "probe", make_probe, "tests", description="probe", info=info))
+    registry("distillers").add(
+        Component("distillers", "probe", make_probe, "tests", description="probe", info=info)
+    )
     single = {**info, "single_process": True}
-    registry("distillers").add(Component("distillers", "probe1", make_probe, "tests", description="one", info=single))
+    registry("distillers").add(
+        Component("distillers", "probe1", make_probe, "tests", description="one", info=single)
+    )
 
 
 def ddp_worker(rank: int, world_size: int, init_file: str, run_dir: str, out_dir: str) -> None:
@@ -168,7 +174,15 @@ def ddp_worker(rank: int, world_size: int, init_file: str, run_dir: str, out_dir
         assert probe.modules is not None
         initial = probe.modules.connector.weight.detach().clone()
         recipe = Recipe(epochs=1, batch_size=16, lr=0.1)
-        fit(student, dataset, DistillObjective(teacher, probe), recipe, options, Path(run_dir), runtime=runtime)
+        fit(
+            student,
+            dataset,
+            DistillObjective(teacher, probe),
+            recipe,
+            options,
+            Path(run_dir),
+            runtime=runtime,
+        )
         torch.save(
             {"initial": initial, "trained": probe.modules.connector.weight.detach().cpu().clone()},
             Path(out_dir) / f"rank{rank}.pt",

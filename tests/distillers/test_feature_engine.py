@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import feature_kit as kit
 import pytest
 import torch
 
-import feature_kit as kit
 from ekdcli.engine import Batch
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.runtime import Runtime
@@ -99,7 +99,9 @@ def test_plain_step_gives_the_features_of_the_same_passes(registered: None) -> N
         ("cutmix", {"rate": 0.5, "mode": "replace"}),
     ],
 )
-def test_mixed_steps_give_the_clean_rows_features(registered: None, augment: str, options: dict[str, Any]) -> None:
+def test_mixed_steps_give_the_clean_rows_features(
+    registered: None, augment: str, options: dict[str, Any]
+) -> None:
     objective, teacher, student, _ = _objective(augment, options)
     batch = _batch(40)  # the whole training set: online selection takes its high-energy half
     student.train()
@@ -157,7 +159,9 @@ def test_two_processes_average_the_modules_gradients(tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     out.mkdir()
-    mp.spawn(kit.ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out)), nprocs=2, join=True)
+    mp.spawn(
+        kit.ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(out)), nprocs=2, join=True
+    )
     rank0 = torch.load(out / "rank0.pt", weights_only=True)
     rank1 = torch.load(out / "rank1.pt", weights_only=True)
     assert not torch.equal(rank0["initial"], rank1["initial"])  # the ranks built different connectors
@@ -171,6 +175,7 @@ def _teacher(ekd: Any) -> None:
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_a_run_stores_the_student_alone_and_checkpoints_the_modules(registered: None, ekd: Any) -> None:
     from ekdcli.store.weights import load_tensors
 
@@ -224,14 +229,20 @@ def test_ekd_list_distillers_says_logit_or_feature_and_what_it_reads(registered:
         ),
     ],
 )
-def test_refusals_come_before_any_work(registered: None, ekd: Any, extra: tuple[str, ...], message: str) -> None:
-    code, out, err = ekd("distill", "--teacher", "featnet", "--method", "probe", *extra, *QUICK, "--epochs", "1")
+def test_refusals_come_before_any_work(
+    registered: None, ekd: Any, extra: tuple[str, ...], message: str
+) -> None:
+    code, out, err = ekd(
+        "distill", "--teacher", "featnet", "--method", "probe", *extra, *QUICK, "--epochs", "1"
+    )
     assert (code, out, err) == (2, "", message + "\n")
     assert not Path(os.environ["EKD_HOME"]).exists()  # no teacher trained, nothing scored or written
 
 
 def test_a_teacher_without_features_is_refused(registered: None, ekd: Any) -> None:
-    code, _, err = ekd("distill", "--teacher", "logitnet", "--student", "featnet", "--method", "probe", *QUICK)
+    code, _, err = ekd(
+        "distill", "--teacher", "logitnet", "--student", "featnet", "--method", "probe", *QUICK
+    )
     assert code == 2 and "from the teacher, which model 'logitnet' does not provide" in err
 
 
@@ -280,7 +291,18 @@ def test_a_killed_run_resumes_bitwise(registered: None, ekd: Any) -> None:
     from ekdcli.store.weights import load_tensors
 
     _teacher(ekd)
-    args = ["distill", "--teacher", "featnet", "--student", "featnet", "--method", "probe", *QUICK, "--epochs", "2"]
+    args = [
+        "distill",
+        "--teacher",
+        "featnet",
+        "--student",
+        "featnet",
+        "--method",
+        "probe",
+        *QUICK,
+        "--epochs",
+        "2",
+    ]
     code, _, err = ekd(*args, "--run-name", "a")
     assert code == 0, err
     killed = subprocess.run(
@@ -291,7 +313,10 @@ def test_a_killed_run_resumes_bitwise(registered: None, ekd: Any) -> None:
     assert torch.load(runs / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     code, _, err = ekd("distill", "--resume", str(runs / "b"), "--quiet")
     assert code == 0, err
-    straight, resumed = load_tensors(runs / "a" / "last.safetensors")[0], load_tensors(runs / "b" / "last.safetensors")[0]
+    straight, resumed = (
+        load_tensors(runs / "a" / "last.safetensors")[0],
+        load_tensors(runs / "b" / "last.safetensors")[0],
+    )
     assert set(straight) == set(resumed) and all(torch.equal(straight[k], resumed[k]) for k in straight)
     a, b = (torch.load(runs / r / "checkpoint.pt", weights_only=True)["objective"] for r in "ab")
     ma, mb = a["distiller"]["modules"], b["distiller"]["modules"]
@@ -311,7 +336,9 @@ def test_the_plugin_guides_feature_distiller_runs_as_written(
     from ekdcli.sdk.registry import Component
     from ekdcli.store.weights import load_tensors
 
-    blocks = re.findall(r"```python\n# (ekd_hint/\S+)\n(.*?)```", PLUGINS_DOC.read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(
+        r"```python\n# (ekd_hint/\S+)\n(.*?)```", PLUGINS_DOC.read_text(encoding="utf-8"), re.S
+    )
     assert [name for name, _ in blocks] == ["ekd_hint/__init__.py", "ekd_hint/loss.py"]
     for name, code in blocks:
         (tmp_path / name).parent.mkdir(exist_ok=True)
@@ -337,3 +364,128 @@ def test_the_plugin_guides_feature_distiller_runs_as_written(
     assert '"w_feat": 50.0' in summary and "loss_feat" in (run / "metrics.jsonl").read_text()
     code, _, err = ekd(*args, "--student", "logitnet")
     assert code == 2 and "method 'hint' needs feats, stage_channels from the student" in err
+
+
+class _Counting(torch.nn.Module):
+    """Records the keyword arguments of every forward call of the model it wraps."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> Any:
+        self.calls.append(kwargs)
+        return self.inner(x, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("method", "augment", "options", "teacher_calls"),
+    [
+        ("kd", None, {}, [{}]),
+        ("kd", "he-cutmix", {"rate": 0.5}, [{}]),
+        ("kd", "he-cutmix", {"rate": 0.5, "mode": "replace", "source": "online"}, [{}, {}]),
+        ("probe", None, {}, [{"return_features": True}]),
+        ("probe", "cutmix", {"rate": 0.5}, [{"return_features": True}]),
+        ("probe", "he-cutmix", {"rate": 0.5, "source": "online"}, [{"return_features": True}, {}]),
+    ],
+)
+def test_each_model_runs_once_per_step_and_logit_methods_as_before(
+    registered: None, method: str, augment: str | None, options: dict[str, Any], teacher_calls: list[Any]
+) -> None:
+    """A logit method's passes stay ``model(x)``; a feature method's give the features in the same
+    passes (online selection: the teacher's clean pass, then the mixed rows alone)."""
+    teacher, student, _ = _pair()
+    teacher, student = _Counting(teacher), _Counting(student)
+    distiller = registry("distillers").get(method).build()
+    if method == "probe":
+        bind_distiller(distiller, pair_context(student.inner, teacher.inner, ("s", "t"), _data(), None, 1))
+    aug = registry("augmentations").get(augment).build(**options) if augment else None
+    with torch.no_grad():
+        energies = energy(teacher.inner(_batch(40).images), 1.0)
+    context = EnergyContext(energies, 1.0, "test") if aug is not None and aug.needs_energy else None
+    objective = DistillObjective(teacher, distiller, aug, context)
+    objective.setup(Runtime(EngineOptions(device="cpu", precision="fp32")), 2)
+    objective(student, _batch(40), 1, torch.Generator().manual_seed(3))
+    assert teacher.calls == teacher_calls
+    assert student.calls == [{"return_features": True} if method == "probe" else {}]
+
+
+def test_a_strong_view_method_gets_the_clean_views_features(registered: None) -> None:
+    """With ``needs_strong_view`` the teacher's one pass over clean + strong rows gives the clean
+    rows' features; the student's clean pass gives its own."""
+    from ekdcli.engine.pipeline import make_batches
+    from ekdcli.engine.testing import synthetic_dataset
+
+    class StrongProbe(kit.Probe):
+        needs_strong_view = True
+
+    teacher, student, _ = _pair()
+    probe = StrongProbe()
+    bind_distiller(probe, pair_context(student, teacher, ("s", "t"), _data(), None, 1))
+    runtime = Runtime(EngineOptions(device="cpu", precision="fp32", channels_last=False))
+    teacher, student = _Counting(teacher), _Counting(student)
+    objective = DistillObjective(teacher, probe)
+    objective.setup(runtime, 1)
+    data = synthetic_dataset(train=40, test=8, classes=10, size=8)
+    batch = next(iter(make_batches(data, "train", runtime, 16, train=True, generator=torch.Generator())))
+    objective(student, batch, 1, torch.Generator().manual_seed(3))
+    assert teacher.calls == [{"return_features": True}] and student.calls == [{"return_features": True}, {}]
+    (seen,) = kit.Probe.seen
+    assert seen["rows"] == 16 and seen["student_rows"] == [16] * 3 and seen["teacher_rows"] == [16] * 3
+    with torch.no_grad():
+        _, feats = teacher.inner(batch.images, return_features=True)
+    for got, want in zip(seen["teacher_feats"], feats["feats"], strict=True):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+PLUGIN = """
+from ekdcli.sdk import hookimpl
+
+FEATURES = {"features": ["feats", "preact_feats", "pooled_feat"], "model_hooks": ["stage_channels"]}
+
+
+@hookimpl
+def register_models(register):
+    register("featnet", "feature_kit:FeatNet", info=FEATURES)
+
+
+@hookimpl
+def register_distillers(register):
+    info = {"kind": "feature", "features": ["feats", "pooled_feat"], "model_hooks": ["stage_channels"]}
+    register("probe", "feature_kit:make_probe", info={**info, "options": {"w_feat": 1.0}})
+"""
+
+
+@pytest.mark.slow
+def test_ekd_distill_nproc_2_trains_a_feature_method(tmp_path: Path) -> None:
+    """``ekd distill --nproc 2`` (torchrun, gloo) with the probe method of an installed plugin."""
+    site = tmp_path / "site"
+    (site / "feat_plugin-0.0.1.dist-info").mkdir(parents=True)
+    (site / "feat_plugin-0.0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: feat-plugin\nVersion: 0.0.1\n"
+    )
+    (site / "feat_plugin-0.0.1.dist-info" / "entry_points.txt").write_text(
+        "[ekd]\nfeat-plugin = feat_plugin\n"
+    )
+    (site / "feat_plugin.py").write_text(PLUGIN)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(site), str(HERE), str(HERE.parents[1]), env.get("PYTHONPATH", "")]
+    )
+    env["OMP_NUM_THREADS"] = "1"
+    store = tmp_path / "store"
+
+    def ekd_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "ekdcli", *args, *QUICK, "--store", str(store)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    done = ekd_cli("train", "--model", "featnet", "--epochs", "1")
+    assert done.returncode == 0, done.stderr
+    args = ("distill", "--teacher", "featnet", "--student", "featnet", "--method", "probe", "--epochs", "1")
+    done = ekd_cli(*args, "--nproc", "2", "--run-name", "two")
+    assert done.returncode == 0, done.stderr
+    run = store / "runs" / "two"
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["world_size"] == 2 and checkpoint["steps_per_epoch"] == 4  # 64 samples, 8 + 8 a step
+    modules = checkpoint["objective"]["distiller"]["modules"]
+    assert int(modules["steps"]) == 4 and modules["memory"].shape == (64, 12)  # the whole training set's bank
