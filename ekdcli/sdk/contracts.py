@@ -132,6 +132,12 @@ class Features:
     preact_feats: list[torch.Tensor]
     pooled_feat: torch.Tensor | None  # None when the model gives none and the method reads none
 
+    def pooled(self) -> torch.Tensor:
+        """``pooled_feat``, which a method that lists it in its ``features`` always gets."""
+        if self.pooled_feat is None:
+            raise ValueError("no pooled feature: list 'pooled_feat' in the distiller's features")
+        return self.pooled_feat
+
     def rows(self, rows: torch.Tensor) -> Features:
         """The same tensors for the batch rows ``rows`` only (an index tensor)."""
         pooled = self.pooled_feat[rows] if self.pooled_feat is not None else None

@@ -158,7 +158,7 @@ class CRDDistiller(FeatureDistiller):
         student, teacher = probe_features(pair, self.name)
         require(student, "pooled_feat", "student", pair.student_name, self.name)
         require(teacher, "pooled_feat", "teacher", pair.teacher_name, self.name)
-        s_dim, t_dim = int(student.pooled_feat[0].numel()), int(teacher.pooled_feat[0].numel())
+        s_dim, t_dim = int(student.pooled()[0].numel()), int(teacher.pooled()[0].numel())
         self.modules = CRDModules(
             s_dim, t_dim, self.feat_dim, pair.train_labels, self.nce_k, self.nce_t, self.nce_momentum
         )
@@ -188,7 +188,7 @@ class CRDDistiller(FeatureDistiller):
         idx = self.draw_contrast(batch)
         # exp(score / 0.07) overflows in half precision: the contrast runs in float32 at least.
         with torch.autocast(device_type=index.device.type, enabled=False):
-            loss = self.modules.loss(upcast(student.pooled_feat), upcast(teacher.pooled_feat), index, idx)
+            loss = self.modules.loss(upcast(student.pooled()), upcast(teacher.pooled()), index, idx)
         return {"loss_ce": self.w_ce * cross_entropy(batch), "loss_feat": self.w_feat * loss}
 
 

@@ -101,7 +101,7 @@ class OFDModules(nn.Module):
         total = torch.zeros((), dtype=f_s[0].dtype, device=f_s[0].device)
         for i, (s, t) in enumerate(zip(f_s, f_t, strict=True)):
             out = upcast(self.connectors.connectors[i](s))  # autocast may give bf16
-            target = F.adaptive_avg_pool2d(t, out.shape[-2:]).detach()
+            target = F.adaptive_avg_pool2d(t, (int(out.shape[-2]), int(out.shape[-1]))).detach()
             total = total + ofd_feat_loss(out, target, getattr(self, f"margin_{i}")) / 2 ** (n - i - 1)
         return total
 

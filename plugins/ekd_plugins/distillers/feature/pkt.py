@@ -35,7 +35,7 @@ class PKTDistiller(FeatureLossDistiller):
     features = ("pooled_feat",)
 
     def feature_loss(self, student: Features, teacher: Features) -> torch.Tensor:
-        return pkt_divergence(student.pooled_feat, teacher.pooled_feat)
+        return pkt_divergence(student.pooled(), teacher.pooled())
 
 
 def make_pkt(**options: Any) -> PKTDistiller:

@@ -145,8 +145,8 @@ class ReviewKDDistiller(FeatureDistiller):
         student, teacher = batch_features(batch, self.name)
         source = student.preact_feats if self.layout.stu_preact else student.feats
         levels = student_levels(source, len(teacher.preact_feats) - 1)
-        inputs = _with_pooled(floats(levels), upcast_pooled(student.pooled_feat))
-        targets = _with_pooled(floats(teacher.preact_feats[1:]), upcast_pooled(teacher.pooled_feat))
+        inputs = _with_pooled(floats(levels), upcast_pooled(student.pooled()))
+        targets = _with_pooled(floats(teacher.preact_feats[1:]), upcast_pooled(teacher.pooled()))
         warm = min(batch.epoch / self.layout.warmup, 1.0)
         loss = self.layout.w_feat * warm * hcl_loss(floats(self.modules(inputs)), targets)
         return {"loss_ce": self.w_ce * cross_entropy(batch), "loss_feat": loss}

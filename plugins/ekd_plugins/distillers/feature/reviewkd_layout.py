@@ -63,7 +63,7 @@ def models_layout(student: Features, teacher: Features) -> dict[str, list[int]]:
             f"{WHO} pairs the teacher's {len(t_stages)} stages with the student's, but the student has only "
             f"{len(student.feats)}; choose models with as many stages."
         )
-    s_pooled, t_pooled = int(student.pooled_feat[0].numel()), int(teacher.pooled_feat[0].numel())
+    s_pooled, t_pooled = int(student.pooled()[0].numel()), int(teacher.pooled()[0].numel())
     return {
         "shapes": [1, *(int(f.shape[-1]) for f in s_stages[::-1])],
         "out_shapes": [1, *(int(f.shape[-1]) for f in t_stages[::-1])],

@@ -67,8 +67,8 @@ class RKDDistiller(FeatureLossDistiller):
         )
 
     def feature_loss(self, student: Features, teacher: Features) -> torch.Tensor:
-        stu = student.pooled_feat.flatten(1)
-        tea = teacher.pooled_feat.flatten(1).detach()
+        stu = student.pooled().flatten(1)
+        tea = teacher.pooled().flatten(1).detach()
         with torch.no_grad():
             t_dist, t_angle = normalized_distances(tea, self.squared, self.eps), angles(tea)
         loss_d = F.smooth_l1_loss(normalized_distances(stu, self.squared, self.eps), t_dist)
