@@ -38,7 +38,9 @@ from ekdcli.jobs.common import (
 )
 from ekdcli.jobs.console import Console
 from ekdcli.jobs.record import build_trackers, recorded, run_record
+from ekdcli.sdk.options import augmentation_rate, both_sides_rate
 from ekdcli.sdk.plugins import Component, registry
+from ekdcli.sdk.temperature import route_rule_options
 from ekdcli.util.errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
@@ -154,22 +156,17 @@ def _route_temperature_options(config: Config, plan: Plan) -> None:
                 config, "temperature", f"method {plan.distiller.name!r} does not use a temperature rule", plan
             )
         return
-    takes = set(rule.info.get("options", {}))
-    default = registry("temperature_rules").get(plan.distiller.info["temperature_rule"])
-    for key in sorted(
-        (set(plan.distiller_options) & (takes | set(default.info.get("options", {})))) - {"pair"}
-    ):
-        value = plan.distiller_options.pop(key)
-        if key in takes:
-            plan.rule_options[key] = value
-        else:  # the method's default rule has it, the chosen one does not
-            _not_for_this_method(
-                config,
-                "distiller",
-                f"[distiller] {key} belongs to the {default.name!r} temperature rule, not to {rule.name!r}",
-                plan,
-                subject=f"[distiller] {key} (of the {default.name} rule)",
-            )
+    default = plan.distiller.info["temperature_rule"]
+    for_rule, plan.distiller_options, strays = route_rule_options(plan.distiller_options, rule.name, default)
+    plan.rule_options.update(for_rule)
+    for key in strays:  # the method's default rule has it, the chosen one does not
+        _not_for_this_method(
+            config,
+            "distiller",
+            f"[distiller] {key} belongs to the {default!r} temperature rule, not to {rule.name!r}",
+            plan,
+            subject=f"[distiller] {key} (of the {default} rule)",
+        )
     plan.rule_options.update(config.temperature)
 
 
@@ -208,10 +205,9 @@ def _route_rates(config: Config, plan: Plan, energy_rule: bool) -> list[str]:
     notes = []
     rate = config.rate
     aug = plan.augmentation
-    if rate is not None and not 0 < rate <= 1:
-        raise UsageError(f"--rate must be in (0, 1], not {rate}.")
     if rate is not None and aug is not None and "rate" in aug.info.get("options", {}):
-        plan.augmentation_options["rate"] = rate
+        # the one rule of each rate (sdk/options.py), checked before anything is loaded
+        plan.augmentation_options["rate"] = augmentation_rate("", "--rate", rate)
         source = config.sources.get("rate", "default")
         origin = {"flag": "--rate", "default": "rate"}.get(source, f"rate in {source}")
         notes.append(f"augmentation rate {rate} ({origin})")
@@ -222,7 +218,8 @@ def _route_rates(config: Config, plan: Plan, energy_rule: bool) -> list[str]:
                 f"{plan.distiller.name!r} nor augmentation {config.augment or 'none'!r} uses energies; drop "
                 "--rate or use an energy rule (--temperature-rule energy)."
             )
-        plan.rule_options["low_rate"] = plan.rule_options["high_rate"] = rate
+        both = both_sides_rate("", "--rate", rate)
+        plan.rule_options["low_rate"] = plan.rule_options["high_rate"] = both
     for side in ("low_rate", "high_rate"):
         value = getattr(config, side)
         if value is not None:
