@@ -41,13 +41,13 @@ from ekdcli.jobs.record import build_trackers, recorded, run_record
 from ekdcli.sdk.options import augmentation_rate, both_sides_rate
 from ekdcli.sdk.plugins import Component, registry
 from ekdcli.sdk.temperature import route_rule_options
-from ekdcli.util.errors import UsageError, did_you_mean
+from ekdcli.util.errors import PluginError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
     import torch
 
     from ekdcli.engine import Recipe, Runtime
-    from ekdcli.sdk.contracts import Augmentation, Dataset, Distiller, EnergyContext, Tracker
+    from ekdcli.sdk.contracts import Augmentation, Dataset, Distiller, EnergyContext, LossSummary, Tracker
 
 DEFAULT_TEACHER_EPOCHS = 30
 
@@ -67,8 +67,13 @@ class Plan:
 
     @property
     def needs_energy(self) -> bool:
-        """Whether the run reads the teacher's score file (an energy rule or an energy augmentation)."""
-        return any(c is not None and c.info.get("needs_energy") for c in (self.rule, self.augmentation))
+        """Whether the run reads the teacher's score file (an energy rule or an energy augmentation):
+        the one source of that decision, from the components' registry info (no build needed)."""
+        return any(c is not None and self.needs_energy_of(c) for c in (self.rule, self.augmentation))
+
+    @staticmethod
+    def needs_energy_of(component: Component) -> bool:
+        return bool(component.info.get("needs_energy"))
 
 
 def plan_methods(config: Config) -> Plan:
@@ -95,8 +100,8 @@ def plan_methods(config: Config) -> Plan:
             target="a run without --augment",
         )
     plan.rule = _temperature_rule(config, distiller)
-    energy_rule = bool(plan.rule is not None and plan.rule.info.get("needs_energy"))
-    energy_aug = bool(augmentation is not None and augmentation.info.get("needs_energy"))
+    energy_rule = plan.rule is not None and plan.needs_energy_of(plan.rule)
+    energy_aug = augmentation is not None and plan.needs_energy_of(augmentation)
     if energy_rule:
         plan.rule_options.update(config.energy)
         plan.rule_options.setdefault("energy_temperature", config.energy_temperature)
@@ -392,12 +397,28 @@ def prepare(config: Config) -> Prepared:
         distiller, _ = build_losses(
             config, plan, (teacher_name, student_name), num_classes=dataset.num_classes
         )
-    needs_energy = distiller.needs_energy or bool(augmentation is not None and augmentation.needs_energy)
-    energy = energy_context(config, dataset, data_key, teacher) if needs_energy and teacher else None
+    check_needs_energy(plan, distiller, augmentation)
+    energy = energy_context(config, dataset, data_key, teacher) if plan.needs_energy and teacher else None
     return Prepared(
         plan, (teacher_name, student_name), distiller, augmentation, dataset, data_key, recipe,
         teacher, runtime, student, student_arch, energy,
     )  # fmt: skip
+
+
+def check_needs_energy(plan: Plan, distiller: Distiller, augmentation: Augmentation | None) -> None:
+    """Whether a run reads the score file has one source, the registry info its plan reads (so the
+    campaign planner and the run agree); a built component that says otherwise is a plugin's bug."""
+    for component, built in ((plan.rule, distiller), (plan.augmentation, augmentation)):
+        if (
+            component is not None
+            and built is not None
+            and bool(built.needs_energy) != plan.needs_energy_of(component)
+        ):
+            raise PluginError(
+                f"plugin {component.plugin!r}: {component.noun} {component.name!r} says needs_energy="
+                f"{bool(built.needs_energy)} but its registry info says {plan.needs_energy_of(component)}; "
+                "fix the plugin's info['needs_energy']."
+            )
 
 
 def check_strong_view(distiller: Distiller, dataset: Dataset, data_key: str) -> None:
@@ -453,6 +474,7 @@ def _distill(
     )
     _print_header(say, config, job, run_dir)
     with run_record(config, runtime, run_dir, trackers, "distill") as tracking:
+        tracking.energy_groups = objective.energy_groups  # sent to the trackers after the setup
         result = fit(
             job.student,
             job.dataset,
@@ -468,8 +490,8 @@ def _distill(
         )
         if cache is not None:
             _report_cache(say, cache, runtime)
+        _report_rule(say, job.distiller.summary())
         described = objective.describe()
-        _report_rule(say, described["distiller"])
         say.say(
             f"done: best top-1 {100 * result.best_top1:.2f}% (epoch {result.best_epoch}), last top-1 "
             f"{100 * result.last_top1:.2f}% / top-5 {100 * result.last_top5:.2f}%"
@@ -515,9 +537,9 @@ def _print_header(say: Console, config: Config, job: Prepared, run_dir: Path) ->
     say.say(f"ekd distill: {name}, {teacher} -> {job.student_arch} on {data}")
     if job.teacher is not None:
         say.say(f"  teacher: {job.teacher.path}")
-    rule = loss_summary(job.distiller.describe())
+    rule = job.distiller.summary().text
     if job.augmentation is not None:
-        rule += f"; {augmentation_summary(job.augmentation.describe())}"
+        rule += f"; {job.augmentation.summary().text}"
     say.say(f"  rule: {rule}")
     if plan.rates_note:
         say.say(f"  rates: {plan.rates_note}")
@@ -527,45 +549,6 @@ def _print_header(say: Console, config: Config, job: Prepared, run_dir: Path) ->
             say.say(f"  augmentation: {_one_line(job.augmentation.describe())}")
     say.say(f"  recipe: {describe_recipe(job.recipe)}")
     say.say(f"  run directory: {run_dir}")
-
-
-def loss_summary(described: dict[str, Any]) -> str:
-    """The distiller's rule in a few words (``--verbose`` prints every key)."""
-    temps = described.get("temperatures")
-    if isinstance(temps, dict):  # an energy partition rule
-        t = " / ".join(f"{v:g}" for v in temps.values())
-        rates = f"rates {described.get('low_rate'):g} / {described.get('high_rate'):g}"
-        source = described.get("rate_source")
-        rates += f" ({source})" if source not in (None, "default", "rate") else ""
-        text = (
-            f"{described.get('method')}, {described.get('preset')} preset: T {t} for low / other / high "
-            f"energy, {rates}, {described.get('source')} energies, {described.get('low_rule')} low rule"
-        )
-    elif isinstance(temps, list):  # gradation over energy segments
-        text = (
-            f"{described.get('method')}, {described.get('preset')} preset: T {temps[0]:g} .. {temps[-1]:g} "
-            f"over {described.get('segments')} energy segments, {described.get('source')} energies"
-        )
-    else:
-        weights = ", ".join(f"{k} {described[k]:g}" for k in ("t", "alpha", "beta") if k in described)
-        text = f"{described.get('method', 'loss')}" + (f" ({weights})" if weights else "")
-    return text + (", standardized logits" if described.get("logit_standardize") else "")
-
-
-def augmentation_summary(described: dict[str, Any]) -> str:
-    """An augmentation's rule in a few words: what it mixes, which samples, how."""
-    rate, selection = described.get("rate"), described.get("selection")
-    share = f"{rate:.0%}" if isinstance(rate, (int, float)) else "?"
-    chosen = {
-        "high": f"the {share} highest-energy images",
-        "low": f"the {share} lowest-energy images",
-        "all": "every image",
-        "random": f"a random {share} of the images",
-    }.get(str(selection), f"{share} of the images")
-    mode = described.get("mode")
-    return f"{described.get('augment')}: {described.get('kind', 'mix')} of {chosen}" + (
-        f" ({mode} mode)" if mode else ""
-    )
 
 
 def _report_cache(say: Console, cache: Any, runtime: Runtime) -> None:
@@ -579,12 +562,13 @@ def _report_cache(say: Console, cache: Any, runtime: Runtime) -> None:
         )
 
 
-def _report_rule(say: Console, after: dict[str, Any]) -> None:
+def _report_rule(say: Console, summary: LossSummary) -> None:
     """What setup added to the rule (the energy groups' sizes and thresholds), once; and groups that
     stayed empty."""
-    counts = after.get("train_counts") or {}
+    groups = summary.rule.groups if summary.rule is not None else None
+    counts = (groups.sizes if groups is not None else None) or {}
     if counts:
-        thresholds = after.get("thresholds") or {}
+        thresholds = (groups.thresholds if groups is not None else None) or {}
         bounds = ", ".join(
             f"E_{k} {thresholds[k]:.4g}"
             for k in ("low", "high")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ekd_plugins.distillers.functional import dkd_terms, standardize_logits, upcast, warmup_factor
 from ekd_plugins.distillers.options import CEOptions, DKDLoss, DKDOptions, KDLoss, KDOptions
 from ekd_plugins.pairs import DKD_DEFAULT_BETA, dkd_beta_for
-from ekdcli.sdk.contracts import DistillBatch, Distiller, TemperatureDistiller, TemperatureRule
+from ekdcli.sdk.contracts import DistillBatch, Distiller, LossSummary, TemperatureDistiller, TemperatureRule
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss
 from ekdcli.sdk.options import as_float, as_pair, check_names, given, owner, read_options
@@ -120,6 +120,12 @@ class DKDDistiller(TemperatureDistiller):
             "w_ce": self.w_ce,
             "logit_standardize": self.logit_standardize,
         }
+
+    def summary(self) -> LossSummary:
+        """``dkd (alpha 1, beta 8), T 4``: the rule's summary with DKD's two weights."""
+        out = super().summary()
+        head = f"{self.name} (alpha {self.alpha:g}, beta {self.beta:g})"
+        return LossSummary(head + out.text.removeprefix(self.name), out.rule)
 
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         temps = self.temperatures(batch)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ekd_plugins.pairs import energy_rate_for
 from ekd_plugins.temperature_rules.options import ENERGY_OPTIONS, GRADATION_OPTIONS, GRADATION_SEGMENTS
-from ekdcli.sdk.contracts import TemperatureRule
+from ekdcli.sdk.contracts import EnergyGroups, RuleSummary, TemperatureRule
 from ekdcli.sdk.energy import MAX_SEGMENTS, LowRule, as_low_rule
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.options import (
@@ -270,6 +270,35 @@ class EnergyRule(TemperatureRule):
             key = temperature_key(value)
             out[key] = out.get(key, 0.0) + float(count)
         return out
+
+    # -------------------------------------------------------------- summary
+    def summary(self) -> RuleSummary:
+        """The typed facts the core reads: temperatures per group, the energy source, the rates, and
+        after :meth:`setup` the energy groups of the training set."""
+        groups = None
+        if self.train_counts is not None:
+            groups = EnergyGroups(
+                sizes=dict(self.train_counts),
+                thresholds=None if self.thresholds is None else self.thresholds.as_dict(),
+                segment_edges=None if self.edges is None else [float(e) for e in self.edges.tolist()],
+            )
+        if self.segments is not None:
+            temps = list(self.group_temperatures)
+            text = (
+                f"{self.preset} preset: T {temps[0]:g} .. {temps[-1]:g} over {self.segments} energy segments, "
+                f"{self.source} energies"
+            )
+            return RuleSummary(text, temps, self.source, groups=groups)
+        named = dict(zip(self.group_names, self.group_temperatures, strict=True))
+        rates = f"rates {self.low_rate:g} / {self.high_rate:g}"
+        rates += f" ({self.rate_source})" if self.rate_source not in ("default", "rate") else ""
+        text = (
+            f"{self.preset} preset: T {' / '.join(f'{v:g}' for v in named.values())} for low / other / high "
+            f"energy, {rates}, {self.source} energies, {self.low_rule} low rule"
+        )
+        return RuleSummary(
+            text, named, self.source, (self.low_rate, self.high_rate), self.rate_source, groups
+        )
 
     # -------------------------------------------------------------- describe
     def describe(self) -> dict[str, Any]:
