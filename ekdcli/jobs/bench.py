@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.common import console, open_store
-from ekdcli.jobs.distill import Prepared, build_losses, open_teacher_cache, prepare
+from ekdcli.jobs.plan import build_losses
+from ekdcli.jobs.preparation import Prepared, open_teacher_cache, prepare
 from ekdcli.sdk.options import augmentation_rate
 from ekdcli.store.atomic import atomic_write_json, atomic_write_text
 from ekdcli.util.errors import UsageError

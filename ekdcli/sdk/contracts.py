@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ekdcli.util.text import flatten as flatten  # re-exported: ekdcli.sdk.flatten
+
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset as TorchDataset
@@ -180,7 +182,7 @@ class EnergyGroups:
     """
 
     sizes: dict[str, int] | None = None
-    thresholds: dict[str, float | None] | None = None
+    thresholds: dict[str, Any] | None = None
     segment_edges: list[float] | None = None
     selected_fraction: float | None = None
 
@@ -400,8 +402,8 @@ class TemperatureDistiller(Distiller):
     def __init__(self, rule: TemperatureRule) -> None:
         self.rule = rule
 
-    @property  # type: ignore[override]
-    def needs_energy(self) -> bool:
+    @property
+    def needs_energy(self) -> bool:  # type: ignore[override]
         """The rule's: a temperature-based distiller reads energies exactly when its rule does."""
         return self.rule.needs_energy
 
@@ -498,18 +500,6 @@ class RunInfo:
             key: value if isinstance(value, str) else json.dumps(value)
             for key, value in flatten(self.config).items()
         }
-
-
-def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested tables as one level, keys joined with ``.`` (``{"losses": {"kd": 1}}`` -> ``losses.kd``)."""
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def numbers(record: dict[str, Any], skip: tuple[str, ...] = ("epoch",)) -> dict[str, float]:

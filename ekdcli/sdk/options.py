@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ekdcli.util.errors import UsageError, did_you_mean
 
@@ -277,7 +277,7 @@ def spec_of(item: dataclasses.Field[Any]) -> Spec:
 def defaults(options: OptionRecord | Mapping[str, Any]) -> dict[str, Any]:
     """``{name: default}`` of a record (in field order), or a copy of a plain dict of defaults."""
     if is_record(options):
-        return {f.name: f.default for f in dataclasses.fields(options)}
+        return {f.name: f.default for f in dataclasses.fields(cast(Any, options))}
     return dict(options)
 
 
@@ -285,7 +285,12 @@ def option_help(options: OptionRecord | Mapping[str, Any]) -> dict[str, str]:
     """``{name: help}`` of the record's options that have help (none for a plain dict)."""
     if not is_record(options):
         return {}
-    return {f.name: spec_of(f).help for f in dataclasses.fields(options) if spec_of(f).help}
+    return {f.name: spec_of(f).help for f in dataclasses.fields(cast(Any, options)) if spec_of(f).help}
+
+
+def option_names(record: OptionRecord) -> list[str]:
+    """The names of a record's options, in order."""
+    return [f.name for f in dataclasses.fields(record)]
 
 
 def read_option(who: str, name: str, value: Any, spec: Spec) -> Any:

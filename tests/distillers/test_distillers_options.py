@@ -23,8 +23,15 @@ def registered() -> dict[str, dict[str, Any]]:
 
     def register(name: str, factory: Any, *, aliases=(), description: str = "", info=None) -> None:
         # the registry's view of the row: an option record in info["options"] becomes its defaults
-        derived = Component("distillers", name, factory, "ekd", tuple(aliases), description, dict(info or {})).info
-        rows[name] = {"factory": factory, "aliases": tuple(aliases), "description": description, "info": derived}
+        derived = Component(
+            "distillers", name, factory, "ekd", tuple(aliases), description, dict(info or {})
+        ).info
+        rows[name] = {
+            "factory": factory,
+            "aliases": tuple(aliases),
+            "description": description,
+            "info": derived,
+        }
 
     plugin.register_distillers(register)
     return rows
@@ -140,7 +147,11 @@ def test_unknown_options_are_listed_with_valid_ones() -> None:
         (make_energy_kd, {"source": "dynamic"}, r"'source' .* must be one of static, online"),
         (make_energy_kd, {"apply": "middle"}, r"'apply' .* must be one of both, low, high"),
         (make_energy_kd, {"low_rule": "strict"}, r"'low_rule' .* must be one of paper, released"),
-        (make_energy_kd, {"rate": 1.0}, r"'rate' of temperature rule 'energy' must be in \(0, 0.5\], got 1.0"),
+        (
+            make_energy_kd,
+            {"rate": 1.0},
+            r"'rate' of temperature rule 'energy' must be in \(0, 0.5\], got 1.0",
+        ),
         (make_energy_kd, {"low_rate": 0}, r"'low_rate' .* must be in \(0, 1\), got 0"),
         (make_energy_kd, {"low_rate": 0.6, "high_rate": 0.5}, r"low_rate \+ high_rate .* at most 1"),
         (make_energy_kd, {"t_low_energy": -2}, r"'t_low_energy' .* greater than 0"),

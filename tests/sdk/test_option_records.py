@@ -130,7 +130,7 @@ def test_rate_one_is_one_rule_for_every_consumer() -> None:
 
     from ekdcli.config import Config
     from ekdcli.jobs.bench import parse_rates
-    from ekdcli.jobs.distill import plan_methods
+    from ekdcli.jobs.plan import plan_methods
     from ekdcli.method.partition import make_partition
 
     assert he_cutmix(rate=1.0).options.rate == 1.0

@@ -112,4 +112,4 @@ def distill(
         from ekdcli.jobs.common import console
         from ekdcli.jobs.distill import run_distill
 
-        console(config).result(run_distill(config, resume=resume))
+        console(config).result(run_distill(config, resume=resume).as_dict())

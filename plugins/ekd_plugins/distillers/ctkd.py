@@ -35,7 +35,7 @@ from ekd_plugins.distillers.options import CTKDOptions
 from ekdcli.sdk.contracts import DistillBatch, TemperatureDistiller, TemperatureRule
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss
-from ekdcli.sdk.options import as_int, check_names, owner, read_options
+from ekdcli.sdk.options import as_int, check_names, option_names, owner, read_options
 from ekdcli.sdk.temperature import split_rule_options
 
 VARIANTS = ("global", "instance")
@@ -153,7 +153,7 @@ def make_ctkd(
 ) -> CTKDDistiller:
     """CTKD; the instance variant's MLP needs ``num_classes`` (ekd distill passes the dataset's)."""
     who = owner("distiller", "ctkd")
-    check_names(who, options, CTKDOptions.__dataclass_fields__)
+    check_names(who, options, option_names(CTKDOptions))
     rule, own = split_rule_options(who, temperature_rule, "fixed", options)
     settings = read_options(who, CTKDOptions, own)
     module: nn.Module | None = GlobalTemperature()

@@ -20,7 +20,7 @@ from ekd_plugins.pairs import DKD_DEFAULT_BETA, dkd_beta_for
 from ekdcli.sdk.contracts import DistillBatch, Distiller, LossSummary, TemperatureDistiller, TemperatureRule
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss
-from ekdcli.sdk.options import as_float, as_pair, check_names, given, owner, read_options
+from ekdcli.sdk.options import as_float, as_pair, check_names, given, option_names, owner, read_options
 from ekdcli.sdk.temperature import split_rule_options
 
 
@@ -147,7 +147,7 @@ def make_ce(**options: Any) -> CEDistiller:
 
 def own_options(who: str, loss: type, own: dict[str, Any]) -> dict[str, Any]:
     """The loss record's options among ``own`` (what the rule left), read and checked by the record."""
-    return read_options(who, loss, {k: v for k, v in own.items() if k in loss.__dataclass_fields__})
+    return read_options(who, loss, {k: v for k, v in own.items() if k in option_names(loss)})
 
 
 def build_kd(
@@ -155,7 +155,7 @@ def build_kd(
 ) -> KDDistiller:
     """KD under ``name`` (kd, energy_kd) with ``rule``, else its default rule built from ``options``."""
     who = owner("distiller", name)
-    check_names(who, options, valid.__dataclass_fields__)
+    check_names(who, options, option_names(valid))
     rule, own = split_rule_options(who, rule, default_rule, options)
     opts = own_options(who, KDLoss, own)
     return KDDistiller(rule, opts["w_ce"], opts["w_kd"], opts["logit_standardize"], name=name)
@@ -166,7 +166,7 @@ def build_dkd(
 ) -> DKDDistiller:
     """DKD under ``name`` (dkd, energy_dkd) with ``rule``, else its default rule built from ``options``."""
     who = owner("distiller", name)
-    check_names(who, options, valid.__dataclass_fields__)
+    check_names(who, options, option_names(valid))
     rule, own = split_rule_options(who, rule, default_rule, options)
     opts = own_options(who, DKDLoss, own)
     beta, beta_source, _ = resolve_beta(who, opts)

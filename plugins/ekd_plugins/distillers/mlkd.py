@@ -38,7 +38,7 @@ from ekd_plugins.distillers.options import MLKDLoss, MLKDOptions
 from ekdcli.sdk.contracts import DistillBatch, TemperatureDistiller, TemperatureRule
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss, per_sample_temperature
-from ekdcli.sdk.options import check_names, owner, read_options
+from ekdcli.sdk.options import check_names, option_names, owner, read_options
 from ekdcli.sdk.temperature import split_rule_options
 
 # MLKD's temperatures 4, 3, 5, 2, 6 as multiples of its base temperature 4.
@@ -140,7 +140,7 @@ class MLKDDistiller(TemperatureDistiller):
 
 def make_mlkd(*, temperature_rule: TemperatureRule | None = None, **options: Any) -> MLKDDistiller:
     who = owner("distiller", "mlkd")
-    check_names(who, options, MLKDOptions.__dataclass_fields__)
+    check_names(who, options, option_names(MLKDOptions))
     rule, own = split_rule_options(who, temperature_rule, "fixed", options)
     opts = read_options(who, MLKDLoss, own)
     return MLKDDistiller(rule, opts["w_ce"], opts["w_kd"], opts["logit_standardize"])
