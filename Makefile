@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.14.1 torchvision==0.29.1
 PLUGINS := $(wildcard examples/plugins/*/pyproject.toml)
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean
 
 $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ format: install
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: lint
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# The inner loop (a few minutes on 2 cores): every test but those marked slow (end-to-end runs,
+# real data, subprocess pipelines), no lint.  CI runs all of them with `make test`.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
 bench: install
 	$(PY) benchmarks/engine.py

@@ -247,9 +247,8 @@ def distill(
     settings = {**settings, "teacher": teacher, "student": student}
     resolved = make_config(settings, _config_file(config, resume))
     result = run_distill(resolved, resume=_run_path(resume))
-    run_dir = Path(result["run_dir"])
-    names = [f.name for f in dataclasses.fields(DistillRun) if f.name not in ("run_dir", "metrics")]
-    return DistillRun(run_dir=run_dir, metrics=rundir.read_metrics(run_dir), **{k: result[k] for k in names})
+    names = [f.name for f in dataclasses.fields(DistillRun) if f.name != "metrics"]
+    return DistillRun(metrics=rundir.read_metrics(result.run_dir), **{k: getattr(result, k) for k in names})
 
 
 def evaluate(

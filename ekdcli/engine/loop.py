@@ -605,7 +605,7 @@ class Trainer:
                 resumed_after_epoch=resumed_after,
             )
         )
-        groups = self.objective.energy_groups()
+        groups = self.tracking.energy_groups() if self.tracking.energy_groups is not None else None
         if groups:
             self.tracking.log_energy(groups)
 

@@ -39,7 +39,7 @@ class Objective(ABC):
 
     The loop relies on every method below and nothing else: ``setup`` once before training,
     ``parameters`` for the optimizer, ``__call__`` per step, ``state_dict``/``load_state_dict``
-    around checkpoints, ``describe`` for the run's summary and ``energy_groups`` for its trackers.
+    around checkpoints, ``describe`` for the run's summary.
     """
 
     def setup(self, runtime: Runtime, num_epochs: int) -> None:
@@ -63,11 +63,6 @@ class Objective(ABC):
         loop optimizes them with the model's (same optimizer and schedule) and averages their
         gradients over processes."""
         return []
-
-    def energy_groups(self) -> dict[str, Any] | None:
-        """After ``setup``: the energy groups of the training set (thresholds, sizes, temperatures)
-        for the run's trackers; None when the objective uses no energies."""
-        return None
 
     def state_dict(self) -> dict[str, Any]:
         """Mutable state to checkpoint (tensors, numbers, lists, dicts only)."""

@@ -33,6 +33,9 @@ class Tracking:
         self.command, self.store, self.tracking_uri = command, store, tracking_uri
         self.started = False
         self.finished = False
+        # What the job sends to log_energy once the objective is set up (the distillation objective's
+        # energy groups); the engine calls it without knowing what it holds.
+        self.energy_groups: Callable[[], dict[str, Any] | None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.active)

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.common import console, open_store
-from ekdcli.jobs.distill import Prepared, build_losses, open_teacher_cache, prepare
+from ekdcli.jobs.plan import build_losses
+from ekdcli.jobs.preparation import Prepared, open_teacher_cache, prepare
+from ekdcli.sdk.options import augmentation_rate
 from ekdcli.store.atomic import atomic_write_json, atomic_write_text
 from ekdcli.util.errors import UsageError
 from ekdcli.util.text import plural
@@ -39,9 +41,8 @@ def parse_rates(text: str) -> list[float]:
         ) from exc
     if not rates:
         raise UsageError("--aug-rates needs at least one rate, e.g. 0.1,0.5,1.0.")
-    bad = [r for r in rates if not 0 < r <= 1]
-    if bad:
-        raise UsageError(f"augmentation rates must be in (0, 1]; got {', '.join(map(str, bad))}.")
+    for rate in rates:
+        augmentation_rate("", "each of --aug-rates", rate)
     if len(set(rates)) != len(rates):
         raise UsageError(f"--aug-rates lists a rate twice: {text}.")
     return rates

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.common import console, open_store
-from ekdcli.jobs.distill import Prepared, build_losses, prepare
+from ekdcli.jobs.plan import build_losses
+from ekdcli.jobs.preparation import Prepared, prepare
 from ekdcli.store.atomic import atomic_write_json, atomic_write_text
 from ekdcli.util.errors import UsageError, did_you_mean
 from ekdcli.util.text import plural

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import DEFAULT_DATA, DEFAULT_PAIR, Config
 from ekdcli.jobs.common import console, open_store
 from ekdcli.util.text import plural
+
+if TYPE_CHECKING:
+    from ekdcli.jobs.distill import DistillResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +61,8 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     say.say("\nNext: 'ekd list models', 'ekd distill --help', and examples/README.md for the paper's tables.")
     return {
         "artifacts": artifacts,
-        "kd": kd,
-        "energy_kd": energy,
+        "kd": kd.as_dict(),
+        "energy_kd": energy.as_dict(),
         "evaluation": evaluated,
         "bench": benched,
         "minutes": minutes,
@@ -109,7 +112,7 @@ def _score_and_partition(base: Config, artifacts: dict[str, Any]) -> None:
 
 def _distill_both(
     base: Config, plan: DemoPlan, artifacts: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[DistillResult, DistillResult]:
     from ekdcli.jobs.distill import run_distill
 
     _step(
@@ -122,17 +125,17 @@ def _distill_both(
     )
     kd = run_distill(dataclasses.replace(student, method="kd", augment=None, rate=None))
     energy = run_distill(dataclasses.replace(student, method="energy_kd", augment="he-cutmix", rate=0.5))
-    artifacts["kd_run"] = kd["run_dir"]
-    artifacts["energy_kd_run"] = energy["run_dir"]
+    artifacts["kd_run"] = str(kd.run_dir)
+    artifacts["energy_kd_run"] = str(energy.run_dir)
     return kd, energy
 
 
-def _evaluate_both(base: Config, kd: dict[str, Any], energy: dict[str, Any]) -> dict[str, Any]:
+def _evaluate_both(base: Config, kd: DistillResult, energy: DistillResult) -> dict[str, Any]:
     from ekdcli.jobs.evaluate import run_evaluate
     from ekdcli.jobs.evaluate_report import format_evaluation
 
     _step(base, "5/6 evaluate both students side by side")
-    evaluated = run_evaluate(base, [kd["run_dir"], energy["run_dir"]], "test", None, "best", groups=True)
+    evaluated = run_evaluate(base, [str(kd.run_dir), str(energy.run_dir)], "test", None, "best", groups=True)
     console(base).say(format_evaluation(evaluated))
     return evaluated
 

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from ekdcli.config import Config
 from ekdcli.jobs.common import console, engine_options, open_store
 from ekdcli.jobs.evaluate_cache import EvaluationCache, evaluation_key
-from ekdcli.jobs.evaluate_report import RowPrinter, display_names, finite, group_results
+from ekdcli.jobs.evaluate_report import RowPrinter, display_names, group_results
+from ekdcli.sdk.options import both_sides_rate
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError
@@ -477,10 +478,7 @@ def _check_options(targets: list[str], split: str, which: str, groups: GroupOpti
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}.")
     if which not in rundir.WHICH:
         raise UsageError(f"--which must be one of {', '.join(rundir.WHICH)}, not {which!r}.")
-    if not (finite(groups.rate) and 0 < groups.rate <= 0.5):
-        raise UsageError(
-            f"--rate must be in (0, 0.5] (the share of the low and of the high set), not {groups.rate}."
-        )
+    both_sides_rate("", "--rate", groups.rate)  # the share of the low and of the high set
     if groups.scores is not None and not Path(groups.scores).is_file():
         raise UsageError(f"no score file at {groups.scores}; create it with 'ekd score --teacher TEACHER'.")
 

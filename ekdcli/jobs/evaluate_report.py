@@ -4,17 +4,13 @@ and the text tables (``--json`` prints the same numbers as data)."""
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 from typing import Any
 
+from ekdcli.util.text import finite, flatten, pct
+
 SHOWN_CLASSES = 3  # worst and best classes in the text output
-
-
-def finite(value: Any) -> bool:
-    """A real number that is not NaN or infinite (booleans are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ------------------------------------------------------------------ groups
@@ -29,19 +25,9 @@ def mean_std(values: list[Any]) -> dict[str, Any]:
 
 
 def _differing(configs: list[dict[str, Any]]) -> list[str]:
-    flat = [_flatten(c) for c in configs]
+    flat = [flatten(c) for c in configs]
     keys = sorted(set().union(*flat))
     return [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flat}) > 1]
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -72,18 +58,13 @@ def group_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(same) > 1:
             keys = _differing([g["configuration"] for g in same])
             for group in same:
-                flat = _flatten(group["configuration"])
+                flat = flatten(group["configuration"])
                 extra = ", ".join(f"{k}={flat.get(k)}" for k in keys)
                 group["label"] = f"{group['label']} [{extra}]"
     return out
 
 
 # ------------------------------------------------------------------ text
-def _pct(value: Any, digits: int = 2) -> str:
-    """A fraction as a percentage without the sign (``0.4567`` -> ``45.67``); ``-`` when missing."""
-    return f"{100 * value:.{digits}f}" if finite(value) else "-"
-
-
 def _cell(stats: dict[str, Any], scale: float = 100.0) -> str:
     """``mean ± std`` of fractions, in percent; a single value (no std) alone."""
     if stats["mean"] is None:
@@ -137,17 +118,17 @@ def target_cells(result: dict[str, Any], name: str, groups: bool) -> list[str]:
     run = result["run"] or {}
     cells = [
         name,
-        _pct(result["top1"]),
-        _pct(result["top5"]),
+        pct(result["top1"]),
+        pct(result["top5"]),
         f"{result['nll']:.4f}" if finite(result["nll"]) else "-",
-        _pct(result["ece"]),
-        _pct(run.get("best_top1")),
-        _pct(run.get("last_top1")),
+        pct(result["ece"]),
+        pct(run.get("best_top1")),
+        pct(run.get("last_top1")),
     ]
     if groups:
         energy = result["energy_groups"]
         found = energy.get("groups", {}) if energy.get("available") else {}
-        cells += [_pct(found.get(g, {}).get("accuracy")) for g in GROUP_COLUMNS]
+        cells += [pct(found.get(g, {}).get("accuracy")) for g in GROUP_COLUMNS]
     return cells
 
 
@@ -192,8 +173,8 @@ def _energy_lines(energy: dict[str, Any]) -> list[str]:
         return [f"  energy groups: {energy.get('reason', 'not available')}"]
     g = energy["groups"]
     cells = "  ".join(
-        f"{name} {_pct(g[name]['accuracy'])}% "
-        f"(n={g[name]['count']}, teacher {_pct(g[name]['teacher_accuracy'])}%)"
+        f"{name} {pct(g[name]['accuracy'])}% "
+        f"(n={g[name]['count']}, teacher {pct(g[name]['teacher_accuracy'])}%)"
         for name in ("low", "others", "high")
     )
     return [
@@ -208,23 +189,23 @@ def format_target(result: dict[str, Any]) -> str:
     lines = [
         f"{result['target']}: {result['label']}{which} weights on {result['data']} {result['split']} "
         f"({result['n']} images, {result['precision']})",
-        f"  top-1 {_pct(result['top1'])}%  top-5 {_pct(result['top5'])}%  NLL {result['nll']:.4f}  "
-        f"ECE {_pct(result['ece'])}%",
+        f"  top-1 {pct(result['top1'])}%  top-5 {pct(result['top5'])}%  NLL {result['nll']:.4f}  "
+        f"ECE {pct(result['ece'])}%",
     ]
     run = result["run"]
     if run is not None:
         planned = f" of {run['epochs_planned']}" if run["epochs_planned"] else ""
         state = "" if run["finished"] else " (unfinished)"
         lines.append(
-            f"  run: best top-1 {_pct(run['best_top1'])}% (epoch {run['best_epoch'] or '-'}), "
-            f"last {_pct(run['last_top1'])}% (epoch {run['epochs_done']}{planned}){state}"
+            f"  run: best top-1 {pct(run['best_top1'])}% (epoch {run['best_epoch'] or '-'}), "
+            f"last {pct(run['last_top1'])}% (epoch {run['epochs_done']}{planned}){state}"
         )
     lines += _classes_line(result)
     if result["long_tail"]:
         lt = result["long_tail"]
         lines.append(
             "  long-tailed: "
-            + "  ".join(f"{g}-shot {_pct(lt[g]['accuracy'])}% ({lt[g]['classes']} classes)" for g in lt)
+            + "  ".join(f"{g}-shot {pct(lt[g]['accuracy'])}% ({lt[g]['classes']} classes)" for g in lt)
         )
     lines += _energy_lines(result["energy_groups"])
     return "\n".join(lines)

@@ -22,7 +22,8 @@ from pathlib import Path
 from ekdcli.config import Config
 from ekdcli.jobs.build import canonical_model, dataset_key, is_registered_model
 from ekdcli.jobs.campaign import Campaign, CampaignRun
-from ekdcli.jobs.distill import DEFAULT_TEACHER_EPOCHS, check_student_name, plan_methods, resolve_pair
+from ekdcli.jobs.plan import plan_methods
+from ekdcli.jobs.preparation import DEFAULT_TEACHER_EPOCHS, check_student_name, resolve_pair
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError

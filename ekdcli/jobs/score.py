@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ekdcli.config import Config
 from ekdcli.jobs.build import TrainedModel, dataset_key, load_dataset, load_trained, stored_weights_path
 from ekdcli.jobs.common import console, engine_options, open_store, store_file_lock
+from ekdcli.sdk.options import both_sides_rate
 from ekdcli.util.errors import JobError, UsageError
 
 # How long a second process waits for the one scoring the same teacher (then reuses its file).
@@ -158,8 +159,7 @@ def run_score(
         raise UsageError(
             "say which teacher to score with --teacher (a name in the store or a .safetensors file)."
         )
-    if not 0 < rate <= 0.5:
-        raise UsageError(f"--rate must be in (0, 0.5] for the summary's thresholds, not {rate}.")
+    both_sides_rate("", "--rate", rate)  # the summary's low and high sets
     say = console(config)
     data_key = dataset_key(config)  # names are checked before torch is imported
     stored_weights_path(config.teacher, data_key, open_store(config), "teacher")  # before torch is imported

@@ -75,11 +75,7 @@ class DistillObjective(Objective):
         self.energy_context = energy_context
         self._term_names: tuple[str, ...] = ()
         self._generator: torch.Generator | None = None
-        self._online = bool(
-            augmentation is not None
-            and augmentation.needs_energy
-            and augmentation.describe().get("source") == "online"
-        )
+        self._online = augmentation is not None and augmentation.summary().energy_source == "online"
 
     def setup(self, runtime: Runtime, num_epochs: int = 1) -> None:
         if self.teacher is not None:
@@ -127,19 +123,27 @@ class DistillObjective(Objective):
         return described
 
     def energy_groups(self) -> dict[str, Any] | None:
-        """The energy thresholds, group sizes and temperatures the distiller (and the augmentation's
-        thresholds) settled on in ``setup``; None without energies."""
+        """The energy thresholds, group sizes and temperatures the distiller's rule (and the
+        augmentation) settled on in ``setup``, for the run's trackers; None without energies."""
         if self.energy_context is None:
             return None
-        rule = self.distiller.describe() if self.distiller.needs_energy else {}
-        groups = {key: rule[key] for key in ("thresholds", "temperatures", "segment_edges") if rule.get(key)}
-        if rule.get("train_counts"):
-            groups["group_sizes"] = rule["train_counts"]
-        augmentation = self.augmentation.describe() if self.augmentation is not None else {}
-        if augmentation.get("thresholds"):
-            groups["augmentation_thresholds"] = augmentation["thresholds"]
-        if "selected_fraction" in augmentation:
-            groups["augmentation_selected_fraction"] = augmentation["selected_fraction"]
+        rule = self.distiller.summary().rule
+        groups: dict[str, Any] = {}
+        if rule is not None and rule.groups is not None:
+            found = rule.groups
+            for key, value in (
+                ("thresholds", found.thresholds),
+                ("temperatures", rule.temperatures),
+                ("segment_edges", found.segment_edges),
+                ("group_sizes", found.sizes),
+            ):
+                if value:
+                    groups[key] = value
+        mixed = self.augmentation.summary().groups if self.augmentation is not None else None
+        if mixed is not None and mixed.thresholds:
+            groups["augmentation_thresholds"] = mixed.thresholds
+        if mixed is not None and mixed.selected_fraction is not None:
+            groups["augmentation_selected_fraction"] = mixed.selected_fraction
         return groups or None
 
     @torch.no_grad()

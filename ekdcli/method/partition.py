@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.sdk.energy import MAX_SEGMENTS, Thresholds, compute_thresholds, segment_edges, segment_of
+from ekdcli.sdk.options import both_sides_rate, partition_rates
 from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -92,8 +93,6 @@ def smallest_rate(n: int) -> float:
 def _check_rate(name: str, rate: float, n: int) -> None:
     if n < 2:
         raise UsageError(f"a partition needs at least 2 scored samples, got {n}; score a larger split.")
-    if not (isinstance(rate, (int, float)) and 0 < rate < 1):
-        raise UsageError(f"the {name} must be in (0, 1), got {rate}.")
     if math.floor(n * rate) < 1:
         raise UsageError(
             f"the {name} {rate:g} is too small for {n} samples (the set would be empty); "
@@ -117,12 +116,13 @@ def make_partition(
         raise UsageError(
             f"unknown low-energy rule {low_rule!r}; use 'released' (E < E_low) or 'paper' (E <= E_low)."
         )
-    if low_rate == high_rate and isinstance(low_rate, (int, float)) and not 0 < low_rate <= 0.5:
-        raise UsageError(f"the rate must be in (0, 0.5] (it is used for both sides), got {low_rate}.")
+    # One rate for both sides (--rate r: the r lowest and the r highest) is in (0, 0.5]; two rates
+    # follow the partition rule of every consumer (sdk/options.py).
+    if low_rate == high_rate:
+        both_sides_rate("", "rate", low_rate)
+    low_rate, high_rate = partition_rates("", low_rate, high_rate, ("low rate", "high rate"))
     _check_rate("low rate", low_rate, n)
     _check_rate("high rate", high_rate, n)
-    if low_rate + high_rate > 1 + 1e-12:
-        raise UsageError(f"low rate {low_rate:g} + high rate {high_rate:g} exceeds 1; lower one of them.")
     thresholds = compute_thresholds(e, low_rate, high_rate, low_rule=low_rule)  # type: ignore[arg-type]
     is_low, is_high = thresholds.is_low(e), thresholds.is_high(e)
     if bool((is_low & is_high).any()):

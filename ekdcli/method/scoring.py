@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.sdk.energy import ENERGY_TEMPERATURE, compute_thresholds, energy
+from ekdcli.sdk.options import both_sides_rate
 from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -343,8 +344,7 @@ def summarize(table: ScoreTable, rate: float = 0.2) -> dict[str, Any]:
     """
     import torch
 
-    if not 0 < rate <= 0.5:
-        raise UsageError(f"the summary rate must be in (0, 0.5], got {rate}.")
+    both_sides_rate("", "the summary rate", rate)
     e = table.energies.double()
     n = e.numel()
     correct = (table.predictions == table.labels).double()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ekdcli.util.text import flatten as flatten  # re-exported: ekdcli.sdk.flatten
+
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset as TorchDataset
@@ -168,6 +170,74 @@ class PairContext:
     world_size: int = 1
 
 
+# ------------------------------------------------------------- typed summaries
+# What the core may read of a plugin after it is built (and after ``setup``): typed, documented
+# fields.  ``describe()`` stays the free-form record written to the run files; the core never
+# reads its keys.
+
+
+@dataclass
+class EnergyGroups:
+    """How the training set splits by teacher energy, as a component settled it in ``setup``.
+
+    ``sizes``: training samples per group (``low``/``mid``/``high``, or ``segment0``... of a
+    gradation); ``thresholds``: ``{"low": E_low, "high": E_high}`` (None where a bound is unused or
+    infinite); ``segment_edges``: a gradation's energy edges; ``selected_fraction``: the share of
+    the training set an augmentation mixes.
+    """
+
+    sizes: dict[str, int] | None = None
+    thresholds: dict[str, Any] | None = None
+    segment_edges: list[float] | None = None
+    selected_fraction: float | None = None
+
+
+@dataclass
+class RuleSummary:
+    """What a temperature rule tells the core (:meth:`TemperatureRule.summary`).
+
+    ``text``: the rule in a few words (the run's header); ``temperatures``: the temperature of each
+    group by name (a partition; ``{"all": t}`` for one temperature), or per energy segment from the
+    lowest energy up (a gradation); ``energy_source``: ``"static"`` (the score file) or
+    ``"online"`` (the batch), None when the rule reads no energies; ``rates``: the (low, high)
+    rates of a partition and ``rate_source`` where they came from (``default``, ``rate``, a released
+    pair's); ``groups``: after ``setup``, the energy groups (None before, or without energies).
+    """
+
+    text: str
+    temperatures: dict[str, float] | list[float] = field(default_factory=dict)
+    energy_source: str | None = None
+    rates: tuple[float, float] | None = None
+    rate_source: str | None = None
+    groups: EnergyGroups | None = None
+
+
+@dataclass
+class LossSummary:
+    """What a distiller tells the core (:meth:`Distiller.summary`): its loss in a few words and, for a
+    temperature-based one, its rule's summary."""
+
+    text: str
+    rule: RuleSummary | None = None
+
+
+@dataclass
+class AugmentationSummary:
+    """What an augmentation tells the core (:meth:`Augmentation.summary`).
+
+    ``selection``: ``all``, ``random`` (a random share of each batch), ``high``, ``low`` or
+    ``mixed`` (by energy); ``energy_source``: ``"static"``/``"online"`` for an energy selection,
+    else None; ``rate``: the share it mixes; ``groups``: after ``setup``, its thresholds and the
+    share of the training set it selects.
+    """
+
+    text: str
+    selection: str = "all"
+    energy_source: str | None = None
+    rate: float | None = None
+    groups: EnergyGroups | None = None
+
+
 # --------------------------------------------------------------------- distillers
 @dataclass
 class DistillBatch:
@@ -249,6 +319,10 @@ class Distiller:
         """Everything needed to reproduce the loss; printed at start and stored in the run."""
         return {"method": self.name}
 
+    def summary(self) -> LossSummary:
+        """The typed facts the core reads (the run's header, the energy groups); see LossSummary."""
+        return LossSummary(self.name)
+
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         """Named scalar loss terms; the engine sums them and logs each one."""
         raise NotImplementedError
@@ -285,6 +359,11 @@ class TemperatureRule:
     def describe(self) -> dict[str, Any]:
         """Everything that decides a sample's temperature (printed at start, stored in the run)."""
         return {}
+
+    def summary(self) -> RuleSummary:
+        """The typed facts the core reads (temperatures per group, the energy source, the rates and,
+        after :meth:`setup`, the energy groups); see :class:`RuleSummary`."""
+        return RuleSummary(self.name, energy_source="static" if self.needs_energy else None)
 
 
 class FeatureDistiller(Distiller):
@@ -327,7 +406,11 @@ class TemperatureDistiller(Distiller):
 
     def __init__(self, rule: TemperatureRule) -> None:
         self.rule = rule
-        self.needs_energy = rule.needs_energy
+
+    @property
+    def needs_energy(self) -> bool:  # type: ignore[override]
+        """The rule's: a temperature-based distiller reads energies exactly when its rule does."""
+        return self.rule.needs_energy
 
     def setup(self, energy: EnergyContext | None, num_epochs: int) -> None:
         self.rule.setup(energy)
@@ -338,6 +421,14 @@ class TemperatureDistiller(Distiller):
 
     def describe_rule(self) -> dict[str, Any]:
         return {"temperature_rule": self.rule.name, **self.rule.describe()}
+
+    def summary(self) -> LossSummary:
+        """``<name>, <the rule in a few words>`` (and standardized logits where the method says so)."""
+        rule = self.rule.summary()
+        text = f"{self.name}, {rule.text}"
+        if getattr(self, "logit_standardize", False):
+            text += ", standardized logits"
+        return LossSummary(text, rule)
 
 
 # ------------------------------------------------------------------ augmentations
@@ -365,6 +456,10 @@ class Augmentation:
 
     def describe(self) -> dict[str, Any]:
         return {"augment": self.name, "mode": self.mode}
+
+    def summary(self) -> AugmentationSummary:
+        """The typed facts the core reads (which samples, from which energies, the energy groups)."""
+        return AugmentationSummary(f"{self.name} ({self.mode} mode)")
 
     def select(self, indices: torch.Tensor, online_energies: torch.Tensor | None) -> torch.Tensor:
         """Boolean mask over the batch rows to augment."""
@@ -410,18 +505,6 @@ class RunInfo:
             key: value if isinstance(value, str) else json.dumps(value)
             for key, value in flatten(self.config).items()
         }
-
-
-def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested tables as one level, keys joined with ``.`` (``{"losses": {"kd": 1}}`` -> ``losses.kd``)."""
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def numbers(record: dict[str, Any], skip: tuple[str, ...] = ("epoch",)) -> dict[str, float]:

@@ -63,9 +63,9 @@ def register_temperature_rules(register: Register) -> None:
     """Register temperature rules (``--temperature-rule``): fixed, energy, gradation, ...
 
     ``register(name, factory, *, aliases=(), description="", info=None)`` where
-    ``factory(**options) -> ekdcli.sdk.contracts.TemperatureRule``.  ``info["options"]`` lists
-    the options with their defaults (``ekd list temperature-rules``); ``info["needs_energy"]``
-    says that the rule reads the score file, so the ``[energy]`` table and ``--preset``,
+    ``factory(**options) -> ekdcli.sdk.contracts.TemperatureRule``.  ``info["options"]`` is an
+    option record (:func:`ekdcli.sdk.options.option` fields) or a plain dict of the defaults
+    (``ekd list temperature-rules``); ``info["needs_energy"]`` says that the rule reads the score file, so the ``[energy]`` table and ``--preset``,
     ``--rate``, ... reach it.
     """
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ekdcli.sdk.options import defaults, is_record, option_help
 from ekdcli.util.errors import EkdError, PluginError, UsageError, closest
 
 # kind -> singular noun; each kind has a ``register_<kind>`` hook in hookspecs.
@@ -44,6 +45,18 @@ class Component:
     aliases: tuple[str, ...] = ()
     description: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    # The option record ``info["options"]`` came from (sdk/options.py), None for a plain dict.
+    option_record: Any = None
+
+    def __post_init__(self) -> None:
+        """An option record in ``info["options"]`` becomes its defaults (and ``option_help``)."""
+        declared = self.info.get("options")
+        if is_record(declared):
+            self.option_record = declared
+            self.info["options"] = defaults(declared)
+            helps = option_help(declared)
+            if helps:
+                self.info["option_help"] = helps
 
     @property
     def noun(self) -> str:

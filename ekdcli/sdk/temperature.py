@@ -30,6 +30,23 @@ def _options_of(rule_name: str) -> set[str]:
     return set(rules.get(rule_name).info.get("options", {})) if rule_name in rules else set()
 
 
+def route_rule_options(
+    options: Mapping[str, Any], rule: str, default: str
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Split a distiller's ``options`` between temperature rule ``rule`` and the distiller: the one
+    routing pass that both the core (``ekd distill``) and the factories use.
+
+    Returns ``(for the rule, the distiller's own, strays)``: the given options ``rule`` takes; the
+    options no rule claims (and the shared ``pair``); the given options that only the distiller's
+    ``default`` rule takes (they belong to a rule that is not used).
+    """
+    takes, default_takes, shared = _options_of(rule), _options_of(default), set(SHARED_OPTIONS)
+    for_rule = {k: v for k, v in options.items() if k in takes and v is not None}
+    strays = sorted(k for k, v in options.items() if k in default_takes - takes - shared and v is not None)
+    own = {k: v for k, v in options.items() if k not in takes | default_takes or k in shared}
+    return for_rule, own, strays
+
+
 def split_rule_options(
     who: str, rule: TemperatureRule | None, default: str, options: Mapping[str, Any]
 ) -> tuple[TemperatureRule, dict[str, Any]]:
@@ -41,16 +58,14 @@ def split_rule_options(
     """
     from ekdcli.sdk.plugins import registry
 
-    default_takes = _options_of(default)
     if rule is None:
-        for_rule = {k: v for k, v in options.items() if k in default_takes and v is not None}
-        own = {k: v for k, v in options.items() if k not in default_takes or k in SHARED_OPTIONS}
+        for_rule, own, _ = route_rule_options(options, default, default)
         return registry("temperature_rules").get(default).build(**for_rule), own
-    claimed = (_options_of(rule.name) | default_takes) - set(SHARED_OPTIONS)
-    stray = sorted(k for k, v in options.items() if k in claimed and v is not None)
+    for_rule, own, strays = route_rule_options(options, rule.name, default)
+    stray = sorted((set(for_rule) - set(SHARED_OPTIONS)) | set(strays))
     if stray:
         raise UsageError(
             f"{who} got {', '.join(repr(k) for k in stray)} beside its temperature rule "
             f"{rule.name!r}; give the rule's options to the rule (the [temperature] table) instead."
         )
-    return rule, {k: v for k, v in options.items() if k not in claimed}
+    return rule, own

@@ -37,6 +37,7 @@ def test_every_variant_is_registered_with_its_info_and_builds() -> None:
         component = registry.get(name)
         assert isinstance(component.factory, str) and component.description
         options = component.info.pop("options")
+        assert set(component.info.pop("option_help")) == set(options)  # every option has its help line
         assert component.info == {"needs_energy": needs_energy, "selection": selection, "kind": kind}
         component.info["options"] = options
         # the advertised defaults are the options a build without any gets

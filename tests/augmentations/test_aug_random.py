@@ -113,7 +113,7 @@ def test_distill_routes_rate_to_plain_cutmix() -> None:
     import dataclasses
 
     from ekdcli.config import Config
-    from ekdcli.jobs.distill import build_losses, plan_methods
+    from ekdcli.jobs.plan import build_losses, plan_methods
 
     config = dataclasses.replace(Config(), method="kd", augment="cutmix", rate=0.3)
     plan = plan_methods(config)

@@ -139,7 +139,7 @@ def test_05_evaluate_compares_runs(in_workspace: Path, ekd: Any) -> None:
     ("args", "message"),
     [
         (["distill", "--method", "energy_kdd"], "Did you mean 'energy_kd'"),
-        (["distill", "--method", "energy_kd", "--rate", "1.5"], "--rate must be in (0, 1]"),
+        (["distill", "--method", "energy_kd", "--rate", "1.5"], "--rate must be in (0, 0.5]"),
         (["distill", "--method", "kd", "--preset", "paper"], "energy temperature rules"),
         (["distill", "--method", "energy_kd", "--energy-temperature", "0"], "energy"),
         (["distill", "--method", "kd", "--teacher", "resnet20"], "ekd train --model resnet20"),

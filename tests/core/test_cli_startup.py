@@ -57,8 +57,9 @@ def test_list_of_one_component_shows_its_options_and_defaults() -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("he-cutmix ")
     assert "--set augmentation.KEY=VALUE" in lines[1]
-    options = dict(line.split() for line in lines[2:])
-    assert options["rate"] == "0.2" and options["alpha"] == "1.0" and options["mode"] == "extra"
+    options = {line.split()[0]: line.split()[1:] for line in lines[2:]}  # name, default, then its help
+    assert options["rate"][0] == "0.2" and options["alpha"][0] == "1.0" and options["mode"][0] == "extra"
+    assert " ".join(options["rate"][1:]) == "the share of samples mixed, in (0, 1]"
     result = _run("list", "distillers", "energy_kd")
     assert (
         "[energy]" in result.stdout

@@ -12,7 +12,7 @@ import pytest
 
 from ekdcli.config import resolve
 from ekdcli.jobs.build import dataset_key
-from ekdcli.jobs.distill import build_losses, plan_methods
+from ekdcli.jobs.plan import build_losses, plan_methods
 from ekdcli.util.errors import UsageError
 
 

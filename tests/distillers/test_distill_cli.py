@@ -80,8 +80,8 @@ def fake_ws(tmp_path: Path) -> Path:
             "'t_min' of temperature rule 'energy' must be greater",
         ),
         (["--energy-temperature", "0"], "energy"),
-        (["--rate", "1.5"], "--rate must be in (0, 1]"),
-        (["--low-rate", "0"], "'low_rate' of temperature rule 'energy' must be between 0 and 1"),
+        (["--rate", "1.5"], "--rate must be in (0, 0.5]"),  # the energy rule's rates: both sides
+        (["--low-rate", "0"], "'low_rate' of temperature rule 'energy' must be in (0, 1)"),
         (["--low-rate", "0.7", "--high-rate", "0.5"], "must be at most 1"),
         (["--segments", "1"], "'segments' of temperature rule 'energy' must be at least 2"),
         (["--segments", "10", "--apply", "low"], "cannot be combined with 'segments'"),

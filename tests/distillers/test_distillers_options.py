@@ -14,6 +14,7 @@ from ekd_plugins.distillers.energy_kd import make_energy_dkd, make_energy_kd
 from ekd_plugins.distillers.logit import make_dkd, make_kd
 
 from ekdcli.sdk.contracts import EnergyContext
+from ekdcli.sdk.registry import Component
 from ekdcli.util.errors import UsageError
 
 
@@ -21,7 +22,16 @@ def registered() -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
 
     def register(name: str, factory: Any, *, aliases=(), description: str = "", info=None) -> None:
-        rows[name] = {"factory": factory, "aliases": tuple(aliases), "description": description, "info": info}
+        # the registry's view of the row: an option record in info["options"] becomes its defaults
+        derived = Component(
+            "distillers", name, factory, "ekd", tuple(aliases), description, dict(info or {})
+        ).info
+        rows[name] = {
+            "factory": factory,
+            "aliases": tuple(aliases),
+            "description": description,
+            "info": derived,
+        }
 
     plugin.register_distillers(register)
     return rows
@@ -138,8 +148,12 @@ def test_unknown_options_are_listed_with_valid_ones() -> None:
         (make_energy_kd, {"source": "dynamic"}, r"'source' .* must be one of static, online"),
         (make_energy_kd, {"apply": "middle"}, r"'apply' .* must be one of both, low, high"),
         (make_energy_kd, {"low_rule": "strict"}, r"'low_rule' .* must be one of paper, released"),
-        (make_energy_kd, {"rate": 1.0}, r"'rate' of temperature rule 'energy' must be between 0 and 1"),
-        (make_energy_kd, {"low_rate": 0}, r"'low_rate' .* between 0 and 1"),
+        (
+            make_energy_kd,
+            {"rate": 1.0},
+            r"'rate' of temperature rule 'energy' must be in \(0, 0.5\], got 1.0",
+        ),
+        (make_energy_kd, {"low_rate": 0}, r"'low_rate' .* must be in \(0, 1\), got 0"),
         (make_energy_kd, {"low_rate": 0.6, "high_rate": 0.5}, r"low_rate \+ high_rate .* at most 1"),
         (make_energy_kd, {"t_low_energy": -2}, r"'t_low_energy' .* greater than 0"),
         (make_energy_kd, {"t": 2, "t_minus": -2}, r"high-energy temperature .* would be t \+ t_minus = 0"),

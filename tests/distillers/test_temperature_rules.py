@@ -16,7 +16,7 @@ from ekd_plugins.distillers.logit import make_dkd, make_kd
 from test_distill_cli import fake_ws  # noqa: F401 - the fixture
 
 from ekdcli.config import read_toml, resolve
-from ekdcli.jobs.distill import build_losses, plan_methods
+from ekdcli.jobs.plan import build_losses, plan_methods
 from ekdcli.sdk.contracts import DistillBatch, EnergyContext
 from ekdcli.sdk.energy import energy
 from ekdcli.sdk.plugins import registry

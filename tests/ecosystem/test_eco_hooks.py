@@ -17,6 +17,7 @@ import click
 import pytest
 
 from ekdcli.sdk import hookspecs
+from ekdcli.sdk.registry import Component
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -137,7 +138,8 @@ def check_contract(kind: str, recorder: Recorder) -> None:
         assert isinstance(name, str) and name and name == name.strip(), name
         assert all(isinstance(a, str) and a for a in call["aliases"]), name
         assert isinstance(call["description"], str) and call["description"], f"{name} has no description"
-        json.dumps(call["info"] or {})  # ekd list --json prints it as is
+        # ekd list --json prints the info as the registry keeps it (an option record becomes its defaults)
+        json.dumps(Component(kind, name, "m:f", "p", info=dict(call["info"] or {})).info)
         target = resolve(call["factory"])
         if kind == "commands":
             assert isinstance(target, click.Command), name

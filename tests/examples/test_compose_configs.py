@@ -13,7 +13,7 @@ import pytest
 
 from ekdcli.config import resolve
 from ekdcli.jobs.common import resolve_recipe
-from ekdcli.jobs.distill import build_losses, plan_methods
+from ekdcli.jobs.plan import build_losses, plan_methods
 from ekdcli.sdk.plugins import registry
 
 COMPOSE = Path(__file__).resolve().parents[2] / "examples" / "compose"

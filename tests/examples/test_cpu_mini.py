@@ -10,7 +10,7 @@ from typing import Any
 
 from ekdcli.config import resolve
 from ekdcli.jobs.common import resolve_recipe
-from ekdcli.jobs.distill import build_losses, plan_methods
+from ekdcli.jobs.plan import build_losses, plan_methods
 
 HERE = Path(__file__).resolve().parents[2] / "examples" / "cpu-mini"
 VARIANTS = {

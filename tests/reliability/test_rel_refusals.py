@@ -836,7 +836,7 @@ def _ranges() -> list[Case]:
             ("unknown model 'resnet9'", "Did you mean"),
         ),
         ("no-model", None, ("train", *DATA), 2, ("say which architecture to train with --model",)),
-        ("rate-out-of-range", None, (*DISTILL, "--rate", "1.5"), 2, ("--rate must be in (0, 1]",)),
+        ("rate-out-of-range", None, (*DISTILL, "--rate", "1.5"), 2, ("--rate must be in (0, 0.5]",)),
         ("score-rate-range", None, (*SCORE, "--rate", "0.9"), 2, ("--rate must be in (0, 0.5]",)),
     ]
 

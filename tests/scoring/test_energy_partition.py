@@ -112,7 +112,7 @@ def test_smallest_rate_is_small_and_non_empty(n: int) -> None:
         (0.6, 0.6, r"rate must be in \(0, 0.5\]"),
         (0.0, 0.2, r"low rate must be in \(0, 1\)"),
         (0.2, 1.0, r"high rate must be in \(0, 1\)"),
-        (0.7, 0.4, "exceeds 1"),
+        (0.7, 0.4, "at most 1"),
     ],
 )
 def test_invalid_rates_are_refused(low: float, high: float, message: str) -> None:

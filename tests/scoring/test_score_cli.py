@@ -198,7 +198,7 @@ def test_partition_sets_files_and_figures(ws: Path, ekd: Any) -> None:
     [
         (["--rate", "0.7"], "(0, 0.5]"),
         (["--rate", "0"], "(0, 0.5]"),
-        (["--low-rate", "0.7", "--high-rate", "0.5"], "exceeds 1"),
+        (["--low-rate", "0.7", "--high-rate", "0.5"], "at most 1"),
         (["--low-rate", "1.5", "--high-rate", "0.2"], "low rate must be in (0, 1)"),
         (["--rate", "0.001"], "too small for 160 samples"),
         (["--segments", "1"], "number of segments"),

@@ -57,8 +57,11 @@ def test_values_from_toml_and_strings_are_coerced() -> None:
             lambda: as_bool(WHO, "b", "maybe"),
             "option 'b' of dataset 'fake' must be true or false, got 'maybe'.",
         ),
-        (lambda: as_rate(WHO, "r", 1.0), "must be between 0 and 1 (exclusive), got 1.0."),
-        (lambda: as_rate(WHO, "r", 0, allow_one=True), "must be in (0, 1], got 0."),
+        (lambda: as_rate(WHO, "r", 1.0), "must be in (0, 1), got 1.0."),
+        (
+            lambda: as_rate(WHO, "r", 0, allow_one=True),
+            "must be in (0, 1], got 0 (the share of samples mixed; 1 mixes every one).",
+        ),
         (
             lambda: as_choice(WHO, "mode", "extr", ("extra", "replace")),
             "option 'mode' of dataset 'fake' must be one of extra, replace, got 'extr'. Did you mean 'extra'?",

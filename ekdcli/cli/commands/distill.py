@@ -109,7 +109,7 @@ def distill(
         resume=resume,
     )
     if nproc is not None and nproc > 1:  # a method that runs in one process only: before the launch
-        from ekdcli.jobs.distill import plan_methods
+        from ekdcli.jobs.plan import plan_methods
         from ekdcli.jobs.features import check_processes
 
         check_processes(plan_methods(config).distiller, nproc)
@@ -117,4 +117,4 @@ def distill(
         from ekdcli.jobs.common import console
         from ekdcli.jobs.distill import run_distill
 
-        console(config).result(run_distill(config, resume=resume))
+        console(config).result(run_distill(config, resume=resume).as_dict())

@@ -84,7 +84,13 @@ def _options_text(kind: str, component: Component) -> str:
         )
     lines.append(f"options, with defaults (set in {where} of ekd.toml or with --set {table}.KEY=VALUE):")
     width = max(len(name) for name in defaults)
-    lines += [f"  {name:<{width}}  {'-' if value is None else value}" for name, value in defaults.items()]
+    helps = component.info.get("option_help") or {}  # from the plugin's option record
+    shown = {name: "-" if value is None else str(value) for name, value in defaults.items()}
+    value_width = max(len(text) for text in shown.values())
+    lines += [
+        f"  {name:<{width}}  {text:<{value_width}}  {helps.get(name, '')}".rstrip()
+        for name, text in shown.items()
+    ]
     if any(value is None for value in defaults.values()):
         lines.append("  (-: decided by the preset, the teacher/student pair or the other options)")
     return "\n".join(lines)

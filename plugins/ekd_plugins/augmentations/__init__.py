@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ekd_plugins.augmentations.options import default_options
+from ekd_plugins.augmentations.options import options_record
 from ekdcli.sdk.hookspecs import hookimpl
 
 _MODULE = "ekd_plugins.augmentations.energy_mix"
@@ -50,6 +50,6 @@ def register_augmentations(register: Callable[..., Any]) -> None:
                 "needs_energy": selection != "all",
                 "selection": selection,
                 "kind": kind,
-                "options": default_options(kind, selection),
+                "options": options_record(kind, selection),
             },
         )

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from ekd_plugins.augmentations import mixing
 from ekd_plugins.augmentations.options import parse_options
 from ekd_plugins.augmentations.selection import EnergySelection
-from ekdcli.sdk.contracts import Augmentation, EnergyContext, MixResult
+from ekdcli.sdk.contracts import Augmentation, AugmentationSummary, EnergyContext, EnergyGroups, MixResult
 from ekdcli.sdk.energy import as_low_rule
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.losses import kd_loss
@@ -87,6 +87,29 @@ class EnergyMix(Augmentation):
             **self.options.as_dict(),
             **self.selection.describe(),
         }
+
+    def summary(self) -> AugmentationSummary:
+        """What it mixes, which samples (by energy or at random), how; its groups after :meth:`setup`."""
+        described = self.selection.describe()
+        side, share = described["selection"], f"{self.options.rate:.0%}"
+        chosen = {
+            "high": f"the {share} highest-energy images",
+            "low": f"the {share} lowest-energy images",
+            "all": "every image",
+            "random": f"a random {share} of the images",
+        }.get(side, f"{share} of the images")
+        groups = None
+        if "thresholds" in described or "selected_fraction" in described:
+            groups = EnergyGroups(
+                thresholds=described.get("thresholds"), selected_fraction=described.get("selected_fraction")
+            )
+        return AugmentationSummary(
+            f"{self.name}: {self.kind} of {chosen} ({self.mode} mode)",
+            selection=side,
+            energy_source=self.options.source if self.needs_energy else None,
+            rate=self.options.rate,
+            groups=groups,
+        )
 
     def select(self, indices: torch.Tensor, online_energies: torch.Tensor | None) -> torch.Tensor:
         return self.selection.select(indices, online_energies)

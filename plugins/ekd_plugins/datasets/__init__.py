@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ekd_plugins.datasets.options import FakeOptions
 from ekdcli.sdk.hookspecs import hookimpl
 
 _PKG = "ekd_plugins.datasets"
@@ -67,7 +68,7 @@ _TABLE: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         "fake:fake",
         (),
         "seeded synthetic template+noise images for tests and smoke runs",
-        _in_memory(10, options={"n_train": 512, "n_test": 128, "num_classes": 10, "seed": 0}),
+        _in_memory(10, options=FakeOptions),
     ),
     (
         "imagenet",

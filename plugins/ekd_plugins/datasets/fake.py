@@ -12,9 +12,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ekd_plugins.datasets.options import FakeOptions
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.data import from_arrays
-from ekdcli.sdk.options import as_float, as_int, as_seed, check_names, owner
+from ekdcli.sdk.options import owner, read_options
 
 GRID = 4  # template resolution before upsampling
 
@@ -36,34 +37,15 @@ def _samples(
     return pixels.round().clamp_(0, 255).to(torch.uint8), labels
 
 
-def fake(
-    root: str | None = None,
-    download: bool = False,
-    n_train: int = 512,
-    n_test: int = 128,
-    num_classes: int = 10,
-    channels: int = 3,
-    height: int = 32,
-    width: int = 32,
-    seed: int = 0,
-    noise: float = 40.0,
-    **options: Any,
-) -> InMemoryDataset:
-    """Synthetic template + noise images; the same seed gives the same bytes everywhere (CPU RNG)."""
-    who = owner("dataset", "fake")
-    check_names(
-        who,
-        options,
-        ("n_train", "n_test", "num_classes", "channels", "height", "width", "seed", "noise"),
-    )
-    n_train = as_int(who, "n_train", n_train, minimum=1)
-    n_test = as_int(who, "n_test", n_test, minimum=1)
-    num_classes = as_int(who, "num_classes", num_classes, minimum=2)
-    channels = as_int(who, "channels", channels, minimum=1)
-    height = as_int(who, "height", height, minimum=4)
-    width = as_int(who, "width", width, minimum=4)
-    noise = max(0.0, as_float(who, "noise", noise))
-    seed = as_seed(who, "seed", seed)
+def fake(root: str | None = None, download: bool = False, **options: Any) -> InMemoryDataset:
+    """Synthetic template + noise images; the same seed gives the same bytes everywhere (CPU RNG).
+
+    ``options`` are those of :class:`~ekd_plugins.datasets.options.FakeOptions`.
+    """
+    opts = read_options(owner("dataset", "fake"), FakeOptions, options)
+    n_train, n_test, num_classes = opts["n_train"], opts["n_test"], opts["num_classes"]
+    channels, height, width, seed = opts["channels"], opts["height"], opts["width"], opts["seed"]
+    noise = max(0.0, opts["noise"])
     generator = torch.Generator().manual_seed(seed)
     templates = class_templates(num_classes, channels, height, width, generator)
     x_train, y_train = _samples(templates, n_train, noise, generator)

@@ -31,11 +31,11 @@ from torch import nn
 
 from ekd_plugins.distillers.functional import standardize_logits, upcast
 from ekd_plugins.distillers.logit import cross_entropy, teacher_logits_of
-from ekd_plugins.distillers.options import CTKD_OPTIONS
+from ekd_plugins.distillers.options import CTKDOptions
 from ekdcli.sdk.contracts import DistillBatch, TemperatureDistiller, TemperatureRule
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss
-from ekdcli.sdk.options import as_bool, as_choice, as_float, as_int, check_names, owner, pick
+from ekdcli.sdk.options import as_int, check_names, option_names, owner, read_options
 from ekdcli.sdk.temperature import split_rule_options
 
 VARIANTS = ("global", "instance")
@@ -148,29 +148,14 @@ class CTKDDistiller(TemperatureDistiller):
         return out
 
 
-def _settings(who: str, opts: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "variant": as_choice(who, "variant", opts["variant"], VARIANTS),
-        "t_start": as_float(who, "t_start", opts["t_start"], positive=True),
-        "t_range": as_float(who, "t_range", opts["t_range"], positive=True),
-        "lambda_min": as_float(who, "lambda_min", opts["lambda_min"]),
-        "lambda_max": as_float(who, "lambda_max", opts["lambda_max"]),
-        "lambda_epochs": as_int(who, "lambda_epochs", opts["lambda_epochs"], minimum=1),
-        "hidden": as_int(who, "hidden", opts["hidden"], minimum=1),
-        "w_ce": as_float(who, "w_ce", opts["w_ce"], non_negative=True),
-        "w_kd": as_float(who, "w_kd", opts["w_kd"], non_negative=True),
-        "logit_standardize": as_bool(who, "logit_standardize", opts["logit_standardize"]),
-    }
-
-
 def make_ctkd(
     *, temperature_rule: TemperatureRule | None = None, num_classes: int | None = None, **options: Any
 ) -> CTKDDistiller:
     """CTKD; the instance variant's MLP needs ``num_classes`` (ekd distill passes the dataset's)."""
     who = owner("distiller", "ctkd")
-    check_names(who, options, CTKD_OPTIONS)
+    check_names(who, options, option_names(CTKDOptions))
     rule, own = split_rule_options(who, temperature_rule, "fixed", options)
-    settings = _settings(who, {k: pick(own, k, default) for k, default in CTKD_OPTIONS.items()})
+    settings = read_options(who, CTKDOptions, own)
     module: nn.Module | None = GlobalTemperature()
     if settings["variant"] == "instance":
         classes = None if num_classes is None else as_int(who, "num_classes", num_classes, minimum=2)

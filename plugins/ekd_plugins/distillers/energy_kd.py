@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from ekd_plugins.distillers.logit import DKDDistiller, KDDistiller, build_dkd, build_kd
-from ekd_plugins.distillers.options import ENERGY_DKD_OPTIONS, ENERGY_KD_OPTIONS
+from ekd_plugins.distillers.options import EnergyDKDOptions, EnergyKDOptions
 from ekdcli.sdk.contracts import TemperatureRule
 
 
 def make_energy_kd(*, temperature_rule: TemperatureRule | None = None, **options: Any) -> KDDistiller:
-    return build_kd("energy_kd", "energy", ENERGY_KD_OPTIONS, temperature_rule, options)
+    return build_kd("energy_kd", "energy", EnergyKDOptions, temperature_rule, options)
 
 
 def make_energy_dkd(*, temperature_rule: TemperatureRule | None = None, **options: Any) -> DKDDistiller:
-    return build_dkd("energy_dkd", "energy", ENERGY_DKD_OPTIONS, temperature_rule, options)
+    return build_dkd("energy_dkd", "energy", EnergyDKDOptions, temperature_rule, options)

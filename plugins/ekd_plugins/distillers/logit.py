@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from ekd_plugins.distillers.functional import dkd_terms, standardize_logits, upcast, warmup_factor
-from ekd_plugins.distillers.options import CE_OPTIONS, DKD_LOSS, DKD_OPTIONS, KD_LOSS, KD_OPTIONS
+from ekd_plugins.distillers.options import CEOptions, DKDLoss, DKDOptions, KDLoss, KDOptions
 from ekd_plugins.pairs import DKD_DEFAULT_BETA, dkd_beta_for
-from ekdcli.sdk.contracts import DistillBatch, Distiller, TemperatureDistiller, TemperatureRule
+from ekdcli.sdk.contracts import DistillBatch, Distiller, LossSummary, TemperatureDistiller, TemperatureRule
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss
-from ekdcli.sdk.options import as_bool, as_float, as_pair, check_names, given, owner
+from ekdcli.sdk.options import as_float, as_pair, check_names, given, option_names, owner, read_options
 from ekdcli.sdk.temperature import split_rule_options
 
 
@@ -121,6 +121,12 @@ class DKDDistiller(TemperatureDistiller):
             "logit_standardize": self.logit_standardize,
         }
 
+    def summary(self) -> LossSummary:
+        """``dkd (alpha 1, beta 8), T 4``: the rule's summary with DKD's two weights."""
+        out = super().summary()
+        head = f"{self.name} (alpha {self.alpha:g}, beta {self.beta:g})"
+        return LossSummary(head + out.text.removeprefix(self.name), out.rule)
+
     def __call__(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         temps = self.temperatures(batch)
         student, teacher = distillation_inputs(batch, self.name, self.logit_standardize)
@@ -135,51 +141,50 @@ class DKDDistiller(TemperatureDistiller):
 
 # ------------------------------------------------------------------ factories
 def make_ce(**options: Any) -> CEDistiller:
-    check_names(owner("distiller", "ce"), options, CE_OPTIONS)
+    read_options(owner("distiller", "ce"), CEOptions, options)
     return CEDistiller()
 
 
+def own_options(who: str, loss: type, own: dict[str, Any]) -> dict[str, Any]:
+    """The loss record's options among ``own`` (what the rule left), read and checked by the record."""
+    return read_options(who, loss, {k: v for k, v in own.items() if k in option_names(loss)})
+
+
 def build_kd(
-    name: str, default_rule: str, valid: dict[str, Any], rule: TemperatureRule | None, options: dict[str, Any]
+    name: str, default_rule: str, valid: type, rule: TemperatureRule | None, options: dict[str, Any]
 ) -> KDDistiller:
     """KD under ``name`` (kd, energy_kd) with ``rule``, else its default rule built from ``options``."""
     who = owner("distiller", name)
-    check_names(who, options, valid)
+    check_names(who, options, option_names(valid))
     rule, own = split_rule_options(who, rule, default_rule, options)
-    opts = {**KD_LOSS, **{k: v for k, v in own.items() if v is not None}}
-    return KDDistiller(
-        rule,
-        w_ce=as_float(who, "w_ce", opts["w_ce"], non_negative=True),
-        w_kd=as_float(who, "w_kd", opts["w_kd"], non_negative=True),
-        logit_standardize=as_bool(who, "logit_standardize", opts["logit_standardize"]),
-        name=name,
-    )
+    opts = own_options(who, KDLoss, own)
+    return KDDistiller(rule, opts["w_ce"], opts["w_kd"], opts["logit_standardize"], name=name)
 
 
 def build_dkd(
-    name: str, default_rule: str, valid: dict[str, Any], rule: TemperatureRule | None, options: dict[str, Any]
+    name: str, default_rule: str, valid: type, rule: TemperatureRule | None, options: dict[str, Any]
 ) -> DKDDistiller:
     """DKD under ``name`` (dkd, energy_dkd) with ``rule``, else its default rule built from ``options``."""
     who = owner("distiller", name)
-    check_names(who, options, valid)
+    check_names(who, options, option_names(valid))
     rule, own = split_rule_options(who, rule, default_rule, options)
-    opts = {**DKD_LOSS, **{k: v for k, v in own.items() if v is not None}}
+    opts = own_options(who, DKDLoss, own)
     beta, beta_source, _ = resolve_beta(who, opts)
     return DKDDistiller(
         rule,
-        alpha=as_float(who, "alpha", opts["alpha"], non_negative=True),
+        alpha=opts["alpha"],
         beta=beta,
-        warmup=as_float(who, "warmup", opts["warmup"], non_negative=True),
-        w_ce=as_float(who, "w_ce", opts["w_ce"], non_negative=True),
-        logit_standardize=as_bool(who, "logit_standardize", opts["logit_standardize"]),
+        warmup=opts["warmup"],
+        w_ce=opts["w_ce"],
+        logit_standardize=opts["logit_standardize"],
         beta_source=beta_source,
         name=name,
     )
 
 
 def make_kd(*, temperature_rule: TemperatureRule | None = None, **options: Any) -> KDDistiller:
-    return build_kd("kd", "fixed", KD_OPTIONS, temperature_rule, options)
+    return build_kd("kd", "fixed", KDOptions, temperature_rule, options)
 
 
 def make_dkd(*, temperature_rule: TemperatureRule | None = None, **options: Any) -> DKDDistiller:
-    return build_dkd("dkd", "fixed", DKD_OPTIONS, temperature_rule, options)
+    return build_dkd("dkd", "fixed", DKDOptions, temperature_rule, options)

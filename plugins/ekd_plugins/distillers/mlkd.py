@@ -34,11 +34,11 @@ import torch.nn.functional as F
 
 from ekd_plugins.distillers.functional import standardize_logits, upcast
 from ekd_plugins.distillers.logit import cross_entropy, teacher_logits_of
-from ekd_plugins.distillers.options import MLKD_LOSS, MLKD_OPTIONS
+from ekd_plugins.distillers.options import MLKDLoss, MLKDOptions
 from ekdcli.sdk.contracts import DistillBatch, TemperatureDistiller, TemperatureRule
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import kd_loss, per_sample_temperature
-from ekdcli.sdk.options import as_bool, as_float, check_names, owner
+from ekdcli.sdk.options import check_names, option_names, owner, read_options
 from ekdcli.sdk.temperature import split_rule_options
 
 # MLKD's temperatures 4, 3, 5, 2, 6 as multiples of its base temperature 4.
@@ -140,12 +140,7 @@ class MLKDDistiller(TemperatureDistiller):
 
 def make_mlkd(*, temperature_rule: TemperatureRule | None = None, **options: Any) -> MLKDDistiller:
     who = owner("distiller", "mlkd")
-    check_names(who, options, MLKD_OPTIONS)
+    check_names(who, options, option_names(MLKDOptions))
     rule, own = split_rule_options(who, temperature_rule, "fixed", options)
-    opts = {**MLKD_LOSS, **{k: v for k, v in own.items() if v is not None}}
-    return MLKDDistiller(
-        rule,
-        w_ce=as_float(who, "w_ce", opts["w_ce"], non_negative=True),
-        w_kd=as_float(who, "w_kd", opts["w_kd"], non_negative=True),
-        logit_standardize=as_bool(who, "logit_standardize", opts["logit_standardize"]),
-    )
+    opts = read_options(who, MLKDLoss, own)
+    return MLKDDistiller(rule, opts["w_ce"], opts["w_kd"], opts["logit_standardize"])

@@ -1,7 +1,8 @@
 """The temperature-rule plugin: fixed, energy (the paper's and the released presets) and gradation.
 
 Importing this module stays cheap (no torch): factories are ``"module:attr"`` strings the core
-imports on first use, and ``info`` lists each rule's options with their defaults.
+imports on first use, and ``info["options"]`` is each rule's option record (``options.py``),
+from which the registry derives the defaults ``ekd list`` shows.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ekd_plugins.temperature_rules.options import ENERGY_OPTIONS, FIXED_OPTIONS, GRADATION_OPTIONS
+from ekd_plugins.temperature_rules.options import EnergyOptions, FixedOptions, GradationOptions
 from ekdcli.sdk.hookspecs import hookimpl
 
 __all__ = ["register_temperature_rules", "rule_table"]
@@ -17,14 +18,14 @@ __all__ = ["register_temperature_rules", "rule_table"]
 _PKG = "ekd_plugins.temperature_rules"
 
 # name, "module:function", aliases, description, needs_energy, options
-_TABLE: list[tuple[str, str, tuple[str, ...], str, bool, dict[str, Any]]] = [
+_TABLE: list[tuple[str, str, tuple[str, ...], str, bool, type]] = [
     (
         "fixed",
         "fixed:make_fixed",
         (),
         "One temperature t for every sample (Hinton KD, DKD)",
         False,
-        FIXED_OPTIONS,
+        FixedOptions,
     ),
     (
         "energy",
@@ -33,7 +34,7 @@ _TABLE: list[tuple[str, str, tuple[str, ...], str, bool, dict[str, Any]]] = [
         "Energy KD (Eq. 9): low / mid / high teacher-energy samples get their own temperature "
         "(presets paper, official; ablations apply=low|high, segments)",
         True,
-        ENERGY_OPTIONS,
+        EnergyOptions,
     ),
     (
         "gradation",
@@ -42,7 +43,7 @@ _TABLE: list[tuple[str, str, tuple[str, ...], str, bool, dict[str, Any]]] = [
         "Temperature gradation (Table 4): N equal-count energy segments, temperatures evenly from "
         "t_min to t_max",
         True,
-        GRADATION_OPTIONS,
+        GradationOptions,
     ),
 ]
 
@@ -51,7 +52,7 @@ def rule_table() -> list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]]:
     """Every rule as ``(name, factory string, aliases, description, info)``; no torch needed."""
     rows = []
     for name, target, aliases, description, energy, options in _TABLE:
-        info = {"needs_energy": energy, "options": dict(options)}
+        info = {"needs_energy": energy, "options": options}
         rows.append((name, f"{_PKG}.{target}", aliases, description, info))
     return rows
 

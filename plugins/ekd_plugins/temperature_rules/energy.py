@@ -24,10 +24,21 @@ from typing import TYPE_CHECKING, Any
 
 from ekd_plugins.pairs import energy_rate_for
 from ekd_plugins.temperature_rules.options import ENERGY_OPTIONS, GRADATION_OPTIONS, GRADATION_SEGMENTS
-from ekdcli.sdk.contracts import TemperatureRule
-from ekdcli.sdk.energy import ENERGY_TEMPERATURE, MAX_SEGMENTS, LowRule, as_low_rule
+from ekdcli.sdk.contracts import EnergyGroups, RuleSummary, TemperatureRule
+from ekdcli.sdk.energy import MAX_SEGMENTS, LowRule, as_low_rule
 from ekdcli.sdk.errors import UsageError
-from ekdcli.sdk.options import as_choice, as_float, as_int, as_pair, as_rate, check_names, given, owner, pick
+from ekdcli.sdk.options import (
+    as_choice,
+    as_float,
+    as_int,
+    as_pair,
+    both_sides_rate,
+    check_names,
+    given,
+    owner,
+    partition_rates,
+    pick,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -77,7 +88,7 @@ class EnergyRule(TemperatureRule):
         self.energy_temperature = as_float(
             method,
             "energy_temperature",
-            pick(options, "energy_temperature", ENERGY_TEMPERATURE),
+            pick(options, "energy_temperature", ENERGY_OPTIONS["energy_temperature"]),
             positive=True,
         )
         self._resolve_rates(options, pair)
@@ -94,20 +105,14 @@ class EnergyRule(TemperatureRule):
         m = self.method
         released = energy_rate_for(pair) if self.preset == "official" and pair is not None else None
         if given(options, "rate"):
-            base, self.rate_source = as_rate(m, "rate", options["rate"]), "rate"
+            base, self.rate_source = both_sides_rate(m, "rate", options["rate"]), "rate"
         elif released is not None and pair is not None:
             base, self.rate_source = released, f"released rate of {pair[0]}->{pair[1]}"
         else:
             base, self.rate_source = DEFAULT_RATE, "default"
-        self.low_rate = as_rate(m, "low_rate", options["low_rate"]) if given(options, "low_rate") else base
-        self.high_rate = (
-            as_rate(m, "high_rate", options["high_rate"]) if given(options, "high_rate") else base
+        self.low_rate, self.high_rate = partition_rates(
+            m, pick(options, "low_rate", base), pick(options, "high_rate", base)
         )
-        if self.low_rate + self.high_rate > 1.0 + 1e-12:
-            raise UsageError(
-                f"low_rate + high_rate of {m} must be at most 1, got {self.low_rate} + {self.high_rate}; "
-                "lower one of them."
-            )
 
     def _resolve_temperatures(self, options: dict[str, Any], preset: dict[str, Any]) -> None:
         m = self.method
@@ -131,8 +136,8 @@ class EnergyRule(TemperatureRule):
                     "segment's temperature); drop one of them."
                 )
             self.segments = as_int(m, "segments", options["segments"], minimum=2, maximum=MAX_SEGMENTS)
-        self.t_min = as_float(m, "t_min", pick(options, "t_min", 2.0), positive=True)
-        self.t_max = as_float(m, "t_max", pick(options, "t_max", 6.0), positive=True)
+        self.t_min = as_float(m, "t_min", pick(options, "t_min", ENERGY_OPTIONS["t_min"]), positive=True)
+        self.t_max = as_float(m, "t_max", pick(options, "t_max", ENERGY_OPTIONS["t_max"]), positive=True)
         if self.t_min > self.t_max:
             raise UsageError(
                 f"option 't_min' of {m} must not exceed 't_max', got {self.t_min} > {self.t_max}."
@@ -265,6 +270,35 @@ class EnergyRule(TemperatureRule):
             key = temperature_key(value)
             out[key] = out.get(key, 0.0) + float(count)
         return out
+
+    # -------------------------------------------------------------- summary
+    def summary(self) -> RuleSummary:
+        """The typed facts the core reads: temperatures per group, the energy source, the rates, and
+        after :meth:`setup` the energy groups of the training set."""
+        groups = None
+        if self.train_counts is not None:
+            groups = EnergyGroups(
+                sizes=dict(self.train_counts),
+                thresholds=None if self.thresholds is None else self.thresholds.as_dict(),
+                segment_edges=None if self.edges is None else [float(e) for e in self.edges.tolist()],
+            )
+        if self.segments is not None:
+            temps = list(self.group_temperatures)
+            text = (
+                f"{self.preset} preset: T {temps[0]:g} .. {temps[-1]:g} over {self.segments} energy segments, "
+                f"{self.source} energies"
+            )
+            return RuleSummary(text, temps, self.source, groups=groups)
+        named = dict(zip(self.group_names, self.group_temperatures, strict=True))
+        rates = f"rates {self.low_rate:g} / {self.high_rate:g}"
+        rates += f" ({self.rate_source})" if self.rate_source not in ("default", "rate") else ""
+        text = (
+            f"{self.preset} preset: T {' / '.join(f'{v:g}' for v in named.values())} for low / other / high "
+            f"energy, {rates}, {self.source} energies, {self.low_rule} low rule"
+        )
+        return RuleSummary(
+            text, named, self.source, (self.low_rate, self.high_rate), self.rate_source, groups
+        )
 
     # -------------------------------------------------------------- describe
     def describe(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ekd_plugins.temperature_rules.options import FIXED_OPTIONS
-from ekdcli.sdk.contracts import TemperatureRule
+from ekdcli.sdk.contracts import RuleSummary, TemperatureRule
 from ekdcli.sdk.options import as_float, check_names, owner, pick
 
 if TYPE_CHECKING:
@@ -30,6 +30,9 @@ class FixedTemperature(TemperatureRule):
 
     def describe(self) -> dict[str, Any]:
         return {"t": self.t}
+
+    def summary(self) -> RuleSummary:
+        return RuleSummary(f"T {self.t:g}", {"all": self.t})
 
 
 def make_fixed(**options: Any) -> FixedTemperature:
