@@ -54,7 +54,10 @@ def fake_ws(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--method", "nope"], "valid methods are: at, ce, crd, ctkd, dkd, energy_dkd, energy_kd, fitnet, kd, kdsvd, mlkd, nst, ofd, pkt, reviewkd, rkd, sp, vid."),
+        (
+            ["--method", "nope"],
+            "valid methods are: at, ce, crd, ctkd, dkd, energy_dkd, energy_kd, fitnet, kd, kdsvd, mlkd, nst, ofd, pkt, reviewkd, rkd, sp, vid.",
+        ),
         (["--method", "energy_kdd"], "Did you mean 'energy_kd'"),
         (
             ["--set", "energy.preset=offical"],
