@@ -23,7 +23,7 @@ from ekdcli.engine.recipe import Recipe
 from ekdcli.store.atomic import atomic_write
 from ekdcli.store.importer import load_weights_only
 from ekdcli.store.rundir import BEST, CHECKPOINT
-from ekdcli.store.weights import load_tensors, require_finite
+from ekdcli.store.weights import load_tensors, non_finite, require_finite
 from ekdcli.util.errors import UsageError
 
 FORMAT_VERSION = 1
@@ -119,6 +119,9 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     missing = [key for key in _REQUIRED if key not in payload]
     if missing:
         raise UsageError(f"{path} is damaged (it lacks {', '.join(missing)}); {fix}.")
+    bad = non_finite(payload)  # ekd never saves one: a damaged or edited file, never a finished run
+    if bad:
+        raise UsageError(f"{path} is damaged (NaN or infinite values in {bad[0]}); {fix}.")
     return payload
 
 
@@ -185,8 +188,13 @@ def make_payload(
     steps_per_epoch: int,
     epoch_start_data_state: torch.Tensor | None,
     meters: dict[str, Any] | None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint of a run. Collective on all ranks (RNG states are gathered); rank 0 saves it."""
+    """The checkpoint of a run. Collective on all ranks (RNG states are gathered); rank 0 saves it.
+
+    ``metadata`` is the job's record of the run (what its weights are stored as): a resume reads it
+    back with :func:`saved_metadata` to finish the run as the original command would have.
+    """
     rank_states = gather_rank_states(device_rng_state(parts.aug_generator, parts.device), parts.device)
     st = progress
     return {
@@ -211,7 +219,14 @@ def make_payload(
         "meters": meters if meters is not None else {},
         "host_rng": host_rng_state(),
         "rank_rng": rank_states,
+        "metadata": dict(metadata or {}),
     }
+
+
+def saved_metadata(run_dir: Path) -> dict[str, Any]:
+    """The job's metadata saved with the checkpoint of ``run_dir`` ({} for checkpoints from before it)."""
+    metadata = load_checkpoint(run_dir).get("metadata", {})
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def check_resumable(saved: dict[str, Any], recipe: Recipe, steps_per_epoch: int) -> None:
@@ -227,10 +242,29 @@ def check_resumable(saved: dict[str, Any], recipe: Recipe, steps_per_epoch: int)
             f"the run was started with other values of {', '.join(changed)}; resume with the original "
             "settings or start a new run."
         )
+    _check_epochs(saved, recipe)
     if saved["steps_per_epoch"] != steps_per_epoch:
         raise UsageError(
             f"the run had {saved['steps_per_epoch']} steps per epoch and would now have {steps_per_epoch}; "
             "resume with the same data, --limit-train, batch size and number of processes."
+        )
+
+
+def _check_epochs(saved: dict[str, Any], recipe: Recipe) -> None:
+    """More (or fewer) epochs continue the same run only where the learning rate of the epochs
+    already trained stays the same, and not below the epochs already done."""
+    before = saved["recipe"].get("epochs")
+    if recipe.epochs == before:
+        return
+    if recipe.epochs < saved["epoch"]:
+        raise UsageError(
+            f"--epochs {recipe.epochs} is fewer than the {saved['epoch']} epochs the run has trained; "
+            f"resume with --epochs {before} (or more)."
+        )
+    if recipe.schedule == "cosine":
+        raise UsageError(
+            f"--epochs cannot change on resume with the cosine schedule (its learning rate depends on the "
+            f"number of epochs); resume with --epochs {before} or start a new run."
         )
 
 

@@ -257,6 +257,7 @@ class Trainer:
             self.steps_per_epoch,
             epoch_start_data_state,
             meters.state_dict() if meters is not None else None,
+            self.metadata,
         )
 
     def _save_checkpoint(self, payload: dict[str, Any]) -> None:

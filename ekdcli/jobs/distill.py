@@ -27,6 +27,7 @@ from ekdcli.jobs.build import (
     weights_metadata,
 )
 from ekdcli.jobs.common import (
+    check_resume,
     console,
     describe_data,
     describe_recipe,
@@ -429,6 +430,8 @@ def energy_context(config: Config, dataset: Dataset, data_key: str, teacher: Tra
 @recorded
 def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     """Check the run target, prepare (teacher, scores), claim the run directory, distill."""
+    if resume is not None:
+        check_resume(config, Path(resume).resolve())  # before a default teacher is trained
     store = open_store(config)
     store.check_run_target(config.run_name, resume)  # before a teacher is trained or scored
     trackers = build_trackers(config)  # an unknown tracker or a missing package: before any work too

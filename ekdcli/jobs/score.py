@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.build import TrainedModel, dataset_key, load_dataset, load_trained, stored_weights_path
-from ekdcli.jobs.common import console, engine_options, open_store, store_file_lock
+from ekdcli.jobs.common import check_output, console, engine_options, open_store, store_file_lock
 from ekdcli.util.errors import JobError, UsageError
 
 # How long a second process waits for the one scoring the same teacher (then reuses its file).
@@ -160,6 +160,7 @@ def run_score(
         )
     if not 0 < rate <= 0.5:
         raise UsageError(f"--rate must be in (0, 0.5] for the summary's thresholds, not {rate}.")
+    check_output(config, out)
     say = console(config)
     data_key = dataset_key(config)  # names are checked before torch is imported
     stored_weights_path(config.teacher, data_key, open_store(config), "teacher")  # before torch is imported

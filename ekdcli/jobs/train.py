@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ekdcli.config import Config
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.jobs.common import (
+    check_resume,
     console,
     describe_data,
     describe_recipe,
@@ -42,20 +43,31 @@ class TrainResult:
 
 @recorded
 def run_train(
-    config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
+    config: Config, name: str | None = None, keep: str | None = None, resume: Path | None = None
 ) -> TrainResult:
-    """Check everything that can be checked, claim the run directory and the store file, train."""
+    """Check everything that can be checked, claim the run directory and the store file, train.
+
+    ``keep`` is ``best`` unless given; a resumed run stores its weights under the name and ``keep``
+    of the command that started it (saved with its checkpoint).
+    """
+    resume = resume.resolve() if resume else None
+    if resume is not None:
+        check_resume(config, resume)  # before anything else: a resume changes nothing of the experiment
     if not config.model:
         raise UsageError("say which architecture to train with --model (see 'ekd list models').")
-    if keep not in ("best", "last"):
+    if keep not in (None, "best", "last"):
         raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
+    if name is not None and not name.strip():
+        raise UsageError("--name is empty; give the name to store the weights under, or leave --name out.")
     arch = canonical_model(config.model)
     trackers = build_trackers(config)
     data_key = dataset_key(config)  # names are checked before torch is imported
     store = open_store(config)
-    model_path = store.model_path(data_key, safe_name(name, "--name") if name else arch)  # before any work
-    resume = resume.resolve() if resume else None
     store.check_run_target(config.run_name, resume)
+    if resume is not None:
+        name, keep = _resumed_target(resume, name, keep)
+    store_name = safe_name(name, "--name") if name else arch
+    model_path = store.model_path(data_key, store_name)  # before any work
     weights_lock = store_file_lock(model_path, "wait for it to finish, or train with --name NAME")
     weights_lock.ensure_free()
     from ekdcli.engine import Runtime
@@ -68,7 +80,25 @@ def run_train(
         # Rank 0 names the run (a timestamped name could differ between ranks by a second).
         run_dir = hold_run(held, store, config.run_name, f"train-{arch}-{data_key}", resume, weights_lock)
         job = _TrainJob(config, arch, dataset, data_key, recipe, runtime, run_dir, model_path, trackers)
-        return job.run(keep, resume is not None)
+        return job.run(keep or "best", store_name, resume is not None)
+
+
+def _resumed_target(resume: Path, name: str | None, keep: str | None) -> tuple[str | None, str | None]:
+    """The ``--name`` and ``--keep`` the run was started with; a different one given now is refused."""
+    from ekdcli.engine.checkpoint import saved_metadata
+
+    saved = saved_metadata(resume)
+    given_name = safe_name(name, "--name") if name else None
+    for option, given, started in (
+        ("--name", given_name, saved.get("store_name")),
+        ("--keep", keep, saved.get("keep")),
+    ):
+        if given is not None and started is not None and given != started:
+            raise UsageError(
+                f"the run was started with {option} {started}, so its weights are stored that way; resume "
+                f"without {option} (or with {option} {started})."
+            )
+    return name or saved.get("store_name"), keep or saved.get("keep")
 
 
 @dataclass
@@ -83,7 +113,7 @@ class _TrainJob:
     model_path: Path
     trackers: list[tuple[str, Tracker]]
 
-    def run(self, keep: str, resumed: bool) -> TrainResult:
+    def run(self, keep: str, store_name: str, resumed: bool) -> TrainResult:
         from ekdcli.engine import CrossEntropyObjective, ddp, fit
 
         config, dataset, run_dir, model_path = self.config, self.dataset, self.run_dir, self.model_path
@@ -96,6 +126,7 @@ class _TrainJob:
         metadata = weights_metadata(
             self.arch, dataset, self.data_key, "ekd train", recipe=self.recipe.__dict__
         )
+        metadata.update(store_name=store_name, keep=keep)  # a resume stores the weights the same way
         with run_record(config, self.runtime, run_dir, self.trackers, "train") as tracking:
             result = fit(
                 model,

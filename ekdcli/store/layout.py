@@ -92,6 +92,18 @@ class Store:
         """What ``ekd evaluate`` measured, by a hash of the weights, data and options."""
         return self.root / "cache" / "evaluations" / f"{safe_name(key)}.json"
 
+    def owned_dirs(self) -> tuple[Path, ...]:
+        """The folders whose files the store writes itself (weights, scores, caches, runs, campaigns)."""
+        return tuple(self.root / name for name in ("models", "scores", "cache", "runs", "campaigns"))
+
+    def owns(self, path: str | Path) -> bool:
+        """Whether ``path`` (after ``~`` and symlinks) lies in a folder the store writes itself."""
+        target = Path(path).expanduser().resolve()
+        for folder in self.owned_dirs():
+            if target == folder.resolve() or folder.resolve() in target.parents:
+                return True
+        return False
+
     def runs_dir(self) -> Path:
         return self.root / "runs"
 

@@ -526,7 +526,7 @@ def _resume_targets() -> list[Case]:
             run_copy("bad"),
             (*TRAIN, *resume, "--lr", "0.5"),
             2,
-            ("the run was started with other values of lr",),
+            ("cannot change --lr (unset -> 0.5)",),
         ),
     ]
 
