@@ -546,8 +546,13 @@ class Trainer:
                 "resumed_after_epoch": self.state.epoch if resume else None,
             }
             self.writer.start(config_text, environment)
-            self.writer.log(log)
-            self._start_tracking(environment["resumed_after_epoch"])
+            try:
+                self._start_tracking(environment["resumed_after_epoch"])
+            except BaseException:
+                if not resume:  # a refused tracker leaves no half run directory behind
+                    self.writer.discard_start()
+                raise
+            self.writer.log(log)  # after the trackers started: run.log holds every line said so far
             self._progress_mode = resolve_mode(
                 self.options.progress, self.options.quiet, self.runtime.is_main
             )

@@ -31,8 +31,11 @@ PAPER_TABLE6 = {0.1: 0.0, 0.2: 0.0394, 0.3: 0.0552, 0.4: 0.0878, 0.5: 0.1417, 1.
 
 
 def parse_rates(text: str) -> list[float]:
+    parts = text.split(",")
+    if len(parts) > 1 and not all(part.strip() for part in parts):  # '0.1,,0.5': a rate went missing
+        raise UsageError(f"--aug-rates {text!r} has an empty entry; list rates like 0.1,0.5,1.0.")
     try:
-        rates = [float(part) for part in text.split(",") if part.strip()]
+        rates = [float(part) for part in parts if part.strip()]
     except ValueError as exc:
         raise UsageError(
             f"--aug-rates must be comma-separated numbers like 0.1,0.5,1.0, not {text!r}."

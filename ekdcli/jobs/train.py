@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.config import Config
+from ekdcli.config import Config, naming_origin
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.jobs.common import (
     check_resume,
@@ -23,6 +23,7 @@ from ekdcli.jobs.common import (
     store_file_lock,
 )
 from ekdcli.jobs.record import build_trackers, recorded, run_record
+from ekdcli.sdk.plugins import registry
 from ekdcli.store.layout import safe_name
 from ekdcli.store.weights import save_tensors
 from ekdcli.util.errors import UsageError
@@ -60,6 +61,7 @@ def run_train(
     if name is not None and not name.strip():
         raise UsageError("--name is empty; give the name to store the weights under, or leave --name out.")
     arch = canonical_model(config.model)
+    check_energy_table(config)
     trackers = build_trackers(config)
     data_key = dataset_key(config)  # names are checked before torch is imported
     store = open_store(config)
@@ -81,6 +83,30 @@ def run_train(
         run_dir = hold_run(held, store, config.run_name, f"train-{arch}-{data_key}", resume, weights_lock)
         job = _TrainJob(config, arch, dataset, data_key, recipe, runtime, run_dir, model_path, trackers)
         return job.run(keep or "best", store_name, resume is not None)
+
+
+def check_energy_table(config: Config) -> None:
+    """``ekd train`` uses no ``[energy]`` option, but the table it is given (from a project file
+    shared with ekd distill, or a campaign's --set) must hold known keys and sane segments."""
+    energy = config.energy
+    if not energy:
+        return
+    known = set()
+    for kind in ("temperature_rules", "augmentations"):
+        for name in registry(kind).names():
+            info = registry(kind).get(name).info
+            if info.get("needs_energy"):
+                known.update(info.get("options", {}))
+    unknown = sorted(set(energy) - known)
+    with naming_origin(config, "energy"):
+        if unknown:
+            raise UsageError(
+                f"unknown option '{unknown[0]}' in [energy]; the energy options are {', '.join(sorted(known))}."
+            )
+        if energy.get("segments") is not None:
+            from ekdcli.method.partition import check_segments
+
+            check_segments(energy["segments"])
 
 
 def _resumed_target(resume: Path, name: str | None, keep: str | None) -> tuple[str | None, str | None]:

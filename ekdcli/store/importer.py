@@ -176,7 +176,13 @@ def check_state_dict(
         for k, v in expected.items()
         if k in state_dict and state_dict[k].shape != v.shape
     ]
-    if not (missing or unexpected or misshaped):
+    # integer values where the model learns real numbers: not trained weights (rounded, or another thing)
+    mistyped = [
+        f"{k} ({str(state_dict[k].dtype).removeprefix('torch.')})"
+        for k, v in expected.items()
+        if k in state_dict and v.is_floating_point() and not state_dict[k].is_floating_point()
+    ]
+    if not (missing or unexpected or misshaped or mistyped):
         return
     problems = [
         _listing(what, items)
@@ -184,6 +190,7 @@ def check_state_dict(
             ("missing keys", missing),
             ("unexpected keys", unexpected),
             ("mis-shaped keys", misshaped),
+            ("integer-typed weights", mistyped),
         )
         if items
     ]

@@ -79,6 +79,12 @@ class RunWriter:
             atomic_write_text(config, config_text)
         atomic_write_json(self.run_dir / ENVIRONMENT, {**environment, "run_format": RUN_FORMAT})
 
+    def discard_start(self) -> None:
+        """Remove what :meth:`start` wrote (a run refused before its first step leaves nothing)."""
+        if self.run_dir is not None:
+            for name in (CONFIG, ENVIRONMENT):
+                (self.run_dir / name).unlink(missing_ok=True)
+
     def log(self, transcript: Transcript) -> None:
         """Keep ``transcript`` in ``run.log`` from now on (after what a resumed run's log already holds)."""
         if self.run_dir is None:

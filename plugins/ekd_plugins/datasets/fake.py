@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ekd_plugins.datasets.in_memory import refuse_root
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.data import from_arrays
 from ekdcli.sdk.options import as_float, as_int, as_seed, check_names, owner
@@ -50,6 +51,7 @@ def fake(
     **options: Any,
 ) -> InMemoryDataset:
     """Synthetic template + noise images; the same seed gives the same bytes everywhere (CPU RNG)."""
+    refuse_root("fake", root)
     who = owner("dataset", "fake")
     check_names(
         who,
