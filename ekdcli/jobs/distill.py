@@ -427,6 +427,19 @@ def energy_context(config: Config, dataset: Dataset, data_key: str, teacher: Tra
     return EnergyContext(table.energies.float(), table.meta.energy_temperature, table.meta.fingerprint)
 
 
+def check_distill(config: Config, resume: Path | None = None) -> None:
+    """The checks of ``ekd distill`` that need no data, model or torch (``--nproc`` runs them once,
+    before it launches the processes)."""
+    if resume is not None:
+        check_resume(config, Path(resume).resolve())
+    open_store(config).check_run_target(config.run_name, resume)
+    build_trackers(config)
+    plan_methods(config)
+    _, student_name, _ = resolve_pair(config)
+    check_student_name(student_name)
+    dataset_key(config)
+
+
 @recorded
 def run_distill(config: Config, resume: Path | None = None) -> dict[str, Any]:
     """Check the run target, prepare (teacher, scores), claim the run directory, distill."""

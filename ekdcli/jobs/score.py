@@ -151,9 +151,8 @@ def _require_finite_energies(table: ScoreTable, teacher: TrainedModel) -> None:
         )
 
 
-def run_score(
-    config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
-) -> dict[str, Any]:
+def check_score(config: Config, out: Path | None, rate: float) -> None:
+    """The checks of ``ekd score`` that need no data, model or torch (``--nproc`` runs them once)."""
     if not config.teacher:
         raise UsageError(
             "say which teacher to score with --teacher (a name in the store or a .safetensors file)."
@@ -161,9 +160,16 @@ def run_score(
     if not 0 < rate <= 0.5:
         raise UsageError(f"--rate must be in (0, 0.5] for the summary's thresholds, not {rate}.")
     check_output(config, out)
-    say = console(config)
     data_key = dataset_key(config)  # names are checked before torch is imported
     stored_weights_path(config.teacher, data_key, open_store(config), "teacher")  # before torch is imported
+
+
+def run_score(
+    config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
+) -> dict[str, Any]:
+    check_score(config, out, rate)
+    say = console(config)
+    data_key = dataset_key(config)
     from ekdcli.engine import Runtime
     from ekdcli.method.figures import energy_histogram
     from ekdcli.method.scoring import format_summary, summarize

@@ -24,7 +24,7 @@ from ekdcli.jobs.common import (
 )
 from ekdcli.jobs.record import build_trackers, recorded, run_record
 from ekdcli.sdk.plugins import registry
-from ekdcli.store.layout import safe_name
+from ekdcli.store.layout import Store, safe_name
 from ekdcli.store.weights import save_tensors
 from ekdcli.util.errors import UsageError
 
@@ -51,6 +51,43 @@ def run_train(
     ``keep`` is ``best`` unless given; a resumed run stores its weights under the name and ``keep``
     of the command that started it (saved with its checkpoint).
     """
+    target = check_train(config, name, keep, resume)
+    weights_lock = store_file_lock(target.model_path, "wait for it to finish, or train with --name NAME")
+    weights_lock.ensure_free()
+    from ekdcli.engine import Runtime
+
+    arch, data_key, store, resume = target.arch, target.data_key, target.store, target.resume
+    dataset = load_dataset(config)
+    recipe = resolve_recipe(config, dataset, arch)
+    # The runtime first: it joins the process group under torchrun and seeds the model's init.
+    runtime = Runtime(engine_options(config))
+    with contextlib.ExitStack() as held:
+        # Rank 0 names the run (a timestamped name could differ between ranks by a second).
+        run_dir = hold_run(held, store, config.run_name, f"train-{arch}-{data_key}", resume, weights_lock)
+        job = _TrainJob(
+            config, arch, dataset, data_key, recipe, runtime, run_dir, target.model_path, target.trackers
+        )
+        return job.run(target.keep, target.store_name, resume is not None)
+
+
+@dataclass
+class TrainTarget:
+    """What a checked ``ekd train`` command will train and where its weights go."""
+
+    arch: str
+    data_key: str
+    store: Store
+    resume: Path | None
+    store_name: str
+    model_path: Path
+    keep: str
+    trackers: list[tuple[str, Tracker]]
+
+
+def check_train(
+    config: Config, name: str | None = None, keep: str | None = None, resume: Path | None = None
+) -> TrainTarget:
+    """Every check of ``ekd train`` that needs no data or model (and no torch unless resuming)."""
     resume = resume.resolve() if resume else None
     if resume is not None:
         check_resume(config, resume)  # before anything else: a resume changes nothing of the experiment
@@ -70,19 +107,7 @@ def run_train(
         name, keep = _resumed_target(resume, name, keep)
     store_name = safe_name(name, "--name") if name else arch
     model_path = store.model_path(data_key, store_name)  # before any work
-    weights_lock = store_file_lock(model_path, "wait for it to finish, or train with --name NAME")
-    weights_lock.ensure_free()
-    from ekdcli.engine import Runtime
-
-    dataset = load_dataset(config)
-    recipe = resolve_recipe(config, dataset, arch)
-    # The runtime first: it joins the process group under torchrun and seeds the model's init.
-    runtime = Runtime(engine_options(config))
-    with contextlib.ExitStack() as held:
-        # Rank 0 names the run (a timestamped name could differ between ranks by a second).
-        run_dir = hold_run(held, store, config.run_name, f"train-{arch}-{data_key}", resume, weights_lock)
-        job = _TrainJob(config, arch, dataset, data_key, recipe, runtime, run_dir, model_path, trackers)
-        return job.run(keep or "best", store_name, resume is not None)
+    return TrainTarget(arch, data_key, store, resume, store_name, model_path, keep or "best", trackers)
 
 
 def check_energy_table(config: Config) -> None:

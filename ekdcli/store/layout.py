@@ -132,7 +132,15 @@ class Store:
     def _target(self, run_name: str | None, resume: Path | None) -> Path | None:
         if resume is not None:
             return Path(resume)
-        return self.run_dir(safe_name(run_name, "--run-name")) if run_name else None
+        if not run_name:
+            return None
+        path = self.run_dir(safe_name(run_name, "--run-name"))
+        if path.is_symlink() or (path.exists() and path.resolve().parent != self.runs_dir().resolve()):
+            raise UsageError(
+                f"{path} is a link (to {path.resolve()}); ekd writes a run only into a directory of its own "
+                "in the store's runs: remove the link or choose another --run-name."
+            )
+        return path
 
     @staticmethod
     def _check_target(path: Path, resume: bool) -> None:

@@ -108,7 +108,9 @@ def distill(
         },
         resume=resume,
     )
-    with multiprocess(nproc):
+    from ekdcli.jobs.distill import check_distill
+
+    with multiprocess(nproc, check=lambda: check_distill(config, resume)):
         from ekdcli.jobs.common import console
         from ekdcli.jobs.distill import run_distill
 

@@ -38,7 +38,9 @@ def train(name: str | None, keep: str | None, resume: Path | None, nproc: int | 
     from ekdcli.cli.launch import multiprocess
 
     config = build_config(params, resume=resume)  # bad options fail here, before any re-launch
-    with multiprocess(nproc):
+    from ekdcli.jobs.train import check_train
+
+    with multiprocess(nproc, check=lambda: check_train(config, name, keep, resume)):
         from ekdcli.jobs.train import run_train
 
         result = run_train(config, name=name, keep=keep, resume=resume)
