@@ -173,8 +173,11 @@ def _requirement(value: Any, annotation: Any) -> str:
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise UsageError(f"config file {file} does not exist; check the --config path.")
+    if not file.is_file():  # a directory, a FIFO, /dev/zero: reading it would fail or never end
+        kind = "a directory" if file.is_dir() else "not a regular file"
+        raise UsageError(f"config file {file} is {kind}; give a TOML file to --config.")
     try:
         with file.open("rb") as handle:
             return tomllib.load(handle)
@@ -257,6 +260,8 @@ def validate(raw: dict[str, Any], origin: str, path: str | os.PathLike[str] | No
             problems.append(f"'{key}' must be {_requirement(value, schema[name])}, not {value!r}{at}")
         elif isinstance(value, str) and not value.strip():  # '' would mean "here" or "the default"
             problems.append(f"'{key}' is empty (give a value or leave it out){at}")
+        elif isinstance(value, str) and "\x00" in value:  # no file name or name can hold one
+            problems.append(f"'{key}' holds a NUL character ({value!r}){at}")
         elif name in _AT_LEAST_ONE and value is not None and value < 1 and path is not None:
             problems.append(f"'{key}' must be at least 1, not {value}{at}")
         elif name == "seed" and not 0 <= value <= MAX_SEED:

@@ -177,6 +177,8 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 def weights_path(run_dir: Path, which: str) -> Path:
     """``best`` or ``last`` weights of a run; a missing file says what the run has instead."""
+    if which not in WHICH:
+        raise UsageError(f"which weights of a run: 'best' or 'last', not {which!r}.")
     path = run_dir / f"{which}.safetensors"
     if path.is_file():
         return path
