@@ -107,7 +107,7 @@ class Config:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
 
 
-# counts no run can use below 1: refused where a file sets them, with its line (the flags are
+# counts no run can use below 1: refused where a file, --set or --grid sets them (the flags are
 # refused by the recipe and the engine options, in their words)
 _AT_LEAST_ONE = ("epochs", "batch_size", "limit_train", "limit_test", "eval_every")
 
@@ -262,7 +262,7 @@ def validate(raw: dict[str, Any], origin: str, path: str | os.PathLike[str] | No
             problems.append(f"'{key}' is empty (give a value or leave it out){at}")
         elif isinstance(value, str) and "\x00" in value:  # no file name or name can hold one
             problems.append(f"'{key}' holds a NUL character ({value!r}){at}")
-        elif name in _AT_LEAST_ONE and value is not None and value < 1 and path is not None:
+        elif name in _AT_LEAST_ONE and value is not None and value < 1 and origin != "command line":
             problems.append(f"'{key}' must be at least 1, not {value}{at}")
         elif name == "seed" and not 0 <= value <= MAX_SEED:
             problems.append(f"'seed' must be from 0 to 2**63-1, not {value}{at}")
