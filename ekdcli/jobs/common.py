@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.config import Config, naming_origin, train_problems
+from ekdcli.config import Config, naming_origin, resolve, train_problems
 from ekdcli.jobs.console import Console
 from ekdcli.sdk.plugins import registry
 from ekdcli.store import rundir
@@ -79,7 +79,8 @@ def check_resume(config: Config, resume: Path) -> None:
             f"{resume} has no {rundir.CONFIG}, so how the run was started is unknown and it cannot be "
             "resumed; start a new run."
         )
-    recorded = _flat(rundir.read_config(resume))
+    rundir.read_config(resume)  # a config.toml that is not TOML is said as such
+    recorded = _flat(_as_recorded(resolve(config_file=resume / rundir.CONFIG)))
     current = _flat(_as_recorded(config))
     changed = [
         key
