@@ -228,18 +228,7 @@ class Trainer:
         if options.compile:
             self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
         self.state = Progress()
-        self.parts = Resumable(
-            self.model,
-            self.optimizer,
-            self.scheduler,
-            runtime.scaler,
-            objective,
-            self.data_generator,
-            self.aug_generator,
-            runtime.device,
-            runtime.rank,
-            runtime.world_size,
-        )
+        self.parts = self._resumable()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epoch_start_data_state: torch.Tensor | None = None
         self.meters_state: dict[str, Any] | None = None
@@ -248,6 +237,14 @@ class Trainer:
         self._progress_mode = "none"
 
     # ------------------------------------------------------------- checkpoint
+    def _resumable(self) -> Resumable:
+        """The live parts the checkpoint saves and a resume loads back into."""
+        rt = self.runtime
+        return Resumable(
+            self.model, self.optimizer, self.scheduler, rt.scaler, self.objective,
+            self.data_generator, self.aug_generator, rt.device, rt.rank, rt.world_size,
+        )  # fmt: skip
+
     def _payload(self, epoch_start_data_state: torch.Tensor | None, meters: _Meters | None) -> dict[str, Any]:
         """Collective on all ranks (RNG states are gathered); only rank 0 uses the result."""
         return make_payload(
