@@ -160,8 +160,10 @@ def load_model(
     ``data``), a ``.safetensors`` file, or a run directory / run name (its ``which`` weights).
     The weights' metadata says what to build; no data are loaded.
     """
+    from ekdcli.engine.options import check_device
     from ekdcli.jobs.build import find_trained, open_trained
 
+    check_device(device)
     resolved = make_config({**settings, "data": data}, config)
     weights, _ = find_trained(str(name_or_path), resolved, which)
     return open_trained(weights).model.eval().to(device)
@@ -171,7 +173,7 @@ def train(
     model: str,
     *,
     name: str | None = None,
-    keep: str = "best",
+    keep: str | None = None,  # best, unless a resumed run was started with --keep last
     resume: str | Path | None = None,
     config: str | Path | None = None,
     **settings: Any,

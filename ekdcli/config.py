@@ -96,8 +96,8 @@ class Config:
     def store_root(self) -> Path:
         """``EKD_HOME`` wins over the default store; an explicit setting wins over both."""
         if self.sources.get("store", "default") == "default" and os.environ.get("EKD_HOME"):
-            return Path(os.environ["EKD_HOME"])
-        return Path(self.store)
+            return Path(os.environ["EKD_HOME"]).expanduser()
+        return Path(self.store).expanduser()
 
     def to_toml(self) -> str:
         """The resolved configuration as TOML (written into every run directory)."""
@@ -105,6 +105,11 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
+
+
+# counts no run can use below 1: refused where a file, --set or --grid sets them (the flags are
+# refused by the recipe and the engine options, in their words)
+_AT_LEAST_ONE = ("epochs", "batch_size", "limit_train", "limit_test", "eval_every")
 
 
 def _fields() -> dict[str, Any]:
@@ -168,8 +173,11 @@ def _requirement(value: Any, annotation: Any) -> str:
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise UsageError(f"config file {file} does not exist; check the --config path.")
+    if not file.is_file():  # a directory, a FIFO, /dev/zero: reading it would fail or never end
+        kind = "a directory" if file.is_dir() else "not a regular file"
+        raise UsageError(f"config file {file} is {kind}; give a TOML file to --config.")
     try:
         with file.open("rb") as handle:
             return tomllib.load(handle)
@@ -233,6 +241,8 @@ def train_problems(table: dict[str, Any], path: str | os.PathLike[str] | None = 
             problems.append(f"unknown key 'train.{key}' ({'; '.join(notes)})")
         elif not _type_ok(value, schema[key]):
             problems.append(f"'train.{key}' must be {_requirement(value, schema[key])}, not {value!r}{at}")
+        elif key in _AT_LEAST_ONE and value < 1:
+            problems.append(f"'train.{key}' must be at least 1, not {value}{at}")
     return problems
 
 
@@ -248,6 +258,12 @@ def validate(raw: dict[str, Any], origin: str, path: str | os.PathLike[str] | No
             problems.append(f"unknown key '{key}'{at}")
         elif not _type_ok(value, schema[name]):
             problems.append(f"'{key}' must be {_requirement(value, schema[name])}, not {value!r}{at}")
+        elif isinstance(value, str) and not value.strip():  # '' would mean "here" or "the default"
+            problems.append(f"'{key}' is empty (give a value or leave it out){at}")
+        elif isinstance(value, str) and "\x00" in value:  # no file name or name can hold one
+            problems.append(f"'{key}' holds a NUL character ({value!r}){at}")
+        elif name in _AT_LEAST_ONE and value is not None and value < 1 and origin != "command line":
+            problems.append(f"'{key}' must be at least 1, not {value}{at}")
         elif name == "seed" and not 0 <= value <= MAX_SEED:
             problems.append(f"'seed' must be from 0 to 2**63-1, not {value}{at}")
         elif name == "train":
@@ -311,6 +327,8 @@ def resolve(
             else:
                 setattr(config, key, value)
             _note_source(sources, key, value, "flag")
+    if config.data_root:
+        config.data_root = os.path.expanduser(config.data_root)
     if sources["data"] == "default" and config.data_root:  # never train the default data on another's files
         from ekdcli.sdk.recognize import recognize_data_root
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
@@ -139,15 +139,21 @@ def relaunch(nproc: int, args: list[str]) -> NoReturn:
 
 
 @contextmanager
-def multiprocess(nproc: int | None, ctx: click.Context | None = None) -> Iterator[None]:
+def multiprocess(
+    nproc: int | None, ctx: click.Context | None = None, check: Callable[[], object] | None = None
+) -> Iterator[None]:
     """Wrap a command's body: re-launch under torchrun for ``--nproc N > 1``, quiet ranks > 0 under
     torchrun, and leave the process group at the end.
 
-    Under torchrun ``--nproc`` is ignored: the launcher already fixed the number of processes.
+    ``check`` runs before the re-launch: a bad option is said once, by this process, instead of by
+    every rank and torchrun after them.  Under torchrun ``--nproc`` is ignored: the launcher
+    already fixed the number of processes.
     """
     if nproc is not None and nproc < 1:
         raise UsageError(f"--nproc must be at least 1, not {nproc}.")
     if nproc is not None and nproc > 1 and not under_torchrun():
+        if check is not None:
+            check()
         relaunch(nproc, command_args(ctx or click.get_current_context()))
     if not under_torchrun():
         yield

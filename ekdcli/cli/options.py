@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from ekdcli.config import OPTION_TABLES, Config, parse_assignments, resolve
+from ekdcli.config import OPTION_TABLES, Config, line_of, parse_assignments, resolve
 from ekdcli.sdk.options import MAX_SEED
+from ekdcli.util.errors import UsageError
 
 F = Callable[..., Any]
 
@@ -192,4 +193,34 @@ def build_config(
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             flags[table] = given
-    return resolve(flags, config_file, assigned=assigned)
+    config = resolve(flags, config_file, assigned=assigned)
+    check_file_values(config)
+    return config
+
+
+def _named_checks() -> dict[str, Callable[[Any], object]]:
+    """The names a config file may set that the registries check (torch-free)."""
+    from ekdcli.sdk.plugins import registry
+
+    return {
+        "data": lambda v: registry("datasets").get(v),
+        "method": lambda v: registry("distillers").get(v),
+        "temperature_rule": lambda v: registry("temperature_rules").get(v),
+        "augment": lambda v: registry("augmentations").get(v) if v != "none" else None,
+    }
+
+
+def check_file_values(config: Config) -> None:
+    """Names set in a config file are checked now, and a bad one names the file and line (a flag's
+    own message names the flag)."""
+    for key, check in _named_checks().items():
+        source = config.sources.get(key, "default")
+        value = getattr(config, key)
+        if source in ("default", "flag") or source.startswith("recognized") or value is None:
+            continue
+        try:
+            check(value)
+        except UsageError as exc:
+            number = line_of(source, key)
+            where = f"{source} line {number}" if number else source
+            raise UsageError(f"{exc.message.rstrip('.')} (set in {where}).") from exc

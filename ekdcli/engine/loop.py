@@ -16,23 +16,14 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 
-from ekdcli.engine import ddp
-from ekdcli.engine.checkpoint import (
-    CHECKPOINT_NAME,
-    device_rng_state,
-    gather_rank_states,
-    host_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_device_rng_state,
-    set_host_rng_state,
-)
+from ekdcli.engine import checkpoint, ddp
+from ekdcli.engine.checkpoint import Progress, Resumable, make_payload, recipe_record, save_checkpoint
 from ekdcli.engine.objective import Objective, StepOutput
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.pipeline import Batch, make_batches
@@ -48,8 +39,6 @@ from ekdcli.store.weights import non_finite
 from ekdcli.util import transcript
 from ekdcli.util.errors import JobError, UsageError
 
-# Recipe fields that may change on resume; any other change would not continue the same run.
-_RESUMABLE_CHANGES = ("epochs", "eval_every")
 _DIVERGED_HINT = (
     "lower --lr, clip the gradients (--set train.grad_clip=5) or check the data and the teacher, and "
     "start a new run (a resumed run keeps its learning rate)"
@@ -72,21 +61,6 @@ class FitResult:
     last_state: dict[str, torch.Tensor]
     seconds: float = 0.0
     images_per_s: float = 0.0
-
-
-@dataclass
-class _State:
-    """Progress of the run, everything the checkpoint needs besides module states."""
-
-    epoch: int = 0  # last completed epoch
-    step: int = 0  # optimizer steps so far
-    batches_done: int = 0  # batches of epoch + 1 already trained (mid-epoch checkpoint)
-    best_top1: float = -math.inf
-    best_top5: float = 0.0
-    best_epoch: int = 0
-    last_top1: float = math.nan
-    last_top5: float = math.nan
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _seed_for(seed: int, stream: int, rank: int) -> int:
@@ -194,29 +168,6 @@ def _sync_buffers(model: torch.nn.Module) -> None:
             ddp.broadcast_(buffer.data)
 
 
-def _check_resumable(saved: dict[str, Any], recipe: Recipe, steps_per_epoch: int) -> None:
-    current = asdict(recipe)
-    changed = [
-        key
-        for key, value in saved["recipe"].items()
-        if key not in _RESUMABLE_CHANGES and _plain(current.get(key)) != _plain(value)
-    ]
-    if changed:
-        raise UsageError(
-            f"the run was started with other values of {', '.join(changed)}; resume with the original "
-            "settings or start a new run."
-        )
-    if saved["steps_per_epoch"] != steps_per_epoch:
-        raise UsageError(
-            f"the run had {saved['steps_per_epoch']} steps per epoch and would now have {steps_per_epoch}; "
-            "resume with the same data, --limit-train, batch size and number of processes."
-        )
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
 # ----------------------------------------------------------------- the trainer
 class Trainer:
     """One training run: model, objective, optimizer, data and run directory, stepped by :meth:`run`.
@@ -276,7 +227,8 @@ class Trainer:
         self.train_model: torch.nn.Module = ddp.wrap(self.model, runtime.device)
         if options.compile:
             self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
-        self.state = _State()
+        self.state = Progress()
+        self.parts = self._resumable()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.epoch_start_data_state: torch.Tensor | None = None
         self.meters_state: dict[str, Any] | None = None
@@ -285,35 +237,25 @@ class Trainer:
         self._progress_mode = "none"
 
     # ------------------------------------------------------------- checkpoint
+    def _resumable(self) -> Resumable:
+        """The live parts the checkpoint saves and a resume loads back into."""
+        rt = self.runtime
+        return Resumable(
+            self.model, self.optimizer, self.scheduler, rt.scaler, self.objective,
+            self.data_generator, self.aug_generator, rt.device, rt.rank, rt.world_size,
+        )  # fmt: skip
+
     def _payload(self, epoch_start_data_state: torch.Tensor | None, meters: _Meters | None) -> dict[str, Any]:
         """Collective on all ranks (RNG states are gathered); only rank 0 uses the result."""
-        rank_states = gather_rank_states(
-            device_rng_state(self.aug_generator, self.runtime.device), self.runtime.device
+        return make_payload(
+            self.parts,
+            self.state,
+            self.recipe,
+            self.steps_per_epoch,
+            epoch_start_data_state,
+            meters.state_dict() if meters is not None else None,
+            self.metadata,
         )
-        st = self.state
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
-            "objective": self.objective.state_dict(),
-            "epoch": st.epoch,
-            "step": st.step,
-            "batches_done": st.batches_done,
-            "steps_per_epoch": self.steps_per_epoch,
-            "world_size": self.runtime.world_size,
-            "recipe": {k: _plain(v) for k, v in asdict(self.recipe).items()},
-            "best": {"top1": st.best_top1, "top5": st.best_top5, "epoch": st.best_epoch},
-            "last": {"top1": st.last_top1, "top5": st.last_top5},
-            "history": st.history,
-            "data_generator": self.data_generator.get_state(),
-            "epoch_start_data_generator": epoch_start_data_state
-            if epoch_start_data_state is not None
-            else torch.empty(0, dtype=torch.uint8),
-            "meters": meters.state_dict() if meters is not None else {},
-            "host_rng": host_rng_state(),
-            "rank_rng": rank_states,
-        }
 
     def _save_checkpoint(self, payload: dict[str, Any]) -> None:
         if self.writer.run_dir is not None:  # rank 0 of a run with a directory
@@ -322,33 +264,12 @@ class Trainer:
     def resume(self) -> None:
         if self.run_dir is None:
             raise UsageError("resuming needs a run directory; pass --resume <run_dir>.")
-        ckpt = load_checkpoint(self.run_dir)
-        _check_resumable(ckpt, self.recipe, self.steps_per_epoch)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.runtime.scaler is not None and ckpt["scaler"]:
-            self.runtime.scaler.load_state_dict(ckpt["scaler"])
-        self.objective.load_state_dict(ckpt["objective"])
-        st = self.state
-        st.epoch, st.step, st.batches_done = ckpt["epoch"], ckpt["step"], ckpt["batches_done"]
-        st.best_top1, st.best_top5 = ckpt["best"]["top1"], ckpt["best"]["top5"]
-        st.best_epoch = ckpt["best"]["epoch"]
-        st.last_top1, st.last_top5 = ckpt["last"]["top1"], ckpt["last"]["top5"]
-        st.history = list(ckpt["history"])
-        self.data_generator.set_state(ckpt["data_generator"])
-        if st.batches_done:
-            self.epoch_start_data_state = ckpt["epoch_start_data_generator"]
-            self.meters_state = ckpt["meters"]
-        set_host_rng_state(ckpt["host_rng"])
-        rank_states = ckpt["rank_rng"]
-        if self.runtime.rank < len(rank_states):
-            set_device_rng_state(rank_states[self.runtime.rank], self.aug_generator, self.runtime.device)
-        best_file = self.run_dir / "best.safetensors"
-        if st.best_epoch and best_file.is_file():
-            from ekdcli.store.weights import load_tensors
-
-            self.best_state = load_tensors(best_file)[0]
+        resumed = checkpoint.resume(self.run_dir, self.parts, self.recipe, self.steps_per_epoch)
+        st = self.state = resumed.progress
+        self.epoch_start_data_state = resumed.epoch_start_data_state
+        self.meters_state = resumed.meters
+        if resumed.best_state is not None:
+            self.best_state = resumed.best_state
         # Metrics written after the checkpoint by a killed run are dropped with it.
         self.writer.metrics(st.history)
         if self.runtime.is_main:
@@ -613,7 +534,7 @@ class Trainer:
         with transcript.recording(reuse=True) as log:  # the job's, if a job runs us: for run.log
             if resume:
                 self.resume()
-            elif self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
+            elif self.run_dir is not None and checkpoint.exists(self.run_dir):
                 raise UsageError(
                     f"{self.run_dir} already holds a run; resume it with --resume or choose another --run-name."
                 )
@@ -622,8 +543,13 @@ class Trainer:
                 "resumed_after_epoch": self.state.epoch if resume else None,
             }
             self.writer.start(config_text, environment)
-            self.writer.log(log)
-            self._start_tracking(environment["resumed_after_epoch"])
+            try:
+                self._start_tracking(environment["resumed_after_epoch"])
+            except BaseException:
+                if not resume:  # a refused tracker leaves no half run directory behind
+                    self.writer.discard_start()
+                raise
+            self.writer.log(log)  # after the trackers started: run.log holds every line said so far
             self._progress_mode = resolve_mode(
                 self.options.progress, self.options.quiet, self.runtime.is_main
             )
@@ -686,7 +612,7 @@ class Trainer:
             "duration": format_seconds(result.seconds),
             "images_per_s": result.images_per_s,
             "objective": self.objective.describe(),
-            "recipe": {k: _plain(v) for k, v in asdict(self.recipe).items()},
+            "recipe": recipe_record(self.recipe),
             "precision": rt.precision,
             "device": str(rt.device),
             "device_name": rt.describe()["device_name"],

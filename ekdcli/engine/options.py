@@ -33,9 +33,7 @@ class EngineOptions:
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.progress not in PROGRESS:
             raise UsageError(f"progress must be one of {', '.join(PROGRESS)}, got {self.progress!r}.")
-        device = str(self.device)
-        if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
-            raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}.")
+        check_device(self.device)
         for name in ("limit_train", "limit_test"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -45,3 +43,10 @@ class EngineOptions:
         if self.eval_batch_size < 1:
             raise UsageError(f"eval batch size must be at least 1, got {self.eval_batch_size}.")
         return self
+
+
+def check_device(device: object) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; anything else is one clear sentence."""
+    text = str(device)
+    if not (text in ("auto", "cpu", "cuda") or text.startswith("cuda:")):
+        raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {text!r}.")

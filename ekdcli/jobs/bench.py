@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
-from ekdcli.jobs.common import console, open_store
+from ekdcli.jobs.common import check_output, console, open_store
 from ekdcli.jobs.plan import build_losses
 from ekdcli.jobs.preparation import Prepared, open_teacher_cache, prepare
 from ekdcli.sdk.options import augmentation_rate
@@ -33,8 +33,11 @@ PAPER_TABLE6 = {0.1: 0.0, 0.2: 0.0394, 0.3: 0.0552, 0.4: 0.0878, 0.5: 0.1417, 1.
 
 
 def parse_rates(text: str) -> list[float]:
+    parts = text.split(",")
+    if len(parts) > 1 and not all(part.strip() for part in parts):  # '0.1,,0.5': a rate went missing
+        raise UsageError(f"--aug-rates {text!r} has an empty entry; list rates like 0.1,0.5,1.0.")
     try:
-        rates = [float(part) for part in text.split(",") if part.strip()]
+        rates = [float(part) for part in parts if part.strip()]
     except ValueError as exc:
         raise UsageError(
             f"--aug-rates must be comma-separated numbers like 0.1,0.5,1.0, not {text!r}."
@@ -78,6 +81,7 @@ def run_bench(
     """Time distillation with the augmentation at each rate; ``baseline`` adds a row without it."""
     if steps < 1 or rounds < 1:
         raise UsageError("--steps and --rounds must be at least 1.")
+    check_output(config, out_dir)
     say = console(config)
     config = dataclasses.replace(
         config,

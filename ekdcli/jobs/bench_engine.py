@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
-from ekdcli.jobs.common import console, open_store
+from ekdcli.jobs.common import check_output, console, open_store
 from ekdcli.jobs.plan import build_losses
 from ekdcli.jobs.preparation import Prepared, prepare
 from ekdcli.store.atomic import atomic_write_json, atomic_write_text
@@ -97,6 +97,7 @@ def run_engine_bench(
     """Images/s of the configured distillation step under each engine variant, interleaved in rounds."""
     if steps < 1 or rounds < 1:
         raise UsageError("--steps and --rounds must be at least 1.")
+    check_output(config, out_dir)
     say = console(config)
     job = prepare(config)
     if job.teacher is None:

@@ -7,9 +7,10 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.config import Config, naming_origin, train_problems
+from ekdcli.config import Config, naming_origin, resolve, train_problems
 from ekdcli.jobs.console import Console
 from ekdcli.sdk.plugins import registry
+from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.store.locks import FileLock, lock_for
 from ekdcli.store.weights import meta_value, read_metadata
@@ -22,6 +23,18 @@ if TYPE_CHECKING:
 
 def open_store(config: Config) -> Store:
     return Store(config.store_root())
+
+
+def check_output(config: Config, path: Path | None, option: str = "--out") -> None:
+    """Refuse an output path that names a file (or folder) the store owns, ``--force`` or not."""
+    if path is None:
+        return
+    store = open_store(config)
+    if store.owns(path):
+        raise UsageError(
+            f"{option} {path} is inside the store's own files ({store.root}: models, scores, cache, runs, "
+            f"campaigns), which only ekd writes; choose a path outside them."
+        )
 
 
 def store_file_lock(path: Path, hint: str = "", wait: float = 0.0) -> FileLock:
@@ -43,6 +56,74 @@ def hold_run(
         return held.enter_context(store.claim_run(run_name, prefix, resume)).path
 
     return from_rank0(claim)
+
+
+# What --resume may change without changing the experiment: how long it trains (the engine checks
+# that the schedule allows it), where it runs, who watches it and what it prints.
+RESUME_MAY_CHANGE = frozenset(
+    {"epochs", "train.epochs", "device", "track", "tracking_uri", "quiet", "verbose", "debug", "json"}
+)
+
+
+def check_resume(config: Config, resume: Path) -> None:
+    """Refuse, before any work, a ``--resume`` of something that is not a run, of a run without its
+    ``config.toml``, or one that would change the run's experiment (naming the option)."""
+    has_checkpoint = (resume / rundir.CHECKPOINT).is_file()
+    if not has_checkpoint and not rundir.is_run_dir(resume):
+        raise UsageError(
+            f"{resume} holds no {rundir.CHECKPOINT}, so there is nothing to resume (it is not a run directory); pass the "
+            "directory of a stopped run, or start a new run without --resume."
+        )
+    if not (resume / rundir.CONFIG).is_file():
+        raise UsageError(
+            f"{resume} has no {rundir.CONFIG}, so how the run was started is unknown and it cannot be "
+            "resumed; start a new run."
+        )
+    rundir.read_config(resume)  # a config.toml that is not TOML is said as such
+    recorded = _flat(_as_recorded(resolve(config_file=resume / rundir.CONFIG)))
+    current = _flat(_as_recorded(config))
+    changed = [
+        key
+        for key in sorted(set(recorded) | set(current))
+        if key not in RESUME_MAY_CHANGE and _normal(key, recorded.get(key)) != _normal(key, current.get(key))
+    ]
+    if changed:
+        key = changed[0]
+        raise UsageError(
+            f"--resume continues a run as it was started, so it cannot change {_option(key)} "
+            f"({_shown(recorded.get(key))} -> {_shown(current.get(key))}); drop it, or start a new run "
+            "(a resume may change only --epochs, --device and the trackers)."
+        )
+
+
+def _as_recorded(config: Config) -> dict[str, Any]:
+    """The config as its run's config.toml would record it (absolute store, no unset values)."""
+    return {k: v for k, v in recorded_config(config, open_store(config)).as_dict().items() if v is not None}
+
+
+def _flat(table: dict[str, Any]) -> dict[str, Any]:
+    """``{"energy": {"segments": 5}}`` as ``{"energy.segments": 5}`` (one level, as Config has)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{sub}": v for sub, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _normal(key: str, value: Any) -> Any:
+    if key in ("store", "data_root") and isinstance(value, str):
+        return str(Path(value).expanduser().resolve())
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _option(key: str) -> str:
+    return f"--set {key}" if "." in key else f"--{key.replace('_', '-')}"
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is None else repr(value)
 
 
 def replacing_note(path: Path) -> str:

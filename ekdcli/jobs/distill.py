@@ -13,10 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
-from ekdcli.jobs.build import weights_metadata
-from ekdcli.jobs.common import console, describe_data, describe_recipe, hold_run, open_store, recorded_config
+from ekdcli.jobs.build import dataset_key, weights_metadata
+from ekdcli.jobs.common import (
+    check_resume,
+    console,
+    describe_data,
+    describe_recipe,
+    hold_run,
+    open_store,
+    recorded_config,
+)
 from ekdcli.jobs.console import Console
-from ekdcli.jobs.preparation import Prepared, open_teacher_cache, prepare
+from ekdcli.jobs.features import check_feature_run
+from ekdcli.jobs.plan import plan_methods
+from ekdcli.jobs.preparation import Prepared, check_student_name, open_teacher_cache, prepare, resolve_pair
 from ekdcli.jobs.record import build_trackers, recorded, run_record
 
 if TYPE_CHECKING:
@@ -47,9 +57,25 @@ class DistillResult:
         return {**dataclasses.asdict(self), "run_dir": str(self.run_dir)}
 
 
+def check_distill(config: Config, resume: Path | None = None, nproc: int | None = None) -> None:
+    """The checks of ``ekd distill`` that need no data, model or torch (``--nproc`` runs them once,
+    before it launches the processes)."""
+    if resume is not None:
+        check_resume(config, Path(resume).resolve())
+    open_store(config).check_run_target(config.run_name, resume)
+    build_trackers(config)
+    plan = plan_methods(config)
+    teacher_name, student_name, _ = resolve_pair(config)
+    check_feature_run(config, plan.distiller, {"student": student_name, "teacher": teacher_name}, nproc)
+    check_student_name(student_name)
+    dataset_key(config)
+
+
 @recorded
 def run_distill(config: Config, resume: Path | None = None) -> DistillResult:
     """Check the run target, prepare (teacher, scores), claim the run directory, distill."""
+    if resume is not None:
+        check_resume(config, Path(resume).resolve())  # before a default teacher is trained
     store = open_store(config)
     store.check_run_target(config.run_name, resume)  # before a teacher is trained or scored
     trackers = build_trackers(config)  # an unknown tracker or a missing package: before any work too

@@ -4,7 +4,8 @@ Evaluating a run again costs no forward pass: the metrics of a weights file on a
 as one small JSON file under ``<store>/cache/evaluations/``, named by a hash of everything they
 depend on (the weights' tensors, the data's identity, the split and its limit, the precision and
 device type, the energy-group options); written atomically, so an interrupted write leaves no
-half file.  A file that cannot be read is treated as missing.
+half file.  Each entry carries a digest of its key and numbers: a file that cannot be read, or
+whose numbers were edited or damaged, is treated as missing (measured again and rewritten).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from ekdcli.sdk.contracts import Dataset
 
 # Bump when what is stored (or how it is computed) changes: older entries are then ignored.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: entries carry a digest of key and result
 
 
 def _data_identity(dataset: Dataset, data_key: str, split: str) -> dict[str, Any]:
@@ -92,6 +93,7 @@ class EvaluationCache:
             not isinstance(entry, dict)
             or entry.get("key") != key
             or not isinstance(entry.get("result"), dict)
+            or entry.get("digest") != _digest(key, entry["result"])  # edited or damaged: measure again
         ):
             return None
         self.hits += 1
@@ -99,4 +101,11 @@ class EvaluationCache:
 
     def put(self, key: str, result: dict[str, Any]) -> None:
         if self.enabled:
-            atomic_write_json(self.path(key), {"key": key, "result": result})
+            entry = {"key": key, "result": result, "digest": _digest(key, result)}
+            atomic_write_json(self.path(key), entry)
+
+
+def _digest(key: str, result: dict[str, Any]) -> str:
+    """What ties an entry's numbers to its key (the weights' and data's fingerprints)."""
+    text = json.dumps({"format": CACHE_FORMAT, "key": key, "result": result}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.build import dataset_key, find_trained, load_dataset, load_trained, with_run_data
-from ekdcli.jobs.common import console, open_store
+from ekdcli.jobs.common import check_output, console, open_store
 from ekdcli.store import rundir
 from ekdcli.util.errors import JobError, UsageError
 
@@ -63,6 +63,7 @@ def run_export(
     if which not in rundir.WHICH:
         raise UsageError(f"--which must be one of {', '.join(rundir.WHICH)}, not {which!r}.")
     weights, run_dir = find_trained(target, config, which)
+    check_output(config, out)
     path = Path(out) if out is not None else default_output(weights, fmt, with_preprocessing)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; pass --force to replace it or choose another --out.")

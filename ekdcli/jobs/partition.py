@@ -51,6 +51,10 @@ def run_partition(
     from ekdcli.method.partition import check_segments, format_partition, save_partition
 
     say = console(config)
+    if per_class < 1:  # the figure's option, refused before the partition file is rewritten
+        raise UsageError(f"--per-class must be at least 1 (images per row in the figure), not {per_class}.")
+    if classes < 1:
+        raise UsageError(f"--classes must be at least 1 (rows in the figure), not {classes}.")
     if segments is not None:
         check_segments(segments)  # the bound, before the score file is read
     data_key = dataset_key(config)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import functools
+import socket
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +47,8 @@ def build_trackers(config: Config) -> list[tuple[str, Tracker]]:
     names = config.track
     if not isinstance(names, list) or not all(isinstance(name, str) and name.strip() for name in names):
         raise UsageError(f'track must be a list of tracker names, e.g. ["tensorboard"], not {names!r}.')
+    if names and config.tracking_uri:
+        check_reachable(config.tracking_uri)
     trackers = registry("trackers")
     built: dict[str, Tracker] = {}
     for name in names:
@@ -52,6 +56,29 @@ def build_trackers(config: Config) -> list[tuple[str, Tracker]]:
         if component.name not in built:
             built[component.name] = component.build()
     return list(built.items())
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Refuse, in seconds and before any work, a tracking server nobody answers at (http/https)."""
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme not in ("http", "https"):
+        return  # a file or database URI: its tracker says what is wrong with it
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        if not parsed.hostname:
+            raise ValueError("no host")
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else _reason(exc)
+        raise UsageError(
+            f"--tracking-uri {uri} is unreachable ({reason}); start the tracking server, fix the URI "
+            "or drop --track."
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 @contextmanager

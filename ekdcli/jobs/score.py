@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.build import TrainedModel, dataset_key, load_dataset, load_trained, stored_weights_path
-from ekdcli.jobs.common import console, engine_options, open_store, store_file_lock
+from ekdcli.jobs.common import check_output, console, engine_options, open_store, store_file_lock
 from ekdcli.sdk.options import both_sides_rate
 from ekdcli.util.errors import JobError, UsageError
 
@@ -152,17 +152,24 @@ def _require_finite_energies(table: ScoreTable, teacher: TrainedModel) -> None:
         )
 
 
-def run_score(
-    config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
-) -> dict[str, Any]:
+def check_score(config: Config, out: Path | None, rate: float) -> None:
+    """The checks of ``ekd score`` that need no data, model or torch (``--nproc`` runs them once)."""
     if not config.teacher:
         raise UsageError(
             "say which teacher to score with --teacher (a name in the store or a .safetensors file)."
         )
     both_sides_rate("", "--rate", rate)  # the summary's low and high sets
-    say = console(config)
+    check_output(config, out)
     data_key = dataset_key(config)  # names are checked before torch is imported
     stored_weights_path(config.teacher, data_key, open_store(config), "teacher")  # before torch is imported
+
+
+def run_score(
+    config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
+) -> dict[str, Any]:
+    check_score(config, out, rate)
+    say = console(config)
+    data_key = dataset_key(config)
     from ekdcli.engine import Runtime
     from ekdcli.method.figures import energy_histogram
     from ekdcli.method.scoring import format_summary, summarize
@@ -171,6 +178,7 @@ def run_score(
     # Join the process group (under torchrun) even when the scores are reused: rank 0 alone draws.
     main = Runtime(engine_options(config)).is_main
     dataset = load_dataset(config)
+    assert config.teacher is not None  # check_score refused a missing --teacher
     teacher = load_trained(config.teacher, dataset, data_key, open_store(config), "teacher")
     total = len(dataset.labels("train"))
     limit = score_limit(config, dataset)

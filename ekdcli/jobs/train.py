@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.config import Config
+from ekdcli.config import Config, naming_origin
 from ekdcli.jobs.build import build_model, canonical_model, dataset_key, load_dataset, weights_metadata
 from ekdcli.jobs.common import (
+    check_resume,
     console,
     describe_data,
     describe_recipe,
@@ -22,7 +23,8 @@ from ekdcli.jobs.common import (
     store_file_lock,
 )
 from ekdcli.jobs.record import build_trackers, recorded, run_record
-from ekdcli.store.layout import safe_name
+from ekdcli.sdk.plugins import registry
+from ekdcli.store.layout import Store, safe_name
 from ekdcli.store.weights import save_tensors
 from ekdcli.util.errors import UsageError
 
@@ -42,24 +44,19 @@ class TrainResult:
 
 @recorded
 def run_train(
-    config: Config, name: str | None = None, keep: str = "best", resume: Path | None = None
+    config: Config, name: str | None = None, keep: str | None = None, resume: Path | None = None
 ) -> TrainResult:
-    """Check everything that can be checked, claim the run directory and the store file, train."""
-    if not config.model:
-        raise UsageError("say which architecture to train with --model (see 'ekd list models').")
-    if keep not in ("best", "last"):
-        raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
-    arch = canonical_model(config.model)
-    trackers = build_trackers(config)
-    data_key = dataset_key(config)  # names are checked before torch is imported
-    store = open_store(config)
-    model_path = store.model_path(data_key, safe_name(name, "--name") if name else arch)  # before any work
-    resume = resume.resolve() if resume else None
-    store.check_run_target(config.run_name, resume)
-    weights_lock = store_file_lock(model_path, "wait for it to finish, or train with --name NAME")
+    """Check everything that can be checked, claim the run directory and the store file, train.
+
+    ``keep`` is ``best`` unless given; a resumed run stores its weights under the name and ``keep``
+    of the command that started it (saved with its checkpoint).
+    """
+    target = check_train(config, name, keep, resume)
+    weights_lock = store_file_lock(target.model_path, "wait for it to finish, or train with --name NAME")
     weights_lock.ensure_free()
     from ekdcli.engine import Runtime
 
+    arch, data_key, store, resume = target.arch, target.data_key, target.store, target.resume
     dataset = load_dataset(config)
     recipe = resolve_recipe(config, dataset, arch)
     # The runtime first: it joins the process group under torchrun and seeds the model's init.
@@ -67,8 +64,92 @@ def run_train(
     with contextlib.ExitStack() as held:
         # Rank 0 names the run (a timestamped name could differ between ranks by a second).
         run_dir = hold_run(held, store, config.run_name, f"train-{arch}-{data_key}", resume, weights_lock)
-        job = _TrainJob(config, arch, dataset, data_key, recipe, runtime, run_dir, model_path, trackers)
-        return job.run(keep, resume is not None)
+        job = _TrainJob(
+            config, arch, dataset, data_key, recipe, runtime, run_dir, target.model_path, target.trackers
+        )
+        return job.run(target.keep, target.store_name, resume is not None)
+
+
+@dataclass
+class TrainTarget:
+    """What a checked ``ekd train`` command will train and where its weights go."""
+
+    arch: str
+    data_key: str
+    store: Store
+    resume: Path | None
+    store_name: str
+    model_path: Path
+    keep: str
+    trackers: list[tuple[str, Tracker]]
+
+
+def check_train(
+    config: Config, name: str | None = None, keep: str | None = None, resume: Path | None = None
+) -> TrainTarget:
+    """Every check of ``ekd train`` that needs no data or model (and no torch unless resuming)."""
+    resume = resume.resolve() if resume else None
+    if resume is not None:
+        check_resume(config, resume)  # before anything else: a resume changes nothing of the experiment
+    if not config.model:
+        raise UsageError("say which architecture to train with --model (see 'ekd list models').")
+    if keep not in (None, "best", "last"):
+        raise UsageError(f"--keep must be 'best' or 'last', not {keep!r}.")
+    if name is not None and not name.strip():
+        raise UsageError("--name is empty; give the name to store the weights under, or leave --name out.")
+    arch = canonical_model(config.model)
+    check_energy_table(config)
+    trackers = build_trackers(config)
+    data_key = dataset_key(config)  # names are checked before torch is imported
+    store = open_store(config)
+    store.check_run_target(config.run_name, resume)
+    if resume is not None:
+        name, keep = _resumed_target(resume, name, keep)
+    store_name = safe_name(name, "--name") if name else arch
+    model_path = store.model_path(data_key, store_name)  # before any work
+    return TrainTarget(arch, data_key, store, resume, store_name, model_path, keep or "best", trackers)
+
+
+def check_energy_table(config: Config) -> None:
+    """``ekd train`` uses no ``[energy]`` option, but the table it is given (from a project file
+    shared with ekd distill, or a campaign's --set) must hold known keys and sane segments."""
+    energy = config.energy
+    if not energy:
+        return
+    known = set()
+    for kind in ("temperature_rules", "augmentations"):
+        for name in registry(kind).names():
+            info = registry(kind).get(name).info
+            if info.get("needs_energy"):
+                known.update(info.get("options", {}))
+    unknown = sorted(set(energy) - known)
+    with naming_origin(config, "energy"):
+        if unknown:
+            raise UsageError(
+                f"unknown option '{unknown[0]}' in [energy]; the energy options are {', '.join(sorted(known))}."
+            )
+        if energy.get("segments") is not None:
+            from ekdcli.method.partition import check_segments
+
+            check_segments(energy["segments"])
+
+
+def _resumed_target(resume: Path, name: str | None, keep: str | None) -> tuple[str | None, str | None]:
+    """The ``--name`` and ``--keep`` the run was started with; a different one given now is refused."""
+    from ekdcli.engine.checkpoint import saved_metadata
+
+    saved = saved_metadata(resume)
+    given_name = safe_name(name, "--name") if name else None
+    for option, given, started in (
+        ("--name", given_name, saved.get("store_name")),
+        ("--keep", keep, saved.get("keep")),
+    ):
+        if given is not None and started is not None and given != started:
+            raise UsageError(
+                f"the run was started with {option} {started}, so its weights are stored that way; resume "
+                f"without {option} (or with {option} {started})."
+            )
+    return name or saved.get("store_name"), keep or saved.get("keep")
 
 
 @dataclass
@@ -83,7 +164,7 @@ class _TrainJob:
     model_path: Path
     trackers: list[tuple[str, Tracker]]
 
-    def run(self, keep: str, resumed: bool) -> TrainResult:
+    def run(self, keep: str, store_name: str, resumed: bool) -> TrainResult:
         from ekdcli.engine import CrossEntropyObjective, ddp, fit
 
         config, dataset, run_dir, model_path = self.config, self.dataset, self.run_dir, self.model_path
@@ -96,6 +177,7 @@ class _TrainJob:
         metadata = weights_metadata(
             self.arch, dataset, self.data_key, "ekd train", recipe=self.recipe.__dict__
         )
+        metadata.update(store_name=store_name, keep=keep)  # a resume stores the weights the same way
         with run_record(config, self.runtime, run_dir, self.trackers, "train") as tracking:
             result = fit(
                 model,

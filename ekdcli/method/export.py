@@ -75,6 +75,7 @@ def export(module: torch.nn.Module, example: torch.Tensor, fmt: str, path: str |
                 output_names=[OUTPUT],
                 dynamic_shapes=({0: batch},),
                 dynamo=True,
+                external_data=False,  # the weights inside the one file: it loads after being copied alone
                 verbose=False,
             )
         else:

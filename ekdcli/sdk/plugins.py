@@ -182,9 +182,9 @@ def _register_from(
     plugin_name = info.name
     try:
         hook(register=register)
-    except EkdError:
+    except (EkdError, KeyboardInterrupt):
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit too: a broken plugin never takes ekd down with it
         message = f"plugin {plugin_name!r} failed while registering {kind} ({type(exc).__name__}: {exc})"
         if strict():
             raise PluginError(message + ".") from exc
@@ -239,7 +239,9 @@ def _entry_point_plugins(disabled: set[str], warnings: list[str]) -> Iterable[Lo
         seen[ep.name] = (dist_name, ep.value)
         try:
             module = ep.load()
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a broken plugin never takes ekd down with it
             failure = f"plugin {ep.name!r} ({dist_name}) failed to import: {type(exc).__name__}: {exc}"
             if strict():
                 raise PluginError(
@@ -278,9 +280,12 @@ def _disabled_modules(disabled: set[str]) -> Iterable[tuple[str, ModuleType]]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in disabled and ep.name not in BUILTIN_PLUGINS:
             try:
-                yield ep.name, ep.load()
-            except Exception:  # a disabled plugin may well be the broken one
+                module = ep.load()
+            except KeyboardInterrupt:
+                raise
+            except BaseException:  # a disabled plugin may well be the broken one
                 continue
+            yield ep.name, module
 
 
 @functools.lru_cache(maxsize=1)

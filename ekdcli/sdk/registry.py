@@ -71,7 +71,9 @@ class Component:
             target: Any = importlib.import_module(module_name)
             for part in attr.split("."):
                 target = getattr(target, part)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a plugin never ends ekd silently
             raise PluginError(
                 f"plugin {self.plugin!r} could not load {self.noun} {self.name!r} "
                 f"from {self.factory!r} ({type(exc).__name__}: {exc}); reinstall or disable it "
@@ -94,7 +96,9 @@ class Component:
             raise PluginError(
                 f"plugin {self.plugin!r} failed to build {self.noun} {self.name!r} ({exc})."
             ) from exc
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a plugin never ends ekd silently
             raise PluginError(
                 f"plugin {self.plugin!r} failed to build {self.noun} {self.name!r} "
                 f"({type(exc).__name__}: {exc})."

@@ -7,6 +7,7 @@ the ones whose process is gone (:func:`sweep_stale_temps`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -17,6 +18,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ekdcli.util.errors import JobError
 
 
 @functools.cache
@@ -63,6 +66,9 @@ def sweep_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -82,9 +88,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:  # disk full, quota, read-only: say so
+            raise JobError(
+                f"could not write {target} ({exc.strerror or exc}); free some space or check the "
+                f"permissions of {target.parent}, then run the command again (the previous file is kept)."
+            ) from exc
         raise
     return target
 

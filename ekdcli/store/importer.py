@@ -11,6 +11,7 @@ import contextlib
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,7 +77,9 @@ def load_weights_only(file: Path, *, unreadable: str, pickled: str) -> Any:
     safe_globals = getattr(torch.serialization, "safe_globals", None)
     allowed = safe_globals(_numpy_scalar_globals()) if safe_globals else contextlib.nullcontext()
     try:
-        with allowed:
+        # torch warns about the pickle protocol of raw pickles before refusing them: ekd says why itself
+        with allowed, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # The weights-only unpickler names what it refused; anything else is a damaged or foreign file.
@@ -176,7 +179,13 @@ def check_state_dict(
         for k, v in expected.items()
         if k in state_dict and state_dict[k].shape != v.shape
     ]
-    if not (missing or unexpected or misshaped):
+    # integer values where the model learns real numbers: not trained weights (rounded, or another thing)
+    mistyped = [
+        f"{k} ({str(state_dict[k].dtype).removeprefix('torch.')})"
+        for k, v in expected.items()
+        if k in state_dict and v.is_floating_point() and not state_dict[k].is_floating_point()
+    ]
+    if not (missing or unexpected or misshaped or mistyped):
         return
     problems = [
         _listing(what, items)
@@ -184,6 +193,7 @@ def check_state_dict(
             ("missing keys", missing),
             ("unexpected keys", unexpected),
             ("mis-shaped keys", misshaped),
+            ("integer-typed weights", mistyped),
         )
         if items
     ]

@@ -92,6 +92,18 @@ class Store:
         """What ``ekd evaluate`` measured, by a hash of the weights, data and options."""
         return self.root / "cache" / "evaluations" / f"{safe_name(key)}.json"
 
+    def owned_dirs(self) -> tuple[Path, ...]:
+        """The folders whose files the store writes itself (weights, scores, caches, runs, campaigns)."""
+        return tuple(self.root / name for name in ("models", "scores", "cache", "runs", "campaigns"))
+
+    def owns(self, path: str | Path) -> bool:
+        """Whether ``path`` (after ``~`` and symlinks) lies in a folder the store writes itself."""
+        target = Path(path).expanduser().resolve()
+        for folder in self.owned_dirs():
+            if target == folder.resolve() or folder.resolve() in target.parents:
+                return True
+        return False
+
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
@@ -120,7 +132,15 @@ class Store:
     def _target(self, run_name: str | None, resume: Path | None) -> Path | None:
         if resume is not None:
             return Path(resume)
-        return self.run_dir(safe_name(run_name, "--run-name")) if run_name else None
+        if not run_name:
+            return None
+        path = self.run_dir(safe_name(run_name, "--run-name"))
+        if path.is_symlink() or (path.exists() and path.resolve().parent != self.runs_dir().resolve()):
+            raise UsageError(
+                f"{path} is a link (to {path.resolve()}); ekd writes a run only into a directory of its own "
+                "in the store's runs: remove the link or choose another --run-name."
+            )
+        return path
 
     @staticmethod
     def _check_target(path: Path, resume: bool) -> None:

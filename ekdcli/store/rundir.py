@@ -79,6 +79,12 @@ class RunWriter:
             atomic_write_text(config, config_text)
         atomic_write_json(self.run_dir / ENVIRONMENT, {**environment, "run_format": RUN_FORMAT})
 
+    def discard_start(self) -> None:
+        """Remove what :meth:`start` wrote (a run refused before its first step leaves nothing)."""
+        if self.run_dir is not None:
+            for name in (CONFIG, ENVIRONMENT):
+                (self.run_dir / name).unlink(missing_ok=True)
+
     def log(self, transcript: Transcript) -> None:
         """Keep ``transcript`` in ``run.log`` from now on (after what a resumed run's log already holds)."""
         if self.run_dir is None:
@@ -171,6 +177,8 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 def weights_path(run_dir: Path, which: str) -> Path:
     """``best`` or ``last`` weights of a run; a missing file says what the run has instead."""
+    if which not in WHICH:
+        raise UsageError(f"which weights of a run: 'best' or 'last', not {which!r}.")
     path = run_dir / f"{which}.safetensors"
     if path.is_file():
         return path

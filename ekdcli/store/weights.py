@@ -56,7 +56,7 @@ def save_tensors(
 
     Refuses (JobError) tensors holding NaN or infinity: a store never holds non-finite weights.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     require_finite(tensors, str(path))
 
@@ -65,7 +65,14 @@ def save_tensors(
     }
     # safetensors refuses shared or non-contiguous storage: store independent copies.
     plain = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(plain, tmp, metadata=meta))
+    # Serialized here, written by ekd's atomic temp file: safetensors' own save_file writes a
+    # ``.tmpXXXXXX`` of its own first, which a kill -9 would leave where no clean-up recognizes it.
+    data = save(plain, metadata=meta)
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    return atomic_write(path, write)
 
 
 def load_tensors(

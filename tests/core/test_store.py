@@ -47,16 +47,17 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path: Path) -> None:
 def test_failed_safetensors_write_leaves_the_old_weights_intact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import safetensors.torch
 
     target = save_tensors(tmp_path / "w.safetensors", {"w": torch.ones(3)}, {"arch": "old"})
     before = target.read_bytes()
 
-    def half_written(tensors: object, filename: str, metadata: object = None) -> None:
-        Path(filename).write_bytes(before[: len(before) // 2])  # the crash comes mid-file
+    real_write = Path.write_bytes
+
+    def half_written(self: Path, data: bytes) -> int:
+        real_write(self, data[: len(data) // 2])  # the crash comes mid-file
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", half_written)
+    monkeypatch.setattr(Path, "write_bytes", half_written)
     with pytest.raises(OSError, match="disk full"):
         save_tensors(target, {"w": torch.zeros(3)}, {"arch": "new"})
     assert target.read_bytes() == before

@@ -19,7 +19,7 @@ from ekdcli.store.atomic import _host_tag, atomic_write, atomic_write_text, swee
 from ekdcli.store.layout import Store
 from ekdcli.store.locks import FileLock, lock_for, sweep_stale_locks
 from ekdcli.store.weights import save_tensors
-from ekdcli.util.errors import UsageError
+from ekdcli.util.errors import JobError, UsageError
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_a_failed_write_leaves_no_temp_file_and_the_old_file(tmp_path: Path) -> 
         Path(tmp).write_bytes(b"half")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(JobError, match=r"could not write .* \(No space left on device\); free some space"):
         atomic_write(target, explode)
     assert snapshot(tmp_path) == before
 

@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from rel_helpers import DATA, TEACHER, ekd_process, one_line_error
+
+from ekdcli.store.weights import load_tensors, read_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +43,12 @@ def finish(process: subprocess.Popen[str], timeout: float = 240) -> tuple[int, s
 
 
 def leftovers(store: Path) -> list[str]:
-    return sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.suffix in (".lock", ".tmp"))
+    """Locks and temporary files: ekd's own (``.tmp``) and any library's (``.tmpXXXXXX``)."""
+    return sorted(
+        str(p.relative_to(store))
+        for p in store.rglob("*")
+        if p.suffix in (".lock", ".tmp") or p.name.startswith(".tmp")
+    )
 
 
 def test_a_live_run_refuses_a_second_writer_and_resume_then_kill_9_and_resume_finish_it(store: Path) -> None:
@@ -91,6 +99,36 @@ def test_kill_9_of_train_keeps_the_good_store_file_and_resume_replaces_it(store:
     )
     assert code == 0, err
     assert (store / TEACHER).read_bytes() != good  # now it is replaced, once, by the finished run
+    meta = read_metadata(store / TEACHER)  # the name and epoch the original command would store
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = max(history, key=lambda r: r["test_top1"])  # the first of equal maxima
+    assert (meta["kept"], int(meta["epoch"]), int(meta["epochs"])) == ("best", best["epoch"], epochs + 1)
+    assert leftovers(store) == []
+
+
+def test_kill_9_then_resume_stores_under_the_original_name_with_the_last_epoch(store: Path) -> None:
+    """``--name mine --keep last``, killed, resumed without them: mine.safetensors holds the last epoch."""
+    good = (store / TEACHER).read_bytes()
+    args = ("train", "--model", "tiny_cnn", *DATA, "--run-name", "n", "--name", "mine", "--keep", "last")
+    first = ekd_process(*args, *LONG)
+    run = store / "runs" / "n"
+    try:
+        wait_for(run / "checkpoint.pt", first)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    epochs = len((run / "metrics.jsonl").read_text().splitlines())
+    code, out, err = finish(
+        ekd_process("train", "--resume", str(run), "--epochs", str(epochs + 1), "--quiet")
+    )
+    assert code == 0, err
+    mine = store / "models" / "fake" / "mine.safetensors"
+    meta = read_metadata(mine)
+    assert (meta["store_name"], meta["kept"], int(meta["epoch"])) == ("mine", "last", epochs + 1)
+    last, _ = load_tensors(run / "last.safetensors")
+    stored, _ = load_tensors(mine)
+    assert all(torch.equal(last[k], stored[k]) for k in last)
+    assert (store / TEACHER).read_bytes() == good  # the architecture's file: never touched
     assert leftovers(store) == []
 
 

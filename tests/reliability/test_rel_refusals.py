@@ -82,6 +82,17 @@ def run_copy(name: str, checkpoint: Callable[[Path], None] | None = None) -> Set
     return setup
 
 
+def as_distill_run(checkpoint: Callable[[Path], None]) -> Callable[[Path], None]:
+    """The run's config.toml as a distillation of tiny_cnn by tiny_cnn would record it, then ``checkpoint``."""
+
+    def rewrite(path: Path) -> None:
+        config = path.parent / "config.toml"
+        config.write_text('teacher = "tiny_cnn"\nstudent = "tiny_cnn"\n' + config.read_text())
+        checkpoint(path)
+
+    return rewrite
+
+
 def without_summary(path: Path) -> None:
     (path.parent / "summary.json").unlink()
 
@@ -495,7 +506,7 @@ def _resume_targets() -> list[Case]:
         ),
         (
             "distill-resume-malicious",
-            run_copy("bad", lambda p: torch.save({"format": 1, "x": Evil()}, p)),
+            run_copy("bad", as_distill_run(lambda p: torch.save({"format": 1, "x": Evil()}, p))),
             ("distill", *resume, "--teacher", "tiny_cnn", "--student", "tiny_cnn", "--quiet"),
             2,
             ("contains a pickled Python object (posix.system)",),
@@ -526,7 +537,7 @@ def _resume_targets() -> list[Case]:
             run_copy("bad"),
             (*TRAIN, *resume, "--lr", "0.5"),
             2,
-            ("the run was started with other values of lr",),
+            ("cannot change --lr (unset -> 0.5)",),
         ),
     ]
 

@@ -108,12 +108,9 @@ def distill(
         },
         resume=resume,
     )
-    if nproc is not None and nproc > 1:  # a method that runs in one process only: before the launch
-        from ekdcli.jobs.plan import plan_methods
-        from ekdcli.jobs.features import check_processes
+    from ekdcli.jobs.distill import check_distill
 
-        check_processes(plan_methods(config).distiller, nproc)
-    with multiprocess(nproc):
+    with multiprocess(nproc, check=lambda: check_distill(config, resume, nproc)):
         from ekdcli.jobs.common import console
         from ekdcli.jobs.distill import run_distill
 

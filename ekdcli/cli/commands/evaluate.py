@@ -93,11 +93,12 @@ def evaluate(
       ekd evaluate my-run --groups --limit-train 10000 --json
       ekd evaluate my-run --which last --scores ekd-store/scores/cifar100/wrn_40_2.safetensors
     """
-    from ekdcli.jobs.common import console
+    from ekdcli.jobs.common import check_output, console
     from ekdcli.jobs.evaluate import run_evaluate
     from ekdcli.jobs.evaluate_report import format_evaluation
 
     config = build_config(params)
+    check_output(config, plot, "--plot")
     plotted = None
     if plot is not None:
         from ekdcli.jobs.curves import plot_targets

@@ -47,10 +47,11 @@ def report(targets: tuple[str, ...], paper: str | None, which: str, out: Path | 
       ekd report table5 --paper table5
       ekd report ekd-store/runs/table2.* --paper table2 --out reports/table2
     """
-    from ekdcli.jobs.common import console
+    from ekdcli.jobs.common import check_output, console
     from ekdcli.jobs.report import ReportRequest, markdown, run_report
 
     config = build_config(params)
+    check_output(config, out)  # the campaign's own folder is the default, never a name given here
     result = run_report(config, ReportRequest(list(targets), paper, which, out))
     text = markdown(result) + "\nwritten: " + ", ".join(result["files"].values())
     console(config).result(result, text)

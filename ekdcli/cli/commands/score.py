@@ -47,7 +47,9 @@ def score(
     from ekdcli.cli.launch import multiprocess
 
     config = build_config(params)
-    with multiprocess(nproc):
+    from ekdcli.jobs.score import check_score
+
+    with multiprocess(nproc, check=lambda: check_score(config, out, rate)):
         from ekdcli.jobs.common import console
         from ekdcli.jobs.score import run_score
 

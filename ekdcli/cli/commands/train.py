@@ -16,16 +16,14 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
 @click.option(
     "--keep",
     type=click.Choice(["best", "last"]),
-    default="best",
-    show_default=True,
-    help="Which epoch's weights go to the store.",
+    help="Which epoch's weights go to the store  [default: best; a resumed run keeps its own].",
 )
 @click.option(
     "--resume",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue a stopped run from its run directory.",
 )
-def train(name: str | None, keep: str, resume: Path | None, nproc: int | None, **params: Any) -> None:
+def train(name: str | None, keep: str | None, resume: Path | None, nproc: int | None, **params: Any) -> None:
     """Train a model with cross-entropy (teachers and student baselines).
 
     The weights are written to <store>/models/<data>/<model>.safetensors, where
@@ -40,7 +38,9 @@ def train(name: str | None, keep: str, resume: Path | None, nproc: int | None, *
     from ekdcli.cli.launch import multiprocess
 
     config = build_config(params, resume=resume)  # bad options fail here, before any re-launch
-    with multiprocess(nproc):
+    from ekdcli.jobs.train import check_train
+
+    with multiprocess(nproc, check=lambda: check_train(config, name, keep, resume)):
         from ekdcli.jobs.train import run_train
 
         result = run_train(config, name=name, keep=keep, resume=resume)

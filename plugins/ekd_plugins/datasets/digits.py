@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ekd_plugins.datasets.in_memory import refuse_root
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.data import from_arrays
 from ekdcli.sdk.options import as_int, check_names, owner
@@ -48,10 +49,11 @@ def digits(
 ) -> InMemoryDataset:
     """The embedded default: 10 digit classes, 1 channel, ``size`` x ``size`` (32 by default).
 
-    ``root`` and ``download`` are accepted for a uniform factory signature and ignored: the
-    data ship with scikit-learn.
+    ``root`` and ``download`` are accepted for a uniform factory signature: the data ship with
+    scikit-learn, so a root is refused rather than silently ignored.
     """
     who = owner("dataset", "digits")
+    refuse_root("digits", root)
     check_names(who, options, ("size",))
     size = as_int(who, "size", size, minimum=8)
     images, labels = load_digit_images(size)

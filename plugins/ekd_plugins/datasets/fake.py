@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ekd_plugins.datasets.in_memory import refuse_root
 from ekd_plugins.datasets.options import FakeOptions
 from ekdcli.sdk.contracts import InMemoryDataset
 from ekdcli.sdk.data import from_arrays
@@ -42,6 +43,7 @@ def fake(root: str | None = None, download: bool = False, **options: Any) -> InM
 
     ``options`` are those of :class:`~ekd_plugins.datasets.options.FakeOptions`.
     """
+    refuse_root("fake", root)
     opts = read_options(owner("dataset", "fake"), FakeOptions, options)
     n_train, n_test, num_classes = opts["n_train"], opts["n_test"], opts["num_classes"]
     channels, height, width, seed = opts["channels"], opts["height"], opts["width"], opts["seed"]
