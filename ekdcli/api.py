@@ -160,7 +160,8 @@ def load_model(
     ``data``), a ``.safetensors`` file, or a run directory / run name (its ``which`` weights).
     The weights' metadata says what to build; no data are loaded.
     """
-    from ekdcli.jobs.build import find_trained, open_trained
+    from ekdcli.jobs.build import open_trained
+    from ekdcli.jobs.targets import find_trained
 
     resolved = make_config({**settings, "data": data}, config)
     weights, _ = find_trained(str(name_or_path), resolved, which)

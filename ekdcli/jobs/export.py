@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
-from ekdcli.jobs.build import dataset_key, find_trained, load_dataset, load_trained, with_run_data
+from ekdcli.jobs.build import dataset_key, load_dataset, load_trained
 from ekdcli.jobs.common import console, open_store
+from ekdcli.jobs.targets import resolve, with_run_data
 from ekdcli.store import rundir
 from ekdcli.util.errors import JobError, UsageError
 
@@ -62,11 +63,12 @@ def run_export(
     check_request(fmt, check)
     if which not in rundir.WHICH:
         raise UsageError(f"--which must be one of {', '.join(rundir.WHICH)}, not {which!r}.")
-    weights, run_dir = find_trained(target, config, which)
+    found = resolve(target, open_store(config), which, dataset_key(config), role="model")
+    weights, run_dir = found.weights, found.run_dir
     path = Path(out) if out is not None else default_output(weights, fmt, with_preprocessing)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; pass --force to replace it or choose another --out.")
-    config = with_run_data(config, run_dir)
+    config = with_run_data(config, found.run_values)
     dataset = load_dataset(config)
     data_key = dataset_key(config)
     trained = load_trained(str(weights), dataset, data_key, open_store(config), "model")
