@@ -9,8 +9,8 @@
     ekd.export(run.run_dir, format="onnx")
 
 Each function runs the same job as its command (``ekd train`` runs :func:`train`'s job) on a
-configuration made the same way: built-in defaults < ``./ekd.toml`` (or ``config=FILE``) < the
-keyword arguments, which are the keys of docs/configuration.md (``epochs=2``,
+configuration made the same way: built-in defaults < ``config=FILE`` < the keyword arguments
+(unlike the commands, a ``./ekd.toml`` is read only when named: ``config="ekd.toml"``), which are the keys of docs/configuration.md (``epochs=2``,
 ``limit_train=256``, ``energy={"preset": "official"}``, ``train={"momentum": 0.95}``).
 Nothing is printed unless ``quiet=False``; run directories still get their ``run.log``.
 Accuracies are fractions in [0, 1].  Bad input raises ``ekdcli.sdk.UsageError`` (one sentence).
@@ -126,11 +126,14 @@ class Export:
 
 # ------------------------------------------------------------------ configuration
 def make_config(settings: dict[str, Any], config: str | Path | None = None) -> Config:
-    """A :class:`Config` from keyword arguments (``None`` = not given), as the commands make one from flags."""
+    """A :class:`Config` from keyword arguments (``None`` = not given), as the commands make one from
+    flags; a project file is read only when named (``config="ekd.toml"``), so a script gives the same
+    result in every directory."""
     given = {key: value for key, value in settings.items() if value is not None}
     given.setdefault("quiet", True)
     validate(given, "keyword arguments")
-    return resolve(given, config)  # the arguments count as flags: they win over the file and a run's data
+    # the arguments count as flags: they win over the file and a run's data
+    return resolve(given, config, project_file=False)
 
 
 def _run_path(value: str | Path | None) -> Path | None:
@@ -260,6 +263,7 @@ def evaluate(
     scores: str | Path | None = None,
     rate: float = 0.2,
     plot: str | Path | None = None,
+    strict: bool = False,
     config: str | Path | None = None,
     **settings: Any,
 ) -> Evaluation:
@@ -274,7 +278,7 @@ def evaluate(
         from ekdcli.jobs.curves import plot_targets
 
         drawn = plot_targets(resolved, refs, Path(plot))
-    result = run_evaluate(resolved, refs, split, _run_path(scores), which, rate)
+    result = run_evaluate(resolved, refs, split, _run_path(scores), which, rate, strict=strict)
     return Evaluation(result["targets"], result["groups"], result["split"], drawn)
 
 

@@ -82,6 +82,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def scale_milestones(recipe: Recipe, epochs: int) -> tuple[int, ...]:
+    """The recipe's milestones at the same fractions of a run of ``epochs`` epochs (each at least 1,
+    repeats kept so the final rate is the recipe's): 150,180,210 of 240 epochs are 3,4,4 of 5."""
+    return tuple(max(1, round(m * epochs / recipe.epochs)) for m in recipe.milestones)
+
+
 def preset(name: str, lr_hints: Mapping[str, float] | None = None) -> Recipe:
     """The named recipe, at the learning rate the model's hints give for it (else as listed).
 

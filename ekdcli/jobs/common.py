@@ -97,7 +97,7 @@ def recipe_name(config: Config, dataset: Dataset) -> str:
 def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -> Recipe:
     """The named recipe for ``model`` (the model being trained: a registered name, or a weights
     file, which changes nothing), then the ``[train]`` table, then ``--epochs/--batch-size/--lr``."""
-    from ekdcli.engine.recipe import RECIPES, preset
+    from ekdcli.engine.recipe import RECIPES, preset, scale_milestones
     from ekdcli.jobs.build import is_registered_model
 
     name = recipe_name(config, dataset)
@@ -119,6 +119,8 @@ def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -
                 overrides[key] = getattr(config, key)
         if "milestones" in overrides:
             overrides["milestones"] = tuple(overrides["milestones"])
+        elif overrides.get("epochs", recipe.epochs) != recipe.epochs:  # the schedule follows the run's length
+            overrides["milestones"] = scale_milestones(recipe, int(overrides["epochs"]))
         return dataclasses.replace(recipe, **overrides).validate()
 
 

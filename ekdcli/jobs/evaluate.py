@@ -27,7 +27,7 @@ from ekdcli.config import Config
 from ekdcli.jobs.common import console, engine_options, open_store
 from ekdcli.jobs.evaluate_cache import EvaluationCache, evaluation_key
 from ekdcli.jobs.evaluate_report import RowPrinter, display_names, finite, group_results
-from ekdcli.jobs.targets import Target, expand_targets, resolve, with_run_data
+from ekdcli.jobs.targets import Target, resolve_all, with_run_data
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError
@@ -396,8 +396,12 @@ def run_evaluate(
     groups: bool = False,
     stream: bool = False,
     cache: bool = True,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Evaluate each target; return ``{"targets": [...], "groups": [...]}`` (see the module docstring).
+
+    A run without weights among several targets is skipped with a note (``"skipped"``) unless
+    ``strict``.
 
     ``groups`` (implied by ``scores``) adds the accuracy on the training set's energy groups (on the
     first ``config.limit_train`` images, or all); ``stream`` prints each target's row as it is done;
@@ -410,7 +414,11 @@ def run_evaluate(
     _check_options(targets, split, which, options)
     store = open_store(config)
     data_key = dataset_key(config)
-    resolved = [resolve(ref, store, which, data_key) for ref in expand_targets(list(targets), store)]
+    resolved, skipped = resolve_all(list(targets), store, which, data_key, strict)
+    if skipped:
+        console(config).say(
+            f"note: skipped {len(skipped)} run(s) without weights: {', '.join(skipped)} (--strict refuses them)"
+        )
     from ekdcli.engine import Runtime  # after the names and paths are checked
 
     engine = engine_options(config)
@@ -426,6 +434,7 @@ def run_evaluate(
         "targets": results,
         "groups": group_results(results),
         "requested": len(resolved),
+        "skipped": skipped,
         "interrupted": interrupted,
         "cached": caches.reused,
     }
@@ -440,7 +449,10 @@ def _evaluate_all(
     stubs = [{"target": t.ref, "kind": t.kind, "run_dir": t.run_dir and str(t.run_dir)} for t in resolved]
     names, folder = display_names(stubs)
     show = stream and len(resolved) > 1
-    printer = RowPrinter(names, folder, options.enabled, console(config).say) if show else None
+    from ekdcli.jobs.build import dataset_key
+
+    datas = [dataset_key(eval_config(config, t)) for t in resolved]
+    printer = RowPrinter(names, folder, options.enabled, console(config).say, datas) if show else None
     results: list[dict[str, Any]] = []
     try:
         for target, name in zip(resolved, names, strict=True):

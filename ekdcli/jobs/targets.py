@@ -120,6 +120,30 @@ def resolve(ref: str, store: Store, which: str, data_key: str | None, role: str 
     return _stored_model(ref, store, data_key, role)
 
 
+def resolve_all(
+    refs: list[str], store: Store, which: str, data_key: str | None, strict: bool = False
+) -> tuple[list[Target], list[str]]:
+    """Each of ``refs`` (after :func:`expand_targets`) resolved, and notes on the runs left out: a
+    run without its ``which`` weights (stopped or still in its first epoch) is skipped unless
+    ``strict``, or unless it was the only target."""
+    expanded = expand_targets(list(refs), store)
+    targets: list[Target] = []
+    skipped: list[str] = []
+    for ref in expanded:
+        run_dir = named_run(store, ref)
+        weights = run_dir / f"{which}.safetensors" if run_dir is not None else None
+        if weights is not None and not weights.is_file() and not strict and len(expanded) > 1:
+            skipped.append(f"{ref} (no {which}.safetensors)")
+            continue
+        targets.append(resolve(ref, store, which, data_key))
+    if not targets:
+        raise UsageError(
+            f"none of the runs has {which} weights yet ({', '.join(skipped)}); evaluate them after their "
+            "first epoch, or continue them with 'ekd train/distill --resume RUN'."
+        )
+    return targets, skipped
+
+
 def _stored_model(ref: str, store: Store, data_key: str | None, role: str | None) -> Target:
     if ref.endswith(".safetensors"):
         raise UsageError(

@@ -47,7 +47,9 @@ def test_keywords_are_configuration_keys_over_the_project_file(tmp_path: Path) -
     from ekdcli.api import make_config
 
     Path("ekd.toml").write_text('epochs = 7\nlr = 0.2\n[energy]\npreset = "official"\n')
-    config = make_config({"epochs": 3, "energy": {"t_plus": 1.0}, "data_root": None})
+    assert make_config({"epochs": 3}).lr is None  # ./ekd.toml is not read unless named
+    assert make_config({"epochs": 3}).sources["lr"] == "default"
+    config = make_config({"epochs": 3, "energy": {"t_plus": 1.0}, "data_root": None}, "ekd.toml")
     assert (config.epochs, config.lr, config.quiet) == (3, 0.2, True)  # quiet unless asked otherwise
     assert config.energy == {"preset": "official", "t_plus": 1.0}
     assert config.sources["epochs"] == "flag" and config.sources["lr"] == "ekd.toml"

@@ -9,7 +9,7 @@ import torch
 
 from ekdcli.config import resolve
 from ekdcli.engine.recipe import RECIPES, Recipe, build_optimizer, build_scheduler, lr_factor, preset
-from ekdcli.jobs.common import resolve_recipe
+from ekdcli.jobs.common import describe_recipe, resolve_recipe
 from ekdcli.util.errors import UsageError
 
 
@@ -127,3 +127,18 @@ def test_resolve_recipe_applies_the_small_student_lr_unless_one_is_given() -> No
     assert resolve_recipe(config, _Data()).lr == 0.05
     assert resolve_recipe(resolve({"recipe": "cifar", "lr": 0.03}), _Data(), "mv2").lr == 0.03
     assert resolve_recipe(resolve({"recipe": "cifar", "train": {"lr": 0.02}}), _Data(), "mv2").lr == 0.02
+
+
+def test_epochs_scale_the_recipes_milestones_unless_milestones_are_given() -> None:
+    # 150,180,210 of 240 epochs at the same fractions of 5: 3.125, 3.75, 4.375 -> 3, 4, 4
+    short = resolve_recipe(resolve({"recipe": "cifar", "epochs": 5}), _Data())
+    assert (short.epochs, short.milestones) == (5, (3, 4, 4))
+    assert lr_factor(short, 4, 1) == pytest.approx(0.05 * 0.1**3 / 0.05)  # the recipe's final rate at the end
+    assert "x0.1 at 3,4,4" in describe_recipe(short)
+    tabled = resolve_recipe(resolve({"recipe": "cifar", "train": {"epochs": 120}}), _Data())
+    assert tabled.milestones == (75, 90, 105)
+    given = resolve_recipe(resolve({"recipe": "cifar", "epochs": 5, "train": {"milestones": [2]}}), _Data())
+    assert given.milestones == (2,)
+    assert resolve_recipe(resolve({"recipe": "cifar", "epochs": 240}), _Data()).milestones == (150, 180, 210)
+    one = resolve_recipe(resolve({"recipe": "cifar", "epochs": 1}), _Data())
+    assert one.milestones == (1, 1, 1)

@@ -51,6 +51,12 @@ from ekdcli.cli.options import FINITE, build_config, options
     help="Measure again instead of reusing the results cached in <store>/cache/evaluations/.",
 )
 @click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse runs without weights (stopped, or before their first epoch) instead of skipping them "
+    "with a note.",
+)
+@click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also draw the training curves (loss, top-1, lr) of the runs among the targets into this PNG.",
@@ -68,6 +74,7 @@ def evaluate(
     rate: float,
     no_cache: bool,
     plot: Path | None,
+    strict: bool,
     **params: Any,
 ) -> None:
     """Top-1/top-5, NLL, calibration (ECE, 15 bins) and per-class accuracy of runs or models.
@@ -82,8 +89,10 @@ def evaluate(
     on the low / others / high energy sets of the training data (from
     --scores, or the score file of the run's teacher in the store); long-tailed
     data also get many/medium/few-shot accuracy. Several targets give one table
-    grouped by configuration with mean ± sample std over seeds. Runs at fp32
-    unless --precision is given.
+    grouped by configuration with mean ± sample std over seeds (with a data
+    column when the targets use different data). Runs without weights yet are
+    skipped with a note (--strict refuses them). Runs at fp32 unless
+    --precision is given.
 
     \b
     Example:
@@ -105,7 +114,16 @@ def evaluate(
         plotted = plot_targets(config, list(targets), plot)
     stream = not config.quiet and not config.json
     result = run_evaluate(
-        config, list(targets), split, scores, which, rate, groups=groups, stream=stream, cache=not no_cache
+        config,
+        list(targets),
+        split,
+        scores,
+        which,
+        rate,
+        groups=groups,
+        stream=stream,
+        cache=not no_cache,
+        strict=strict,
     )
     if plotted is not None:
         result["plot"] = str(plotted)
