@@ -37,6 +37,7 @@ from ekdcli.jobs.common import (
     resolve_recipe,
 )
 from ekdcli.jobs.console import Console
+from ekdcli.jobs.provenance import say_teacher
 from ekdcli.jobs.record import build_trackers, recorded, run_record
 from ekdcli.sdk.plugins import Component, registry
 from ekdcli.util.errors import UsageError, did_you_mean
@@ -517,7 +518,7 @@ def _print_header(say: Console, config: Config, job: Prepared, run_dir: Path) ->
         name += f" (temperature rule {plan.rule.name})"  # another rule than the method's own
     say.say(f"ekd distill: {name}, {teacher} -> {job.student_arch} on {data}")
     if job.teacher is not None:
-        say.say(f"  teacher: {job.teacher.path}")
+        say_teacher(say, job.teacher.path, job.teacher.metadata)
     rule = loss_summary(job.distiller.describe())
     if job.augmentation is not None:
         rule += f"; {augmentation_summary(job.augmentation.describe())}"
