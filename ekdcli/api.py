@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config, resolve, validate
+from ekdcli.sdk.energy import Thresholds as Thresholds
+from ekdcli.sdk.energy import compute_thresholds, energy
+from ekdcli.sdk.losses import energy_dkd_loss as energy_dkd_loss
+from ekdcli.sdk.losses import energy_kd_loss as energy_kd_loss
+from ekdcli.sdk.losses import energy_temperatures as energy_temperatures
 from ekdcli.store import rundir
+
+# The drop-in losses for one's own training loop (docs/python-api.md), stable under these names.
+energy_score = energy
+energy_thresholds = compute_thresholds
 
 if TYPE_CHECKING:
     import torch

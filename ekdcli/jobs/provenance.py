@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ekdcli.engine.recipe import RECIPES
 from ekdcli.store.weights import meta_value, read_metadata
 
 # A teacher that trained less than this share of its recipe's epochs is called under-trained.
@@ -75,6 +74,8 @@ def describe(p: Provenance) -> str:
 def concerns(p: Provenance) -> list[str]:
     """Why a model may be too weak to teach: it trained far fewer epochs than its recipe (the named
     recipe's full length, else the epochs it was started for), or its test top-1 is near chance."""
+    from ekdcli.engine.recipe import RECIPES  # the engine package imports torch: not at start-up
+
     found = []
     expected = RECIPES[p.recipe].epochs if p.recipe in RECIPES else p.planned
     if p.epochs is not None and expected and p.epochs < MIN_RECIPE_SHARE * expected:

@@ -102,3 +102,33 @@ def test_the_python_api_walkthrough_runs_as_written(capsys: pytest.CaptureFixtur
     assert "resnet8.safetensors" in printed and "energy_kd he-cutmix" in printed
     assert "torch.Size([3, 10])" in printed  # the exported program ran on raw pixels
     assert Path("curves.png").is_file()
+
+
+def test_the_losses_section_runs_as_written_and_matches_the_formulas(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/python-api.md "Use the losses in your own loop", run as written; its numbers re-derived here."""
+    import torch
+    import torch.nn.functional as F
+
+    text = (
+        DOC.read_text(encoding="utf-8").split("## Use the losses in your own loop", 1)[1].split("\n## ", 1)[0]
+    )
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "losses section", "exec"), namespace)
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == "tensor([2., 4., 6.])"
+    z_s, z_t, labels = namespace["z_s"].detach(), namespace["z_t"], namespace["labels"]
+    energies = -4.0 * torch.logsumexp(namespace["teacher_logits"] / 4.0, dim=1)
+    ordered = energies.sort().values
+    low, high = ordered[200], ordered[1000 - 200 - 1]  # floor(N * rate) and N - floor(N * rate) - 1
+    e = energies[:64]
+    temps = torch.where(e < low, 6.0, torch.where(e > high, 2.0, 4.0))
+    kl = (
+        F.softmax(z_t / temps[:, None], 1)
+        * (F.log_softmax(z_t / temps[:, None], 1) - F.log_softmax(z_s / temps[:, None], 1))
+    ).sum(1)
+    expected = 0.1 * F.cross_entropy(z_s, labels) + 0.9 * (kl * temps**2).mean()
+    assert float(second.split()[0]) == pytest.approx(expected.item(), abs=1e-4)
+    assert float(second.split()[1]) > 0
