@@ -12,6 +12,21 @@ import click
 from ekdcli.config import OPTION_TABLES, Config, parse_assignments, resolve
 from ekdcli.sdk.options import MAX_SEED
 
+# The named recipes' lengths and learning rates for --help (engine/recipe.py imports torch; a test
+# keeps these texts equal to engine.recipe.RECIPES).
+RECIPE_EPOCHS = "240 cifar, 360 cifar-energy, 100 imagenet, 30 quick"
+RECIPE_LRS = "0.05 cifar, cifar-energy and quick (0.01 for MobileNetV2/ShuffleNet students), 0.2 imagenet"
+
+
+class _Seed(click.IntRange):
+    """A seed in [0, 2**63-1], shown as such instead of click's 19-digit ``[0<=x<=...]``."""
+
+    def _describe_range(self) -> str:
+        return "0<=x<2**63"
+
+
+SEED = _Seed(0, MAX_SEED)
+
 F = Callable[..., Any]
 
 
@@ -52,7 +67,7 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "teacher": click.option("--teacher", help="Teacher: a name in the store or a .safetensors path."),
     "student": click.option("--student", help="Student architecture (or weights to start from)."),
     "method": click.option(
-        "--method", help="Distiller (see 'ekd list distillers'), e.g. energy_kd, energy_dkd."
+        "--method", help="Distiller (see 'ekd list distillers'), e.g. kd, energy_dkd (default energy_kd)."
     ),
     "temperature_rule": click.option(
         "--temperature-rule",
@@ -77,12 +92,14 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "recipe": click.option(
         "--recipe", help="Recipe preset: auto (by dataset), cifar, cifar-energy, imagenet, quick."
     ),
-    "epochs": click.option("--epochs", type=int, help="Number of epochs (overrides the recipe)."),
-    "batch_size": click.option("--batch-size", type=int, help="Global batch size (overrides the recipe)."),
-    "lr": click.option("--lr", type=FINITE, help="Learning rate (overrides the recipe)."),
-    "seed": click.option(
-        "--seed", type=click.IntRange(0, MAX_SEED), help="Random seed, 0 to 2**63-1 (default 0)."
+    "epochs": click.option(
+        "--epochs",
+        type=int,
+        help=f"Number of epochs (default: the recipe's, {RECIPE_EPOCHS}); the recipe's lr milestones scale with it.",
     ),
+    "batch_size": click.option("--batch-size", type=int, help="Global batch size (overrides the recipe)."),
+    "lr": click.option("--lr", type=FINITE, help=f"Learning rate (default: the recipe's, {RECIPE_LRS})."),
+    "seed": click.option("--seed", type=SEED, help="Random seed, 0 to 2**63-1 (default 0)."),
     "device": click.option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
     "precision": click.option(
         "--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Autocast precision."
