@@ -141,7 +141,13 @@ def describe_data(config: Config, dataset: Dataset, data_key: str) -> str:
 def describe_recipe(recipe: Recipe) -> str:
     milestones = ",".join(str(m) for m in recipe.milestones)
     return (
-        f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''}, batch {recipe.batch_size}, SGD lr {recipe.lr} momentum {recipe.momentum} "
-        f"wd {recipe.weight_decay}, {recipe.schedule} schedule"
+        f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''}, batch {recipe.batch_size}, "
+        + (
+            f"AdamW lr {recipe.lr} "
+            if recipe.optimizer == "adamw"
+            else f"SGD lr {recipe.lr} momentum {recipe.momentum} "
+        )
+        + f"wd {recipe.weight_decay}, {recipe.schedule} schedule"
+        + (f" (warm-up {recipe.warmup_epochs:g} epochs)" if recipe.warmup_epochs else "")
         + (f" (x{recipe.gamma} at {milestones})" if recipe.schedule == "step" else "")
     )

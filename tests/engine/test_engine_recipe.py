@@ -142,3 +142,20 @@ def test_epochs_scale_the_recipes_milestones_unless_milestones_are_given() -> No
     assert resolve_recipe(resolve({"recipe": "cifar", "epochs": 240}), _Data()).milestones == (150, 180, 210)
     one = resolve_recipe(resolve({"recipe": "cifar", "epochs": 1}), _Data())
     assert one.milestones == (1, 1, 1)
+
+
+def test_adamw_is_chosen_by_the_recipe_with_cosine_and_warm_up() -> None:
+    recipe = resolve_recipe(
+        resolve(
+            {"recipe": "cifar", "train": {"optimizer": "adamw", "schedule": "cosine", "warmup_epochs": 1}}
+        ),
+        _Data(),
+    )
+    optimizer = build_optimizer(torch.nn.Linear(3, 2), recipe)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["betas"]) == (0.05, 5e-4, (0.9, 0.999))
+    assert "AdamW lr 0.05 wd 0.0005, cosine schedule (warm-up 1 epochs)" in describe_recipe(recipe)
+    assert isinstance(build_optimizer(torch.nn.Linear(3, 2), RECIPES["cifar"]), torch.optim.SGD)
+    with pytest.raises(UsageError, match="optimizer must be one of sgd, adamw, got 'adam'"):
+        Recipe(optimizer="adam").validate()
