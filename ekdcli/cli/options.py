@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ekdcli.config import OPTION_TABLES, Config, parse_assignments, resolve
+from ekdcli.config import OPTION_TABLES, Config, dumps_toml, parse_assignments, resolve
 from ekdcli.sdk.options import MAX_SEED
 
 # The named recipes' lengths and learning rates for --help (engine/recipe.py imports torch; a test
@@ -49,11 +49,18 @@ FINITE = FiniteFloat()
 
 # name -> click option; each name is also a Config key unless listed in COMMAND_ONLY
 _OPTIONS: dict[str, Callable[[F], F]] = {
-    "config": click.option(
+    "config": lambda func: click.option(
         "--config",
         "config_file",
         type=click.Path(dir_okay=False),
         help="TOML file (default: ./ekd.toml if present).",
+    )(
+        click.option(
+            "--print-config",
+            is_flag=True,
+            default=None,
+            help="Print the resolved configuration with the source of each value, and stop.",
+        )(func)
     ),
     "store": click.option("--store", help="Store directory for weights, scores and runs (also EKD_HOME)."),
     "data": click.option(
@@ -209,4 +216,28 @@ def build_config(
         given = {k: v for k, v in values.items() if v is not None}
         if given:
             flags[table] = given
-    return resolve(flags, config_file, assigned=assigned)
+    config = resolve(flags, config_file, assigned=assigned)
+    if params.get("print_config"):
+        click.echo(config_text(config))
+        raise SystemExit(0)
+    return config
+
+
+def config_text(config: Config) -> str:
+    """``--print-config``: every key as TOML with its source (``default``, a file, ``flag``, ...);
+    keys without a value are listed as comments, so the output reads back as a project file."""
+    lines = ["# the resolved configuration; after each value, where it came from"]
+    tables: list[str] = []
+    for key, value in config.as_dict().items():
+        if key in OPTION_TABLES:
+            tables.append(key)
+        elif value is None:
+            lines.append(f"# {key} (not set; {config.sources.get(key, 'default')})")
+        else:
+            lines.append(f"{dumps_toml({key: value}).strip()}  # {config.sources.get(key, 'default')}")
+    for table in tables:
+        lines.append(f"[{table}]")
+        for sub, value in (getattr(config, table) or {}).items():
+            origin = config.sources.get(f"{table}.{sub}", config.sources.get(table, "default"))
+            lines.append(f"{dumps_toml({sub: value}).strip()}  # {origin}")
+    return "\n".join(lines)
