@@ -107,6 +107,11 @@ class Config:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
 
 
+def config_keys() -> list[str]:
+    """Every configuration key (docs/configuration.md), as the Python API's keywords."""
+    return list(_fields())
+
+
 def _fields() -> dict[str, Any]:
     hints = typing.get_type_hints(Config)
     return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "sources"}

@@ -57,8 +57,12 @@ def test_keywords_are_configuration_keys_over_the_project_file(tmp_path: Path) -
     with pytest.raises(UsageError) as caught:
         make_config({"epoch": 3, "lr": "fast"})
     assert caught.value.message == (
-        "keyword arguments: unknown key 'epoch'; 'lr' must be a number, not 'fast'. "
-        "See 'ekd <command> --help' for the keys."
+        "keyword arguments: unknown key 'epoch' (did you mean 'epochs'?); see docs/configuration.md for the keys."
+    )
+    with pytest.raises(UsageError) as caught:
+        make_config({"lr": "fast"})
+    assert caught.value.message == (
+        "keyword arguments: 'lr' must be a number, not 'fast'. See 'ekd <command> --help' for the keys."
     )
 
 
