@@ -109,12 +109,22 @@ class Partition:
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` measured: one entry per target, and the targets grouped by configuration."""
+    """What :func:`evaluate` measured: one entry per target, and the targets grouped by configuration.
+
+    ``groups`` are configuration groups (the seeds of one setting, with mean ± std), also named
+    ``configurations``; the accuracy on the training set's energy groups (the CLI's ``--groups``,
+    here ``energy_groups=True``) is in each target's ``"energy_groups"``.
+    """
 
     targets: list[dict[str, Any]]
     groups: list[dict[str, Any]]
     split: str
     plot: Path | None = None
+
+    @property
+    def configurations(self) -> list[dict[str, Any]]:
+        """The targets grouped by configuration (the same list as ``groups``)."""
+        return self.groups
 
     def top1(self) -> dict[str, float]:
         """Test (or train) top-1 of each target, by the target as given."""
@@ -343,6 +353,7 @@ def evaluate(
     rate: float = 0.2,
     plot: str | Path | None = None,
     strict: bool = False,
+    energy_groups: bool = False,
     config: str | Path | None = None,
     **settings: Any,
 ) -> Evaluation:
@@ -357,7 +368,9 @@ def evaluate(
         from ekdcli.jobs.curves import plot_targets
 
         drawn = plot_targets(resolved, refs, Path(plot))
-    result = run_evaluate(resolved, refs, split, _run_path(scores), which, rate, strict=strict)
+    result = run_evaluate(
+        resolved, refs, split, _run_path(scores), which, rate, groups=energy_groups, strict=strict
+    )
     return Evaluation(result["targets"], result["groups"], result["split"], drawn)
 
 

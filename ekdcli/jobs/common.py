@@ -121,6 +121,9 @@ def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -
             overrides["milestones"] = tuple(overrides["milestones"])
         elif overrides.get("epochs", recipe.epochs) != recipe.epochs:  # the schedule follows the run's length
             overrides["milestones"] = scale_milestones(recipe, int(overrides["epochs"]))
+            # recorded in the run's config.toml, so a resumed (or extended) run keeps this schedule
+            config.train["milestones"] = list(overrides["milestones"])
+            config.sources["train.milestones"] = f"scaled with epochs {overrides['epochs']}"
         return dataclasses.replace(recipe, **overrides).validate()
 
 

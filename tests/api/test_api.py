@@ -136,3 +136,14 @@ def test_the_losses_section_runs_as_written_and_matches_the_formulas(
     expected = 0.1 * F.cross_entropy(z_s, labels) + 0.9 * (kl * temps**2).mean()
     assert float(second.split()[0]) == pytest.approx(expected.item(), abs=1e-4)
     assert float(second.split()[1]) > 0
+
+
+def test_evaluation_names_configuration_groups_apart_from_energy_groups() -> None:
+    import inspect
+
+    from ekdcli.api import Evaluation, evaluate
+
+    result = Evaluation(targets=[], groups=[{"label": "kd", "n": 3}], split="test")
+    assert result.configurations is result.groups
+    assert "energy_groups" in inspect.signature(evaluate).parameters
+    assert "configuration" in (Evaluation.__doc__ or "") and "energy_groups" in (Evaluation.__doc__ or "")

@@ -49,3 +49,8 @@ def test_the_mlflow_tracker_says_where_it_writes() -> None:
     described = registry("trackers").get("mlflow").description
     assert f"<store>/{mlflow_tracker.DATABASE}" in described and "mlartifacts" in described
     assert "mlruns" not in described
+
+
+def test_evaluate_names_its_energy_groups_flag_both_ways() -> None:
+    text = _help("evaluate")
+    assert "--groups, --energy-groups" in text

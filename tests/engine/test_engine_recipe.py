@@ -131,8 +131,14 @@ def test_resolve_recipe_applies_the_small_student_lr_unless_one_is_given() -> No
 
 def test_epochs_scale_the_recipes_milestones_unless_milestones_are_given() -> None:
     # 150,180,210 of 240 epochs at the same fractions of 5: 3.125, 3.75, 4.375 -> 3, 4, 4
-    short = resolve_recipe(resolve({"recipe": "cifar", "epochs": 5}), _Data())
+    config = resolve({"recipe": "cifar", "epochs": 5})
+    short = resolve_recipe(config, _Data())
     assert (short.epochs, short.milestones) == (5, (3, 4, 4))
+    # recorded for the run's config.toml: resuming with more epochs keeps the run's schedule
+    assert (
+        config.train["milestones"] == [3, 4, 4]
+        and config.sources["train.milestones"] == "scaled with epochs 5"
+    )
     assert lr_factor(short, 4, 1) == pytest.approx(0.05 * 0.1**3 / 0.05)  # the recipe's final rate at the end
     assert "x0.1 at 3,4,4" in describe_recipe(short)
     tabled = resolve_recipe(resolve({"recipe": "cifar", "train": {"epochs": 120}}), _Data())

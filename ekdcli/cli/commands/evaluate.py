@@ -28,6 +28,8 @@ from ekdcli.cli.options import FINITE, build_config, options
 )
 @click.option(
     "--groups",
+    "--energy-groups",
+    "groups",
     is_flag=True,
     help="Add the accuracy on the training set's low / others / high energy sets (a pass over the "
     "training images: all of them, or the first --limit-train).",
