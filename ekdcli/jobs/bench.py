@@ -205,7 +205,7 @@ def _rows(
     rows = []
     for rate in variants:
         median = statistics.median(timings.seconds[rate])
-        row = {
+        row: dict[str, Any] = {
             "rate": rate,
             "seconds_per_step": median,
             "seconds_per_epoch": median * steps_per_epoch(job),
