@@ -103,8 +103,9 @@ def teacher_report(path: Path | str, metadata: dict[str, str] | None = None) -> 
 
 
 def say_teacher(say: Any, path: Path | str, metadata: dict[str, str]) -> None:
-    """``  teacher: PATH (provenance)`` on ``say`` (a Console), and its warning if it looks untrained."""
+    """``  teacher: PATH (provenance)`` on ``say`` (a Console), and its warning if it looks untrained:
+    beside the plan it concerns (stdout), so that a refusal after it stays one sentence on stderr."""
     line, warning = teacher_report(path, metadata)
     say.say(f"  teacher: {line}")
     if warning is not None:
-        say.warn(warning)
+        say.say(f"  WARNING: {warning}")
