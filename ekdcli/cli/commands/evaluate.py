@@ -91,10 +91,9 @@ def evaluate(
     on the low / others / high energy sets of the training data (from
     --scores, or the score file of the run's teacher in the store); long-tailed
     data also get many/medium/few-shot accuracy. Several targets give one table
-    grouped by configuration with mean ± sample std over seeds (with a data
-    column when the targets use different data). Runs without weights yet are
-    skipped with a note (--strict refuses them). Runs at fp32 unless
-    --precision is given.
+    (a data column when their data differ) grouped by configuration with mean ±
+    sample std over seeds; runs without weights yet are skipped with a note
+    (--strict refuses them). Runs at fp32 unless --precision is given.
 
     \b
     Example:
@@ -115,18 +114,8 @@ def evaluate(
 
         plotted = plot_targets(config, list(targets), plot)
     stream = not config.quiet and not config.json
-    result = run_evaluate(
-        config,
-        list(targets),
-        split,
-        scores,
-        which,
-        rate,
-        groups=groups,
-        stream=stream,
-        cache=not no_cache,
-        strict=strict,
-    )
+    options = {"groups": groups, "stream": stream, "cache": not no_cache, "strict": strict}
+    result = run_evaluate(config, list(targets), split, scores, which, rate, **options)
     if plotted is not None:
         result["plot"] = str(plotted)
     rows_shown = stream and result["requested"] > 1
