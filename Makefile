@@ -8,17 +8,28 @@ PLUGINS := $(wildcard examples/plugins/*/pyproject.toml)
 
 .PHONY: install demo test test-fast lint format bench clean
 
-$(VENV)/.installed: pyproject.toml $(PLUGINS)
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs the CPU-only torch wheels (no CUDA libraries).
+TORCH_INDEX ?=
+TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+
+# The runtime alone (ekd and torch): all `make demo` needs.
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q $(TORCH_FROM) $(TORCH)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# The development set-up: the test extra and the example plugins on top.
+$(VENV)/.installed: $(VENV)/.runtime pyproject.toml $(PLUGINS)
 	$(PY) -m pip install -q -e ".[test]" $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
 	touch $@
 
 install: $(VENV)/.installed
 
-demo: install
-	$(VENV)/bin/ekd demo
+# The engine's per-epoch lines go to stderr (stdout is for --json): 2>&1 keeps them in `make demo > log`.
+demo: $(VENV)/.runtime
+	$(VENV)/bin/ekd demo 2>&1
 
 # ruff (style, complexity), import-linter (the layers of docs/architecture.md), mypy (types).
 lint: install

@@ -9,8 +9,8 @@
     ekd.export(run.run_dir, format="onnx")
 
 Each function runs the same job as its command (``ekd train`` runs :func:`train`'s job) on a
-configuration made the same way: built-in defaults < ``./ekd.toml`` (or ``config=FILE``) < the
-keyword arguments, which are the keys of docs/configuration.md (``epochs=2``,
+configuration made the same way: built-in defaults < ``config=FILE`` < the keyword arguments
+(unlike the commands, a ``./ekd.toml`` is read only when named: ``config="ekd.toml"``), which are the keys of docs/configuration.md (``epochs=2``,
 ``limit_train=256``, ``energy={"preset": "official"}``, ``train={"momentum": 0.95}``).
 Nothing is printed unless ``quiet=False``; run directories still get their ``run.log``.
 Accuracies are fractions in [0, 1].  Bad input raises ``ekdcli.sdk.UsageError`` (one sentence).
@@ -24,8 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ekdcli.config import Config, resolve, validate
+from ekdcli.config import Config, config_keys, resolve, validate
+from ekdcli.sdk.energy import Thresholds as Thresholds
+from ekdcli.sdk.energy import compute_thresholds, energy
+from ekdcli.sdk.losses import energy_dkd_loss as energy_dkd_loss
+from ekdcli.sdk.losses import energy_kd_loss as energy_kd_loss
+from ekdcli.sdk.losses import energy_temperatures as energy_temperatures
 from ekdcli.store import rundir
+from ekdcli.store.layout import Store
+from ekdcli.util.errors import UsageError, closest
+
+# The drop-in losses for one's own training loop (docs/python-api.md), stable under these names.
+energy_score = energy
+energy_thresholds = compute_thresholds
 
 if TYPE_CHECKING:
     import torch
@@ -98,12 +109,22 @@ class Partition:
 
 @dataclass
 class Evaluation:
-    """What :func:`evaluate` measured: one entry per target, and the targets grouped by configuration."""
+    """What :func:`evaluate` measured: one entry per target, and the targets grouped by configuration.
+
+    ``groups`` are configuration groups (the seeds of one setting, with mean ± std), also named
+    ``configurations``; the accuracy on the training set's energy groups (the CLI's ``--groups``,
+    here ``energy_groups=True``) is in each target's ``"energy_groups"``.
+    """
 
     targets: list[dict[str, Any]]
     groups: list[dict[str, Any]]
     split: str
     plot: Path | None = None
+
+    @property
+    def configurations(self) -> list[dict[str, Any]]:
+        """The targets grouped by configuration (the same list as ``groups``)."""
+        return self.groups
 
     def top1(self) -> dict[str, float]:
         """Test (or train) top-1 of each target, by the target as given."""
@@ -126,11 +147,31 @@ class Export:
 
 # ------------------------------------------------------------------ configuration
 def make_config(settings: dict[str, Any], config: str | Path | None = None) -> Config:
-    """A :class:`Config` from keyword arguments (``None`` = not given), as the commands make one from flags."""
+    """A :class:`Config` from keyword arguments (``None`` = not given), as the commands make one from
+    flags; a project file is read only when named (``config="ekd.toml"``), so a script gives the same
+    result in every directory."""
     given = {key: value for key, value in settings.items() if value is not None}
     given.setdefault("quiet", True)
+    _refuse_unknown(given)
     validate(given, "keyword arguments")
-    return resolve(given, config)  # the arguments count as flags: they win over the file and a run's data
+    # the arguments count as flags: they win over the file and a run's data
+    return resolve(given, config, project_file=False)
+
+
+def _refuse_unknown(given: dict[str, Any]) -> None:
+    """A misspelt keyword (``epoch=``) is named with the key it resembles."""
+    known = config_keys()
+    wrong = [key for key in given if key.replace("-", "_") not in known]
+    if wrong:
+        hints = [f"{key!r}{_hint(key, known)}" for key in wrong]
+        raise UsageError(
+            f"keyword arguments: unknown {'key' if len(wrong) == 1 else 'keys'} {', '.join(hints)}; see docs/configuration.md for the keys."
+        )
+
+
+def _hint(key: str, known: list[str]) -> str:
+    hits = closest(key, known, n=1)
+    return f" (did you mean {hits[0]!r}?)" if hits else ""
 
 
 def _run_path(value: str | Path | None) -> Path | None:
@@ -161,7 +202,8 @@ def load_model(
     The weights' metadata says what to build; no data are loaded.
     """
     from ekdcli.engine.options import check_device
-    from ekdcli.jobs.build import find_trained, open_trained
+    from ekdcli.jobs.build import open_trained
+    from ekdcli.jobs.targets import find_trained
 
     check_device(device)
     resolved = make_config({**settings, "data": data}, config)
@@ -236,21 +278,72 @@ def partition(
 
 
 def distill(
-    teacher: str | None = None,
-    student: str | None = None,
+    teacher: str | torch.nn.Module | None = None,
+    student: str | torch.nn.Module | None = None,
     *,
+    train: Any = None,
+    test: Any = None,
+    class_names: list[str] | None = None,
+    method: str | None = None,
+    augment: str | None = None,
+    rate: float | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    device: str | None = None,
     resume: str | Path | None = None,
     config: str | Path | None = None,
     **settings: Any,
 ) -> DistillRun:
-    """``ekd distill``: train ``student`` from ``teacher`` (``method=``, ``augment=``, ``rate=``, ...)."""
+    """``ekd distill``: train ``student`` from ``teacher`` (``method=``, ``augment=``, ``rate=``, ...).
+
+    Bring your own: ``teacher`` and ``student`` may be ``torch.nn.Module`` objects (the teacher
+    trained, the student as it should start) and ``train``/``test`` a map-style Dataset of
+    ``(image, label)`` (uint8, or floats in [0, 1] as torchvision's ``ToTensor`` gives) or a
+    DataLoader over one; without ``test``, accuracy is measured on the training images. The
+    student's weights are in the run directory; load them with ``student.load_state_dict``.
+    """
     from ekdcli.jobs.distill import run_distill
 
-    settings = {**settings, "teacher": teacher, "student": student}
+    named = {"method": method, "augment": augment, "rate": rate, "epochs": epochs, "batch_size": batch_size}
+    settings = {**settings, **named, "lr": lr, "seed": seed, "device": device}
+    if train is not None or _is_module(teacher) or _is_module(student):
+        settings.update(_bring_your_own(teacher, student, train, test, class_names, settings))
+    else:
+        settings.update({"teacher": teacher, "student": student})
     resolved = make_config(settings, _config_file(config, resume))
     result = run_distill(resolved, resume=_run_path(resume))
     names = [f.name for f in dataclasses.fields(DistillRun) if f.name != "metrics"]
     return DistillRun(metrics=rundir.read_metrics(result.run_dir), **{k: getattr(result, k) for k in names})
+
+
+def _is_module(value: Any) -> bool:
+    return not isinstance(value, (str, Path)) and value is not None and hasattr(value, "state_dict")
+
+
+def _bring_your_own(
+    teacher: Any, student: Any, train: Any, test: Any, class_names: list[str] | None, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Register the modules and the data (:mod:`ekdcli.jobs.byo`); the settings that name them."""
+    from ekdcli.jobs import byo
+
+    if train is None:
+        raise UsageError("a teacher or student module needs its data: pass train=Dataset (and test=Dataset).")
+    make_config({k: v for k, v in settings.items() if k not in ("data", "data_root")})  # typos first
+    dataset = byo.python_dataset(train, test, class_names)
+    out: dict[str, Any] = {"data": byo.register_dataset(dataset), "data_root": None}
+    if _is_module(student):
+        out["student"] = byo.register_module(student, "student", dataset)
+    else:
+        out["student"] = student
+    if _is_module(teacher):
+        arch = byo.register_module(teacher, "teacher", dataset)
+        store = Store(make_config({"store": settings.get("store")}).store_root())
+        out["teacher"] = str(byo.store_teacher(teacher, arch, dataset, store))
+    else:
+        out["teacher"] = teacher
+    return out
 
 
 def evaluate(
@@ -260,6 +353,8 @@ def evaluate(
     scores: str | Path | None = None,
     rate: float = 0.2,
     plot: str | Path | None = None,
+    strict: bool = False,
+    energy_groups: bool = False,
     config: str | Path | None = None,
     **settings: Any,
 ) -> Evaluation:
@@ -274,7 +369,9 @@ def evaluate(
         from ekdcli.jobs.curves import plot_targets
 
         drawn = plot_targets(resolved, refs, Path(plot))
-    result = run_evaluate(resolved, refs, split, _run_path(scores), which, rate)
+    result = run_evaluate(
+        resolved, refs, split, _run_path(scores), which, rate, groups=energy_groups, strict=strict
+    )
     return Evaluation(result["targets"], result["groups"], result["split"], drawn)
 
 

@@ -112,6 +112,11 @@ class Config:
 _AT_LEAST_ONE = ("epochs", "batch_size", "limit_train", "limit_test", "eval_every")
 
 
+def config_keys() -> list[str]:
+    """Every configuration key (docs/configuration.md), as the Python API's keywords."""
+    return list(_fields())
+
+
 def _fields() -> dict[str, Any]:
     hints = typing.get_type_hints(Config)
     return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "sources"}
@@ -305,16 +310,18 @@ def resolve(
     config_file: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     assigned: dict[str, Any] | None = None,
+    project_file: bool = True,
 ) -> Config:
-    """Defaults < config file (explicit, else ``./ekd.toml`` if present) < ``assigned`` (``--set``)
-    < flags (``None`` = not given).  Each layer is checked on its own, so an error names its origin.
+    """Defaults < config file (explicit, else ``./ekd.toml`` if present and ``project_file``) <
+    ``assigned`` (``--set``) < flags (``None`` = not given).  Each layer is checked on its own, so
+    an error names its origin.
 
     ``sources`` says where each value came from: per key, and per ``TABLE.KEY`` of option tables.
     """
     config = Config()
     sources = {name: "default" for name in _fields()}
     path = Path(config_file) if config_file else Path(cwd or ".") / DEFAULT_CONFIG_FILE
-    if config_file or path.is_file():
+    if config_file or (project_file and path.is_file()):
         from_file = validate(read_toml(path), str(path), path)
         for key, value in from_file.items():
             setattr(config, key, dict(value) if isinstance(value, dict) else value)

@@ -9,9 +9,24 @@ from typing import Any
 
 import click
 
-from ekdcli.config import OPTION_TABLES, Config, line_of, parse_assignments, resolve
+from ekdcli.config import OPTION_TABLES, Config, dumps_toml, line_of, parse_assignments, resolve
 from ekdcli.sdk.options import MAX_SEED
 from ekdcli.util.errors import UsageError
+
+# The named recipes' lengths and learning rates for --help (engine/recipe.py imports torch; a test
+# keeps these texts equal to engine.recipe.RECIPES).
+RECIPE_EPOCHS = "240 cifar, 360 cifar-energy, 100 imagenet, 30 quick"
+RECIPE_LRS = "0.05 cifar, cifar-energy and quick (0.01 for MobileNetV2/ShuffleNet students), 0.2 imagenet"
+
+
+class _Seed(click.IntRange):
+    """A seed in [0, 2**63-1], shown as such instead of click's 19-digit ``[0<=x<=...]``."""
+
+    def _describe_range(self) -> str:
+        return "0<=x<2**63"
+
+
+SEED = _Seed(0, MAX_SEED)
 
 F = Callable[..., Any]
 
@@ -35,11 +50,18 @@ FINITE = FiniteFloat()
 
 # name -> click option; each name is also a Config key unless listed in COMMAND_ONLY
 _OPTIONS: dict[str, Callable[[F], F]] = {
-    "config": click.option(
+    "config": lambda func: click.option(
         "--config",
         "config_file",
         type=click.Path(dir_okay=False),
         help="TOML file (default: ./ekd.toml if present).",
+    )(
+        click.option(
+            "--print-config",
+            is_flag=True,
+            default=None,
+            help="Print the resolved configuration with the source of each value, and stop.",
+        )(func)
     ),
     "store": click.option("--store", help="Store directory for weights, scores and runs (also EKD_HOME)."),
     "data": click.option(
@@ -53,7 +75,7 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "teacher": click.option("--teacher", help="Teacher: a name in the store or a .safetensors path."),
     "student": click.option("--student", help="Student architecture (or weights to start from)."),
     "method": click.option(
-        "--method", help="Distiller (see 'ekd list distillers'), e.g. energy_kd, energy_dkd."
+        "--method", help="Distiller (see 'ekd list distillers'), e.g. kd, energy_dkd (default energy_kd)."
     ),
     "temperature_rule": click.option(
         "--temperature-rule",
@@ -78,12 +100,14 @@ _OPTIONS: dict[str, Callable[[F], F]] = {
     "recipe": click.option(
         "--recipe", help="Recipe preset: auto (by dataset), cifar, cifar-energy, imagenet, quick."
     ),
-    "epochs": click.option("--epochs", type=int, help="Number of epochs (overrides the recipe)."),
-    "batch_size": click.option("--batch-size", type=int, help="Global batch size (overrides the recipe)."),
-    "lr": click.option("--lr", type=FINITE, help="Learning rate (overrides the recipe)."),
-    "seed": click.option(
-        "--seed", type=click.IntRange(0, MAX_SEED), help="Random seed, 0 to 2**63-1 (default 0)."
+    "epochs": click.option(
+        "--epochs",
+        type=int,
+        help=f"Number of epochs (default: the recipe's, {RECIPE_EPOCHS}); the recipe's lr milestones scale with it.",
     ),
+    "batch_size": click.option("--batch-size", type=int, help="Global batch size (overrides the recipe)."),
+    "lr": click.option("--lr", type=FINITE, help=f"Learning rate (default: the recipe's, {RECIPE_LRS})."),
+    "seed": click.option("--seed", type=SEED, help="Random seed, 0 to 2**63-1 (default 0)."),
     "device": click.option("--device", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
     "precision": click.option(
         "--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Autocast precision."
@@ -195,6 +219,9 @@ def build_config(
             flags[table] = given
     config = resolve(flags, config_file, assigned=assigned)
     check_file_values(config)
+    if params.get("print_config"):
+        click.echo(config_text(config))
+        raise SystemExit(0)
     return config
 
 
@@ -224,3 +251,23 @@ def check_file_values(config: Config) -> None:
             number = line_of(source, key)
             where = f"{source} line {number}" if number else source
             raise UsageError(f"{exc.message.rstrip('.')} (set in {where}).") from exc
+
+
+def config_text(config: Config) -> str:
+    """``--print-config``: every key as TOML with its source (``default``, a file, ``flag``, ...);
+    keys without a value are listed as comments, so the output reads back as a project file."""
+    lines = ["# the resolved configuration; after each value, where it came from"]
+    tables: list[str] = []
+    for key, value in config.as_dict().items():
+        if key in OPTION_TABLES:
+            tables.append(key)
+        elif value is None:
+            lines.append(f"# {key} (not set; {config.sources.get(key, 'default')})")
+        else:
+            lines.append(f"{dumps_toml({key: value}).strip()}  # {config.sources.get(key, 'default')}")
+    for table in tables:
+        lines.append(f"[{table}]")
+        for sub, value in (getattr(config, table) or {}).items():
+            origin = config.sources.get(f"{table}.{sub}", config.sources.get(table, "default"))
+            lines.append(f"{dumps_toml({sub: value}).strip()}  # {origin}")
+    return "\n".join(lines)

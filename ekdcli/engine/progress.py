@@ -99,13 +99,15 @@ class EpochProgress:
         since = now - self.last_line_time
         due = _line_due(fraction, self.last_line_fraction, since, self.min_interval_s, self.line_every_s)
         if due and batches_done < self.total:
-            eta = _eta(
-                now - self.start, max(batches_done - self.start_batch, 1), self.total - self.start_batch
-            )
+            done = max(batches_done - self.start_batch, 1)
+            eta = _eta(now - self.start, done, self.total - self.start_batch)
+            # the whole run: this epoch's rest and the epochs after it, at this epoch's pace
+            later = (self.epochs - self.epoch) * self.total
+            run_eta = _eta(now - self.start, done, self.total - self.start_batch + later)
             loss_text = f"  loss {loss:.4f}" if loss is not None else ""
             print(  # progress: not kept in run.log
                 f"epoch {self.epoch}/{self.epochs} {100 * fraction:3.0f}%{loss_text}  {rate:.0f} img/s  "
-                f"eta {eta}",
+                f"eta {eta}" + (f" (run {run_eta})" if later else ""),
                 file=self.stream,
                 flush=True,
             )

@@ -13,11 +13,13 @@ if TYPE_CHECKING:
     import torch
 
 SCHEDULES = ("step", "cosine")
+# SGD (the CIFAR recipes) or AdamW (ViT/DeiT students); AdamW ignores momentum and nesterov.
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass
 class Recipe:
-    """SGD hyper-parameters and LR schedule.
+    """Optimizer hyper-parameters and LR schedule.
 
     Milestones are 1-based epochs as in the papers' configs: with ``milestones=(150,)``
     epochs 1..150 train at ``lr`` and epochs 151.. at ``lr * gamma``.
@@ -35,6 +37,7 @@ class Recipe:
     warmup_epochs: float = 0
     grad_clip: float | None = None
     eval_every: int = 1
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -60,6 +63,10 @@ class Recipe:
             (self.eval_every >= 1, f"eval_every must be at least 1, got {self.eval_every}"),
             (all(m >= 1 for m in self.milestones), f"milestones must be epochs >= 1, got {self.milestones}"),
             (not (self.nesterov and self.momentum == 0), "nesterov needs a momentum above 0"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -80,6 +87,12 @@ RECIPES: dict[str, Recipe] = {
     # Small in-memory data (the embedded digits, fake): the CIFAR recipe compressed to 30 epochs.
     "quick": Recipe(epochs=30, milestones=(20, 25)),
 }
+
+
+def scale_milestones(recipe: Recipe, epochs: int) -> tuple[int, ...]:
+    """The recipe's milestones at the same fractions of a run of ``epochs`` epochs (each at least 1,
+    repeats kept so the final rate is the recipe's): 150,180,210 of 240 epochs are 3,4,4 of 5."""
+    return tuple(max(1, round(m * epochs / recipe.epochs)) for m in recipe.milestones)
 
 
 def preset(name: str, lr_hints: Mapping[str, float] | None = None) -> Recipe:
@@ -115,7 +128,8 @@ def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
 def build_optimizer(
     model: torch.nn.Module, recipe: Recipe, extra: Sequence[torch.Tensor] = ()
 ) -> torch.optim.Optimizer:
-    """SGD over every trainable parameter, weight decay on all of them (as mdistiller does).
+    """SGD (or AdamW: ``recipe.optimizer``) over every trainable parameter, weight decay on all of
+    them (as mdistiller does).
 
     ``extra``: trainable tensors outside the model (an objective's, e.g. CTKD's temperature), in
     the same parameter group after the model's (as CTKD's released SGD over student and module).
@@ -125,8 +139,11 @@ def build_optimizer(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise UsageError("the model has no trainable parameters; check the model name or its frozen layers.")
+    trainable = params + [p for p in extra if p.requires_grad]
+    if recipe.optimizer == "adamw":  # decoupled weight decay, torch's default betas and eps
+        return torch.optim.AdamW(trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
     return torch.optim.SGD(
-        params + [p for p in extra if p.requires_grad],
+        trainable,
         lr=recipe.lr,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,

@@ -182,8 +182,24 @@ def _time_rates(
             timing = benches[rate].time_steps(steps)
             timings.seconds[rate].extend(timing.seconds)
             timings.augmented[rate].append(timing.stats.get("augmented", 0.0) / max(1, len(timing.seconds)))
-        say.say(f"  round {round_index + 1}/{rounds} done")
+            name = "none" if rate is None else f"{rate:g}"
+            say.say(
+                f"  round {round_index + 1}/{rounds}, rate {name}: {plural(len(timing.seconds), 'step')}, "
+                f"median {statistics.median(timing.seconds):.4f} s/step"
+            )
     return timings
+
+
+# A rate whose step times spread more than this (interquartile range / median) is too noisy to compare.
+NOISY = 0.2
+
+
+def spread(seconds: list[float]) -> tuple[float, float]:
+    """The first and third quartiles of step times (both the one time when there is one)."""
+    if len(seconds) < 2:
+        return seconds[0], seconds[0]
+    q1, _, q3 = statistics.quantiles(seconds, n=4, method="inclusive")
+    return q1, q3
 
 
 def _rows(
@@ -194,7 +210,7 @@ def _rows(
     rows = []
     for rate in variants:
         median = statistics.median(timings.seconds[rate])
-        row = {
+        row: dict[str, Any] = {
             "rate": rate,
             "seconds_per_step": median,
             "seconds_per_epoch": median * steps_per_epoch(job),
@@ -204,6 +220,10 @@ def _rows(
             "increase": median / base_step - 1.0,
             "paper_increase": PAPER_TABLE6.get(rate) if rate is not None else None,
         }
+        q1, q3 = spread(timings.seconds[rate])
+        # error bars of the increase: the quartiles of this rate's steps against the reference's median
+        row["increase_range"] = [q1 / base_step - 1.0, q3 / base_step - 1.0]
+        row["noise"] = (q3 - q1) / median  # interquartile range as a fraction of the median
         if none_step is not None:
             row["vs_no_augmentation"] = median / none_step - 1.0
         rows.append(row)
@@ -263,6 +283,13 @@ def format_bench(payload: dict[str, Any]) -> str:
         if with_acc:
             line += f" {100 * row.get('best_top1', math.nan):>11.2f} {100 * row.get('last_top1', math.nan):>11.2f}"
         lines.append(line)
+    noisy = [row for row in payload["rows"] if row.get("noise", 0.0) > NOISY]
+    if noisy:
+        names = ", ".join("none" if r["rate"] is None else f"{r['rate']:g}" for r in noisy)
+        lines.append(
+            f"too noisy to compare: the step times of rate {names} spread over {100 * NOISY:.0f}% of their median "
+            "(interquartile range); rerun on an idle machine or with more --rounds and --steps"
+        )
     reference = next(row["rate"] for row in payload["rows"] if row["rate"] is not None)
     lines.append(
         f"(increase relative to rate {reference:g}"
@@ -280,7 +307,17 @@ def plot_bench(payload: dict[str, Any], path: Path) -> Path:
     measured = [row for row in payload["rows"] if row["rate"] is not None]
     rates = [row["rate"] for row in measured]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.plot(rates, [100 * row["increase"] for row in measured], "o-", label="measured")
+    increases = [100 * row["increase"] for row in measured]
+    ranges = [row.get("increase_range", [row["increase"]] * 2) for row in measured]
+    errors = [
+        [max(0.0, y - 100 * lo) for y, (lo, _) in zip(increases, ranges, strict=True)],
+        [max(0.0, 100 * hi - y) for y, (_, hi) in zip(increases, ranges, strict=True)],
+    ]
+    ax.errorbar(rates, increases, yerr=errors, fmt="o-", capsize=3, label="measured (quartiles of steps)")
+    if any(row.get("noise", 0.0) > NOISY for row in measured):
+        ax.text(
+            0.5, 0.5, "too noisy to compare", transform=ax.transAxes, ha="center", color="tab:red", alpha=0.6
+        )
     paper = [
         (row["rate"], 100 * row["paper_increase"]) for row in measured if row["paper_increase"] is not None
     ]

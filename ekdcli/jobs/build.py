@@ -5,7 +5,6 @@ Imports torch (through the plugins' factories); the CLI calls it inside commands
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from ekdcli import __version__
 from ekdcli.config import Config, foreign_note, naming_origin, split_foreign_options
 from ekdcli.sdk.plugins import registry
-from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.store.weights import load_tensors, meta_value, non_finite
 from ekdcli.util.errors import UsageError
@@ -187,46 +185,3 @@ def _meta_int(metadata: dict[str, str], key: str, default: int | None, path: Pat
         f"the {role} file {path} records {key} = {value!r}, not a positive whole number; re-create it "
         "with 'ekd train' or 'ekd import'."
     )
-
-
-# Settings a run's config.toml decides for what is done with its weights, unless given as flags now.
-RUN_DATA_KEYS = ("data", "data_root", "data_options", "download")
-
-
-def find_trained(ref: str, config: Config, which: str = "best") -> tuple[Path, Path | None]:
-    """The weights ``ref`` names and the run directory they belong to (None for a plain file): a run
-    directory or a run name in the store (its ``which`` weights), a ``.safetensors`` file, or a
-    model name in the store for the configured data."""
-    store = Store(config.store_root())
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        if not rundir.is_run_dir(path):
-            raise UsageError(
-                f"{path} is a directory but not a run directory; pass a run directory, a run name, "
-                "a model name in the store or a .safetensors file."
-            )
-        return rundir.weights_path(path, which), path
-    if path.is_file():
-        if path.suffix != ".safetensors":
-            raise UsageError(
-                f"{path} is not a .safetensors weights file; pass weights, a run or a model name."
-            )
-        return path, None
-    if not ref.endswith(".safetensors"):
-        with_name = store.runs_dir() / ref
-        if "/" not in ref and with_name.is_dir() and rundir.is_run_dir(with_name):
-            return rundir.weights_path(with_name, which), with_name
-    return stored_weights_path(ref, dataset_key(config), store, "model"), None
-
-
-def with_run_data(config: Config, run_dir: Path | None) -> Config:
-    """``config`` with the data a run was trained on (from its config.toml), unless given as flags."""
-    if run_dir is None:
-        return config
-    recorded = rundir.read_config(run_dir)
-    changes = {
-        key: recorded[key]
-        for key in RUN_DATA_KEYS
-        if key in recorded and config.sources.get(key, "default") != "flag"
-    }
-    return dataclasses.replace(config, **changes) if changes else config

@@ -178,7 +178,7 @@ def recipe_name(config: Config, dataset: Dataset) -> str:
 def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -> Recipe:
     """The named recipe for ``model`` (the model being trained: a registered name, or a weights
     file, which changes nothing), then the ``[train]`` table, then ``--epochs/--batch-size/--lr``."""
-    from ekdcli.engine.recipe import RECIPES, preset
+    from ekdcli.engine.recipe import RECIPES, preset, scale_milestones
     from ekdcli.jobs.build import is_registered_model
 
     name = recipe_name(config, dataset)
@@ -200,6 +200,11 @@ def resolve_recipe(config: Config, dataset: Dataset, model: str | None = None) -
                 overrides[key] = getattr(config, key)
         if "milestones" in overrides:
             overrides["milestones"] = tuple(overrides["milestones"])
+        elif overrides.get("epochs", recipe.epochs) != recipe.epochs:  # the schedule follows the run's length
+            overrides["milestones"] = scale_milestones(recipe, int(overrides["epochs"]))
+            # recorded in the run's config.toml, so a resumed (or extended) run keeps this schedule
+            config.train["milestones"] = list(overrides["milestones"])
+            config.sources["train.milestones"] = f"scaled with epochs {overrides['epochs']}"
         return dataclasses.replace(recipe, **overrides).validate()
 
 
@@ -220,7 +225,13 @@ def describe_data(config: Config, dataset: Dataset, data_key: str) -> str:
 def describe_recipe(recipe: Recipe) -> str:
     milestones = ",".join(str(m) for m in recipe.milestones)
     return (
-        f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''}, batch {recipe.batch_size}, SGD lr {recipe.lr} momentum {recipe.momentum} "
-        f"wd {recipe.weight_decay}, {recipe.schedule} schedule"
+        f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''}, batch {recipe.batch_size}, "
+        + (
+            f"AdamW lr {recipe.lr} "
+            if recipe.optimizer == "adamw"
+            else f"SGD lr {recipe.lr} momentum {recipe.momentum} "
+        )
+        + f"wd {recipe.weight_decay}, {recipe.schedule} schedule"
+        + (f" (warm-up {recipe.warmup_epochs:g} epochs)" if recipe.warmup_epochs else "")
         + (f" (x{recipe.gamma} at {milestones})" if recipe.schedule == "step" else "")
     )

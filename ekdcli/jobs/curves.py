@@ -8,6 +8,7 @@ from pathlib import Path
 from ekdcli.config import Config
 from ekdcli.jobs.common import open_store
 from ekdcli.jobs.console import Console
+from ekdcli.jobs.targets import runs_among
 from ekdcli.store import rundir
 from ekdcli.util.errors import UsageError
 
@@ -42,25 +43,9 @@ def plot_runs(run_dirs: list[Path], path: Path) -> Path:
     return training_curves([run for run in runs if run[1]], path)
 
 
-def runs_among(config: Config, refs: list[str]) -> list[Path]:
-    """The run directories among ``refs``: run directories, directories of runs, run names in the store."""
-    runs: list[Path] = []
-    for ref in refs:
-        path = Path(ref).expanduser()
-        if not path.exists() and "/" not in ref:
-            path = open_store(config).runs_dir() / ref
-        if path.is_file() and path.name in rundir.RUN_FILES:  # e.g. runs/*/summary.json
-            path = path.parent
-        if path.is_dir() and rundir.is_run_dir(path):
-            runs.append(path)
-        elif path.is_dir():
-            runs += sorted(p for p in path.iterdir() if p.is_dir() and rundir.is_run_dir(p))
-    return list(dict.fromkeys(runs))
-
-
 def plot_targets(config: Config, refs: list[str], path: Path) -> Path:
     """``ekd evaluate --plot FILE``: the training curves of the runs among the targets, overlaid."""
-    runs = runs_among(config, refs)
+    runs = runs_among(open_store(config), refs)
     drawn = plot_runs(runs, Path(path))
     Console(quiet=config.quiet, json_mode=config.json).say(f"training curves of {len(runs)} run(s): {drawn}")
     return drawn

@@ -27,6 +27,7 @@ from ekdcli.jobs.console import Console
 from ekdcli.jobs.features import check_feature_run
 from ekdcli.jobs.plan import plan_methods
 from ekdcli.jobs.preparation import Prepared, check_student_name, open_teacher_cache, prepare, resolve_pair
+from ekdcli.jobs.provenance import say_teacher
 from ekdcli.jobs.record import build_trackers, recorded, run_record
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def _print_header(say: Console, config: Config, job: Prepared, run_dir: Path) ->
         name += f" (temperature rule {plan.rule.name})"  # another rule than the method's own
     say.say(f"ekd distill: {name}, {teacher} -> {job.student_arch} on {data}")
     if job.teacher is not None:
-        say.say(f"  teacher: {job.teacher.path}")
+        say_teacher(say, job.teacher.path, job.teacher.metadata)
     rule = job.distiller.summary().text
     if job.augmentation is not None:
         rule += f"; {job.augmentation.summary().text}"

@@ -17,11 +17,8 @@ per (weights, data, options) in the store (``evaluate_cache.py``), so a second e
 
 from __future__ import annotations
 
-import dataclasses
-import glob
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +27,8 @@ from ekdcli.config import Config
 from ekdcli.jobs.common import console, engine_options, open_store
 from ekdcli.jobs.evaluate_cache import EvaluationCache, evaluation_key
 from ekdcli.jobs.evaluate_report import RowPrinter, display_names, group_results
+from ekdcli.jobs.targets import Target, resolve_all, with_run_data
+from ekdcli.jobs.targets import expand_targets as expand_targets  # report.py imports it from here
 from ekdcli.sdk.options import both_sides_rate
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store
@@ -60,110 +59,12 @@ NON_SEMANTIC = (
     "track",
     "tracking_uri",
 )
-# Settings a run's config.toml decides for its evaluation unless given as flags now.
-DATA_KEYS = ("data", "data_root", "data_options", "download")
-
-
-@dataclass
-class Target:
-    """One thing to evaluate: a weights file, and the run it belongs to (if any)."""
-
-    ref: str
-    kind: str  # "run", "store" or "weights"
-    weights: Path
-    run_dir: Path | None = None
-    run_values: dict[str, Any] = field(default_factory=dict)  # the run's config.toml
-
-
-# ------------------------------------------------------------------ targets
-def expand_targets(refs: list[str], store: Store | None = None) -> list[str]:
-    """A directory holding run directories (e.g. ``<store>/runs``) stands for each of its runs; a
-    pattern the shell left as it was (``'runs/*'``, or ``runs/*`` with no ``./runs``) is expanded
-    here, in the working directory, else in the store (``runs/*`` = every run of the store)."""
-    out: list[str] = []
-    for ref in refs:
-        path = Path(ref).expanduser()
-        if not path.exists() and glob.has_magic(ref):
-            out.extend(_matches(ref, store))
-            continue
-        if path.is_dir() and not rundir.is_run_dir(path):
-            runs = sorted(p for p in path.iterdir() if p.is_dir() and rundir.is_run_dir(p))
-            if runs:
-                out.extend(str(p) for p in runs)
-                continue
-        out.append(ref)
-    return out
-
-
-def _matches(pattern: str, store: Store | None) -> list[str]:
-    found = sorted(glob.glob(os.path.expanduser(pattern)))
-    if not found and store is not None and not Path(pattern).is_absolute():
-        found = sorted(glob.glob(str(store.root / pattern)))
-    if not found:
-        where = f" (nor under the store {store.root})" if store is not None else ""
-        raise UsageError(
-            f"nothing matches {pattern!r} here{where}; pass run directories, run names or files."
-        )
-    return found
-
-
-def _store_run_dir(store: Store, ref: str) -> Path | None:
-    try:
-        path = store.run_dir(ref)
-    except UsageError:  # not a possible run name
-        return None
-    return path if path.is_dir() else None
-
-
-def resolve_target(ref: str, config: Config, which: str, store: Store, data_key: str | None) -> Target:
-    """What ``ref`` names: a run directory, a run in the store, a weights file or a stored model."""
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        if not rundir.is_run_dir(path):
-            raise UsageError(
-                f"{path} is a directory but not a run directory (none of {', '.join(rundir.RUN_FILES)}); "
-                "pass a run directory, a run name, a model name or a .safetensors file."
-            )
-        return Target(ref, "run", rundir.weights_path(path, which), path, rundir.read_config(path))
-    if path.is_file():
-        if path.suffix == ".safetensors":
-            return Target(ref, "weights", path)
-        if path.name in rundir.RUN_FILES:  # e.g. runs/*/summary.json
-            return resolve_target(str(path.parent), config, which, store, data_key)
-        raise UsageError(f"{path} is not a .safetensors weights file or a file of a run directory.")
-    run_dir = _store_run_dir(store, ref)
-    if run_dir is not None:
-        return Target(ref, "run", rundir.weights_path(run_dir, which), run_dir, rundir.read_config(run_dir))
-    if ref.endswith(".safetensors"):
-        raise UsageError(f"the weights file {ref} does not exist; check the path.")
-    from ekdcli.jobs.build import canonical_model, is_registered_model
-
-    canonical = canonical_model(ref) if is_registered_model(ref) else None
-    looked = [f"a directory {path}", f"a run {store.runs_dir() / ref}"]
-    if data_key is not None:
-        found = store.find_weights(ref, data_key, canonical)
-        if found is not None:
-            return Target(ref, "store", found)
-        looked.append(f"a model {store.model_path(data_key, canonical or ref)}")
-    raise UsageError(
-        f"no target {ref!r}: looked for {', '.join(looked)}; pass a run directory, a run name, "
-        "a model name in the store (with --data) or a .safetensors file."
-    )
 
 
 # ------------------------------------------------------------------ configuration
 def eval_config(cli: Config, target: Target) -> Config:
     """The CLI's settings, with the data a run was trained on unless given as flags now."""
-    if target.kind != "run":
-        return cli
-    changes = {
-        key: target.run_values[key]
-        for key in DATA_KEYS
-        if key in target.run_values and cli.sources.get(key) != "flag"
-    }
-    if "data_options" in changes:
-        changes["data_options"] = dict(changes["data_options"])
-    return dataclasses.replace(cli, **changes)
+    return with_run_data(cli, target.run_values if target.kind == "run" else None)
 
 
 def _canonical(kind: str, name: Any) -> Any:
@@ -494,8 +395,12 @@ def run_evaluate(
     groups: bool = False,
     stream: bool = False,
     cache: bool = True,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Evaluate each target; return ``{"targets": [...], "groups": [...]}`` (see the module docstring).
+
+    A run without weights among several targets is skipped with a note (``"skipped"``) unless
+    ``strict``.
 
     ``groups`` (implied by ``scores``) adds the accuracy on the training set's energy groups (on the
     first ``config.limit_train`` images, or all); ``stream`` prints each target's row as it is done;
@@ -508,9 +413,11 @@ def run_evaluate(
     _check_options(targets, split, which, options)
     store = open_store(config)
     data_key = dataset_key(config)
-    resolved = [
-        resolve_target(ref, config, which, store, data_key) for ref in expand_targets(list(targets), store)
-    ]
+    resolved, skipped = resolve_all(list(targets), store, which, data_key, strict)
+    if skipped:
+        console(config).say(
+            f"note: skipped {len(skipped)} run(s) without weights: {', '.join(skipped)} (--strict refuses them)"
+        )
     from ekdcli.engine import Runtime  # after the names and paths are checked
 
     engine = engine_options(config)
@@ -526,6 +433,7 @@ def run_evaluate(
         "targets": results,
         "groups": group_results(results),
         "requested": len(resolved),
+        "skipped": skipped,
         "interrupted": interrupted,
         "cached": caches.reused,
     }
@@ -540,7 +448,10 @@ def _evaluate_all(
     stubs = [{"target": t.ref, "kind": t.kind, "run_dir": t.run_dir and str(t.run_dir)} for t in resolved]
     names, folder = display_names(stubs)
     show = stream and len(resolved) > 1
-    printer = RowPrinter(names, folder, options.enabled, console(config).say) if show else None
+    from ekdcli.jobs.build import dataset_key
+
+    datas = [dataset_key(eval_config(config, t)) for t in resolved]
+    printer = RowPrinter(names, folder, options.enabled, console(config).say, datas) if show else None
     results: list[dict[str, Any]] = []
     try:
         for target, name in zip(resolved, names, strict=True):

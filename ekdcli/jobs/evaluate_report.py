@@ -109,15 +109,23 @@ GROUP_COLUMNS = ["low", "others", "high"]
 NUMBER_WIDTH = 7  # "100.00", "12.3456": every number fits, so rows can be printed as they come
 
 
-def target_header(groups: bool) -> list[str]:
-    return ["target", *TARGET_COLUMNS, *(GROUP_COLUMNS if groups else [])]
+def target_header(groups: bool, data: bool = False) -> list[str]:
+    """``data``: a data column, for targets that do not all use the same data."""
+    return ["target", *(["data"] if data else []), *TARGET_COLUMNS, *(GROUP_COLUMNS if groups else [])]
 
 
-def target_cells(result: dict[str, Any], name: str, groups: bool) -> list[str]:
-    """One target's row: test metrics, the run's best/last, and the energy groups when asked."""
+def mixed_data(datas: list[Any]) -> bool:
+    """Whether the targets use different data (then the table shows each one's)."""
+    return len(set(datas)) > 1
+
+
+def target_cells(result: dict[str, Any], name: str, groups: bool, data: bool = False) -> list[str]:
+    """One target's row: its data (when ``data``), test metrics, the run's best/last, and the energy
+    groups when asked."""
     run = result["run"] or {}
     cells = [
         name,
+        *([str(result["data"])] if data else []),
         pct(result["top1"]),
         pct(result["top5"]),
         f"{result['nll']:.4f}" if finite(result["nll"]) else "-",
@@ -135,9 +143,12 @@ def target_cells(result: dict[str, Any], name: str, groups: bool) -> list[str]:
 class RowPrinter:
     """The per-target table printed row by row, each as soon as its target is evaluated."""
 
-    def __init__(self, names: list[str], folder: str | None, groups: bool, say: Any) -> None:
+    def __init__(
+        self, names: list[str], folder: str | None, groups: bool, say: Any, datas: list[str] | None = None
+    ) -> None:
         self.groups, self.say = groups, say
-        header = target_header(groups)
+        self.data = mixed_data(datas or [])
+        header = target_header(groups, self.data)
         self.widths = [max(len(header[0]), *map(len, names))] + [
             max(len(h), NUMBER_WIDTH) for h in header[1:]
         ]
@@ -149,7 +160,7 @@ class RowPrinter:
         )
 
     def row(self, result: dict[str, Any], name: str) -> None:
-        self.say(_line(target_cells(result, name, self.groups), self.widths))
+        self.say(_line(target_cells(result, name, self.groups, self.data), self.widths))
 
 
 def _classes_line(result: dict[str, Any]) -> list[str]:
@@ -224,8 +235,10 @@ def format_evaluation(payload: dict[str, Any], rows: bool = True) -> str:
     lines = []
     if rows:
         lines += [f"runs in {folder}:"] if folder else []
+        data = mixed_data([r["data"] for r in results])
         lines += _table(
-            target_header(groups), [target_cells(r, n, groups) for r, n in zip(results, names, strict=True)]
+            target_header(groups, data),
+            [target_cells(r, n, groups, data) for r, n in zip(results, names, strict=True)],
         )
     lines += _footnote(payload, groups)
     which = payload["which"]

@@ -8,12 +8,15 @@ the eager model's to ``TOLERANCE``; otherwise nothing is written.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ekdcli import __version__
 from ekdcli.config import Config
-from ekdcli.jobs.build import dataset_key, find_trained, load_dataset, load_trained, with_run_data
+from ekdcli.jobs.build import dataset_key, load_dataset, load_trained
 from ekdcli.jobs.common import check_output, console, open_store
+from ekdcli.jobs.targets import resolve, with_run_data
 from ekdcli.store import rundir
 from ekdcli.util.errors import JobError, UsageError
 
@@ -62,17 +65,21 @@ def run_export(
     check_request(fmt, check)
     if which not in rundir.WHICH:
         raise UsageError(f"--which must be one of {', '.join(rundir.WHICH)}, not {which!r}.")
-    weights, run_dir = find_trained(target, config, which)
+    found = resolve(target, open_store(config), which, dataset_key(config), role="model")
+    weights, run_dir = found.weights, found.run_dir
     check_output(config, out)
     path = Path(out) if out is not None else default_output(weights, fmt, with_preprocessing)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; pass --force to replace it or choose another --out.")
-    config = with_run_data(config, run_dir)
+    config = with_run_data(config, found.run_values)
     dataset = load_dataset(config)
     data_key = dataset_key(config)
     trained = load_trained(str(weights), dataset, data_key, open_store(config), "model")
     images = _check_images(dataset, check, with_preprocessing)
-    difference = _export_checked(trained.model, trained.arch, dataset, images, fmt, path, with_preprocessing)
+    metadata = file_metadata(trained.arch, dataset, data_key, weights, run_dir, with_preprocessing)
+    difference = _export_checked(
+        trained.model, trained.arch, dataset, images, fmt, path, with_preprocessing, metadata
+    )
     channels, height, width = (int(n) for n in images.shape[1:])
     console(config).say(
         f"exported {trained.arch} ({weights}) as {fmt}: {path}\n"
@@ -98,6 +105,24 @@ def run_export(
         "checked_images": int(images.shape[0]),
         "max_abs_difference": difference,
         "tolerance": TOLERANCE,
+        "metadata": metadata,
+    }
+
+
+def file_metadata(
+    arch: str, dataset: Dataset, data_key: str, weights: Path, run_dir: Path | None, raw: bool
+) -> dict[str, str]:
+    """What an exported file says about itself (ONNX metadata_props; the others' ``ekd.json``)."""
+    return {
+        "ekd_version": __version__,
+        "arch": arch,
+        "data": data_key,
+        "num_classes": str(dataset.num_classes),
+        "input": "uint8 pixels" if raw else "normalized float32",
+        "mean": json.dumps([float(m) for m in dataset.mean]),
+        "std": json.dumps([float(v) for v in dataset.std]),
+        "source_weights": str(weights),
+        "source_run": str(run_dir) if run_dir is not None else "",
     }
 
 
@@ -128,6 +153,7 @@ def _export_checked(
     fmt: str,
     path: Path,
     with_preprocessing: bool,
+    metadata: dict[str, str],
 ) -> float:
     """Export to a temporary file, compare with the eager model, then rename into place."""
     from ekdcli.method import export
@@ -143,7 +169,7 @@ def _export_checked(
 
     def write(tmp: str) -> None:
         try:
-            export.export(module, images[: min(2, images.shape[0])], fmt, tmp)
+            export.export(module, images[: min(2, images.shape[0])], fmt, tmp, metadata)
         except Exception as exc:
             raise UsageError(
                 f"model {arch!r} cannot be exported as {fmt} ({type(exc).__name__}: "

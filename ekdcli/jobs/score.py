@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ekdcli.config import Config
 from ekdcli.jobs.build import TrainedModel, dataset_key, load_dataset, load_trained, stored_weights_path
 from ekdcli.jobs.common import check_output, console, engine_options, open_store, store_file_lock
+from ekdcli.jobs.provenance import say_teacher
 from ekdcli.sdk.options import both_sides_rate
 from ekdcli.util.errors import JobError, UsageError
 
@@ -187,6 +188,7 @@ def run_score(
         f"ekd score: teacher {teacher.arch} ({teacher.path}) on {data_key}, {samples} training images, "
         f"T_E = {config.energy_temperature:g}"
     )
+    say_teacher(say, teacher.path, teacher.metadata)
     scored = ensure_scores(config, dataset, data_key, teacher, out=out, force=force, save_logits=save_logits)
     part = scored.table.n < scored.file_rows  # the first rows of a larger file
     if not scored.computed:

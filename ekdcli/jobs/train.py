@@ -17,6 +17,7 @@ from ekdcli.jobs.common import (
     engine_options,
     hold_run,
     open_store,
+    recipe_name,
     recorded_config,
     replacing_note,
     resolve_recipe,
@@ -175,7 +176,12 @@ class _TrainJob:
         out.say(f"  recipe: {describe_recipe(self.recipe)}")
         out.say(f"  run directory: {run_dir}")
         metadata = weights_metadata(
-            self.arch, dataset, self.data_key, "ekd train", recipe=self.recipe.__dict__
+            self.arch,
+            dataset,
+            self.data_key,
+            "ekd train",
+            recipe=self.recipe.__dict__,
+            recipe_name=recipe_name(config, dataset),  # the provenance a teacher's check reads
         )
         metadata.update(store_name=store_name, keep=keep)  # a resume stores the weights the same way
         with run_record(config, self.runtime, run_dir, self.trackers, "train") as tracking:

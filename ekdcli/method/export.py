@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,16 +57,31 @@ def _quiet() -> Any:
         yield
 
 
-def export(module: torch.nn.Module, example: torch.Tensor, fmt: str, path: str | Path) -> None:
-    """Write ``module`` (eval mode, CPU) in format ``fmt`` with a dynamic batch dimension."""
+# Where each format keeps ekd's metadata (normalization, classes, ekd version, source): a JSON text
+# under this name in TorchScript's and torch.export's extra files, and ONNX's metadata_props keys.
+METADATA_FILE = "ekd.json"
+
+
+def export(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    fmt: str,
+    path: str | Path,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write ``module`` (eval mode, CPU) in format ``fmt`` with a dynamic batch dimension, carrying
+    ``metadata`` (see :data:`METADATA_FILE`; ONNX: one ``metadata_props`` entry per key)."""
     module = module.eval().cpu()
     batch = torch.export.Dim("batch", min=1, max=65536)
+    extra = {METADATA_FILE: json.dumps(metadata or {}, sort_keys=True)}
     with _quiet(), torch.no_grad():
         if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(module, example, check_trace=False), str(path))
+            traced = torch.jit.trace(module, example, check_trace=False)
+            torch.jit.save(traced, str(path), _extra_files=extra)
         elif fmt == "pt2":
             program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-            torch.export.save(program, str(path))
+            with open(path, "wb") as handle:  # a file object: torch warns on a name not ending in .pt2
+                torch.export.save(program, handle, extra_files=extra)
         elif fmt == "onnx":
             torch.onnx.export(
                 module,
@@ -78,8 +94,33 @@ def export(module: torch.nn.Module, example: torch.Tensor, fmt: str, path: str |
                 external_data=False,  # the weights inside the one file: it loads after being copied alone
                 verbose=False,
             )
+            _onnx_metadata(path, metadata or {})
         else:
             raise ValueError(f"unknown export format {fmt!r}")
+
+
+def _onnx_metadata(path: str | Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, metadata)
+    onnx.save(proto, str(path))
+
+
+def read_metadata(path: str | Path, fmt: str) -> dict[str, str]:
+    """The metadata :func:`export` put into an exported file."""
+    if fmt == "onnx":
+        import onnx
+
+        return {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+    extra = {METADATA_FILE: ""}
+    with _quiet():
+        if fmt == "torchscript":
+            torch.jit.load(str(path), _extra_files=extra)
+        else:
+            with open(path, "rb") as handle:
+                torch.export.load(handle, extra_files=extra)
+    return dict(json.loads(extra[METADATA_FILE] or "{}"))
 
 
 def load(path: str | Path, fmt: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -89,7 +130,8 @@ def load(path: str | Path, fmt: str) -> Callable[[torch.Tensor], torch.Tensor]:
             scripted = torch.jit.load(str(path), map_location="cpu")
             return lambda images: scripted(images)
         if fmt == "pt2":
-            program = torch.export.load(str(path)).module()
+            with open(path, "rb") as handle:  # a file object: torch warns on a name not ending in .pt2
+                program = torch.export.load(handle).module()
             return lambda images: program(images)
         import onnxruntime
 

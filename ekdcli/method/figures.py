@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 LOW_COLOR = "tab:blue"  # Fig. 4: low energy in blue, high energy in red
 HIGH_COLOR = "tab:red"
-CERTAIN_FRAME = "red"  # Fig. 3: red boxes = certain (low energy), green = uncertain
-UNCERTAIN_FRAME = "green"
+# Fig. 3's grid in the histogram's colours (the paper's red/green boxes read the other way round):
+# certain (low energy) framed blue, uncertain (high energy) red.
+CERTAIN_FRAME = LOW_COLOR
+UNCERTAIN_FRAME = HIGH_COLOR
 
 
 def pyplot() -> Any:
@@ -74,14 +76,31 @@ def pick_classes(labels: torch.Tensor, num: int = 4, seed: int = 0) -> list[int]
     return sorted(int(c) for c in picked)
 
 
+# A histogram bin this many times the median non-empty bin flattens the others: log counts instead.
+DOMINANT_BIN = 10.0
+
+
+def dominated(counts: Any) -> bool:
+    """Whether one bin of ``counts`` holds more than :data:`DOMINANT_BIN` times the median non-empty bin."""
+    import statistics
+
+    filled = [float(c) for c in counts if c > 0]
+    return bool(filled) and max(filled) > DOMINANT_BIN * statistics.median(filled)
+
+
 def energy_histogram(
     energies: torch.Tensor,
     thresholds: Thresholds | None,
     path: str | os.PathLike[str],
     title: str = "Teacher energy scores",
     bins: int = 60,
+    log: bool | None = None,
 ) -> Path:
-    """Histogram of the energies with ``E_low``/``E_high`` marked and the sets shaded (Fig. 3a)."""
+    """Histogram of the energies with ``E_low``/``E_high`` marked and the sets shaded (Fig. 3a).
+
+    ``log``: counts on a log axis; None (default) decides by the data: log when one bin holds more
+    than :data:`DOMINANT_BIN` times the median bin, which would flatten the rest (and the shading).
+    """
     import torch
 
     e = _as_tensor(energies, "energies", 1).double()
@@ -89,7 +108,9 @@ def energy_histogram(
         raise UsageError("there are no energies to draw; score a non-empty split first.")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    ax.hist(e.numpy(), bins=bins, color="0.6", edgecolor="0.3", linewidth=0.3)
+    counts, _, _ = ax.hist(e.numpy(), bins=bins, color="0.6", edgecolor="0.3", linewidth=0.3)
+    if log if log is not None else dominated(counts):
+        ax.set_yscale("log")
     if thresholds is not None:
         lo_n = int(thresholds.is_low(e.float()).sum())
         hi_n = int(thresholds.is_high(e.float()).sum())
@@ -164,7 +185,7 @@ def certain_uncertain_grid(
         picks = (("certain", certain, CERTAIN_FRAME), ("uncertain", uncertain, UNCERTAIN_FRAME))
         for half, (kind, idx, frame) in enumerate(picks):
             _image_row(axes[2 * r + half], pixels, e, idx, frame, f"{class_names[c]}\n{kind}")
-    fig.suptitle("Lowest-energy (certain, red) and highest-energy (uncertain, green) images", fontsize=9)
+    fig.suptitle("Lowest-energy (certain, blue) and highest-energy (uncertain, red) images", fontsize=9)
     return save_figure(fig, path)
 
 
@@ -266,16 +287,20 @@ def training_curves(runs: list[tuple[str, list[dict[str, Any]]]], path: str | os
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, (loss_ax, top1_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    # the training objective and the test cross-entropy are different quantities: one panel each;
+    # the test loss on a log axis, so its first epochs (often 10x the rest) do not flatten the curve
+    fig, (loss_ax, test_ax, top1_ax, lr_ax) = plt.subplots(1, 4, figsize=(16, 3.8), layout="constrained")
     for number, (label, records) in enumerate(runs):
         color = f"C{number % 10}"
         _curve(loss_ax, records, "loss", 1.0, color, "-", label)
-        _curve(loss_ax, records, "test_loss", 1.0, color, "--", None)
+        _curve(test_ax, records, "test_loss", 1.0, color, "-", None)
         for key, style in (("test_top1", "-"), ("train_top1", ":")):
             _curve(top1_ax, records, key, 100.0, color, style, None)
         _curve(lr_ax, records, "lr", 1.0, color, "-", None)
+    test_ax.set_yscale("log")
     for ax, title, unit in (
-        (loss_ax, "loss (train solid, test dashed)", "loss"),
+        (loss_ax, "training objective", "loss"),
+        (test_ax, "test cross-entropy (log axis)", "test CE"),
         (top1_ax, "top-1 (test solid, train dotted)", "top-1 (%)"),
         (lr_ax, "learning rate", "lr"),
     ):

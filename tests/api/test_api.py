@@ -47,7 +47,9 @@ def test_keywords_are_configuration_keys_over_the_project_file(tmp_path: Path) -
     from ekdcli.api import make_config
 
     Path("ekd.toml").write_text('epochs = 7\nlr = 0.2\n[energy]\npreset = "official"\n')
-    config = make_config({"epochs": 3, "energy": {"t_plus": 1.0}, "data_root": None})
+    assert make_config({"epochs": 3}).lr is None  # ./ekd.toml is not read unless named
+    assert make_config({"epochs": 3}).sources["lr"] == "default"
+    config = make_config({"epochs": 3, "energy": {"t_plus": 1.0}, "data_root": None}, "ekd.toml")
     assert (config.epochs, config.lr, config.quiet) == (3, 0.2, True)  # quiet unless asked otherwise
     assert config.energy == {"preset": "official", "t_plus": 1.0}
     assert config.sources["epochs"] == "flag" and config.sources["lr"] == "ekd.toml"
@@ -55,8 +57,12 @@ def test_keywords_are_configuration_keys_over_the_project_file(tmp_path: Path) -
     with pytest.raises(UsageError) as caught:
         make_config({"epoch": 3, "lr": "fast"})
     assert caught.value.message == (
-        "keyword arguments: unknown key 'epoch'; 'lr' must be a number, not 'fast'. "
-        "See 'ekd <command> --help' for the keys."
+        "keyword arguments: unknown key 'epoch' (did you mean 'epochs'?); see docs/configuration.md for the keys."
+    )
+    with pytest.raises(UsageError) as caught:
+        make_config({"lr": "fast"})
+    assert caught.value.message == (
+        "keyword arguments: 'lr' must be a number, not 'fast'. See 'ekd <command> --help' for the keys."
     )
 
 
@@ -100,3 +106,44 @@ def test_the_python_api_walkthrough_runs_as_written(capsys: pytest.CaptureFixtur
     assert "resnet8.safetensors" in printed and "energy_kd he-cutmix" in printed
     assert "torch.Size([3, 10])" in printed  # the exported program ran on raw pixels
     assert Path("curves.png").is_file()
+
+
+def test_the_losses_section_runs_as_written_and_matches_the_formulas(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/python-api.md "Use the losses in your own loop", run as written; its numbers re-derived here."""
+    import torch
+    import torch.nn.functional as F
+
+    text = (
+        DOC.read_text(encoding="utf-8").split("## Use the losses in your own loop", 1)[1].split("\n## ", 1)[0]
+    )
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "losses section", "exec"), namespace)
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == "tensor([2., 4., 6.])"
+    z_s, z_t, labels = namespace["z_s"].detach(), namespace["z_t"], namespace["labels"]
+    energies = -4.0 * torch.logsumexp(namespace["teacher_logits"] / 4.0, dim=1)
+    ordered = energies.sort().values
+    low, high = ordered[200], ordered[1000 - 200 - 1]  # floor(N * rate) and N - floor(N * rate) - 1
+    e = energies[:64]
+    temps = torch.where(e < low, 6.0, torch.where(e > high, 2.0, 4.0))
+    kl = (
+        F.softmax(z_t / temps[:, None], 1)
+        * (F.log_softmax(z_t / temps[:, None], 1) - F.log_softmax(z_s / temps[:, None], 1))
+    ).sum(1)
+    expected = 0.1 * F.cross_entropy(z_s, labels) + 0.9 * (kl * temps**2).mean()
+    assert float(second.split()[0]) == pytest.approx(expected.item(), abs=1e-4)
+    assert float(second.split()[1]) > 0
+
+
+def test_evaluation_names_configuration_groups_apart_from_energy_groups() -> None:
+    import inspect
+
+    from ekdcli.api import Evaluation, evaluate
+
+    result = Evaluation(targets=[], groups=[{"label": "kd", "n": 3}], split="test")
+    assert result.configurations is result.groups
+    assert "energy_groups" in inspect.signature(evaluate).parameters
+    assert "configuration" in (Evaluation.__doc__ or "") and "energy_groups" in (Evaluation.__doc__ or "")

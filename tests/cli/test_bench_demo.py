@@ -46,6 +46,10 @@ def test_bench_two_rates_writes_table_json_and_plot(tmp_path: Path, ekd: Any) ->
     text = (out_dir / "bench.txt").read_text()
     assert "+33.26%" in text and "epoch times extrapolated from 2 x 2 steps per rate" in text
     assert (out_dir / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert "round 1/2, rate 0.25: 2 steps, median " in err and "round 2/2, rate 1: 2 steps" in err
+    for row in rows:  # error bars around the increase, and the steps' spread
+        low, high = row["increase_range"]
+        assert low <= high and row["noise"] >= 0
     # one epoch = 64 // 16 = 4 steps: the epoch time is the median step time times 4
     assert result["steps_per_epoch"] == 4 and result["mode"] == "extra"
     for row in rows:
@@ -140,3 +144,23 @@ def test_bench_refuses_a_bad_student_or_option_before_any_work(tmp_path, ekd) ->
         assert code == 2 and out == "", err
         assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
         assert not (tmp_path / "store").exists(), args
+
+
+def test_bench_error_bars_and_the_noise_note_follow_the_step_times() -> None:
+    from ekdcli.jobs.bench import NOISY, format_bench, spread
+
+    assert spread([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 4.0)  # inclusive quartiles
+    assert spread([0.5]) == (0.5, 0.5)
+    row = {"seconds_per_epoch": 1.0, "images_per_s": 1.0, "augmented_per_step": 0.0, "paper_increase": None}
+    payload = {
+        "rows": [
+            {**row, "rate": 0.1, "increase": 0.0, "noise": NOISY / 2},
+            {**row, "rate": 0.5, "increase": -0.3, "noise": 2 * NOISY},
+        ],
+        "rounds": 3,
+        "steps_per_round": 5,
+    }
+    text = format_bench(payload)
+    assert "too noisy to compare: the step times of rate 0.5 spread over 20% of their median" in text
+    payload["rows"][1]["noise"] = NOISY / 2
+    assert "too noisy" not in format_bench(payload)

@@ -42,7 +42,7 @@ def test_plain_lines_report_progress_loss_rate_and_eta() -> None:
     progress.close()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 9  # every step but the last (the epoch line follows it)
-    pattern = r"epoch 2/5 +(\d+)%  loss 0\.5000  \d+ img/s  eta \d+:\d\d:\d\d"
+    pattern = r"epoch 2/5 +(\d+)%  loss 0\.5000  \d+ img/s  eta \d+:\d\d:\d\d \(run \d+:\d\d:\d\d\)"
     assert [int(re.fullmatch(pattern, line).group(1)) for line in lines] == list(range(10, 100, 10))
 
 
@@ -140,3 +140,15 @@ def test_prediction_reports_progress_when_piped(monkeypatch: pytest.MonkeyPatch)
     stream.truncate(0)
     predict(model, data, "train", quiet, batch_size=4, desc="scoring toy train")
     assert stream.getvalue() == ""
+
+
+def test_the_eta_covers_the_epoch_and_the_whole_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ekdcli.engine.progress as module
+
+    clock = iter([0.0, 4.0, 4.0])  # start, then one batch per second: 4 of 10 batches after 4 s
+    monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    progress = EpochProgress(2, 5, 10, "lines", stream=stream, line_every_s=0.0, min_interval_s=0.0)
+    progress.update(4, 64, None)
+    # this epoch: 6 batches left at 1 s each; the run: those and 3 more epochs of 10 batches
+    assert stream.getvalue().split("eta ", 1)[1].strip() == "0:00:06 (run 0:00:36)"

@@ -9,7 +9,7 @@ import torch
 
 from ekdcli.config import resolve
 from ekdcli.engine.recipe import RECIPES, Recipe, build_optimizer, build_scheduler, lr_factor, preset
-from ekdcli.jobs.common import resolve_recipe
+from ekdcli.jobs.common import describe_recipe, resolve_recipe
 from ekdcli.util.errors import UsageError
 
 
@@ -127,3 +127,41 @@ def test_resolve_recipe_applies_the_small_student_lr_unless_one_is_given() -> No
     assert resolve_recipe(config, _Data()).lr == 0.05
     assert resolve_recipe(resolve({"recipe": "cifar", "lr": 0.03}), _Data(), "mv2").lr == 0.03
     assert resolve_recipe(resolve({"recipe": "cifar", "train": {"lr": 0.02}}), _Data(), "mv2").lr == 0.02
+
+
+def test_epochs_scale_the_recipes_milestones_unless_milestones_are_given() -> None:
+    # 150,180,210 of 240 epochs at the same fractions of 5: 3.125, 3.75, 4.375 -> 3, 4, 4
+    config = resolve({"recipe": "cifar", "epochs": 5})
+    short = resolve_recipe(config, _Data())
+    assert (short.epochs, short.milestones) == (5, (3, 4, 4))
+    # recorded for the run's config.toml: resuming with more epochs keeps the run's schedule
+    assert (
+        config.train["milestones"] == [3, 4, 4]
+        and config.sources["train.milestones"] == "scaled with epochs 5"
+    )
+    assert lr_factor(short, 4, 1) == pytest.approx(0.05 * 0.1**3 / 0.05)  # the recipe's final rate at the end
+    assert "x0.1 at 3,4,4" in describe_recipe(short)
+    tabled = resolve_recipe(resolve({"recipe": "cifar", "train": {"epochs": 120}}), _Data())
+    assert tabled.milestones == (75, 90, 105)
+    given = resolve_recipe(resolve({"recipe": "cifar", "epochs": 5, "train": {"milestones": [2]}}), _Data())
+    assert given.milestones == (2,)
+    assert resolve_recipe(resolve({"recipe": "cifar", "epochs": 240}), _Data()).milestones == (150, 180, 210)
+    one = resolve_recipe(resolve({"recipe": "cifar", "epochs": 1}), _Data())
+    assert one.milestones == (1, 1, 1)
+
+
+def test_adamw_is_chosen_by_the_recipe_with_cosine_and_warm_up() -> None:
+    recipe = resolve_recipe(
+        resolve(
+            {"recipe": "cifar", "train": {"optimizer": "adamw", "schedule": "cosine", "warmup_epochs": 1}}
+        ),
+        _Data(),
+    )
+    optimizer = build_optimizer(torch.nn.Linear(3, 2), recipe)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["betas"]) == (0.05, 5e-4, (0.9, 0.999))
+    assert "AdamW lr 0.05 wd 0.0005, cosine schedule (warm-up 1 epochs)" in describe_recipe(recipe)
+    assert isinstance(build_optimizer(torch.nn.Linear(3, 2), RECIPES["cifar"]), torch.optim.SGD)
+    with pytest.raises(UsageError, match="optimizer must be one of sgd, adamw, got 'adam'"):
+        Recipe(optimizer="adam").validate()

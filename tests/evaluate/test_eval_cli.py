@@ -209,3 +209,30 @@ def test_the_help_example_runs_star_finds_the_stores_runs(
         main(["evaluate", "nothing/*"])
     assert info.value.code == 2
     assert "error: nothing matches 'nothing/*' here (nor under the store " in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_runs_without_weights_are_skipped_with_a_note_and_mixed_data_get_a_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ekdcli.config import resolve
+    from ekdcli.jobs.train import run_train
+
+    (tmp_path / "ekd.toml").write_text(TOML)
+    for name, n_test in (("r1", 32), ("r2", 16)):  # two data: fake with 32 and with 16 test images
+        flags = {"model": "tiny_cnn", "epochs": 1, "batch_size": 16, "run_name": name}
+        run_train(resolve({**flags, "data_options": {"n_test": n_test}, "quiet": True}))
+    stopped = tmp_path / "store" / "runs" / "r0"  # stopped before its first epoch: a config, no weights
+    stopped.mkdir()
+    (stopped / "config.toml").write_text('data = "fake"\n')
+    capsys.readouterr()
+    main(["evaluate", "runs/*"])
+    out = capsys.readouterr().out
+    assert "note: skipped 1 run(s) without weights: " in out and "r0 (no best.safetensors)" in out
+    header = next(line for line in out.splitlines() if line.startswith("target"))
+    assert header.split()[:3] == ["target", "data", "top-1"]
+    assert re.search(r"^r1 +fake-n_test32-n_train64 +\d+\.\d\d", out, flags=re.M)
+    assert re.search(r"^r2 +fake-n_test16-n_train64 +\d+\.\d\d", out, flags=re.M)
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "runs/*", "--strict"])
+    assert info.value.code == 2 and "r0 holds no weights" in capsys.readouterr().err

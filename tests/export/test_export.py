@@ -188,3 +188,49 @@ def test_onnx_without_its_packages_says_which_extra(ekd, monkeypatch: pytest.Mon
 def test_check_needs_at_least_one_image(ekd) -> None:  # noqa: ANN001
     code, _, err = ekd("export", "resnet8", "--format", "pt2", "--check", "0")
     assert (code, err) == (2, "error: --check must be at least 1 test image, not 0.\n")
+
+
+class _Plain(torch.nn.Module):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_every_format_carries_its_metadata_and_pt2_exports_without_a_warning(
+    ekd,  # noqa: ANN001
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ekdcli import __version__
+    from ekdcli.method.export import read_metadata
+    from ekdcli.sdk.plugins import registry, reset_plugins
+    from ekdcli.sdk.registry import Component
+    from ekdcli.store.weights import save_tensors
+
+    registry("models").add(Component("models", "plain", _Plain, "tests"))
+    try:
+        weights = tmp_path / "plain.safetensors"
+        save_tensors(weights, _Plain().state_dict(), {"arch": "plain", "num_classes": 10, "in_channels": 1})
+        for fmt, out in (("onnx", "p.onnx"), ("pt2", "p.pt2"), ("torchscript", "p.pt")):
+            code, printed, err = ekd(
+                "export", str(weights), "--data", "digits", "--format", fmt, "--out", out
+            )
+            assert code == 0, err
+            assert "Unable to load package" not in err + caplog.text
+            meta = read_metadata(out, fmt)
+            assert (
+                meta["ekd_version"] == __version__ and meta["arch"] == "plain" and meta["num_classes"] == "10"
+            )
+            assert meta["input"] == "normalized float32" and meta["source_weights"] == str(weights)
+            assert len(json.loads(meta["mean"])) == 1 and len(json.loads(meta["std"])) == 1
+            assert meta["data"] == "digits" and meta["source_run"] == ""
+        import onnx
+
+        props = {p.key for p in onnx.load("p.onnx").metadata_props}  # what an ONNX viewer shows
+        assert {"ekd_version", "mean", "std", "num_classes", "source_weights"} <= props
+    finally:
+        reset_plugins()

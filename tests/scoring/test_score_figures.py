@@ -105,3 +105,43 @@ def test_pick_classes_is_reproducible_and_uses_present_classes() -> None:
     assert len(set(picked)) == 3 and set(picked) <= {2, 5, 7, 9, 11}
     assert pick_classes(labels, num=10) == [2, 5, 7, 9, 11]
     assert {tuple(pick_classes(labels, 2, seed=s)) for s in range(10)} != {tuple(pick_classes(labels, 2, 0))}
+
+
+def _kept_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    from pathlib import Path
+
+    from ekdcli.method import figures
+
+    kept: list = []
+
+    def keep(fig, path):  # noqa: ANN001, ANN202
+        kept.append(fig)
+        return Path(path)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    return kept
+
+
+def test_the_grid_frames_certain_blue_and_uncertain_red_as_the_histogram(tmp_path, monkeypatch) -> None:
+    from matplotlib.colors import to_rgba
+
+    from ekdcli.method.figures import HIGH_COLOR, LOW_COLOR
+
+    kept = _kept_figures(monkeypatch)
+    images, labels, _, energies = toy_data()
+    certain_uncertain_grid(images, labels, energies, ["a", "b", "c", "d"], [0], 2, tmp_path / "g.png")
+    (fig,) = kept
+    frames = [to_rgba(ax.spines["top"].get_edgecolor()) for ax in fig.axes]
+    assert frames[:2] == [to_rgba(LOW_COLOR)] * 2 and frames[2:4] == [to_rgba(HIGH_COLOR)] * 2
+    assert "certain, blue" in fig._suptitle.get_text() and "uncertain, red" in fig._suptitle.get_text()
+
+
+def test_the_histogram_takes_a_log_axis_when_one_bin_dominates(tmp_path, monkeypatch) -> None:
+    kept = _kept_figures(monkeypatch)
+    spread = torch.linspace(-10.0, -2.0, 200)
+    piled = torch.cat([spread, torch.full((5000,), -9.99)])  # one bin holds 5000 of 5200
+    energy_histogram(spread, None, tmp_path / "a.png")
+    energy_histogram(piled, compute_thresholds(piled, 0.2, 0.2), tmp_path / "b.png")
+    energy_histogram(piled, None, tmp_path / "c.png", log=False)
+    energy_histogram(spread, None, tmp_path / "d.png", log=True)
+    assert [fig.axes[0].get_yscale() for fig in kept] == ["linear", "log", "linear", "log"]

@@ -73,12 +73,14 @@ def test_the_curves_are_loss_top1_in_percent_and_lr_per_epoch(
     ]
     training_curves([("run", records)], tmp_path / "curves.png")
     (fig,) = kept
-    loss, top1, lr = fig.axes
+    loss, test, top1, lr = fig.axes  # the objective and the test CE on axes of their own
 
     def lines(ax: Any) -> list[tuple[list[float], list[float]]]:
         return [(list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines]
 
-    assert lines(loss) == [([1, 2, 3], [2.0, 1.0, 0.5]), ([1, 3], [2.5, 1.5])]
+    assert lines(loss) == [([1, 2, 3], [2.0, 1.0, 0.5])]
+    assert lines(test) == [([1, 3], [2.5, 1.5])] and test.get_yscale() == "log"
+    assert loss.get_yscale() == "linear"
     assert lines(top1) == [([1, 3], [50.0, 62.5]), ([1, 2, 3], [25.0, 50.0, 75.0])]  # test, then train, in %
     assert lines(lr) == [([1, 2, 3], [0.1, 0.01, 0.001])]
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

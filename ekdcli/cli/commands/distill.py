@@ -32,7 +32,7 @@ from ekdcli.cli.options import COMMON, RUNTIME, TRAINING, build_config, options
 @click.option(
     "--preset",
     type=click.Choice(["paper", "official"]),
-    help="Energy temperature rule: the paper's Eq. 9 or the authors' released code.",
+    help="Energy temperature rule: the paper's Eq. 9 or the authors' released code (default paper).",
 )
 @click.option(
     "--source",

@@ -28,6 +28,8 @@ from ekdcli.cli.options import FINITE, build_config, options
 )
 @click.option(
     "--groups",
+    "--energy-groups",
+    "groups",
     is_flag=True,
     help="Add the accuracy on the training set's low / others / high energy sets (a pass over the "
     "training images: all of them, or the first --limit-train).",
@@ -51,6 +53,12 @@ from ekdcli.cli.options import FINITE, build_config, options
     help="Measure again instead of reusing the results cached in <store>/cache/evaluations/.",
 )
 @click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse runs without weights (stopped, or before their first epoch) instead of skipping them "
+    "with a note.",
+)
+@click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also draw the training curves (loss, top-1, lr) of the runs among the targets into this PNG.",
@@ -68,6 +76,7 @@ def evaluate(
     rate: float,
     no_cache: bool,
     plot: Path | None,
+    strict: bool,
     **params: Any,
 ) -> None:
     """Top-1/top-5, NLL, calibration (ECE, 15 bins) and per-class accuracy of runs or models.
@@ -82,8 +91,9 @@ def evaluate(
     on the low / others / high energy sets of the training data (from
     --scores, or the score file of the run's teacher in the store); long-tailed
     data also get many/medium/few-shot accuracy. Several targets give one table
-    grouped by configuration with mean ± sample std over seeds. Runs at fp32
-    unless --precision is given.
+    (a data column when their data differ) grouped by configuration with mean ±
+    sample std over seeds; runs without weights yet are skipped with a note
+    (--strict refuses them). Runs at fp32 unless --precision is given.
 
     \b
     Example:
@@ -105,9 +115,8 @@ def evaluate(
 
         plotted = plot_targets(config, list(targets), plot)
     stream = not config.quiet and not config.json
-    result = run_evaluate(
-        config, list(targets), split, scores, which, rate, groups=groups, stream=stream, cache=not no_cache
-    )
+    options = {"groups": groups, "stream": stream, "cache": not no_cache, "strict": strict}
+    result = run_evaluate(config, list(targets), split, scores, which, rate, **options)
     if plotted is not None:
         result["plot"] = str(plotted)
     rows_shown = stream and result["requested"] > 1

@@ -139,7 +139,7 @@ def list_(kind: str, pattern: str, json: bool | None, debug: bool | None) -> Non
     """Registered components of KIND matching PATTERN (shell wildcards, names and aliases).
 
     KIND is one of models, datasets, distillers, temperature-rules, augmentations,
-    trackers, commands.
+    trackers, executors, commands.
     Model parameter counts are for 100 classes. When one component matches,
     its options are listed with their defaults.
 

@@ -27,6 +27,6 @@ def register_trackers(register: Callable[..., Any]) -> None:
         "mlflow",
         "ekd_plugins.trackers.mlflow_tracker:MlflowTracker",
         description="an MLflow run: the config as params, metrics per epoch, the best weights as an artifact "
-        "(file store <store>/mlruns unless --tracking-uri)",
+        "(<store>/mlflow.db with artifacts in <store>/mlartifacts unless --tracking-uri)",
         info={"extra": "mlflow", "package": "mlflow"},
     )
