@@ -30,8 +30,8 @@ for path in (REPO, REPO / "plugins"):  # run as a script from a checkout without
 
 from ekd_plugins.pairs import dkd_beta_for, energy_rate_for  # noqa: E402
 
+from ekdcli.campaign.paper import table as paper_table  # noqa: E402
 from ekdcli.config import dumps_toml  # noqa: E402
-from ekdcli.jobs.paper import table as paper_table  # noqa: E402
 from ekdcli.sdk.plugins import registry  # noqa: E402
 
 CIFAR_ROOT = "../shared/data/cifar100.npz"
@@ -131,7 +131,7 @@ FIGURE2_PAIRS: list[Pair] = [("vgg13", "mobilenetv2"), ("resnet32x4", "shufflev2
 FIGURE2_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
 FIGURE2_AUGMENTS = ("le-cutmix", "he-cutmix", "mixed-cutmix")
 
-# The paper's top-1 numbers (CIFAR-100 test set unless said) come from ekdcli/jobs/paper_results.toml,
+# The paper's top-1 numbers (CIFAR-100 test set unless said) come from ekdcli/campaign/paper_results.toml,
 # the one data file `ekd report --paper` reads too.  Table 1's own values are not in the paper text
 # we have: its rows cite the same pair and method in Tables 4/5.
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ekdcli.jobs.campaign import define, load, parse_grid, parse_seeds, split_values
-from ekdcli.jobs.paper import table
+from ekdcli.campaign.campaign import define, load, parse_grid, parse_seeds, split_values
+from ekdcli.campaign.paper import table
 from ekdcli.sdk.contracts import ExecTask
 from ekdcli.store.campaign import CampaignDir
 from ekdcli.store.layout import Store

@@ -47,8 +47,8 @@ def report(targets: tuple[str, ...], paper: str | None, which: str, out: Path | 
       ekd report table5 --paper table5
       ekd report ekd-store/runs/table2.* --paper table2 --out reports/table2
     """
+    from ekdcli.campaign.report import ReportRequest, markdown, run_report
     from ekdcli.jobs.common import console
-    from ekdcli.jobs.report import ReportRequest, markdown, run_report
 
     config = build_config(params)
     result = run_report(config, ReportRequest(list(targets), paper, which, out))

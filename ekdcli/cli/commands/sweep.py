@@ -68,9 +68,9 @@ def sweep(
       ekd sweep --status table5
       ekd sweep --name table5 --executor ray --ray-address auto --store /shared/ekd-store
     """
+    from ekdcli.campaign.sweep import SweepRequest, failure_message, run_sweep, sweep_status
+    from ekdcli.campaign.sweep_text import status_text
     from ekdcli.jobs.common import console
-    from ekdcli.jobs.sweep import SweepRequest, failure_message, run_sweep, sweep_status
-    from ekdcli.jobs.sweep_text import status_text
     from ekdcli.util.errors import JobError
 
     sets = list(params.pop("set_values") or ())

@@ -31,7 +31,7 @@ class PaperRow:
     top5: tuple[float | None, ...]
 
     def matches(self, variant: dict[str, Any]) -> bool:
-        """Whether a run with these settings (``ekdcli.jobs.report.variant``) is this row."""
+        """Whether a run with these settings (``ekdcli.campaign.report.variant``) is this row."""
         return all(_same(variant.get(key), value) for key, value in self.match.items())
 
 

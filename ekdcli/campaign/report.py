@@ -5,7 +5,7 @@ columns teacher -> student pairs; each cell is the mean ± sample std over the r
 configuration (the seeds), with their number.  The numbers are ``ekd evaluate``'s, computed by
 its job (:func:`ekdcli.jobs.evaluate.run_evaluate`) on the same runs: the test top-1 of each
 run's best (or last) weights, grouped by configuration.  With ``--paper TABLE`` each cell also
-gets the paper's number for that row and pair (``ekdcli/jobs/paper_results.toml``) and the
+gets the paper's number for that row and pair (``ekdcli/campaign/paper_results.toml``) and the
 difference.  Written as Markdown, CSV, JSON and a PNG (grouped bars, or lines over the rate for
 rate sweeps) into the campaign's directory, and printed.
 """
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ekdcli.campaign.campaign import load
+from ekdcli.campaign.paper import PaperTable, table
 from ekdcli.config import Config
-from ekdcli.jobs.campaign import load
 from ekdcli.jobs.common import open_store
 from ekdcli.jobs.evaluate import expand_targets, run_evaluate
-from ekdcli.jobs.paper import PaperTable, table
 from ekdcli.store import rundir
 from ekdcli.store.atomic import atomic_write_json, atomic_write_text
 from ekdcli.store.campaign import CampaignDir
@@ -306,7 +306,7 @@ def to_csv(result: dict[str, Any]) -> str:
 
 
 def write_outputs(result: dict[str, Any], out: Path, layout: str) -> dict[str, str]:
-    from ekdcli.jobs.report_figure import draw
+    from ekdcli.campaign.report_figure import draw
 
     files = {
         "markdown": atomic_write_text(out / "report.md", markdown(result)),

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ekdcli.campaign.campaign import Campaign, CampaignRun
 from ekdcli.config import Config
 from ekdcli.jobs.build import canonical_model, dataset_key, is_registered_model
-from ekdcli.jobs.campaign import Campaign, CampaignRun
 from ekdcli.jobs.distill import DEFAULT_TEACHER_EPOCHS, check_student_name, plan_methods, resolve_pair
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store

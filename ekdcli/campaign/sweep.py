@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ekdcli.campaign.campaign import Campaign, CampaignRun, define, differences, load, parse_grid, parse_seeds
+from ekdcli.campaign.prerequisites import Prerequisite, check_ready, collect, command_of, needs_of
 from ekdcli.config import Config
-from ekdcli.jobs.campaign import Campaign, CampaignRun, define, differences, load, parse_grid, parse_seeds
 from ekdcli.jobs.common import console, open_store
 from ekdcli.jobs.console import Console
-from ekdcli.jobs.prerequisites import Prerequisite, check_ready, collect, command_of, needs_of
 from ekdcli.sdk.contracts import ExecTask, Executor, TaskOutcome
 from ekdcli.sdk.plugins import registry
 from ekdcli.store import locks, rundir
