@@ -22,6 +22,7 @@ from ekdcli.store.layout import Store, safe_name
 from ekdcli.util.errors import UsageError
 
 FORMAT = 1
+TEACHER_STEM = "_teacher"  # the campaign's copy of --teacher-config: configs/_teacher.toml
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Campaign:
     dir: CampaignDir
     definition: dict[str, Any]
     runs: list[CampaignRun]
+    teacher_config: Path | None = None  # --teacher-config: the recipe of the teachers it trains
 
     @property
     def name(self) -> str:
@@ -160,19 +162,13 @@ def define(
     grid: list[tuple[str, list[str]]],
     sets: list[str],
     name: str | None,
+    teacher_config: str | None = None,
 ) -> tuple[CampaignDir, dict[str, Any], dict[str, str]]:
     """The campaign the command line describes: its directory, definition and config texts by stem."""
     paths = [Path(c).expanduser() for c in configs]
     texts: dict[str, str] = {}
-    entries = []
-    for path in paths:
-        read_toml(path)  # exists and parses, else one sentence naming it
-        stem = path.stem
-        if stem in texts:
-            raise UsageError(f"two configs are named {stem!r} ({path}); rename one, stems name the runs.")
-        texts[stem] = path.read_text(encoding="utf-8")
-        digest = hashlib.sha256(texts[stem].encode()).hexdigest()
-        entries.append({"stem": stem, "source": str(path.resolve()), "sha256": digest})
+    entries = [_entry(path, texts) for path in paths]
+    teacher = _entry(Path(teacher_config).expanduser(), texts, TEACHER_STEM) if teacher_config else None
     parse_assignments(sets)  # KEY=VALUE shape, before anything is written
     campaign_name = name or default_name(paths)
     if safe_name(campaign_name) != campaign_name:
@@ -187,10 +183,22 @@ def define(
         "seeds": seeds,
         "grid": [[key, values] for key, values in grid],
         "set": list(sets),
+        "teacher_config": teacher,
         "cwd": os.getcwd(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     return CampaignDir(store, campaign_name), definition, texts
+
+
+def _entry(path: Path, texts: dict[str, str], stem: str | None = None) -> dict[str, str]:
+    """A config file's record in the definition (its text kept in ``texts`` by stem)."""
+    read_toml(path)  # exists and parses, else one sentence naming it
+    stem = stem or path.stem
+    if stem in texts:
+        raise UsageError(f"two configs are named {stem!r} ({path}); rename one, stems name the runs.")
+    texts[stem] = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(texts[stem].encode()).hexdigest()
+    return {"stem": stem, "source": str(path.resolve()), "sha256": digest}
 
 
 def differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -202,6 +210,8 @@ def differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
         out.append("other config files")
     else:
         out += [f"{stem}.toml changed" for stem in new_configs if new_configs[stem] != old_configs[stem]]
+    if (stored.get("teacher_config") or {}).get("sha256") != (new.get("teacher_config") or {}).get("sha256"):
+        out.append("another --teacher-config")
     for key, what in (("seeds", "--seeds"), ("grid", "--grid"), ("set", "--set")):
         if stored.get(key) != new.get(key):
             out.append(f"other {what}")
@@ -236,7 +246,11 @@ def load(
                 )
     runs = [run for *_, run in sorted(ordered, key=lambda item: item[:3])]
     _check_unique(runs)
-    return Campaign(campaign_dir, definition, runs)
+    teacher = definition.get("teacher_config")
+    teacher_path = None
+    if teacher:
+        teacher_path = Path(teacher["source"]) if sources else campaign_dir.config_path(TEACHER_STEM)
+    return Campaign(campaign_dir, definition, runs, teacher_path)
 
 
 def _own_seed(config: Path, definition: dict[str, Any]) -> int:

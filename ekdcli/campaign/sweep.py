@@ -44,6 +44,7 @@ class SweepRequest:
     ray_address: str | None = None
     dry_run: bool = False
     retry_failed: bool = False
+    teacher_config: str | None = None
 
 
 @dataclass
@@ -89,8 +90,10 @@ def build_executor(config: Config, request: SweepRequest) -> Executor:
 def resolve_campaign(store: Store, request: SweepRequest) -> tuple[Campaign, dict[str, str] | None]:
     """The campaign to run and, for a new one, the config texts to record with it."""
     if not request.configs:
-        if request.seeds is not None or request.grid or request.sets:
-            raise UsageError("--seeds, --grid and --set define a new campaign; give its CONFIG files too.")
+        if request.seeds is not None or request.grid or request.sets or request.teacher_config:
+            raise UsageError(
+                "--seeds, --grid, --set and --teacher-config define a new campaign; give its CONFIG files too."
+            )
         if not request.name:
             raise UsageError("give the campaign's CONFIG files, or --name NAME to continue a campaign.")
         campaign_dir = CampaignDir(store, request.name)
@@ -99,7 +102,13 @@ def resolve_campaign(store: Store, request: SweepRequest) -> tuple[Campaign, dic
         return load(campaign_dir), None
     grid = parse_grid(request.grid)
     campaign_dir, definition, texts = define(
-        store, request.configs, parse_seeds(request.seeds), grid, list(request.sets), request.name
+        store,
+        request.configs,
+        parse_seeds(request.seeds),
+        grid,
+        list(request.sets),
+        request.name,
+        request.teacher_config,
     )
     if not campaign_dir.exists():
         return load(campaign_dir, definition, sources=True), texts
@@ -182,7 +191,7 @@ def plan_text(plan: Plan, dry_run: bool) -> str:
     if plan.prerequisites:
         lines.append("prerequisites (built once, before the runs that need them):")
         for need in plan.prerequisites:
-            state = "ready" if need.ready else "to build: ekd " + " ".join(need.args)
+            state = "ready" if need.ready else f"to build on {need.coverage()}: ekd " + " ".join(need.args)
             lines.append(f"  {need.what}, for {len(need.users)} run(s): {state}")
     lines.append("runs:")
     width = max((len(p.run.id) for p in plan.runs), default=0)
@@ -268,6 +277,8 @@ def _build(plan: Plan, todo: list[Prerequisite], say: Console) -> dict[str, str]
             failed[item.key] = outcome.error
             say.say(f"failed to build {item.what}: {outcome.error}")
 
+    for item in todo:
+        item.write_config()
     tasks = [_task(campaign, p.task, p.args) for p in todo]
     plan.executor.run(tasks, started, done)
     return failed

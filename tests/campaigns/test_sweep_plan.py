@@ -80,9 +80,15 @@ def test_dry_run_prints_runs_and_prerequisites_and_writes_nothing(tmp_path: Path
     store = tmp_path / "store"
     assert f"campaign {tmp_path.name} (new): 4 runs from 2 config file(s)" in out
     assert "executor: local: up to 2 runs at once" in out
-    assert "teacher resnet56 on digits" in out and "for 4 run(s): to build: ekd train --config" in out
+    assert (
+        "teacher resnet56 on digits" in out
+        and "for 4 run(s): to build on every training image: ekd train --config" in out
+    )
     assert f"--model resnet56 --run-name {tmp_path.name}.teacher-resnet56-digits" in out
-    assert "scores of teacher resnet56 on digits" in out and "for 2 run(s): to build: ekd score" in out
+    assert (
+        "scores of teacher resnet56 on digits" in out
+        and "for 2 run(s): to build on every training image: ekd score" in out
+    )
     for run in ("kd-seed0", "he-seed0", "kd-seed1", "he-seed1"):
         assert f"  {run}  start" in out
     assert "would run: 4 run(s) to do (0 resumed from a checkpoint), 0 already done" in out

@@ -21,6 +21,12 @@ from ekdcli.cli.options import build_config, options
     help="Run every value of a config key (repeatable; the Cartesian product): method=kd,energy_kd, "
     "rate=0.3,0.5, energy.preset=paper,official.",
 )
+@click.option(
+    "--teacher-config",
+    metavar="FILE",
+    help="Training recipe (lr, epochs, batch_size, [train]) of the teachers the campaign trains "
+    "(default: each teacher model's own recipe for its dataset; never a student's).",
+)
 @click.option("--name", help="Campaign name (default: the config's stem, or the folder of the configs).")
 @click.option("--executor", default="local", show_default=True, help="local, ray (see 'ekd list executors').")
 @click.option(
@@ -46,6 +52,7 @@ def sweep(
     dry_run: bool,
     retry_failed: bool,
     status_name: str | None,
+    teacher_config: str | None,
     **params: Any,
 ) -> None:
     """Run a campaign: every CONFIG x every --grid value x every seed, as separate runs.
@@ -81,8 +88,9 @@ def sweep(
         out.result(result, status_text(result))
         return
     request = SweepRequest(
-        list(configs), seeds, list(grid), sets, name, executor, jobs, ray_address, dry_run, retry_failed
-    )
+        list(configs), seeds, list(grid), sets, name, executor, jobs, ray_address, dry_run, retry_failed,
+        teacher_config,
+    )  # fmt: skip
     result = run_sweep(config, request)
     out.result(result, None if dry_run else status_text(result))
     message = failure_message(result)
