@@ -10,6 +10,8 @@ says how far it got, so a sweep killed at any moment continues where the runs st
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ class SweepRequest:
     dry_run: bool = False
     retry_failed: bool = False
     teacher_config: str | None = None
+    cpus_per_run: int | None = None
 
 
 @dataclass
@@ -56,6 +59,7 @@ class RunPlan:
     note: str
     args: list[str]
     needs: list[str]  # keys of its prerequisites
+    env: dict[str, str] = field(default_factory=dict)  # what fixes its numbers: its CPU threads
 
 
 @dataclass
@@ -128,8 +132,51 @@ def _no_campaign(store: Store, name: str) -> str:
     return f"no campaign {name!r} in the store {store.root}.{known} Start one with 'ekd sweep CONFIG... --name {name}'."
 
 
+THREAD_VARIABLES = ("EKD_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def campaign_threads(stored: dict[str, Any] | None, request: SweepRequest) -> int:
+    """CPU threads per run, fixed when the campaign starts (``--cpus-per-run``, else this machine's
+    CPUs split between ``--jobs``) and recorded with it: the thread count changes a CPU run's
+    numbers, so a later sweep with another ``--jobs`` keeps it."""
+    recorded = (stored or {}).get("threads")
+    if isinstance(recorded, int):
+        if request.cpus_per_run not in (None, recorded):
+            raise UsageError(
+                f"the campaign's runs use {recorded} CPU thread(s) each (recorded when it started; its numbers "
+                f"depend on it); continue it without --cpus-per-run, or start another campaign with --name."
+            )
+        return recorded
+    return request.cpus_per_run or max(1, available_cpus() // max(1, request.jobs))
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    return dict.fromkeys(THREAD_VARIABLES, str(threads))
+
+
+def recorded_runtime(run_dir: Path, threads: int) -> tuple[list[str], dict[str, str]]:
+    """A resumed run keeps the device type, precision and CPU threads it started with (its
+    ``environment.json``): flags for its command and its environment."""
+    try:
+        record = json.loads((run_dir / rundir.ENVIRONMENT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [], thread_env(threads)
+    flags = []
+    if isinstance(record.get("device"), str):
+        flags += ["--device", record["device"].split(":")[0]]
+    if isinstance(record.get("precision"), str):
+        flags += ["--precision", record["precision"]]
+    recorded = record.get("num_threads")
+    return flags, thread_env(recorded if isinstance(recorded, int) and recorded > 0 else threads)
+
+
 def plan_runs(campaign: Campaign, retry_failed: bool) -> tuple[list[RunPlan], list[Prerequisite]]:
     """Each run's action and arguments, and the prerequisites of the runs to do (all validated)."""
+    threads = int(campaign.definition.get("threads") or 0) or available_cpus()
     plans: list[RunPlan] = []
     per_run: dict[str, list[Prerequisite]] = {}
     for run in campaign.runs:
@@ -139,19 +186,22 @@ def plan_runs(campaign: Campaign, retry_failed: bool) -> tuple[list[RunPlan], li
         state = campaign.dir.read_state(run.id)
         command = command_of(config)
         args = [command, "--resume", str(run_dir)]
+        env = thread_env(threads)
         if rundir.is_finished(run_dir):
             action, note = "done", _best(run_dir)
         elif state["state"] == "failed" and not retry_failed:
             action, note = "failed", str(state.get("error", ""))
         elif (run_dir / rundir.CHECKPOINT).is_file():
             action, note = "resume", f"from epoch {rundir.history(run_dir)['epochs_done']}"
+            flags, env = recorded_runtime(run_dir, threads)
+            args += flags
         else:
             action, note = "start", ""
             args = [command, "--config", str(run.config), *campaign.set_args(run), "--seed", str(run.seed)]
             args += ["--store", str(campaign.dir.store.root), "--run-name", campaign.run_name(run)]
         if action in ("start", "resume"):
             per_run[run.id] = needs
-        plans.append(RunPlan(run, action, note, args, [n.key for n in needs]))
+        plans.append(RunPlan(run, action, note, args, [n.key for n in needs], env))
     return plans, collect(per_run)
 
 
@@ -166,6 +216,9 @@ def prepare(config: Config, request: SweepRequest) -> tuple[Plan, dict[str, str]
     store = Store(store.root.resolve())  # the runs get it as an absolute path
     executor = build_executor(config, request)
     campaign, texts = resolve_campaign(store, request)
+    campaign.definition["threads"] = campaign_threads(
+        None if texts is not None else campaign.definition, request
+    )
     runs, prerequisites = plan_runs(campaign, request.retry_failed)
     return Plan(campaign, runs, prerequisites, executor, texts is not None), texts
 
@@ -186,7 +239,8 @@ def plan_text(plan: Plan, dry_run: bool) -> str:
     lines = [
         f"campaign {campaign.name} ({status}): {len(plan.runs)} runs from {configs} config file(s); "
         f"{campaign.dir.path}",
-        f"executor: {plan.executor.describe()}",
+        f"executor: {plan.executor.describe()}; {campaign.definition['threads']} CPU thread(s) per run "
+        "(recorded with the campaign: the same numbers whatever --jobs)",
     ]
     if plan.prerequisites:
         lines.append("prerequisites (built once, before the runs that need them):")
@@ -223,6 +277,8 @@ def run_sweep(config: Config, request: SweepRequest) -> dict[str, Any]:
             campaign_dir.write_definition(plan.campaign.definition, texts)
             plan.campaign = load(campaign_dir)
             plan.runs, plan.prerequisites = plan_runs(plan.campaign, request.retry_failed)
+        elif "threads" not in campaign_dir.read_definition():  # started by an earlier ekd: record it now
+            campaign_dir.write_definition(plan.campaign.definition, {})
         for item in plan.runs:  # one state file per run from the start; finished runs marked done
             run_dir = str(campaign_dir.run_dir(item.run.id))
             if item.action == "done" and campaign_dir.read_state(item.run.id)["state"] != "done":
@@ -279,13 +335,14 @@ def _build(plan: Plan, todo: list[Prerequisite], say: Console) -> dict[str, str]
 
     for item in todo:
         item.write_config()
-    tasks = [_task(campaign, p.task, p.args) for p in todo]
+    env = thread_env(int(campaign.definition.get("threads") or available_cpus()))
+    tasks = [_task(campaign, p.task, p.args, env) for p in todo]
     plan.executor.run(tasks, started, done)
     return failed
 
 
-def _task(campaign: Campaign, key: str, args: list[str]) -> ExecTask:
-    return ExecTask(key=key, args=args, log=str(campaign.dir.log_path(key)), cwd=campaign.cwd)
+def _task(campaign: Campaign, key: str, args: list[str], env: dict[str, str]) -> ExecTask:
+    return ExecTask(key=key, args=args, log=str(campaign.dir.log_path(key)), cwd=campaign.cwd, env=dict(env))
 
 
 class Runner:
@@ -309,7 +366,7 @@ class Runner:
                 self.say.say(f"failed   {item.run.id}: {error}")
             else:
                 ready.append(item)
-        tasks = [_task(self.plan.campaign, item.run.id, item.args) for item in ready]
+        tasks = [_task(self.plan.campaign, item.run.id, item.args, item.env) for item in ready]
         try:
             self.plan.executor.run(tasks, self.started, self.done)
         except KeyboardInterrupt:

@@ -36,6 +36,12 @@ from ekdcli.cli.options import build_config, options
     show_default=True,
     help="Runs at once (processes, or Ray tasks).",
 )
+@click.option(
+    "--cpus-per-run",
+    type=click.IntRange(min=1),
+    help="CPU threads of each run, recorded with a new campaign (default: this machine's CPUs / --jobs); "
+    "a later sweep keeps it, since it changes a CPU run's numbers.",
+)
 @click.option("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray runtime).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, prerequisites, what is done) and stop.")
 @click.option("--retry-failed", is_flag=True, help="Run the runs that failed before again.")
@@ -53,6 +59,7 @@ def sweep(
     retry_failed: bool,
     status_name: str | None,
     teacher_config: str | None,
+    cpus_per_run: int | None,
     **params: Any,
 ) -> None:
     """Run a campaign: every CONFIG x every --grid value x every seed, as separate runs.
@@ -89,7 +96,7 @@ def sweep(
         return
     request = SweepRequest(
         list(configs), seeds, list(grid), sets, name, executor, jobs, ray_address, dry_run, retry_failed,
-        teacher_config,
+        teacher_config, cpus_per_run,
     )  # fmt: skip
     result = run_sweep(config, request)
     out.result(result, None if dry_run else status_text(result))
