@@ -218,6 +218,30 @@ def differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
+def growth(stored: dict[str, Any], new: dict[str, Any]) -> list[str] | None:
+    """What ``new`` adds to ``stored`` when it only adds (configs, seeds, grid values), else None."""
+    old_configs = {c["stem"]: c["sha256"] for c in stored.get("configs", [])}
+    new_configs = {c["stem"]: c["sha256"] for c in new.get("configs", [])}
+    old_grid, new_grid = dict(stored.get("grid", [])), dict(new.get("grid", []))
+    old_seeds, new_seeds = stored.get("seeds"), new.get("seeds")
+    same = (
+        all(new_configs.get(stem) == digest for stem, digest in old_configs.items())
+        and list(old_grid) == list(new_grid)
+        and all(set(values) <= set(new_grid[key]) for key, values in old_grid.items())
+        and (old_seeds == new_seeds or (old_seeds is not None and new_seeds is not None))
+        and set(old_seeds or []) <= set(new_seeds or [])
+        and stored.get("set") == new.get("set")
+        and (stored.get("teacher_config") or {}).get("sha256")
+        == (new.get("teacher_config") or {}).get("sha256")
+    )
+    if not same:
+        return None
+    added = [f"config {stem}" for stem in new_configs if stem not in old_configs]
+    added += [f"seed {seed}" for seed in new_seeds or [] if seed not in (old_seeds or [])]
+    added += [f"{key}={v}" for key, values in new_grid.items() for v in values if v not in old_grid[key]]
+    return added
+
+
 def load(
     campaign_dir: CampaignDir, definition: dict[str, Any] | None = None, sources: bool = False
 ) -> Campaign:

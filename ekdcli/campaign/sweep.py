@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ekdcli.campaign.campaign import Campaign, CampaignRun, define, differences, load, parse_grid, parse_seeds
+from ekdcli.campaign.campaign import (
+    Campaign,
+    CampaignRun,
+    define,
+    differences,
+    growth,
+    load,
+    parse_grid,
+    parse_seeds,
+)
 from ekdcli.campaign.prerequisites import Prerequisite, check_ready, collect, command_of, needs_of
 from ekdcli.config import Config
 from ekdcli.jobs.common import console, open_store
@@ -69,6 +78,7 @@ class Plan:
     prerequisites: list[Prerequisite]
     executor: Executor
     new: bool
+    grown: list[str] = field(default_factory=list)  # what this sweep adds to an existing campaign
 
 
 # ------------------------------------------------------------------ planning
@@ -118,6 +128,12 @@ def resolve_campaign(store: Store, request: SweepRequest) -> tuple[Campaign, dic
         return load(campaign_dir, definition, sources=True), texts
     stored = campaign_dir.read_definition()
     changed = differences(stored, definition)
+    added = growth(stored, definition) if changed else None
+    if added:  # more configs, seeds or grid values: the campaign grows, its runs so far stay
+        kept = {k: stored[k] for k in ("created", "cwd", "threads") if k in stored}
+        grown = load(campaign_dir, {**definition, **kept}, sources=True)
+        grown.definition["grown"] = [*stored.get("grown", []), {"added": added, "at": definition["created"]}]
+        return grown, texts
     if changed:
         raise UsageError(
             f"campaign {campaign_dir.name!r} already exists with {', '.join(changed)}; continue it as it was "
@@ -211,16 +227,16 @@ def _best(run_dir: Path) -> str:
 
 
 def prepare(config: Config, request: SweepRequest) -> tuple[Plan, dict[str, str] | None]:
-    """Everything checked, nothing written: the plan, and the config texts of a new campaign."""
+    """Everything checked, nothing written: the plan, and the config texts of a new (or grown) campaign."""
     store = open_store(config)
     store = Store(store.root.resolve())  # the runs get it as an absolute path
     executor = build_executor(config, request)
     campaign, texts = resolve_campaign(store, request)
-    campaign.definition["threads"] = campaign_threads(
-        None if texts is not None else campaign.definition, request
-    )
+    campaign.definition["threads"] = campaign_threads(campaign.definition, request)
     runs, prerequisites = plan_runs(campaign, request.retry_failed)
-    return Plan(campaign, runs, prerequisites, executor, texts is not None), texts
+    existing = campaign.dir.exists()
+    grown = campaign.definition["grown"][-1]["added"] if existing and texts is not None else []
+    return Plan(campaign, runs, prerequisites, executor, not existing, grown), texts
 
 
 _VERB = {
@@ -235,7 +251,7 @@ def plan_text(plan: Plan, dry_run: bool) -> str:
     """The campaign, its executor, prerequisites and each run's action (all of --dry-run)."""
     campaign = plan.campaign
     configs = len(campaign.definition.get("configs", []))
-    status = "new" if plan.new else "continued"
+    status = "new" if plan.new else f"grown by {', '.join(plan.grown)}" if plan.grown else "continued"
     lines = [
         f"campaign {campaign.name} ({status}): {len(plan.runs)} runs from {configs} config file(s); "
         f"{campaign.dir.path}",

@@ -132,7 +132,9 @@ def test_a_changed_config_or_definition_is_refused(tmp_path: Path, ekd: Any) -> 
     assert (campaign_dir.path / "configs" / "c.toml").read_text() == PAIR
     code, out, _ = ekd("sweep", *paths, "--seeds", "0", "--name", "x", "--dry-run")
     assert code == 0 and "campaign x (continued)" in out
-    code, _, err = ekd("sweep", *paths, "--seeds", "0,1", "--name", "x", "--dry-run")
+    code, out, _ = ekd("sweep", *paths, "--seeds", "0,1", "--name", "x", "--dry-run")
+    assert code == 0 and "campaign x (grown by seed 1)" in out  # only adds: the campaign grows
+    code, _, err = ekd("sweep", *paths, "--seeds", "1", "--name", "x", "--dry-run")
     assert code == 2 and "campaign 'x' already exists with other --seeds" in err
     Path(paths[0]).write_text(PAIR + "lr = 0.1\n")
     code, _, err = ekd("sweep", *paths, "--seeds", "0", "--name", "x", "--dry-run")
