@@ -50,6 +50,11 @@ class Campaign:
         return self.dir.name
 
     @property
+    def nproc(self) -> int:
+        """Data-parallel processes of each run (``--nproc``; GPUs where there are GPUs)."""
+        return int(self.definition.get("nproc") or 1)
+
+    @property
     def cwd(self) -> str | None:
         """The directory the campaign was started from (relative paths in its configs mean it)."""
         cwd = self.definition.get("cwd")
@@ -212,6 +217,8 @@ def differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
         out += [f"{stem}.toml changed" for stem in new_configs if new_configs[stem] != old_configs[stem]]
     if (stored.get("teacher_config") or {}).get("sha256") != (new.get("teacher_config") or {}).get("sha256"):
         out.append("another --teacher-config")
+    if stored.get("nproc", 1) != new.get("nproc", 1):
+        out.append("another --nproc")
     for key, what in (("seeds", "--seeds"), ("grid", "--grid"), ("set", "--set")):
         if stored.get(key) != new.get(key):
             out.append(f"other {what}")
@@ -231,6 +238,7 @@ def growth(stored: dict[str, Any], new: dict[str, Any]) -> list[str] | None:
         and (old_seeds == new_seeds or (old_seeds is not None and new_seeds is not None))
         and set(old_seeds or []) <= set(new_seeds or [])
         and stored.get("set") == new.get("set")
+        and stored.get("nproc", 1) == new.get("nproc", 1)
         and (stored.get("teacher_config") or {}).get("sha256")
         == (new.get("teacher_config") or {}).get("sha256")
     )

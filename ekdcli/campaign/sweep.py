@@ -28,7 +28,7 @@ from ekdcli.campaign.campaign import (
     parse_seeds,
 )
 from ekdcli.campaign.prerequisites import Prerequisite, check_ready, collect, command_of, needs_of
-from ekdcli.config import Config
+from ekdcli.config import Config, parse_assignments
 from ekdcli.jobs.common import console, open_store
 from ekdcli.jobs.console import Console
 from ekdcli.sdk.contracts import ExecTask, Executor, TaskOutcome
@@ -57,6 +57,10 @@ class SweepRequest:
     retry_failed: bool = False
     teacher_config: str | None = None
     cpus_per_run: int | None = None
+    nproc: int | None = None  # every run as N data-parallel processes (N GPUs each)
+    executor_options: list[str] = field(default_factory=list)  # --executor-option KEY=VALUE
+    time_limit: float | None = None  # minutes per run
+    retries: int = 0  # automatic re-runs of a run that failed for a reason not its config's
 
 
 @dataclass
@@ -69,6 +73,8 @@ class RunPlan:
     args: list[str]
     needs: list[str]  # keys of its prerequisites
     env: dict[str, str] = field(default_factory=dict)  # what fixes its numbers: its CPU threads
+    processes: int = 1  # --nproc: its data-parallel processes (GPUs)
+    resume_args: list[str] = field(default_factory=list)  # how it continues after an interruption
 
 
 @dataclass
@@ -86,12 +92,27 @@ def build_executor(config: Config, request: SweepRequest) -> Executor:
     """The executor plugin, built with ``--jobs`` (and ``--ray-address``); a remote one needs an
     absolute store path, the same on every node."""
     component = registry("executors").get(request.executor)
+    declared = component.info.get("options", {})
     options: dict[str, Any] = {"jobs": request.jobs}
-    if request.ray_address:
-        if "address" not in component.info.get("options", {}):
-            raise UsageError(f"--ray-address applies to --executor ray, not to {component.name!r}.")
-        options["address"] = request.ray_address
+    named = (
+        ("--ray-address", "address", request.ray_address),
+        ("--time-limit", "time_limit", request.time_limit),
+    )
+    for flag, key, value in named:
+        if value is not None:
+            if key not in declared:
+                users = [c.name for c in registry("executors").list() if key in c.info.get("options", {})]
+                raise UsageError(
+                    f"{flag} applies to --executor {' or '.join(users)}, not to {component.name!r}."
+                )
+            options[key] = value
+    if request.cpus_per_run is not None and "cpus_per_run" in declared:
+        options["cpus_per_run"] = request.cpus_per_run
+    if config.verbose and "verbose" in declared:
+        options["verbose"] = True
+    options.update(executor_options(component.name, declared, request.executor_options))
     executor = component.build(**options)
+    executor.check()  # before the campaign folder is written
     store = str(config.store_root())
     if executor.remote and not Path(store).is_absolute():
         raise UsageError(
@@ -99,6 +120,21 @@ def build_executor(config: Config, request: SweepRequest) -> Executor:
             f"path that every node sees (a shared filesystem), not {store!r}; pass --store /shared/path."
         )
     return executor
+
+
+def executor_options(name: str, declared: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """``--executor-option KEY=VALUE`` (VALUE read as TOML, else text), each a declared option."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in declared or key == "jobs":
+            known = ", ".join(k for k in declared if k != "jobs") or "none"
+            raise UsageError(
+                f"--executor-option {item!r}: executor {name!r} takes KEY=VALUE with KEY one of: {known}."
+            )
+        out[key] = parse_assignments([f"value={text}"])["value"]
+    return out
 
 
 def resolve_campaign(store: Store, request: SweepRequest) -> tuple[Campaign, dict[str, str] | None]:
@@ -113,7 +149,13 @@ def resolve_campaign(store: Store, request: SweepRequest) -> tuple[Campaign, dic
         campaign_dir = CampaignDir(store, request.name)
         if not campaign_dir.exists():
             raise UsageError(_no_campaign(store, request.name))
-        return load(campaign_dir), None
+        campaign = load(campaign_dir)
+        if request.nproc not in (None, campaign.nproc):
+            raise UsageError(
+                f"campaign {request.name!r} runs each run as {campaign.nproc} process(es); continue it without "
+                "--nproc, or start another campaign with --name."
+            )
+        return campaign, None
     grid = parse_grid(request.grid)
     campaign_dir, definition, texts = define(
         store,
@@ -124,6 +166,7 @@ def resolve_campaign(store: Store, request: SweepRequest) -> tuple[Campaign, dic
         request.name,
         request.teacher_config,
     )
+    definition["nproc"] = request.nproc or 1
     if not campaign_dir.exists():
         return load(campaign_dir, definition, sources=True), texts
     stored = campaign_dir.read_definition()
@@ -192,7 +235,9 @@ def recorded_runtime(run_dir: Path, threads: int) -> tuple[list[str], dict[str, 
 
 def plan_runs(campaign: Campaign, retry_failed: bool) -> tuple[list[RunPlan], list[Prerequisite]]:
     """Each run's action and arguments, and the prerequisites of the runs to do (all validated)."""
-    threads = int(campaign.definition.get("threads") or 0) or available_cpus()
+    nproc = campaign.nproc
+    threads = max(1, (int(campaign.definition.get("threads") or 0) or available_cpus()) // nproc)
+    parallel = ["--nproc", str(nproc)] if nproc > 1 else []
     plans: list[RunPlan] = []
     per_run: dict[str, list[Prerequisite]] = {}
     for run in campaign.runs:
@@ -201,7 +246,7 @@ def plan_runs(campaign: Campaign, retry_failed: bool) -> tuple[list[RunPlan], li
         run_dir = campaign.dir.run_dir(run.id)
         state = campaign.dir.read_state(run.id)
         command = command_of(config)
-        args = [command, "--resume", str(run_dir)]
+        args = [command, "--resume", str(run_dir), *parallel]
         env = thread_env(threads)
         if rundir.is_finished(run_dir):
             action, note = "done", _best(run_dir)
@@ -214,10 +259,11 @@ def plan_runs(campaign: Campaign, retry_failed: bool) -> tuple[list[RunPlan], li
         else:
             action, note = "start", ""
             args = [command, "--config", str(run.config), *campaign.set_args(run), "--seed", str(run.seed)]
-            args += ["--store", str(campaign.dir.store.root), "--run-name", campaign.run_name(run)]
+            args += ["--store", str(campaign.dir.store.root), "--run-name", campaign.run_name(run), *parallel]
         if action in ("start", "resume"):
             per_run[run.id] = needs
-        plans.append(RunPlan(run, action, note, args, [n.key for n in needs], env))
+        resume = [command, "--resume", str(run_dir), *parallel]
+        plans.append(RunPlan(run, action, note, args, [n.key for n in needs], env, nproc, resume))
     return plans, collect(per_run)
 
 
@@ -302,7 +348,7 @@ def run_sweep(config: Config, request: SweepRequest) -> dict[str, Any]:
             elif not campaign_dir.has_state(item.run.id):
                 campaign_dir.write_state(item.run.id, "pending", run_dir=run_dir)
         failed = build_prerequisites(plan, say)
-        Runner(plan, say).run(failed)
+        Runner(plan, say, request.retries).run(failed)
     return payload(plan.campaign, plan)
 
 
@@ -361,16 +407,29 @@ def _task(campaign: Campaign, key: str, args: list[str], env: dict[str, str]) ->
     return ExecTask(key=key, args=args, log=str(campaign.dir.log_path(key)), cwd=campaign.cwd, env=dict(env))
 
 
-class Runner:
-    """Hands the runs to the executor and records each one's state as it starts and ends."""
+def _run_task(campaign: Campaign, item: RunPlan) -> ExecTask:
+    """A run as a task: its processes, and how an executor that requeues it continues it."""
+    task = _task(campaign, item.run.id, item.args, item.env)
+    task.processes = item.processes
+    task.resume_args = list(item.resume_args)
+    task.checkpoint = str(campaign.dir.run_dir(item.run.id) / rundir.CHECKPOINT)
+    return task
 
-    def __init__(self, plan: Plan, say: Console) -> None:
-        self.plan, self.say = plan, say
+
+class Runner:
+    """Hands the runs to the executor and records each one's state as it starts and ends; a run
+    that failed for a reason other than its config (exit code 2) is run again, from its
+    checkpoint where it has one, up to ``retries`` times."""
+
+    def __init__(self, plan: Plan, say: Console, retries: int = 0) -> None:
+        self.plan, self.say, self.retries = plan, say, retries
         self.dir = plan.campaign.dir
         self.todo = [p for p in plan.runs if p.action in ("start", "resume")]
         self.by_id = {p.run.id: p for p in self.todo}
         self.running: set[str] = set()
         self.finished = 0
+        self.again: list[ExecTask] = []
+        self.wave = 0
 
     def run(self, failed_needs: dict[str, str]) -> None:
         ready = []
@@ -382,9 +441,13 @@ class Runner:
                 self.say.say(f"failed   {item.run.id}: {error}")
             else:
                 ready.append(item)
-        tasks = [_task(self.plan.campaign, item.run.id, item.args, item.env) for item in ready]
+        tasks = [_run_task(self.plan.campaign, item) for item in ready]
         try:
-            self.plan.executor.run(tasks, self.started, self.done)
+            while tasks:
+                self.again = []
+                self.plan.executor.run(tasks, self.started, self.done)
+                self.wave += 1
+                tasks = [task.continued() for task in self.again]
         except KeyboardInterrupt:
             for run_id in self.running:  # stopped with a checkpoint: the next sweep resumes them
                 self.dir.write_state(run_id, "pending", note="interrupted")
@@ -402,15 +465,21 @@ class Runner:
             task.key, "running", attempts=attempts, started=started, run_dir=run_dir, log=task.log
         )
         self.running.add(task.key)
-        how = f" ({item.action} {item.note})" if item.action == "resume" else ""
+        how = f" ({item.action} {item.note})" if item.action == "resume" and not self.wave else ""
+        how = f" (retry {self.wave} of {self.retries})" if self.wave else how
         self.say.say(f"{self._count()} started  {task.key}{how}")
 
     def done(self, task: ExecTask, outcome: TaskOutcome) -> None:
         self.running.discard(task.key)
-        self.finished += 1
         run_dir = self.dir.run_dir(task.key)
         if outcome.ok and not rundir.is_finished(run_dir):
             outcome = TaskOutcome(task.key, 1, f"it exited without finishing ({run_dir} has no summary.json)")
+        if not outcome.ok and outcome.returncode != 2 and self.wave < self.retries:
+            self.again.append(task)  # not the config's fault (that exits 2): run it again
+            self.dir.write_state(task.key, "pending", note=f"failed ({outcome.error}); retried")
+            self.say.say(f"{self._count()} failed   {task.key}: {outcome.error}; it will be retried")
+            return
+        self.finished += 1
         if outcome.ok:
             self.dir.write_state(task.key, "done", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.say.say(f"{self._count()} done     {task.key}: {_best(run_dir)}")

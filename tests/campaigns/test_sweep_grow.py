@@ -35,9 +35,7 @@ def test_more_seeds_configs_and_grid_values_grow_the_campaign(tmp_path: Path, ek
     finished = campaign_dir.run_dir("a-epochs1-seed0")
     finished.mkdir(parents=True)
     (finished / "summary.json").write_text(json.dumps({"best_top1": 0.5}))
-    code, out, err = ekd(
-        "sweep", a, b, "--seeds", "0,1", "--grid", "epochs=1,2", "--name", "g", "--dry-run"
-    )
+    code, out, err = ekd("sweep", a, b, "--seeds", "0,1", "--grid", "epochs=1,2", "--name", "g", "--dry-run")
     assert code == 0, err
     assert "campaign g (grown by config b, seed 1, epochs=2): 8 runs from 2 config file(s)" in out
     assert "  a-epochs1-seed0  done" in out and "would run: 7 run(s) to do" in out

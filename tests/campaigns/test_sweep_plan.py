@@ -103,7 +103,7 @@ def test_dry_run_prints_runs_and_prerequisites_and_writes_nothing(tmp_path: Path
         (PAIR, ("--grid", "augment=he-cutmx"), r"unknown augmentation 'he-cutmx'.*Did you mean 'he-cutmix'"),
         ('student = "resnet999"\n', (), r"unknown model 'resnet999'"),
         (PAIR, ("--seeds", "a"), r"--seeds wants"),
-        (PAIR, ("--executor", "slurm"), r"unknown executor 'slurm'"),
+        (PAIR, ("--executor", "slurmm"), r"unknown executor 'slurmm'"),
         (PAIR, ("--ray-address", "auto"), r"--ray-address applies to --executor ray"),
         ('teacher = "x.safetensors"\n', (), r"the teacher weights file x.safetensors does not exist"),
     ],

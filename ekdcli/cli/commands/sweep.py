@@ -28,7 +28,9 @@ from ekdcli.cli.options import build_config, options
     "(default: each teacher model's own recipe for its dataset; never a student's).",
 )
 @click.option("--name", help="Campaign name (default: the config's stem, or the folder of the configs).")
-@click.option("--executor", default="local", show_default=True, help="local, ray (see 'ekd list executors').")
+@click.option(
+    "--executor", default="local", show_default=True, help="local, ray, slurm (see 'ekd list executors')."
+)
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -42,11 +44,37 @@ from ekdcli.cli.options import build_config, options
     help="CPU threads of each run, recorded with a new campaign (default: this machine's CPUs / --jobs); "
     "a later sweep keeps it, since it changes a CPU run's numbers.",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Every run as N data-parallel processes (DDP), scheduled with N GPUs by every executor.",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="MINUTES",
+    help="Stop a run after this long (it keeps its checkpoint; --retries continues it); local and slurm.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Run a run that failed for a reason other than its config again, from its checkpoint, up to N times.",
+)
+@click.option(
+    "--executor-option",
+    "executor_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the executor (repeatable), e.g. partition=gpu, account=abc, array=true for "
+    "--executor slurm ('ekd list executors' shows each one's options).",
+)
 @click.option("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray runtime).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, prerequisites, what is done) and stop.")
 @click.option("--retry-failed", is_flag=True, help="Run the runs that failed before again.")
 @click.option("--status", "status_name", metavar="NAME", help="Show the progress of campaign NAME and stop.")
-@options("store", "set_values", "json", "quiet", "debug")
+@options("store", "set_values", "json", "quiet", "verbose", "debug")
 def sweep(
     configs: tuple[str, ...],
     seeds: str | None,
@@ -60,6 +88,10 @@ def sweep(
     status_name: str | None,
     teacher_config: str | None,
     cpus_per_run: int | None,
+    nproc: int | None,
+    time_limit: float | None,
+    retries: int,
+    executor_options: tuple[str, ...],
     **params: Any,
 ) -> None:
     """Run a campaign: every CONFIG x every --grid value x every seed, as separate runs.
@@ -81,6 +113,8 @@ def sweep(
       ekd sweep --name table5                 # continue a campaign as it was defined
       ekd sweep --status table5
       ekd sweep --name table5 --executor ray --ray-address auto --store /shared/ekd-store
+      ekd sweep imagenet/*.toml --nproc 4 --executor slurm --executor-option partition=gpu \
+          --time-limit 1440 --retries 3 --store /shared/ekd-store
     """
     from ekdcli.campaign.sweep import SweepRequest, failure_message, run_sweep, sweep_status
     from ekdcli.campaign.sweep_text import status_text
@@ -95,9 +129,23 @@ def sweep(
         out.result(result, status_text(result))
         return
     request = SweepRequest(
-        list(configs), seeds, list(grid), sets, name, executor, jobs, ray_address, dry_run, retry_failed,
-        teacher_config, cpus_per_run,
-    )  # fmt: skip
+        configs=list(configs),
+        seeds=seeds,
+        grid=list(grid),
+        sets=sets,
+        name=name,
+        executor=executor,
+        jobs=jobs,
+        ray_address=ray_address,
+        dry_run=dry_run,
+        retry_failed=retry_failed,
+        teacher_config=teacher_config,
+        cpus_per_run=cpus_per_run,
+        nproc=nproc,
+        executor_options=list(executor_options),
+        time_limit=time_limit,
+        retries=retries,
+    )
     result = run_sweep(config, request)
     out.result(result, None if dry_run else status_text(result))
     message = failure_message(result)
