@@ -15,12 +15,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ekdcli.campaign.campaign import load
 from ekdcli.campaign.paper import PaperTable, table
+from ekdcli.campaign.report_eval import evaluate_in_parallel, measured_images, recorded_jobs, with_test_images
 from ekdcli.config import Config
 from ekdcli.jobs.common import open_store
 from ekdcli.jobs.evaluate import expand_targets, run_evaluate
@@ -41,6 +44,7 @@ class ReportRequest:
     paper: str | None = None
     which: str = "best"
     out: Path | None = None
+    jobs: int | None = None  # runs evaluated at once (default: the campaign's --jobs)
 
 
 @dataclass
@@ -51,24 +55,34 @@ class Sources:
     skipped: list[str]  # runs not finished yet
     title: str
     out: Path
+    definition: dict[str, Any] | None = None  # the campaign's, when a campaign is reported
+    note: str = ""
 
 
 # ------------------------------------------------------------------ what to report on
 def resolve_sources(store: Store, request: ReportRequest) -> Sources:
     """A campaign name (its finished runs; the report goes into its directory) or runs."""
     if len(request.targets) == 1:
-        campaign_dir = CampaignDir(store, request.targets[0])
-        if not Path(request.targets[0]).exists() and campaign_dir.exists():
+        name = request.targets[0]
+        campaign_dir = CampaignDir(store, name)
+        if campaign_dir.exists() and not _names_a_path(name):  # a campaign's name wins over ./NAME
             campaign = load(campaign_dir)
             dirs = [(run.id, campaign_dir.run_dir(run.id)) for run in campaign.runs]
             finished = [d for _, d in dirs if rundir.is_finished(d)]
             skipped = [run_id for run_id, d in dirs if not rundir.is_finished(d)]
             out = request.out or campaign_dir.path
-            return Sources(finished, skipped, f"campaign {campaign.name}", out)
+            note = f"./{name} exists too; this is campaign {name} (give ./{name}/ for that folder's runs)"
+            note = note if Path(name).exists() else ""
+            return Sources(finished, skipped, f"campaign {campaign.name}", out, campaign.definition, note)
     runs = [_run_dir(store, ref) for ref in expand_targets(list(request.targets))]
     finished = [r for r in runs if rundir.is_finished(r)]
     skipped = [str(r) for r in runs if not rundir.is_finished(r)]
     return Sources(finished, skipped, f"{len(runs)} run(s)", request.out or Path(DEFAULT_OUT))
+
+
+def _names_a_path(ref: str) -> bool:
+    """``./NAME``, ``NAME/`` or a run directory: a path, not a campaign's name."""
+    return os.sep in ref or (os.altsep or os.sep) in ref or rundir.is_run_dir(Path(ref))
 
 
 def _run_dir(store: Store, ref: str) -> Path:
@@ -381,6 +395,9 @@ def _preamble(result: dict[str, Any]) -> list[str]:
         f"Test top-1 (%) of each run's {result['which']} weights, as `ekd evaluate` measures it, mean ± sample "
         f"std over the runs of a configuration (its seeds), n = runs; data: {', '.join(result['table']['datasets'])}.",
     ]
+    if result.get("test_images"):
+        lines.append(f"Test images: {result['test_images']}.")
+    lines += [f"Note: {note}." for note in result.get("notes", [])]
     paper = result.get("paper")
     if paper:
         lines.append(
@@ -422,9 +439,25 @@ def to_csv(result: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
+def keep_earlier(out: Path) -> Path | None:
+    """Move an earlier report in ``out`` to ``out/reports/<its time>/`` (reports are never overwritten)."""
+    earlier = [out / f"report.{suffix}" for suffix in ("md", "csv", "json", "png")]
+    if not earlier[2].is_file():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(earlier[2].stat().st_mtime))
+    folder = out / "reports" / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (p for p in earlier if p.is_file()):
+        os.replace(path, folder / path.name)
+    return folder
+
+
 def write_outputs(result: dict[str, Any], out: Path, layout: str) -> dict[str, str]:
     from ekdcli.campaign.report_figure import draw
 
+    kept = keep_earlier(out)
+    if kept is not None:
+        result["earlier"] = str(kept)
     files = {
         "markdown": atomic_write_text(out / "report.md", markdown(result)),
         "csv": atomic_write_text(out / "report.csv", to_csv(result)),
@@ -450,9 +483,15 @@ def run_report(config: Config, request: ReportRequest) -> dict[str, Any]:
         )
     if paper is not None:
         check_paper_setting(paper, sources.runs)
+    images = measured_images(sources.runs)
+    config = with_test_images(config, images)
+    jobs = request.jobs or recorded_jobs(sources.definition)
+    evaluate_in_parallel(config, sources.runs, request.which, jobs, sources.out / "logs")
     evaluation = run_evaluate(config, [str(r) for r in sources.runs], "test", None, request.which)
     result: dict[str, Any] = {
         "title": sources.title,
+        "test_images": images.note,
+        "notes": [sources.note] if sources.note else [],
         "which": request.which,
         "metric": "top1",
         "table": build_table(evaluation, paper),

@@ -281,6 +281,8 @@ def prepare(config: Config, request: SweepRequest) -> tuple[Plan, dict[str, str]
     campaign.definition["threads"] = campaign_threads(campaign.definition, request)
     runs, prerequisites = plan_runs(campaign, request.retry_failed)
     existing = campaign.dir.exists()
+    if not existing:  # its report evaluates as many runs at once
+        campaign.definition["jobs"] = request.jobs
     grown = campaign.definition["grown"][-1]["added"] if existing and texts is not None else []
     return Plan(campaign, runs, prerequisites, executor, not existing, grown), texts
 

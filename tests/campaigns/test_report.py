@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,25 @@ def test_report_numbers_equal_ekd_evaluate(reference: Reference, ekd: Any) -> No
         assert cell["top1"]["mean"] == pytest.approx(statistics.fmean(values), abs=1e-12)
         assert cell["top1"]["std"] == pytest.approx(statistics.stdev(values), abs=1e-12)
     assert report["files"]["json"] == str(reference.store / "campaigns" / NAME / "report.json")
+    # evaluated 2 at once (the campaign's --jobs), on the 128 test images the runs were measured on
+    logs = reference.store / "campaigns" / NAME / "logs"
+    assert (logs / "evaluate-0.log").is_file() and (logs / "evaluate-1.log").is_file()
+    assert report["test_images"] == "the first 128 test images, the ones the runs were measured on"
+    assert sorted(v["seed"] for c in cells for v in c["values"]) == [0, 0, 1, 1]  # per-run values
+
+
+def test_a_campaign_name_wins_over_a_folder_of_that_name(
+    reference: Reference, ekd: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / NAME).mkdir()
+    code, out, err = ekd(
+        "report", NAME, "--store", str(reference.store), "--json", "--out", str(tmp_path / "r")
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["title"] == f"campaign {NAME}" and len(report["table"]["cells"]) == 2
+    assert f"./{NAME} exists too; this is campaign {NAME}" in report["notes"][0]
 
 
 def test_a_paper_table_of_another_setting_is_refused(reference: Reference, ekd: Any) -> None:

@@ -148,3 +148,46 @@ def test_identical_runs_of_merged_campaigns_count_once(tmp_path: Path) -> None:
         "2 run(s) repeat another run's configuration and seed (merged campaigns) and are counted once"
         in (built["notes"][0])
     )
+
+
+def test_paper_marks_far_above_small_scale_bars_get_their_own_axis(tmp_path: Path) -> None:
+    from ekdcli.campaign.report_figure import draw, separate_axis
+
+    assert separate_axis([20.0, 25.0], [73.0, 75.0]) and not separate_axis([70.0], [73.0])
+    runs = [(fake_run(tmp_path, "kd", data="cifar100-lt", options=LT), 0.2)]
+    built = build_table(evaluation(runs), table("table7"))
+    path = draw(result(built, "table7"), tmp_path / "report.png", "bars")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_earlier_report_is_kept(tmp_path: Path) -> None:
+    from ekdcli.campaign.report import keep_earlier
+
+    assert keep_earlier(tmp_path) is None
+    for suffix in ("md", "csv", "json", "png"):
+        (tmp_path / f"report.{suffix}").write_text(suffix)
+    folder = keep_earlier(tmp_path)
+    assert folder is not None and folder.parent == tmp_path / "reports"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "report.csv",
+        "report.json",
+        "report.md",
+        "report.png",
+    ]
+    assert (folder / "report.md").read_text() == "md" and not (tmp_path / "report.md").exists()
+
+
+def test_the_report_evaluates_the_test_images_the_runs_were_measured_on(tmp_path: Path) -> None:
+    from ekdcli.campaign.report_eval import measured_images
+
+    def run(name: str, limit: int | None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.toml").write_text(dumps_toml({"data": "digits", "limit_test": limit}))
+        return folder
+
+    a, b, c = run("a", 32), run("b", 32), run("c", None)
+    assert measured_images([a, b]).limit == 32 and "the first 32 test images" in measured_images([a, b]).note
+    assert measured_images([c]).limit is None
+    mixed = measured_images([a, c])
+    assert mixed.limit is None and "different test subsets (all, 32)" in mixed.note
