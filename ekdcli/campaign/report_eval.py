@@ -28,11 +28,11 @@ class MeasuredImages:
 def measured_images(runs: list[Path]) -> MeasuredImages:
     """The test images the runs were measured on: their common ``limit_test``, else the full
     test set (said, with why)."""
-    limits = {rundir.read_config(run).get("limit_test") for run in runs}
+    limits: set[int | None] = {rundir.read_config(run).get("limit_test") for run in runs}
     if limits == {None}:
         return MeasuredImages(None, "every test image, as the runs were measured")
-    if len(limits) == 1:
-        (limit,) = limits
+    (limit,) = limits if len(limits) == 1 else (None,)
+    if limit is not None:
         return MeasuredImages(
             int(limit), f"the first {limit} test images, the ones the runs were measured on"
         )

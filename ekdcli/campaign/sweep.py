@@ -173,7 +173,7 @@ def resolve_campaign(store: Store, request: SweepRequest) -> tuple[Campaign, dic
     changed = differences(stored, definition)
     added = growth(stored, definition) if changed else None
     if added:  # more configs, seeds or grid values: the campaign grows, its runs so far stay
-        kept = {k: stored[k] for k in ("created", "cwd", "threads") if k in stored}
+        kept: dict[str, Any] = {k: stored[k] for k in ("created", "cwd", "threads") if k in stored}
         grown = load(campaign_dir, {**definition, **kept}, sources=True)
         grown.definition["grown"] = [*stored.get("grown", []), {"added": added, "at": definition["created"]}]
         return grown, texts

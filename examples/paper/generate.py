@@ -466,6 +466,12 @@ def table2() -> list[Experiment]:
     return rows
 
 
+IMAGENET_NOTE = (
+    f"Replace {IMAGENET_ROOT} with an ImageFolder root holding train/ and val/; several GPUs: torchrun "
+    "--nproc_per_node N -m ekdcli distill ... (batch 512 is global)."
+)
+
+
 def table3() -> list[Experiment]:
     """ImageNet: KD, DKD and Energy DKD for R50 -> MV1 and R34 -> R18."""
     rows = []
@@ -507,6 +513,7 @@ def table3() -> list[Experiment]:
         ]
         for method, what, tables, notes in specs:
             t1, t5 = paper[method]
+            notes = [*notes, recipe_note("imagenet", pair[1]), IMAGENET_NOTE]
             rows.append(
                 Experiment(
                     "table3",
@@ -514,13 +521,7 @@ def table3() -> list[Experiment]:
                     f"Table 3 (ImageNet), {label(pair)}: {what}.",
                     f"top-1 {top1(t1)}, top-5 {top1(t5)}",
                     body(pair, method, "imagenet", **common, **tables),
-                    [
-                        *notes,
-                        recipe_note("imagenet", pair[1]),
-                        f"Replace {IMAGENET_ROOT} with an ImageFolder root holding train/ and val/; "
-                        "several GPUs: torchrun --nproc_per_node N -m ekdcli distill ... "
-                        "(batch 512 is global).",
-                    ],
+                    notes,
                     teacher_setup,
                     data_root=IMAGENET_ROOT,
                 )

@@ -19,7 +19,8 @@ def test_report_numbers_equal_ekd_evaluate(reference: Reference, ekd: Any) -> No
     assert code == 0, err
     report = json.loads(out)
     runs = [str(reference.run_dir(reference.store, run)) for run in RUNS]
-    code, out, err = ekd("evaluate", *runs, "--store", str(reference.store), "--json")
+    # the test images the runs were measured on (limit_test = 128)
+    code, out, err = ekd("evaluate", *runs, "--store", str(reference.store), "--limit-test", "128", "--json")
     assert code == 0, err
     evaluation = json.loads(out)
     groups = {frozenset(group["targets"]): group for group in evaluation["groups"]}

@@ -75,25 +75,7 @@ from ekdcli.cli.options import build_config, options
 @click.option("--retry-failed", is_flag=True, help="Run the runs that failed before again.")
 @click.option("--status", "status_name", metavar="NAME", help="Show the progress of campaign NAME and stop.")
 @options("store", "set_values", "json", "quiet", "verbose", "debug")
-def sweep(
-    configs: tuple[str, ...],
-    seeds: str | None,
-    grid: tuple[str, ...],
-    name: str | None,
-    executor: str,
-    jobs: int,
-    ray_address: str | None,
-    dry_run: bool,
-    retry_failed: bool,
-    status_name: str | None,
-    teacher_config: str | None,
-    cpus_per_run: int | None,
-    nproc: int | None,
-    time_limit: float | None,
-    retries: int,
-    executor_options: tuple[str, ...],
-    **params: Any,
-) -> None:
+def sweep(configs: tuple[str, ...], status_name: str | None, **params: Any) -> None:
     """Run a campaign: every CONFIG x every --grid value x every seed, as separate runs.
 
     Runs are named <config stem>[-<key><value>...]-seed<S> and written to
@@ -116,38 +98,35 @@ def sweep(
       ekd sweep imagenet/*.toml --nproc 4 --executor slurm --executor-option partition=gpu \
           --time-limit 1440 --retries 3 --store /shared/ekd-store
     """
-    from ekdcli.campaign.sweep import SweepRequest, failure_message, run_sweep, sweep_status
+    from ekdcli.campaign.sweep import failure_message, run_sweep, sweep_status
     from ekdcli.campaign.sweep_text import status_text
     from ekdcli.jobs.common import console
     from ekdcli.util.errors import JobError
 
-    sets = list(params.pop("set_values") or ())
+    request = _request(configs, params)  # takes its flags out of params
     config = build_config(params)
     out = console(config)
     if status_name is not None:
         result = sweep_status(config, status_name)
         out.result(result, status_text(result))
         return
-    request = SweepRequest(
-        configs=list(configs),
-        seeds=seeds,
-        grid=list(grid),
-        sets=sets,
-        name=name,
-        executor=executor,
-        jobs=jobs,
-        ray_address=ray_address,
-        dry_run=dry_run,
-        retry_failed=retry_failed,
-        teacher_config=teacher_config,
-        cpus_per_run=cpus_per_run,
-        nproc=nproc,
-        executor_options=list(executor_options),
-        time_limit=time_limit,
-        retries=retries,
-    )
     result = run_sweep(config, request)
-    out.result(result, None if dry_run else status_text(result))
+    out.result(result, None if request.dry_run else status_text(result))
     message = failure_message(result)
     if message:
         raise JobError(message)
+
+
+_REQUEST_FLAGS = (
+    "seeds", "grid", "name", "executor", "jobs", "ray_address", "dry_run", "retry_failed",
+    "teacher_config", "cpus_per_run", "nproc", "time_limit", "retries", "executor_options",
+)  # fmt: skip
+
+
+def _request(configs: tuple[str, ...], params: dict[str, Any]) -> Any:
+    """The sweep's request from its flags (removed from ``params``; the rest make the Config)."""
+    from ekdcli.campaign.sweep import SweepRequest
+
+    flags = {key: params.pop(key) for key in _REQUEST_FLAGS}
+    flags["grid"], flags["executor_options"] = list(flags["grid"]), list(flags["executor_options"])
+    return SweepRequest(configs=list(configs), sets=list(params.pop("set_values") or ()), **flags)

@@ -113,7 +113,7 @@ class RayExecutor(Executor):
             )
         try:
             resources, threads = self._resources(ray)
-            remote = ray.remote(_run_on_node).options(max_retries=0)
+            remote = ray.remote(_run_on_node)
             self._loop(ray, (remote, resources), threads, list(tasks), on_start, on_done)
         finally:
             if started_here:
@@ -134,7 +134,7 @@ class RayExecutor(Executor):
             while pending or in_flight:
                 while pending and len(in_flight) < self.jobs:
                     task = pending.pop(0)
-                    sized = remote.options(**self._scaled(resources, task.processes))
+                    sized = remote.options(max_retries=0, **self._scaled(resources, task.processes))
                     in_flight[sized.remote(task, threads)] = task
                     on_start(task)
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
