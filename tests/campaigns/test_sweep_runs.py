@@ -144,6 +144,18 @@ def test_kill_9_mid_campaign_then_a_rerun_with_other_jobs_gives_bitwise_equal_we
     assert_same_weights(reference, store)
 
 
+def test_another_jobs_with_the_same_threads_per_run_gives_bitwise_equal_weights(
+    reference: Reference, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    _store_with_prerequisites(reference, store)
+    threads = json.loads((reference.store / "campaigns" / NAME / "campaign.json").read_text())["threads"]
+    done = sweep(reference.folder, store, "--jobs", "1", "--cpus-per-run", str(threads))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{threads} CPU thread(s) per run" in done.stdout
+    assert_same_weights(reference, store)  # --jobs 2 (the reference) and --jobs 1: the same weights
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,
     reason="Ray is not installed (pip install 'ekd[ray]'; make install's test extra installs it)",

@@ -68,7 +68,7 @@ from ekdcli.cli.options import build_config, options
     multiple=True,
     metavar="KEY=VALUE",
     help="An option of the executor (repeatable), e.g. partition=gpu, account=abc, array=true for "
-    "--executor slurm ('ekd list executors' shows each one's options).",
+    "--executor slurm (a KEY it does not take is refused with the list of those it takes).",
 )
 @click.option("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray runtime).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, prerequisites, what is done) and stop.")
