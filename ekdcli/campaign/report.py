@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ekdcli.campaign.campaign import load
+from ekdcli.campaign.campaign import Campaign, load
 from ekdcli.campaign.paper import PaperTable, table
 from ekdcli.campaign.report_eval import evaluate_in_parallel, measured_images, recorded_jobs, with_test_images
 from ekdcli.config import Config
@@ -61,23 +61,35 @@ class Sources:
 
 # ------------------------------------------------------------------ what to report on
 def resolve_sources(store: Store, request: ReportRequest) -> Sources:
-    """A campaign name (its finished runs; the report goes into its directory) or runs."""
-    if len(request.targets) == 1:
-        name = request.targets[0]
-        campaign_dir = CampaignDir(store, name)
-        if campaign_dir.exists() and not _names_a_path(name):  # a campaign's name wins over ./NAME
-            campaign = load(campaign_dir)
-            dirs = [(run.id, campaign_dir.run_dir(run.id)) for run in campaign.runs]
-            finished = [d for _, d in dirs if rundir.is_finished(d)]
-            skipped = [run_id for run_id, d in dirs if not rundir.is_finished(d)]
-            out = request.out or campaign_dir.path
-            note = f"./{name} exists too; this is campaign {name} (give ./{name}/ for that folder's runs)"
-            note = note if Path(name).exists() else ""
-            return Sources(finished, skipped, f"campaign {campaign.name}", out, campaign.definition, note)
-    runs = [_run_dir(store, ref) for ref in expand_targets(list(request.targets))]
+    """Campaign names (their finished runs; one campaign's report goes into its directory) or runs;
+    several campaigns are merged (a run repeated among them counts once)."""
+    names = [t for t in request.targets if CampaignDir(store, t).exists() and not _names_a_path(t)]
+    if names and len(request.targets) == 1:
+        name = names[0]
+        campaign = load(CampaignDir(store, name))
+        finished, skipped = _campaign_runs(campaign)
+        out = request.out or campaign.dir.path
+        note = f"./{name} exists too; this is campaign {name} (give ./{name}/ for that folder's runs)"
+        note = note if Path(name).exists() else ""
+        return Sources(finished, skipped, f"campaign {campaign.name}", out, campaign.definition, note)
+    runs: list[Path] = []
+    skipped: list[str] = []
+    for name in names:
+        done, pending = _campaign_runs(load(CampaignDir(store, name)))
+        runs += done
+        skipped += [f"{name}.{run}" for run in pending]
+    others = [t for t in request.targets if t not in names]
+    runs += [_run_dir(store, ref) for ref in expand_targets(others)] if others else []
     finished = [r for r in runs if rundir.is_finished(r)]
-    skipped = [str(r) for r in runs if not rundir.is_finished(r)]
-    return Sources(finished, skipped, f"{len(runs)} run(s)", request.out or Path(DEFAULT_OUT))
+    skipped += [str(r) for r in runs if not rundir.is_finished(r)]
+    title = f"campaigns {', '.join(names)}" if names and not others else f"{len(runs)} run(s)"
+    return Sources(finished, skipped, title, request.out or Path(DEFAULT_OUT))
+
+
+def _campaign_runs(campaign: Campaign) -> tuple[list[Path], list[str]]:
+    """A campaign's finished run directories, and the ids of its runs not finished yet."""
+    dirs = [(run.id, campaign.dir.run_dir(run.id)) for run in campaign.runs]
+    return [d for _, d in dirs if rundir.is_finished(d)], [i for i, d in dirs if not rundir.is_finished(d)]
 
 
 def _names_a_path(ref: str) -> bool:

@@ -63,3 +63,23 @@ def test_a_paper_table_of_another_setting_is_refused(reference: Reference, ekd: 
     assert code == 2
     assert "table5 of the paper is on cifar100; none of the 4 run(s) is (they are on digits)" in err
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("report.*")} == before  # nothing written
+
+
+def test_two_campaigns_with_the_same_runs_count_each_run_once(
+    reference: Reference, ekd: Any, tmp_path: Path
+) -> None:
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(reference.store, store)
+    shutil.copytree(store / "campaigns" / NAME, store / "campaigns" / "again")
+    for run in RUNS:  # the same configs and seeds, run again under another campaign's name
+        shutil.copytree(store / "runs" / f"{NAME}.{run}", store / "runs" / f"again.{run}")
+    code, out, err = ekd(
+        "report", NAME, "again", "--store", str(store), "--json", "--out", str(tmp_path / "r")
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["title"] == f"campaigns {NAME}, again"
+    assert sorted(c["top1"]["n"] for c in report["table"]["cells"]) == [2, 2]  # not 4: seeds 0 and 1
+    assert report["table"]["notes"][0].startswith("4 run(s) repeat another run's configuration and seed")
