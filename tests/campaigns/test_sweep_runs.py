@@ -168,6 +168,7 @@ def test_the_ray_executor_on_a_local_runtime_gives_bitwise_equal_weights(
     done = sweep(reference.folder, store, "--jobs", "2", "--executor", "ray")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ray: up to 2 runs at once on a local Ray runtime" in done.stdout
+    assert "Started a local Ray instance" not in done.stdout + done.stderr  # Ray's lines: only with --verbose
     assert_same_weights(reference, store)
 
 
