@@ -67,11 +67,11 @@ def resolve_sources(store: Store, request: ReportRequest) -> Sources:
     if names and len(request.targets) == 1:
         name = names[0]
         campaign = load(CampaignDir(store, name))
-        finished, skipped = _campaign_runs(campaign)
+        done, pending = _campaign_runs(campaign)
         out = request.out or campaign.dir.path
         note = f"./{name} exists too; this is campaign {name} (give ./{name}/ for that folder's runs)"
         note = note if Path(name).exists() else ""
-        return Sources(finished, skipped, f"campaign {campaign.name}", out, campaign.definition, note)
+        return Sources(done, pending, f"campaign {campaign.name}", out, campaign.definition, note)
     runs: list[Path] = []
     skipped: list[str] = []
     for name in names:
