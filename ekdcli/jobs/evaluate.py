@@ -28,7 +28,6 @@ from ekdcli.jobs.common import console, engine_options, open_store
 from ekdcli.jobs.evaluate_cache import EvaluationCache, evaluation_key
 from ekdcli.jobs.evaluate_report import RowPrinter, display_names, group_results
 from ekdcli.jobs.targets import Target, resolve_all, with_run_data
-from ekdcli.jobs.targets import expand_targets as expand_targets  # report.py imports it from here
 from ekdcli.sdk.options import both_sides_rate
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store

@@ -6,6 +6,7 @@ Importing this module does not import torch; tensors appear only in type hints.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -557,7 +558,10 @@ class ExecTask:
     The executor runs ``python -m ekdcli <args>`` (``command(python)``) with ``env`` added to its
     environment and ``cwd`` as its directory where that exists, and appends its stdout and stderr
     to ``log``.  Every path in ``args`` and ``log`` is absolute; on a cluster they lie in the store,
-    which every node must see at the same path.
+    which every node must see at the same path.  ``processes`` is the number of data-parallel
+    processes the task starts itself (``--nproc N``): it needs that many GPUs where there are GPUs.
+    An executor that requeues a preempted or timed-out task runs ``resume_args`` instead of
+    ``args`` once ``checkpoint`` exists (the task then continues where it stopped).
     """
 
     key: str  # unique among the tasks of one ``Executor.run`` call
@@ -565,9 +569,18 @@ class ExecTask:
     log: str
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    processes: int = 1
+    resume_args: list[str] = field(default_factory=list)
+    checkpoint: str | None = None
 
     def command(self, python: str) -> list[str]:
         return [python, "-m", "ekdcli", *self.args]
+
+    def continued(self) -> ExecTask:
+        """The task to run again after an interruption: from its checkpoint where it has one."""
+        if self.resume_args and self.checkpoint and Path(self.checkpoint).is_file():
+            return dataclasses.replace(self, args=list(self.resume_args))
+        return self
 
 
 @dataclass
@@ -600,6 +613,10 @@ class Executor:
     def describe(self) -> str:
         """One line for the campaign header (where and how many at once)."""
         return self.name
+
+    def check(self) -> None:
+        """Refuse (``UsageError``, one sentence) what cannot work, quickly and before the sweep
+        writes anything: an unreachable cluster, a missing scheduler.  Default: nothing to check."""
 
     def run(
         self,

@@ -144,8 +144,8 @@ def results(report: dict[str, Any], markdown: str, store: Path) -> str:
             )
     lines += [
         "",
-        "These runs are about 1/60 of the paper's training (4 epochs instead of 240 on a fifth of the",
-        "images, with a 3-epoch teacher), so every accuracy is far below the paper's and the methods'",
+        "These runs are about 1/300 of the paper's training (4 of 240 epochs on a fifth of the",
+        "images: 4/240 x 1/5; with a 3-epoch teacher), so every accuracy is far below the paper's and the methods'",
         "differences here say nothing about the paper's claims at full scale: a difference within one",
         "standard deviation over three seeds is noise, and even a larger one is a statement about this",
         "small setting only. What the campaign does show is that every method runs end to end on the",

@@ -30,8 +30,8 @@ for path in (REPO, REPO / "plugins"):  # run as a script from a checkout without
 
 from ekd_plugins.pairs import dkd_beta_for, energy_rate_for  # noqa: E402
 
+from ekdcli.campaign.paper import table as paper_table  # noqa: E402
 from ekdcli.config import dumps_toml  # noqa: E402
-from ekdcli.jobs.paper import table as paper_table  # noqa: E402
 from ekdcli.sdk.plugins import registry  # noqa: E402
 
 CIFAR_ROOT = "../shared/data/cifar100.npz"
@@ -131,7 +131,7 @@ FIGURE2_PAIRS: list[Pair] = [("vgg13", "mobilenetv2"), ("resnet32x4", "shufflev2
 FIGURE2_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
 FIGURE2_AUGMENTS = ("le-cutmix", "he-cutmix", "mixed-cutmix")
 
-# The paper's top-1 numbers (CIFAR-100 test set unless said) come from ekdcli/jobs/paper_results.toml,
+# The paper's top-1 numbers (CIFAR-100 test set unless said) come from ekdcli/campaign/paper_results.toml,
 # the one data file `ekd report --paper` reads too.  Table 1's own values are not in the paper text
 # we have: its rows cite the same pair and method in Tables 4/5.
 
@@ -160,6 +160,61 @@ TABLE5 = _rows(  # KD, KD+CutMix(100%), HE-DA 20/30/40/50 %
 )
 TABLE6 = dict(zip(paper_table("table6").raw["rates"], paper_table("table6").raw["increase"], strict=True))
 TABLE7 = _rows("table7", ("kd", "dkd", "energy_kd"))  # KD, DKD, Energy KD on CIFAR-100-LT
+TABLE7_REVIEWKD = {pair: values[0] for pair, values in _rows("table7", ("reviewkd",)).items()}
+TABLE3_FEATURES = {  # method -> (top-1, top-5): AT, OFD, CRD, ReviewKD on the ImageNet validation set
+    pair: {
+        m: (top1_cells[m], paper_table("table3").cells("top5")[pair][m])
+        for m in ("at", "ofd", "crd", "reviewkd")
+    }
+    for pair, top1_cells in paper_table("table3").cells().items()
+}
+
+# The feature-based methods the paper compares with (section 4.1; "PKD" is PKT), with mdistiller's
+# settings: its engine/cfg.py defaults and configs/cifar100/<method>.yaml (loss weights as w_ce /
+# w_feat; ReviewKD's weight is 5 on CIFAR-100).  The options' names are the ekd plugins' own.
+FEATURE_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "at": ("AT (attention transfer), p 2, CE 1 + feature 1000", {"w_ce": 1.0, "w_feat": 1000.0, "p": 2}),
+    "ofd": ("OFD, CE 1 + feature 0.001, 1x1 connectors", {"w_ce": 1.0, "w_feat": 0.001, "connector_kernel": 1}),
+    "crd": (
+        "CRD (exact), 128-d embeddings, 16384 negatives, NCE momentum 0.5, T 0.07, CE 1 + 0.8",
+        {"w_ce": 1.0, "w_feat": 0.8, "mode": "exact", "feat_dim": 128, "nce_k": 16384,
+         "nce_momentum": 0.5, "nce_t": 0.07},
+    ),
+    "fitnet": ("FitNet, hint layer 2, CE 1 + feature 100", {"w_ce": 1.0, "w_feat": 100.0, "hint_layer": 2}),
+    "pkt": ("PKT, CE 1 + feature 30000", {"w_ce": 1.0, "w_feat": 30000.0}),
+    "rkd": (
+        "RKD, distance 25, angle 50, CE 1 + feature 1",
+        {"w_ce": 1.0, "w_feat": 1.0, "distance_weight": 25.0, "angle_weight": 50.0, "pdist_eps": 1e-12,
+         "pdist_squared": False},
+    ),
+    "vid": ("VID, initial variance 5, CE 1 + feature 1", {"w_ce": 1.0, "w_feat": 1.0, "eps": 1e-5, "init_pred_var": 5.0}),
+    "reviewkd": (
+        "ReviewKD, CE 1 + review 5, 20 warm-up epochs",
+        {"w_ce": 1.0, "w_feat": 5.0, "warmup": 20.0},
+    ),
+}  # fmt: skip
+# mdistiller's configs/imagenet/<pair>/<method>.yaml: batch size, lr and the options they change
+# (it has no R34 -> R18 OFD config: R50 -> MV1's is used there).
+IMAGENET_FEATURES: dict[tuple[str, str], tuple[int, float, dict[str, Any]]] = {
+    ("at", "imagenet/resnet18"): (512, 0.2, {}),
+    ("at", "imagenet/mobilenetv1"): (512, 0.2, {}),
+    ("ofd", "imagenet/resnet18"): (128, 0.05, {"w_feat": 0.0001}),
+    ("ofd", "imagenet/mobilenetv1"): (128, 0.05, {"w_feat": 0.0001}),
+    ("crd", "imagenet/resnet18"): (256, 0.1, {}),
+    ("crd", "imagenet/mobilenetv1"): (256, 0.1, {}),
+    ("reviewkd", "imagenet/resnet18"): (256, 0.1, {
+        "w_feat": 1.0, "warmup": 1.0, "shapes": [1, 7, 14, 28, 56], "out_shapes": [1, 7, 14, 28, 56],
+        "in_channels": [64, 128, 256, 512, 512], "out_channels": [64, 128, 256, 512, 512], "stu_preact": True,
+    }),
+    ("reviewkd", "imagenet/mobilenetv1"): (256, 0.1, {
+        "w_feat": 8.0, "warmup": 1.0, "shapes": [1, 7, 14, 28, 56], "out_shapes": [1, 7, 14, 28, 56],
+        "in_channels": [128, 256, 512, 1024, 1024], "out_channels": [256, 512, 1024, 2048, 2048],
+        "max_mid_channel": 256, "stu_preact": True,
+    }),
+}  # fmt: skip
+FEATURE_NOTE = (
+    "A feature-based method (it reads the models' intermediate features); its settings are mdistiller's."
+)
 
 
 @dataclass
@@ -251,6 +306,8 @@ def body(
     distiller: dict[str, Any] | None = None,
     energy: dict[str, Any] | None = None,
     augmentation: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
 ) -> dict[str, Any]:
     """The TOML body; ``None`` values and empty tables are left out."""
     out: dict[str, Any] = {
@@ -262,7 +319,8 @@ def body(
         "augment": augment,
         "rate": rate,
         "recipe": recipe,
-        "lr": student_lr(pair[1]),
+        "batch_size": batch_size,
+        "lr": lr if lr is not None else student_lr(pair[1]),
         "data_options": data_options,
         "distiller": distiller,
         "energy": energy,
@@ -344,7 +402,30 @@ def table1() -> list[Experiment]:
                 cifar_teacher(pair[0]),
             )
         )
+        rows += [
+            feature_row("table1", "Table 1 (CIFAR-100)", method, pair, missing) for method in FEATURE_METHODS
+        ]
     return rows
+
+
+def feature_row(table: str, title: str, method: str, pair: Pair, paper: str, **data: Any) -> Experiment:
+    """A feature-based method's row on CIFAR-100 (or its long-tailed version) with mdistiller's settings."""
+    what, options = FEATURE_METHODS[method]
+    notes = [FEATURE_NOTE, recipe_note("cifar", pair[1])]
+    if data:
+        notes.insert(
+            0,
+            "CIFAR-100-LT: class k keeps 500 * 0.5^(k/99) training images (exp); the test set stays balanced.",
+        )
+    return Experiment(
+        table,
+        stem(method, pair),
+        f"{title}, {label(pair)}: {what}.",
+        paper,
+        body(pair, method, "cifar", distiller=dict(options), **data),
+        notes,
+        cifar_teacher(pair[0]),
+    )
 
 
 def table2() -> list[Experiment]:
@@ -383,6 +464,12 @@ def table2() -> list[Experiment]:
             )
         )
     return rows
+
+
+IMAGENET_NOTE = (
+    f"Replace {IMAGENET_ROOT} with an ImageFolder root holding train/ and val/; several GPUs: torchrun "
+    "--nproc_per_node N -m ekdcli distill ... (batch 512 is global)."
+)
 
 
 def table3() -> list[Experiment]:
@@ -426,6 +513,7 @@ def table3() -> list[Experiment]:
         ]
         for method, what, tables, notes in specs:
             t1, t5 = paper[method]
+            notes = [*notes, recipe_note("imagenet", pair[1]), IMAGENET_NOTE]
             rows.append(
                 Experiment(
                     "table3",
@@ -433,18 +521,45 @@ def table3() -> list[Experiment]:
                     f"Table 3 (ImageNet), {label(pair)}: {what}.",
                     f"top-1 {top1(t1)}, top-5 {top1(t5)}",
                     body(pair, method, "imagenet", **common, **tables),
-                    [
-                        *notes,
-                        recipe_note("imagenet", pair[1]),
-                        f"Replace {IMAGENET_ROOT} with an ImageFolder root holding train/ and val/; "
-                        "several GPUs: torchrun --nproc_per_node N -m ekdcli distill ... "
-                        "(batch 512 is global).",
-                    ],
+                    notes,
                     teacher_setup,
                     data_root=IMAGENET_ROOT,
                 )
             )
+        rows += [imagenet_feature_row(method, pair, teacher_setup) for method in TABLE3_FEATURES[pair]]
     return rows
+
+
+def imagenet_feature_row(method: str, pair: Pair, teacher_setup: list[str]) -> Experiment:
+    """AT, OFD, CRD or ReviewKD on ImageNet with mdistiller's ImageNet configs."""
+    what, options = FEATURE_METHODS[method]
+    batch, lr, changed = IMAGENET_FEATURES[(method, pair[1])]
+    distiller = {**options, **({"warmup": 1.0} if "warmup" in options else {}), **changed}
+    t1, t5 = TABLE3_FEATURES[pair][method]
+    return Experiment(
+        "table3",
+        stem(method, pair),
+        f"Table 3 (ImageNet), {label(pair)}: {what.split(',')[0]} with mdistiller's ImageNet config "
+        f"(batch {batch}, lr {lr:g}).",
+        f"top-1 {top1(t1)}, top-5 {top1(t5)}",
+        body(
+            pair,
+            method,
+            "imagenet",
+            data="imagenet",
+            data_root=IMAGENET_ROOT,
+            distiller=distiller,
+            batch_size=batch,
+            lr=lr,
+        ),  # fmt: skip
+        [
+            FEATURE_NOTE,
+            recipe_note("imagenet", pair[1]),
+            f"Replace {IMAGENET_ROOT} with an ImageFolder root.",
+        ],
+        teacher_setup,
+        data_root=IMAGENET_ROOT,
+    )
 
 
 def table4() -> list[Experiment]:
@@ -654,6 +769,10 @@ def table7() -> list[Experiment]:
                     teacher_setup,
                 )
             )
+        review = feature_row("table7", "Table 7 (CIFAR-100-LT, imbalance 0.5, exp)", "reviewkd", pair,
+                             top1(TABLE7_REVIEWKD[pair]), **lt)  # fmt: skip
+        review.teacher_setup = teacher_setup
+        rows.append(review)
     return rows
 
 

@@ -1,8 +1,8 @@
 """The reference campaign of the campaign tests: its configs, and ``ekd sweep`` as a subprocess.
 
 Two configs (KD, and KD + HE-DA at 50 %) x two seeds, ResNet56 -> ResNet20 (a pair of the paper's
-Table 5), 2 epochs on 256 training images, ``--jobs 2``; the teacher and its scores are the
-campaign's prerequisites.  Other tests compare their campaigns' weights with these runs.
+Table 5), 2 epochs on 256 training images, ``--jobs 2``; the teacher (2 epochs, its
+``--teacher-config``) and its scores are the campaign's prerequisites.  Other tests compare their campaigns' weights with these runs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ limit_train = 256
 limit_test = 128
 """
 CONFIGS = {"kd": CONFIG, "he_cutmix": CONFIG + 'augment = "he-cutmix"\nrate = 0.5\n'}
+TEACHER = "epochs = 2\n"  # the teachers' recipe: their own lr and batch size, 2 epochs
 NAME = "mini"
 RUNS = ("kd-seed0", "he_cutmix-seed0", "kd-seed1", "he_cutmix-seed1")
 
@@ -40,8 +41,10 @@ class Reference:
 
 def sweep_command(folder: Path, store: Path, *extra: str) -> list[str]:
     configs = [str(folder / f"{stem}.toml") for stem in CONFIGS]
+    teacher = folder / "teacher.toml"
+    teacher.write_text(TEACHER)
     return [sys.executable, "-m", "ekdcli", "sweep", *configs, "--seeds", "0,1", "--name", NAME,
-            "--store", str(store), *extra]  # fmt: skip
+            "--teacher-config", str(teacher), "--store", str(store), *extra]  # fmt: skip
 
 
 def sweep(folder: Path, store: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ekdcli.jobs.report import _baselines_beside_their_pairs
+from ekdcli.campaign.report import _baselines_beside_their_pairs
 
 
 def cell(teacher: str, student: str, row: str, data: str = "cifar100") -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ekdcli.jobs.campaign import define, load, parse_grid, parse_seeds, split_values
-from ekdcli.jobs.paper import table
+from ekdcli.campaign.campaign import define, load, parse_grid, parse_seeds, split_values
+from ekdcli.campaign.paper import table
 from ekdcli.sdk.contracts import ExecTask
 from ekdcli.store.campaign import CampaignDir
 from ekdcli.store.layout import Store
@@ -80,9 +80,15 @@ def test_dry_run_prints_runs_and_prerequisites_and_writes_nothing(tmp_path: Path
     store = tmp_path / "store"
     assert f"campaign {tmp_path.name} (new): 4 runs from 2 config file(s)" in out
     assert "executor: local: up to 2 runs at once" in out
-    assert "teacher resnet56 on digits" in out and "for 4 run(s): to build: ekd train --config" in out
+    assert (
+        "teacher resnet56 on digits" in out
+        and "for 4 run(s): to build on every training image: ekd train --config" in out
+    )
     assert f"--model resnet56 --run-name {tmp_path.name}.teacher-resnet56-digits" in out
-    assert "scores of teacher resnet56 on digits" in out and "for 2 run(s): to build: ekd score" in out
+    assert (
+        "scores of teacher resnet56 on digits" in out
+        and "for 2 run(s): to build on every training image: ekd score" in out
+    )
     for run in ("kd-seed0", "he-seed0", "kd-seed1", "he-seed1"):
         assert f"  {run}  start" in out
     assert "would run: 4 run(s) to do (0 resumed from a checkpoint), 0 already done" in out
@@ -97,7 +103,7 @@ def test_dry_run_prints_runs_and_prerequisites_and_writes_nothing(tmp_path: Path
         (PAIR, ("--grid", "augment=he-cutmx"), r"unknown augmentation 'he-cutmx'.*Did you mean 'he-cutmix'"),
         ('student = "resnet999"\n', (), r"unknown model 'resnet999'"),
         (PAIR, ("--seeds", "a"), r"--seeds wants"),
-        (PAIR, ("--executor", "slurm"), r"unknown executor 'slurm'"),
+        (PAIR, ("--executor", "slurmm"), r"unknown executor 'slurmm'"),
         (PAIR, ("--ray-address", "auto"), r"--ray-address applies to --executor ray"),
         ('teacher = "x.safetensors"\n', (), r"the teacher weights file x.safetensors does not exist"),
     ],
@@ -126,7 +132,9 @@ def test_a_changed_config_or_definition_is_refused(tmp_path: Path, ekd: Any) -> 
     assert (campaign_dir.path / "configs" / "c.toml").read_text() == PAIR
     code, out, _ = ekd("sweep", *paths, "--seeds", "0", "--name", "x", "--dry-run")
     assert code == 0 and "campaign x (continued)" in out
-    code, _, err = ekd("sweep", *paths, "--seeds", "0,1", "--name", "x", "--dry-run")
+    code, out, _ = ekd("sweep", *paths, "--seeds", "0,1", "--name", "x", "--dry-run")
+    assert code == 0 and "campaign x (grown by seed 1)" in out  # only adds: the campaign grows
+    code, _, err = ekd("sweep", *paths, "--seeds", "1", "--name", "x", "--dry-run")
     assert code == 2 and "campaign 'x' already exists with other --seeds" in err
     Path(paths[0]).write_text(PAIR + "lr = 0.1\n")
     code, _, err = ekd("sweep", *paths, "--seeds", "0", "--name", "x", "--dry-run")

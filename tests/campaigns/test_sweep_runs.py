@@ -110,7 +110,7 @@ def _processes_using(store: Path) -> list[int]:
     return pids
 
 
-def test_kill_9_mid_campaign_then_a_rerun_gives_bitwise_equal_weights(
+def test_kill_9_mid_campaign_then_a_rerun_with_other_jobs_gives_bitwise_equal_weights(
     reference: Reference, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
@@ -137,10 +137,23 @@ def test_kill_9_mid_campaign_then_a_rerun_gives_bitwise_equal_weights(
     assert states[half] == "running" and json.loads(status.stdout)["sweep_pid"] is None
     # one state file per run from the start (pending ones included)
     assert sorted(p.stem for p in (store / "campaigns" / NAME / "state").iterdir()) == sorted(RUNS)
-    again = sweep(reference.folder, store, "--jobs", "2")
+    # another --jobs: the runs keep the CPU threads the campaign recorded, so the weights stay bitwise
+    again = sweep(reference.folder, store, "--jobs", "1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert re.search(rf"^  {half} +resume +from epoch [12]$", again.stdout, re.M), again.stdout
     assert_same_weights(reference, store)
+
+
+def test_another_jobs_with_the_same_threads_per_run_gives_bitwise_equal_weights(
+    reference: Reference, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    _store_with_prerequisites(reference, store)
+    threads = json.loads((reference.store / "campaigns" / NAME / "campaign.json").read_text())["threads"]
+    done = sweep(reference.folder, store, "--jobs", "1", "--cpus-per-run", str(threads))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{threads} CPU thread(s) per run" in done.stdout
+    assert_same_weights(reference, store)  # --jobs 2 (the reference) and --jobs 1: the same weights
 
 
 @pytest.mark.skipif(
@@ -155,6 +168,7 @@ def test_the_ray_executor_on_a_local_runtime_gives_bitwise_equal_weights(
     done = sweep(reference.folder, store, "--jobs", "2", "--executor", "ray")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ray: up to 2 runs at once on a local Ray runtime" in done.stdout
+    assert "Started a local Ray instance" not in done.stdout + done.stderr  # Ray's lines: only with --verbose
     assert_same_weights(reference, store)
 
 

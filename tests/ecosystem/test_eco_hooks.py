@@ -266,7 +266,11 @@ def test_executors_hooks_honour_the_contract_and_local_runs_a_task(tmp_path: Pat
     recorder = Recorder()
     ekd_plugins.executors.register_executors(recorder)
     check_contract("executors", recorder)
-    assert [(c["name"], c["info"]["remote"]) for c in recorder.calls] == [("local", False), ("ray", True)]
+    assert [(c["name"], c["info"]["remote"]) for c in recorder.calls] == [
+        ("local", False),
+        ("ray", True),
+        ("slurm", True),
+    ]
     local = resolve(recorder.calls[0]["factory"])(jobs=2)
     assert (
         isinstance(local, Executor) and local.remote is False and "up to 2 runs at once" in local.describe()
@@ -279,4 +283,4 @@ def test_executors_hooks_honour_the_contract_and_local_runs_a_task(tmp_path: Pat
     local.run([task], lambda t: started.append(t.key), lambda t, outcome: ended.append(outcome))
     assert started == ["list"] and [(o.key, o.ok) for o in ended] == [("list", True)]
     text = log.read_text(encoding="utf-8")
-    assert "local" in text and "ray" in text
+    assert "local" in text and "ray" in text and "slurm" in text

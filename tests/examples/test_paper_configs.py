@@ -76,18 +76,45 @@ def _row(
     return (method, augment, rate, energy.get("apply"), energy.get("segments"), *pair)
 
 
+# The feature-based methods of section 4.1 ("PKD" is PKT) and mdistiller's settings of each
+# (engine/cfg.py, configs/cifar100/*.yaml; ReviewKD's weight 5 on CIFAR-100).
+FEATURES = ("at", "ofd", "crd", "fitnet", "pkt", "rkd", "vid", "reviewkd")
+MDISTILLER_CIFAR = {
+    "at": {"w_ce": 1.0, "w_feat": 1000.0, "p": 2},
+    "ofd": {"w_ce": 1.0, "w_feat": 0.001, "connector_kernel": 1},
+    "crd": {"w_ce": 1.0, "w_feat": 0.8, "mode": "exact", "feat_dim": 128, "nce_k": 16384, "nce_momentum": 0.5, "nce_t": 0.07},
+    "fitnet": {"w_ce": 1.0, "w_feat": 100.0, "hint_layer": 2},
+    "pkt": {"w_ce": 1.0, "w_feat": 30000.0},
+    "rkd": {"w_ce": 1.0, "w_feat": 1.0, "distance_weight": 25.0, "angle_weight": 50.0, "pdist_eps": 1e-12, "pdist_squared": False},
+    "vid": {"w_ce": 1.0, "w_feat": 1.0, "eps": 1e-5, "init_pred_var": 5.0},
+    "reviewkd": {"w_ce": 1.0, "w_feat": 5.0, "warmup": 20.0},
+}  # fmt: skip
+# configs/imagenet/<pair>/<method>.yaml: (batch, lr) and the weight of the feature loss
+MDISTILLER_IMAGENET = {
+    ("at", "imagenet/resnet18"): (512, 0.2, 1000.0),
+    ("at", "imagenet/mobilenetv1"): (512, 0.2, 1000.0),
+    ("ofd", "imagenet/resnet18"): (128, 0.05, 0.0001),
+    ("ofd", "imagenet/mobilenetv1"): (128, 0.05, 0.0001),
+    ("crd", "imagenet/resnet18"): (256, 0.1, 0.8),
+    ("crd", "imagenet/mobilenetv1"): (256, 0.1, 0.8),
+    ("reviewkd", "imagenet/resnet18"): (256, 0.1, 1.0),
+    ("reviewkd", "imagenet/mobilenetv1"): (256, 0.1, 8.0),
+}
+
 # The rows of every table, written out from the paper (Tables 1-7, Figure 2).
 EXPECTED_ROWS: dict[str, set[tuple[Any, ...]]] = {
-    "table1": {_row(m, p) for p in T1 for m in ("kd", "energy_kd")},
+    "table1": {_row(m, p) for p in T1 for m in ("kd", "energy_kd", *FEATURES)},
     "table2": {_row(m, p) for p in T1[5:7] + T1[10:] for m in ("dkd", "energy_dkd")},
-    "table3": {_row(m, p) for p in IMAGENET for m in ("kd", "dkd", "energy_dkd")},
+    "table3": {
+        _row(m, p) for p in IMAGENET for m in ("kd", "dkd", "energy_dkd", "at", "ofd", "crd", "reviewkd")
+    },
     "table4": {_row("energy_kd", p, apply=a) for p in (T1[2], T1[10]) for a in ("low", "high", "both")}
     | {_row("energy_kd", p, segments=10) for p in GRADATION},
     "table5": {_row("kd", p) for p in T5}
     | {_row("kd", p, "cutmix") for p in T5}
     | {_row("kd", p, "he-cutmix", r) for p in T5 for r in (0.2, 0.3, 0.4, 0.5)},
     "table6": {_row("kd", ("resnet32x4", "resnet8x4"), "he-cutmix")},
-    "table7": {_row(m, p) for p in LT for m in ("kd", "dkd", "energy_kd")},
+    "table7": {_row(m, p) for p in LT for m in ("kd", "dkd", "energy_kd", "reviewkd")},
     "figure2": {
         _row("kd", p, a, r)
         for p in (("vgg13", "mobilenetv2"), ("resnet32x4", "shufflev2"))
@@ -95,8 +122,8 @@ EXPECTED_ROWS: dict[str, set[tuple[Any, ...]]] = {
         for r in (0.1, 0.2, 0.3, 0.4, 0.5)
     },
 }
-EXPECTED_COUNTS = {"table1": 22, "table2": 6, "table3": 6, "table4": 10, "table5": 36, "table6": 1}
-EXPECTED_COUNTS |= {"table7": 12, "figure2": 30}
+EXPECTED_COUNTS = {"table1": 110, "table2": 6, "table3": 14, "table4": 10, "table5": 36, "table6": 1}
+EXPECTED_COUNTS |= {"table7": 16, "figure2": 30}
 
 
 def _load(path: Path) -> Config:
@@ -116,7 +143,7 @@ def _id(path: Path) -> str:
 
 
 def test_configs_exist() -> None:
-    assert len(CONFIGS) == sum(EXPECTED_COUNTS.values()) == 123
+    assert len(CONFIGS) == sum(EXPECTED_COUNTS.values()) == 223
 
 
 @pytest.mark.parametrize("table", sorted(EXPECTED_ROWS))
@@ -151,6 +178,11 @@ def test_config_resolves_plans_and_builds(path: Path) -> None:
     else:
         assert (config.data, config.data_options, config.data_root) == ("cifar100", {}, None)
 
+    if config.method in FEATURES:  # mdistiller's settings, checked on the file itself
+        _check_feature_method(config)
+        if config.method not in {c.name for c in registry("distillers").list()}:
+            pytest.skip(f"method {config.method!r} is not registered in this checkout yet")
+
     # the plan ekd distill makes, and the components it builds from it
     plan = plan_methods(config)
     distiller, augmentation = build_losses(config, plan, (config.teacher, config.student))
@@ -163,7 +195,8 @@ def test_config_resolves_plans_and_builds(path: Path) -> None:
     imagenet = config.data == "imagenet"
     energy_method = config.method.startswith("energy_")
     if imagenet:
-        assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.weight_decay) == (100, 512, 0.2, 1e-4)
+        batch, lr = MDISTILLER_IMAGENET.get((config.method, config.student), (512, 0.2, None))[:2]
+        assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.weight_decay) == (100, batch, lr, 1e-4)
         assert recipe.milestones == (30, 60, 90)
     else:
         expected_lr = 0.01 if config.student in SMALL_LR_STUDENTS else 0.05
@@ -177,6 +210,17 @@ def test_config_resolves_plans_and_builds(path: Path) -> None:
     _check_distiller(config, described, pair, imagenet)
     _check_augmentation(path, config, augmentation)
     _check_header(path, text, table)
+
+
+def _check_feature_method(config: Config) -> None:
+    options = config.distiller
+    if config.data == "imagenet":
+        assert options["w_feat"] == MDISTILLER_IMAGENET[(config.method, config.student)][2]
+        if config.method == "reviewkd":
+            assert options["warmup"] == 1.0 and options["stu_preact"] is True
+            assert options["shapes"] == options["out_shapes"] == [1, 7, 14, 28, 56]
+        return
+    assert options == MDISTILLER_CIFAR[config.method]
 
 
 def _check_distiller(

@@ -1,5 +1,7 @@
 """The PNG of ``ekd report``: grouped bars (pairs on the x axis, one bar per row, ± std), or lines over
-the rate for rate sweeps (one line per augmentation and pair); the paper's numbers as black marks."""
+the rate for rate sweeps (one line per augmentation and pair); the paper's numbers as black marks,
+on a second axis of their own when they lie far above ours (a small-scale campaign's bars would
+otherwise be squashed at the bottom)."""
 
 from __future__ import annotations
 
@@ -22,15 +24,34 @@ def draw(result: dict[str, Any], path: Path, layout: str) -> Path:
     ax.set_ylabel(f"test top-1 (%), {result['which']} weights")
     ax.set_title(result["title"] + (f" vs {result['paper']['table']}" if result.get("paper") else ""))
     ax.grid(axis="y", alpha=0.3)
+    handles = [h for a in fig.axes for h in a.get_legend_handles_labels()[0]]
+    labels = [label for a in fig.axes for label in a.get_legend_handles_labels()[1]]
+    right = 1.08 if len(fig.axes) > 1 else 1.01  # past the paper's axis, when it has one
     ax.legend(
-        fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0
+        handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(right, 1.0), borderaxespad=0
     )  # beside, never over a bar
     return save_figure(fig, path)
+
+
+MARGIN = 10.0  # points: paper marks further than this above every bar get their own axis
+
+
+def separate_axis(ours: list[float], paper: list[float]) -> bool:
+    """Whether the paper's numbers (percent) need an axis of their own beside ours."""
+    return bool(ours and paper) and min(paper) > max(ours) + MARGIN
 
 
 def _bars(ax: Any, table: dict[str, Any]) -> None:
     lookup = {(c["row"], c["column"]): c for c in table["cells"]}
     rows, columns = table["rows"], table["columns"]
+    cells = [c for c in table["cells"] if c["top1"]["mean"] is not None]
+    ours = [100 * (c["top1"]["mean"] + (c["top1"]["std"] or 0.0)) for c in cells]
+    marks = [100 * c["paper"] for c in cells if c.get("paper") is not None]
+    paper_ax = ax
+    if separate_axis(ours, marks):
+        paper_ax = ax.twinx()
+        paper_ax.set_ylabel("paper's top-1 (%), black marks")
+        paper_ax.set_ylim(min(marks) - 5, max(marks) + 2)
     step = 0.8 / max(1, len(rows))
     paper_shown = False
     for i, row in enumerate(rows):
@@ -44,8 +65,8 @@ def _bars(ax: Any, table: dict[str, Any]) -> None:
             means.append(100 * cell["top1"]["mean"])
             stds.append(100 * (cell["top1"]["std"] or 0.0))
             if cell.get("paper") is not None:
-                label = None if paper_shown else "paper"
-                ax.plot(
+                label = None if paper_shown else "paper" + (" (right axis)" if paper_ax is not ax else "")
+                paper_ax.plot(
                     [x - step / 2, x + step / 2], [100 * cell["paper"]] * 2, color="black", lw=2, label=label
                 )
                 paper_shown = True

@@ -22,6 +22,7 @@ from ekdcli.store.layout import Store, safe_name
 from ekdcli.util.errors import UsageError
 
 FORMAT = 1
+TEACHER_STEM = "_teacher"  # the campaign's copy of --teacher-config: configs/_teacher.toml
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,16 @@ class Campaign:
     dir: CampaignDir
     definition: dict[str, Any]
     runs: list[CampaignRun]
+    teacher_config: Path | None = None  # --teacher-config: the recipe of the teachers it trains
 
     @property
     def name(self) -> str:
         return self.dir.name
+
+    @property
+    def nproc(self) -> int:
+        """Data-parallel processes of each run (``--nproc``; GPUs where there are GPUs)."""
+        return int(self.definition.get("nproc") or 1)
 
     @property
     def cwd(self) -> str | None:
@@ -160,19 +167,13 @@ def define(
     grid: list[tuple[str, list[str]]],
     sets: list[str],
     name: str | None,
+    teacher_config: str | None = None,
 ) -> tuple[CampaignDir, dict[str, Any], dict[str, str]]:
     """The campaign the command line describes: its directory, definition and config texts by stem."""
     paths = [Path(c).expanduser() for c in configs]
     texts: dict[str, str] = {}
-    entries = []
-    for path in paths:
-        read_toml(path)  # exists and parses, else one sentence naming it
-        stem = path.stem
-        if stem in texts:
-            raise UsageError(f"two configs are named {stem!r} ({path}); rename one, stems name the runs.")
-        texts[stem] = path.read_text(encoding="utf-8")
-        digest = hashlib.sha256(texts[stem].encode()).hexdigest()
-        entries.append({"stem": stem, "source": str(path.resolve()), "sha256": digest})
+    entries = [_entry(path, texts) for path in paths]
+    teacher = _entry(Path(teacher_config).expanduser(), texts, TEACHER_STEM) if teacher_config else None
     parse_assignments(sets)  # KEY=VALUE shape, before anything is written
     campaign_name = name or default_name(paths)
     if safe_name(campaign_name) != campaign_name:
@@ -187,10 +188,22 @@ def define(
         "seeds": seeds,
         "grid": [[key, values] for key, values in grid],
         "set": list(sets),
+        "teacher_config": teacher,
         "cwd": os.getcwd(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     return CampaignDir(store, campaign_name), definition, texts
+
+
+def _entry(path: Path, texts: dict[str, str], stem: str | None = None) -> dict[str, str]:
+    """A config file's record in the definition (its text kept in ``texts`` by stem)."""
+    read_toml(path)  # exists and parses, else one sentence naming it
+    stem = stem or path.stem
+    if stem in texts:
+        raise UsageError(f"two configs are named {stem!r} ({path}); rename one, stems name the runs.")
+    texts[stem] = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(texts[stem].encode()).hexdigest()
+    return {"stem": stem, "source": str(path.resolve()), "sha256": digest}
 
 
 def differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -202,10 +215,39 @@ def differences(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
         out.append("other config files")
     else:
         out += [f"{stem}.toml changed" for stem in new_configs if new_configs[stem] != old_configs[stem]]
+    if (stored.get("teacher_config") or {}).get("sha256") != (new.get("teacher_config") or {}).get("sha256"):
+        out.append("another --teacher-config")
+    if stored.get("nproc", 1) != new.get("nproc", 1):
+        out.append("another --nproc")
     for key, what in (("seeds", "--seeds"), ("grid", "--grid"), ("set", "--set")):
         if stored.get(key) != new.get(key):
             out.append(f"other {what}")
     return out
+
+
+def growth(stored: dict[str, Any], new: dict[str, Any]) -> list[str] | None:
+    """What ``new`` adds to ``stored`` when it only adds (configs, seeds, grid values), else None."""
+    old_configs = {c["stem"]: c["sha256"] for c in stored.get("configs", [])}
+    new_configs = {c["stem"]: c["sha256"] for c in new.get("configs", [])}
+    old_grid, new_grid = dict(stored.get("grid", [])), dict(new.get("grid", []))
+    old_seeds, new_seeds = stored.get("seeds"), new.get("seeds")
+    same = (
+        all(new_configs.get(stem) == digest for stem, digest in old_configs.items())
+        and list(old_grid) == list(new_grid)
+        and all(set(values) <= set(new_grid[key]) for key, values in old_grid.items())
+        and (old_seeds == new_seeds or (old_seeds is not None and new_seeds is not None))
+        and set(old_seeds or []) <= set(new_seeds or [])
+        and stored.get("set") == new.get("set")
+        and stored.get("nproc", 1) == new.get("nproc", 1)
+        and (stored.get("teacher_config") or {}).get("sha256")
+        == (new.get("teacher_config") or {}).get("sha256")
+    )
+    if not same:
+        return None
+    added = [f"config {stem}" for stem in new_configs if stem not in old_configs]
+    added += [f"seed {seed}" for seed in new_seeds or [] if seed not in (old_seeds or [])]
+    added += [f"{key}={v}" for key, values in new_grid.items() for v in values if v not in old_grid[key]]
+    return added
 
 
 def load(
@@ -236,7 +278,11 @@ def load(
                 )
     runs = [run for *_, run in sorted(ordered, key=lambda item: item[:3])]
     _check_unique(runs)
-    return Campaign(campaign_dir, definition, runs)
+    teacher = definition.get("teacher_config")
+    teacher_path = None
+    if teacher:
+        teacher_path = Path(teacher["source"]) if sources else campaign_dir.config_path(TEACHER_STEM)
+    return Campaign(campaign_dir, definition, runs, teacher_path)
 
 
 def _own_seed(config: Path, definition: dict[str, Any]) -> int:

@@ -10,16 +10,27 @@ says how far it got, so a sweep killed at any moment continues where the runs st
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ekdcli.config import Config
-from ekdcli.jobs.campaign import Campaign, CampaignRun, define, differences, load, parse_grid, parse_seeds
+from ekdcli.campaign.campaign import (
+    Campaign,
+    CampaignRun,
+    define,
+    differences,
+    growth,
+    load,
+    parse_grid,
+    parse_seeds,
+)
+from ekdcli.campaign.prerequisites import Prerequisite, check_ready, collect, command_of, needs_of
+from ekdcli.config import Config, parse_assignments
 from ekdcli.jobs.common import console, open_store
 from ekdcli.jobs.console import Console
-from ekdcli.jobs.prerequisites import Prerequisite, check_ready, collect, command_of, needs_of
 from ekdcli.sdk.contracts import ExecTask, Executor, TaskOutcome
 from ekdcli.sdk.plugins import registry
 from ekdcli.store import locks, rundir
@@ -44,6 +55,12 @@ class SweepRequest:
     ray_address: str | None = None
     dry_run: bool = False
     retry_failed: bool = False
+    teacher_config: str | None = None
+    cpus_per_run: int | None = None
+    nproc: int | None = None  # every run as N data-parallel processes (N GPUs each)
+    executor_options: list[str] = field(default_factory=list)  # --executor-option KEY=VALUE
+    time_limit: float | None = None  # minutes per run
+    retries: int = 0  # automatic re-runs of a run that failed for a reason not its config's
 
 
 @dataclass
@@ -55,6 +72,9 @@ class RunPlan:
     note: str
     args: list[str]
     needs: list[str]  # keys of its prerequisites
+    env: dict[str, str] = field(default_factory=dict)  # what fixes its numbers: its CPU threads
+    processes: int = 1  # --nproc: its data-parallel processes (GPUs)
+    resume_args: list[str] = field(default_factory=list)  # how it continues after an interruption
 
 
 @dataclass
@@ -64,6 +84,7 @@ class Plan:
     prerequisites: list[Prerequisite]
     executor: Executor
     new: bool
+    grown: list[str] = field(default_factory=list)  # what this sweep adds to an existing campaign
 
 
 # ------------------------------------------------------------------ planning
@@ -71,12 +92,27 @@ def build_executor(config: Config, request: SweepRequest) -> Executor:
     """The executor plugin, built with ``--jobs`` (and ``--ray-address``); a remote one needs an
     absolute store path, the same on every node."""
     component = registry("executors").get(request.executor)
+    declared = component.info.get("options", {})
     options: dict[str, Any] = {"jobs": request.jobs}
-    if request.ray_address:
-        if "address" not in component.info.get("options", {}):
-            raise UsageError(f"--ray-address applies to --executor ray, not to {component.name!r}.")
-        options["address"] = request.ray_address
+    named = (
+        ("--ray-address", "address", request.ray_address),
+        ("--time-limit", "time_limit", request.time_limit),
+    )
+    for flag, key, value in named:
+        if value is not None:
+            if key not in declared:
+                users = [c.name for c in registry("executors").list() if key in c.info.get("options", {})]
+                raise UsageError(
+                    f"{flag} applies to --executor {' or '.join(users)}, not to {component.name!r}."
+                )
+            options[key] = value
+    if request.cpus_per_run is not None and "cpus_per_run" in declared:
+        options["cpus_per_run"] = request.cpus_per_run
+    if config.verbose and "verbose" in declared:
+        options["verbose"] = True
+    options.update(executor_options(component.name, declared, request.executor_options))
     executor = component.build(**options)
+    executor.check()  # before the campaign folder is written
     store = str(config.store_root())
     if executor.remote and not Path(store).is_absolute():
         raise UsageError(
@@ -86,25 +122,61 @@ def build_executor(config: Config, request: SweepRequest) -> Executor:
     return executor
 
 
+def executor_options(name: str, declared: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """``--executor-option KEY=VALUE`` (VALUE read as TOML, else text), each a declared option."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in declared or key == "jobs":
+            known = ", ".join(k for k in declared if k != "jobs") or "none"
+            raise UsageError(
+                f"--executor-option {item!r}: executor {name!r} takes KEY=VALUE with KEY one of: {known}."
+            )
+        out[key] = parse_assignments([f"value={text}"])["value"]
+    return out
+
+
 def resolve_campaign(store: Store, request: SweepRequest) -> tuple[Campaign, dict[str, str] | None]:
     """The campaign to run and, for a new one, the config texts to record with it."""
     if not request.configs:
-        if request.seeds is not None or request.grid or request.sets:
-            raise UsageError("--seeds, --grid and --set define a new campaign; give its CONFIG files too.")
+        if request.seeds is not None or request.grid or request.sets or request.teacher_config:
+            raise UsageError(
+                "--seeds, --grid, --set and --teacher-config define a new campaign; give its CONFIG files too."
+            )
         if not request.name:
             raise UsageError("give the campaign's CONFIG files, or --name NAME to continue a campaign.")
         campaign_dir = CampaignDir(store, request.name)
         if not campaign_dir.exists():
             raise UsageError(_no_campaign(store, request.name))
-        return load(campaign_dir), None
+        campaign = load(campaign_dir)
+        if request.nproc not in (None, campaign.nproc):
+            raise UsageError(
+                f"campaign {request.name!r} runs each run as {campaign.nproc} process(es); continue it without "
+                "--nproc, or start another campaign with --name."
+            )
+        return campaign, None
     grid = parse_grid(request.grid)
     campaign_dir, definition, texts = define(
-        store, request.configs, parse_seeds(request.seeds), grid, list(request.sets), request.name
+        store,
+        request.configs,
+        parse_seeds(request.seeds),
+        grid,
+        list(request.sets),
+        request.name,
+        request.teacher_config,
     )
+    definition["nproc"] = request.nproc or 1
     if not campaign_dir.exists():
         return load(campaign_dir, definition, sources=True), texts
     stored = campaign_dir.read_definition()
     changed = differences(stored, definition)
+    added = growth(stored, definition) if changed else None
+    if added:  # more configs, seeds or grid values: the campaign grows, its runs so far stay
+        kept: dict[str, Any] = {k: stored[k] for k in ("created", "cwd", "threads") if k in stored}
+        grown = load(campaign_dir, {**definition, **kept}, sources=True)
+        grown.definition["grown"] = [*stored.get("grown", []), {"added": added, "at": definition["created"]}]
+        return grown, texts
     if changed:
         raise UsageError(
             f"campaign {campaign_dir.name!r} already exists with {', '.join(changed)}; continue it as it was "
@@ -119,8 +191,53 @@ def _no_campaign(store: Store, name: str) -> str:
     return f"no campaign {name!r} in the store {store.root}.{known} Start one with 'ekd sweep CONFIG... --name {name}'."
 
 
+THREAD_VARIABLES = ("EKD_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def campaign_threads(stored: dict[str, Any] | None, request: SweepRequest) -> int:
+    """CPU threads per run, fixed when the campaign starts (``--cpus-per-run``, else this machine's
+    CPUs split between ``--jobs``) and recorded with it: the thread count changes a CPU run's
+    numbers, so a later sweep with another ``--jobs`` keeps it."""
+    recorded = (stored or {}).get("threads")
+    if isinstance(recorded, int):
+        if request.cpus_per_run not in (None, recorded):
+            raise UsageError(
+                f"the campaign's runs use {recorded} CPU thread(s) each (recorded when it started; its numbers "
+                f"depend on it); continue it without --cpus-per-run, or start another campaign with --name."
+            )
+        return recorded
+    return request.cpus_per_run or max(1, available_cpus() // max(1, request.jobs))
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    return dict.fromkeys(THREAD_VARIABLES, str(threads))
+
+
+def recorded_runtime(run_dir: Path, threads: int) -> tuple[list[str], dict[str, str]]:
+    """A resumed run keeps the device type, precision and CPU threads it started with (its
+    ``environment.json``): flags for its command and its environment."""
+    try:
+        record = json.loads((run_dir / rundir.ENVIRONMENT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [], thread_env(threads)
+    flags = []
+    if isinstance(record.get("device"), str):
+        flags += ["--device", record["device"].split(":")[0]]
+    if isinstance(record.get("precision"), str):
+        flags += ["--precision", record["precision"]]
+    recorded = record.get("num_threads")
+    return flags, thread_env(recorded if isinstance(recorded, int) and recorded > 0 else threads)
+
+
 def plan_runs(campaign: Campaign, retry_failed: bool) -> tuple[list[RunPlan], list[Prerequisite]]:
     """Each run's action and arguments, and the prerequisites of the runs to do (all validated)."""
+    nproc = campaign.nproc
+    threads = max(1, (int(campaign.definition.get("threads") or 0) or available_cpus()) // nproc)
+    parallel = ["--nproc", str(nproc)] if nproc > 1 else []
     plans: list[RunPlan] = []
     per_run: dict[str, list[Prerequisite]] = {}
     for run in campaign.runs:
@@ -129,20 +246,24 @@ def plan_runs(campaign: Campaign, retry_failed: bool) -> tuple[list[RunPlan], li
         run_dir = campaign.dir.run_dir(run.id)
         state = campaign.dir.read_state(run.id)
         command = command_of(config)
-        args = [command, "--resume", str(run_dir)]
+        args = [command, "--resume", str(run_dir), *parallel]
+        env = thread_env(threads)
         if rundir.is_finished(run_dir):
             action, note = "done", _best(run_dir)
         elif state["state"] == "failed" and not retry_failed:
             action, note = "failed", str(state.get("error", ""))
         elif (run_dir / rundir.CHECKPOINT).is_file():
             action, note = "resume", f"from epoch {rundir.history(run_dir)['epochs_done']}"
+            flags, env = recorded_runtime(run_dir, threads)
+            args += flags
         else:
             action, note = "start", ""
             args = [command, "--config", str(run.config), *campaign.set_args(run), "--seed", str(run.seed)]
-            args += ["--store", str(campaign.dir.store.root), "--run-name", campaign.run_name(run)]
+            args += ["--store", str(campaign.dir.store.root), "--run-name", campaign.run_name(run), *parallel]
         if action in ("start", "resume"):
             per_run[run.id] = needs
-        plans.append(RunPlan(run, action, note, args, [n.key for n in needs]))
+        resume = [command, "--resume", str(run_dir), *parallel]
+        plans.append(RunPlan(run, action, note, args, [n.key for n in needs], env, nproc, resume))
     return plans, collect(per_run)
 
 
@@ -152,13 +273,18 @@ def _best(run_dir: Path) -> str:
 
 
 def prepare(config: Config, request: SweepRequest) -> tuple[Plan, dict[str, str] | None]:
-    """Everything checked, nothing written: the plan, and the config texts of a new campaign."""
+    """Everything checked, nothing written: the plan, and the config texts of a new (or grown) campaign."""
     store = open_store(config)
     store = Store(store.root.resolve())  # the runs get it as an absolute path
     executor = build_executor(config, request)
     campaign, texts = resolve_campaign(store, request)
+    campaign.definition["threads"] = campaign_threads(campaign.definition, request)
     runs, prerequisites = plan_runs(campaign, request.retry_failed)
-    return Plan(campaign, runs, prerequisites, executor, texts is not None), texts
+    existing = campaign.dir.exists()
+    if not existing:  # its report evaluates as many runs at once
+        campaign.definition["jobs"] = request.jobs
+    grown = campaign.definition["grown"][-1]["added"] if existing and texts is not None else []
+    return Plan(campaign, runs, prerequisites, executor, not existing, grown), texts
 
 
 _VERB = {
@@ -173,16 +299,17 @@ def plan_text(plan: Plan, dry_run: bool) -> str:
     """The campaign, its executor, prerequisites and each run's action (all of --dry-run)."""
     campaign = plan.campaign
     configs = len(campaign.definition.get("configs", []))
-    status = "new" if plan.new else "continued"
+    status = "new" if plan.new else f"grown by {', '.join(plan.grown)}" if plan.grown else "continued"
     lines = [
         f"campaign {campaign.name} ({status}): {len(plan.runs)} runs from {configs} config file(s); "
         f"{campaign.dir.path}",
-        f"executor: {plan.executor.describe()}",
+        f"executor: {plan.executor.describe()}; {campaign.definition['threads']} CPU thread(s) per run "
+        "(recorded with the campaign: the same numbers whatever --jobs)",
     ]
     if plan.prerequisites:
         lines.append("prerequisites (built once, before the runs that need them):")
         for need in plan.prerequisites:
-            state = "ready" if need.ready else "to build: ekd " + " ".join(need.args)
+            state = "ready" if need.ready else f"to build on {need.coverage()}: ekd " + " ".join(need.args)
             lines.append(f"  {need.what}, for {len(need.users)} run(s): {state}")
     lines.append("runs:")
     width = max((len(p.run.id) for p in plan.runs), default=0)
@@ -214,6 +341,8 @@ def run_sweep(config: Config, request: SweepRequest) -> dict[str, Any]:
             campaign_dir.write_definition(plan.campaign.definition, texts)
             plan.campaign = load(campaign_dir)
             plan.runs, plan.prerequisites = plan_runs(plan.campaign, request.retry_failed)
+        elif "threads" not in campaign_dir.read_definition():  # started by an earlier ekd: record it now
+            campaign_dir.write_definition(plan.campaign.definition, {})
         for item in plan.runs:  # one state file per run from the start; finished runs marked done
             run_dir = str(campaign_dir.run_dir(item.run.id))
             if item.action == "done" and campaign_dir.read_state(item.run.id)["state"] != "done":
@@ -221,7 +350,7 @@ def run_sweep(config: Config, request: SweepRequest) -> dict[str, Any]:
             elif not campaign_dir.has_state(item.run.id):
                 campaign_dir.write_state(item.run.id, "pending", run_dir=run_dir)
         failed = build_prerequisites(plan, say)
-        Runner(plan, say).run(failed)
+        Runner(plan, say, request.retries).run(failed)
     return payload(plan.campaign, plan)
 
 
@@ -268,25 +397,41 @@ def _build(plan: Plan, todo: list[Prerequisite], say: Console) -> dict[str, str]
             failed[item.key] = outcome.error
             say.say(f"failed to build {item.what}: {outcome.error}")
 
-    tasks = [_task(campaign, p.task, p.args) for p in todo]
+    for item in todo:
+        item.write_config()
+    env = thread_env(int(campaign.definition.get("threads") or available_cpus()))
+    tasks = [_task(campaign, p.task, p.args, env) for p in todo]
     plan.executor.run(tasks, started, done)
     return failed
 
 
-def _task(campaign: Campaign, key: str, args: list[str]) -> ExecTask:
-    return ExecTask(key=key, args=args, log=str(campaign.dir.log_path(key)), cwd=campaign.cwd)
+def _task(campaign: Campaign, key: str, args: list[str], env: dict[str, str]) -> ExecTask:
+    return ExecTask(key=key, args=args, log=str(campaign.dir.log_path(key)), cwd=campaign.cwd, env=dict(env))
+
+
+def _run_task(campaign: Campaign, item: RunPlan) -> ExecTask:
+    """A run as a task: its processes, and how an executor that requeues it continues it."""
+    task = _task(campaign, item.run.id, item.args, item.env)
+    task.processes = item.processes
+    task.resume_args = list(item.resume_args)
+    task.checkpoint = str(campaign.dir.run_dir(item.run.id) / rundir.CHECKPOINT)
+    return task
 
 
 class Runner:
-    """Hands the runs to the executor and records each one's state as it starts and ends."""
+    """Hands the runs to the executor and records each one's state as it starts and ends; a run
+    that failed for a reason other than its config (exit code 2) is run again, from its
+    checkpoint where it has one, up to ``retries`` times."""
 
-    def __init__(self, plan: Plan, say: Console) -> None:
-        self.plan, self.say = plan, say
+    def __init__(self, plan: Plan, say: Console, retries: int = 0) -> None:
+        self.plan, self.say, self.retries = plan, say, retries
         self.dir = plan.campaign.dir
         self.todo = [p for p in plan.runs if p.action in ("start", "resume")]
         self.by_id = {p.run.id: p for p in self.todo}
         self.running: set[str] = set()
         self.finished = 0
+        self.again: list[ExecTask] = []
+        self.wave = 0
 
     def run(self, failed_needs: dict[str, str]) -> None:
         ready = []
@@ -298,9 +443,13 @@ class Runner:
                 self.say.say(f"failed   {item.run.id}: {error}")
             else:
                 ready.append(item)
-        tasks = [_task(self.plan.campaign, item.run.id, item.args) for item in ready]
+        tasks = [_run_task(self.plan.campaign, item) for item in ready]
         try:
-            self.plan.executor.run(tasks, self.started, self.done)
+            while tasks:
+                self.again = []
+                self.plan.executor.run(tasks, self.started, self.done)
+                self.wave += 1
+                tasks = [task.continued() for task in self.again]
         except KeyboardInterrupt:
             for run_id in self.running:  # stopped with a checkpoint: the next sweep resumes them
                 self.dir.write_state(run_id, "pending", note="interrupted")
@@ -318,15 +467,21 @@ class Runner:
             task.key, "running", attempts=attempts, started=started, run_dir=run_dir, log=task.log
         )
         self.running.add(task.key)
-        how = f" ({item.action} {item.note})" if item.action == "resume" else ""
+        how = f" ({item.action} {item.note})" if item.action == "resume" and not self.wave else ""
+        how = f" (retry {self.wave} of {self.retries})" if self.wave else how
         self.say.say(f"{self._count()} started  {task.key}{how}")
 
     def done(self, task: ExecTask, outcome: TaskOutcome) -> None:
         self.running.discard(task.key)
-        self.finished += 1
         run_dir = self.dir.run_dir(task.key)
         if outcome.ok and not rundir.is_finished(run_dir):
             outcome = TaskOutcome(task.key, 1, f"it exited without finishing ({run_dir} has no summary.json)")
+        if not outcome.ok and outcome.returncode != 2 and self.wave < self.retries:
+            self.again.append(task)  # not the config's fault (that exits 2): run it again
+            self.dir.write_state(task.key, "pending", note=f"failed ({outcome.error}); retried")
+            self.say.say(f"{self._count()} failed   {task.key}: {outcome.error}; it will be retried")
+            return
+        self.finished += 1
         if outcome.ok:
             self.dir.write_state(task.key, "done", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.say.say(f"{self._count()} done     {task.key}: {_best(run_dir)}")

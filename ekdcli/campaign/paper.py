@@ -31,7 +31,10 @@ class PaperRow:
     top5: tuple[float | None, ...]
 
     def matches(self, variant: dict[str, Any]) -> bool:
-        """Whether a run with these settings (``ekdcli.jobs.report.variant``) is this row."""
+        """Whether a run with these settings (``ekdcli.campaign.report.variant``) is this row: every
+        setting of the row, and the temperature rule its method implies unless the row names one."""
+        if "rule" not in self.match and variant.get("rule") is not None:
+            return False
         return all(_same(variant.get(key), value) for key, value in self.match.items())
 
 
@@ -46,6 +49,24 @@ class PaperTable:
     note: str
     data: str | None
     raw: dict[str, Any]
+    data_options: dict[str, Any]  # the dataset's options the table's runs used (long-tail settings)
+
+    def setting(self) -> str:
+        """``cifar100-lt (imbalance_factor 0.5, profile exp)``: the data the table's runs used."""
+        options = ", ".join(f"{k} {v}" for k, v in self.data_options.items())
+        return f"{self.data}" + (f" ({options})" if options else "")
+
+    def same_data(self, data: str, options: dict[str, Any], defaults: dict[str, Any]) -> bool:
+        """Whether a run on ``data`` with ``options`` (its dataset's ``defaults`` for the rest) has
+        this table's setting."""
+        if self.data is None:
+            return True
+        values = {**defaults, **options}
+        return data == self.data and all(_same(values.get(k), v) for k, v in self.data_options.items())
+
+    def row_index(self, variant: dict[str, Any]) -> int | None:
+        """The position of the paper's row a run is (None: none of its rows)."""
+        return next((i for i, row in enumerate(self.rows) if row.matches(variant)), None)
 
     def value(self, variant: dict[str, Any], pair: Pair, metric: str = "top1") -> float | None:
         """The paper's number (percent) for a run's settings and pair, if the paper has one."""
@@ -121,4 +142,5 @@ def table(name: str) -> PaperTable:
         note=str(raw.get("note", "")),
         data=raw.get("data"),
         raw=raw,
+        data_options=dict(raw.get("data_options", {})),
     )

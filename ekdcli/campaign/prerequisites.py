@@ -5,11 +5,19 @@ the training set is scored): in a campaign several runs would then build the sam
 So the sweep builds each missing one first, once, with the same command ``ekd distill`` would
 use, from the settings of the first run that needs it:
 
-* a teacher: ``ekd train --model TEACHER`` with that run's config and seed (and ``--epochs``
-  as ``ekd distill`` gives the default pair's teacher: the run's ``epochs``, else 30); a teacher
-  in the store, or given as a ``.safetensors`` file, is used as it is;
+* a teacher: ``ekd train --model TEACHER`` with the teacher's own recipe: the training recipe of
+  its dataset and model (the campaign's ``--teacher-config`` file where one was given), never a
+  student's ``lr``, ``batch_size``, ``epochs`` or ``[train]``; the data settings (data, its root
+  and options, precision, ...) and the seed are the first user's.  The default pair's teacher gets
+  ``epochs`` as ``ekd distill`` gives it (the run's, else 30).  A teacher in the store, or given
+  as a ``.safetensors`` file, is used as it is;
 * its scores: ``ekd score --teacher TEACHER`` when a run's distiller or augmentation selects by
   energy and the store has no score file for that teacher and data.
+
+Each is built from a config file written into the campaign (``prerequisites/<task>.toml``) just
+before it is built, so what it was made with stays on record.  Both cover the training images
+every run that needs them reads: all of them if one run reads all, else the largest
+``limit_train`` (a score file of the first N images serves every run reading N or fewer).
 
 Only names, the registry and the store's files are looked at: no data or model is loaded.
 """
@@ -18,15 +26,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ekdcli.config import Config
+from ekdcli.campaign.campaign import Campaign, CampaignRun
+from ekdcli.config import Config, dumps_toml, read_toml
 from ekdcli.jobs.build import canonical_model, dataset_key, is_registered_model
-from ekdcli.jobs.campaign import Campaign, CampaignRun
 from ekdcli.jobs.plan import plan_methods
 from ekdcli.jobs.preparation import DEFAULT_TEACHER_EPOCHS, check_student_name, resolve_pair
 from ekdcli.store import rundir
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError
+
+# What a prerequisite takes from the run that needs it: the data it reads and how it is computed.
+# The training recipe (lr, batch size, epochs, [train]) is never taken from a run: it is a
+# student's; a teacher gets its own (the dataset's and model's), or the campaign's teacher config's.
+DATA_KEYS = (
+    "data", "data_root", "download", "limit_test", "device", "precision",
+    "channels_last", "deterministic", "recipe", "energy_temperature",
+)  # fmt: skip
+TEACHER_RECIPE_KEYS = ("recipe", "epochs", "batch_size", "lr", "train")
 
 
 @dataclass
@@ -41,6 +59,23 @@ class Prerequisite:
     ready: bool
     after: str | None = None  # the key of a prerequisite to build first
     users: list[str] = field(default_factory=list)  # ids of the runs that need it
+    settings: dict[str, Any] = field(default_factory=dict)  # its config file (None: resumed as it was)
+    config_file: Path | None = None
+    limit_train: int | None = None  # the training images it covers (None: all), over all its users
+
+    def coverage(self) -> str:
+        """For the plan: which training images it is built on."""
+        if self.limit_train is None:
+            return "every training image"
+        return f"the first {self.limit_train} training images"
+
+    def write_config(self) -> None:
+        """Its config file, written just before it is built (covering the images its users read)."""
+        if self.config_file is not None:
+            from ekdcli.store.atomic import atomic_write_text
+
+            settings = {**self.settings, "limit_train": self.limit_train}
+            atomic_write_text(self.config_file, dumps_toml(settings))
 
 
 def command_of(config: Config) -> str:
@@ -48,16 +83,26 @@ def command_of(config: Config) -> str:
     return "train" if config.model and not config.teacher and not config.student else "distill"
 
 
-def _common_args(campaign: Campaign, run: CampaignRun) -> list[str]:
-    return [
-        "--config",
-        str(run.config),
-        *campaign.set_args(run),
-        "--seed",
-        str(run.seed),
-        "--store",
-        str(campaign.dir.store.root),
-    ]
+def data_settings(config: Config) -> dict[str, Any]:
+    """The keys of a run's config that a prerequisite is built on (not its training recipe)."""
+    settings: dict[str, Any] = {key: getattr(config, key) for key in DATA_KEYS}
+    if config.data_options:
+        settings["data_options"] = dict(config.data_options)
+    return settings
+
+
+def teacher_recipe(campaign: Campaign) -> dict[str, Any]:
+    """The training recipe of the campaign's ``--teacher-config`` (empty: the teacher model's own)."""
+    path = campaign.teacher_config
+    if path is None:
+        return {}
+    values = read_toml(path)
+    return {key: values[key] for key in TEACHER_RECIPE_KEYS if key in values}
+
+
+def _args(campaign: Campaign, command: str, file: Path, run: CampaignRun, *extra: str) -> list[str]:
+    store = str(campaign.dir.store.root)
+    return [command, "--config", str(file), *extra, "--seed", str(run.seed), "--store", store]
 
 
 def needs_of(campaign: Campaign, run: CampaignRun, config: Config) -> list[Prerequisite]:
@@ -75,15 +120,20 @@ def needs_of(campaign: Campaign, run: CampaignRun, config: Config) -> list[Prere
     needs = [teacher] if teacher is not None else []
     if plan.needs_energy:
         path = store.score_path(data_key, label)
+        task = f"scores-{label}-{data_key}"
+        file = campaign.dir.path / "prerequisites" / f"{task}.toml"
         needs.append(
             Prerequisite(
                 key=f"scores {data_key}/{label}",
                 kind="scores",
                 what=f"scores of teacher {label} on {data_key} ({path})",
-                task=f"scores-{label}-{data_key}",
-                args=["score", *_common_args(campaign, run), "--teacher", teacher_name],
+                task=task,
+                args=_args(campaign, "score", file, run, "--teacher", teacher_name),
                 ready=path.is_file(),
                 after=teacher.key if teacher is not None and not teacher.ready else None,
+                settings=data_settings(config),
+                config_file=file,
+                limit_train=config.limit_train,
             )
         )
     return needs
@@ -109,20 +159,28 @@ def _teacher(
     label = found.stem if found is not None else str(canonical)
     run_name = f"{campaign.name}.teacher-{label}-{data_key}"
     run_dir = store.run_dir(run_name)
-    if (run_dir / rundir.CHECKPOINT).is_file():  # an interrupted teacher: continue it
-        args = ["train", "--resume", str(run_dir)]
-    else:
-        args = ["train", *_common_args(campaign, run), "--model", name, "--run-name", run_name]
-        if defaulted:
-            args += ["--epochs", str(config.epochs or DEFAULT_TEACHER_EPOCHS)]
+    task = f"teacher-{label}-{data_key}"
+    file = campaign.dir.path / "prerequisites" / f"{task}.toml"
+    settings = {**data_settings(config), **teacher_recipe(campaign)}
+    if defaulted and "epochs" not in settings:  # as ekd distill trains the default pair's teacher
+        settings["epochs"] = config.epochs or DEFAULT_TEACHER_EPOCHS
+    resumed = (run_dir / rundir.CHECKPOINT).is_file()  # an interrupted teacher: continue it as it was
+    args = (
+        ["train", "--resume", str(run_dir)]
+        if resumed
+        else _args(campaign, "train", file, run, "--model", name, "--run-name", run_name)
+    )
     return (
         Prerequisite(
             key=f"teacher {data_key}/{label}",
             kind="teacher",
             what=f"teacher {label} on {data_key} ({store.model_path(data_key, label)})",
-            task=f"teacher-{label}-{data_key}",
+            task=task,
             args=args,
             ready=found is not None,
+            settings=settings,
+            config_file=None if resumed else file,
+            limit_train=config.limit_train,
         ),
         label,
     )
@@ -133,8 +191,15 @@ def collect(per_run: dict[str, list[Prerequisite]]) -> list[Prerequisite]:
     merged: dict[str, Prerequisite] = {}
     for run_id, needs in per_run.items():
         for need in needs:
-            merged.setdefault(need.key, need).users.append(run_id)
+            first = merged.setdefault(need.key, need)
+            first.users.append(run_id)
+            first.limit_train = _union(first.limit_train, need.limit_train)
     return sorted(merged.values(), key=lambda p: p.kind != "teacher")
+
+
+def _union(a: int | None, b: int | None) -> int | None:
+    """The first ``limit_train`` images that cover both (None: every image)."""
+    return None if a is None or b is None else max(a, b)
 
 
 def check_ready(prerequisite: Prerequisite, store: Store) -> bool:
