@@ -33,6 +33,7 @@ from ekdcli.engine.checkpoint import (
     set_device_rng_state,
     set_host_rng_state,
 )
+from ekdcli.engine.ema import WeightAverage
 from ekdcli.engine.objective import Objective, StepOutput
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.pipeline import Batch, make_batches
@@ -273,6 +274,7 @@ class Trainer:
         self.extra_parameters = objective.parameters()  # after setup: on the device
         self.optimizer = build_optimizer(self.model, recipe, self.extra_parameters)
         self.scheduler = build_scheduler(self.optimizer, recipe, self.steps_per_epoch)
+        self.ema = WeightAverage(self.model, recipe.ema) if recipe.ema else None
         self.train_model: torch.nn.Module = ddp.wrap(self.model, runtime.device)
         if options.compile:
             self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
@@ -297,6 +299,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
             "objective": self.objective.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
             "epoch": st.epoch,
             "step": st.step,
             "batches_done": st.batches_done,
@@ -330,6 +333,8 @@ class Trainer:
         if self.runtime.scaler is not None and ckpt["scaler"]:
             self.runtime.scaler.load_state_dict(ckpt["scaler"])
         self.objective.load_state_dict(ckpt["objective"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
         st = self.state
         st.epoch, st.step, st.batches_done = ckpt["epoch"], ckpt["step"], ckpt["batches_done"]
         st.best_top1, st.best_top5 = ckpt["best"]["top1"], ckpt["best"]["top5"]
@@ -383,6 +388,8 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return total, out
 
     def _step_values(
@@ -517,7 +524,7 @@ class Trainer:
         evaluation = None
         if epoch % self.recipe.eval_every == 0 or last_epoch:
             desc = f"epoch {epoch}/{self.recipe.epochs} test" if self._progress_mode != "none" else None
-            evaluation = evaluate_batches(self.model, self.test_batches, self.runtime, desc)
+            evaluation = evaluate_batches(self._kept_model(), self.test_batches, self.runtime, desc)
         steps = max(meters.steps, 1)
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -544,7 +551,7 @@ class Trainer:
         record["seconds"] = time.perf_counter() - started
         st.epoch, st.batches_done = epoch, 0
         st.history.append(record)
-        weights = _cpu_state(self.model)
+        weights = _cpu_state(self._kept_model())
         if improved:
             self.best_state = weights
         payload = self._payload(None, None)  # collective: every rank takes part
@@ -558,6 +565,10 @@ class Trainer:
             self.writer.weights("best", weights, meta)
         self._save_checkpoint(payload)
         return record
+
+    def _kept_model(self) -> torch.nn.Module:
+        """What is evaluated and stored: the weights' moving average with ``ema``, else the model."""
+        return self.ema.model if self.ema is not None else self.model
 
     def _print_epoch(self, record: dict[str, Any]) -> None:
         if not self.runtime.is_main:
@@ -655,7 +666,7 @@ class Trainer:
 
     def _result(self, epochs_run: int) -> FitResult:
         st = self.state
-        last = _cpu_state(self.model)
+        last = _cpu_state(self._kept_model())
         seconds = sum(r.get("seconds", 0.0) for r in st.history)
         images = [r["images_per_s"] for r in st.history if "images_per_s" in r]
         return FitResult(
