@@ -160,6 +160,7 @@ class Resumable:
     device: torch.device
     rank: int = 0
     world_size: int = 1
+    ema: Any = None  # the moving average of the weights ([train] ema), or None
 
 
 @dataclass
@@ -203,6 +204,7 @@ def make_payload(
         "scheduler": parts.scheduler.state_dict(),
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else {},
         "objective": parts.objective.state_dict(),
+        "ema": parts.ema.state_dict() if parts.ema is not None else {},
         "epoch": st.epoch,
         "step": st.step,
         "batches_done": st.batches_done,
@@ -292,6 +294,8 @@ def resume(run_dir: Path, parts: Resumable, recipe: Recipe, steps_per_epoch: int
     if parts.scaler is not None and ckpt["scaler"]:
         parts.scaler.load_state_dict(ckpt["scaler"])
     parts.objective.load_state_dict(ckpt["objective"])
+    if parts.ema is not None and ckpt.get("ema"):
+        parts.ema.load_state_dict(ckpt["ema"])
     resumed = Resumed(_progress(ckpt))
     parts.data_generator.set_state(ckpt["data_generator"])
     if resumed.progress.batches_done:

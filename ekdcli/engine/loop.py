@@ -24,6 +24,7 @@ import torch
 
 from ekdcli.engine import checkpoint, ddp
 from ekdcli.engine.checkpoint import Progress, Resumable, make_payload, recipe_record, save_checkpoint
+from ekdcli.engine.ema import WeightAverage
 from ekdcli.engine.objective import Objective, StepOutput
 from ekdcli.engine.options import EngineOptions
 from ekdcli.engine.pipeline import Batch, make_batches
@@ -224,6 +225,7 @@ class Trainer:
         self.extra_parameters = objective.parameters()  # after setup: on the device
         self.optimizer = build_optimizer(self.model, recipe, self.extra_parameters)
         self.scheduler = build_scheduler(self.optimizer, recipe, self.steps_per_epoch)
+        self.ema = WeightAverage(self.model, recipe.ema) if recipe.ema else None
         self.train_model: torch.nn.Module = ddp.wrap(self.model, runtime.device)
         if options.compile:
             self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))
@@ -233,8 +235,7 @@ class Trainer:
         self.epoch_start_data_state: torch.Tensor | None = None
         self.meters_state: dict[str, Any] | None = None
         self.interrupt = _Interrupt()
-        self.current_batch = 0
-        self._progress_mode = "none"
+        self.current_batch, self._progress_mode = 0, "none"
 
     # ------------------------------------------------------------- checkpoint
     def _resumable(self) -> Resumable:
@@ -242,7 +243,7 @@ class Trainer:
         rt = self.runtime
         return Resumable(
             self.model, self.optimizer, self.scheduler, rt.scaler, self.objective,
-            self.data_generator, self.aug_generator, rt.device, rt.rank, rt.world_size,
+            self.data_generator, self.aug_generator, rt.device, rt.rank, rt.world_size, self.ema,
         )  # fmt: skip
 
     def _payload(self, epoch_start_data_state: torch.Tensor | None, meters: _Meters | None) -> dict[str, Any]:
@@ -304,6 +305,8 @@ class Trainer:
         else:
             self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return total, out
 
     def _step_values(
@@ -438,7 +441,7 @@ class Trainer:
         evaluation = None
         if epoch % self.recipe.eval_every == 0 or last_epoch:
             desc = f"epoch {epoch}/{self.recipe.epochs} test" if self._progress_mode != "none" else None
-            evaluation = evaluate_batches(self.model, self.test_batches, self.runtime, desc)
+            evaluation = evaluate_batches(self._kept_model(), self.test_batches, self.runtime, desc)
         steps = max(meters.steps, 1)
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -465,7 +468,7 @@ class Trainer:
         record["seconds"] = time.perf_counter() - started
         st.epoch, st.batches_done = epoch, 0
         st.history.append(record)
-        weights = _cpu_state(self.model)
+        weights = _cpu_state(self._kept_model())
         if improved:
             self.best_state = weights
         payload = self._payload(None, None)  # collective: every rank takes part
@@ -479,6 +482,10 @@ class Trainer:
             self.writer.weights("best", weights, meta)
         self._save_checkpoint(payload)
         return record
+
+    def _kept_model(self) -> torch.nn.Module:
+        """What is evaluated and stored: the weights' moving average with ``ema``, else the model."""
+        return self.ema.model if self.ema is not None else self.model
 
     def _print_epoch(self, record: dict[str, Any]) -> None:
         if not self.runtime.is_main:
@@ -581,7 +588,7 @@ class Trainer:
 
     def _result(self, epochs_run: int) -> FitResult:
         st = self.state
-        last = _cpu_state(self.model)
+        last = _cpu_state(self._kept_model())
         seconds = sum(r.get("seconds", 0.0) for r in st.history)
         images = [r["images_per_s"] for r in st.history if "images_per_s" in r]
         return FitResult(

@@ -38,6 +38,7 @@ class Recipe:
     grad_clip: float | None = None
     eval_every: int = 1
     optimizer: str = "sgd"
+    ema: float = 0.0  # decay of the weights' moving average the run evaluates and keeps (0: none)
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -63,6 +64,7 @@ class Recipe:
             (self.eval_every >= 1, f"eval_every must be at least 1, got {self.eval_every}"),
             (all(m >= 1 for m in self.milestones), f"milestones must be epochs >= 1, got {self.milestones}"),
             (not (self.nesterov and self.momentum == 0), "nesterov needs a momentum above 0"),
+            (0 <= self.ema < 1, f"ema (the moving average's decay) must be in [0, 1), got {self.ema}"),
             (
                 self.optimizer in OPTIMIZERS,
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}",

@@ -234,4 +234,5 @@ def describe_recipe(recipe: Recipe) -> str:
         + f"wd {recipe.weight_decay}, {recipe.schedule} schedule"
         + (f" (warm-up {recipe.warmup_epochs:g} epochs)" if recipe.warmup_epochs else "")
         + (f" (x{recipe.gamma} at {milestones})" if recipe.schedule == "step" else "")
+        + (f", EMA of the weights (decay {recipe.ema:g})" if recipe.ema else "")
     )

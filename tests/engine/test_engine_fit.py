@@ -261,3 +261,49 @@ def test_history_values_are_finite_numbers() -> None:
     result = run(None)
     for record in result.history:
         assert all(math.isfinite(record[k]) for k in ("loss", "lr", "test_top1", "test_loss", "images_per_s"))
+
+
+def test_ema_evaluates_and_keeps_the_moving_average_and_resumes_it(tmp_path: Path) -> None:
+    import dataclasses
+
+    from ekdcli.engine.ema import WeightAverage
+
+    data = synthetic_dataset(train=128, test=40)
+    recipe = dataclasses.replace(RECIPE, epochs=2, ema=0.9)
+    torch.manual_seed(0)
+    model = TinyNet()
+    average = WeightAverage(model, 0.9)  # the same start as the engine's
+    seen: list[dict[str, torch.Tensor]] = []
+
+    class Recording(CrossEntropyObjective):
+        def __call__(self, net, batch, epoch, generator) -> StepOutput:  # noqa: ANN001
+            seen.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+            return super().__call__(net, batch, epoch, generator)
+
+    result = fit(model, data, Recording(), recipe, options(), tmp_path / "run")
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for weights in [*seen[1:], final]:  # the weights after each optimizer step
+        shadow = TinyNet()
+        shadow.load_state_dict(weights)
+        average.update(shadow)
+    for key, value in average.state_dict().items():
+        assert torch.allclose(result.last_state[key], value, atol=1e-6), key
+    assert not torch.equal(result.last_state["fc.weight"], final["fc.weight"])  # the average, not the model
+    stored, _ = load_tensors(tmp_path / "run" / "last.safetensors")
+    assert torch.equal(stored["fc.weight"], result.last_state["fc.weight"])
+
+
+def test_an_ema_run_resumes_bitwise(tmp_path: Path) -> None:
+    import dataclasses
+
+    def ema_run(run_dir: Path, **kwargs) -> FitResult:  # noqa: ANN003
+        torch.manual_seed(kwargs.pop("init_seed", 0))
+        recipe = dataclasses.replace(RECIPE, ema=0.9)
+        data = synthetic_dataset(train=128, test=40)
+        return fit(TinyNet(dropout=0.3), data, NoisyObjective(), recipe, options(), run_dir, **kwargs)
+
+    straight = ema_run(tmp_path / "a")
+    ema_run(tmp_path / "b", stop_after_epoch=1)
+    resumed = ema_run(tmp_path / "b", resume=True, init_seed=99)  # the checkpoint's average must win
+    assert_same_weights(resumed.last_state, straight.last_state)
+    assert resumed.best_top1 == straight.best_top1

@@ -165,3 +165,22 @@ def test_adamw_is_chosen_by_the_recipe_with_cosine_and_warm_up() -> None:
     assert isinstance(build_optimizer(torch.nn.Linear(3, 2), RECIPES["cifar"]), torch.optim.SGD)
     with pytest.raises(UsageError, match="optimizer must be one of sgd, adamw, got 'adam'"):
         Recipe(optimizer="adam").validate()
+
+
+def test_the_weight_average_follows_its_formula() -> None:
+    from ekdcli.engine.ema import WeightAverage
+
+    model = torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([1.0, 2.0]))
+    average = WeightAverage(model, 0.75)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([5.0, 6.0]))
+    model.num_batches_tracked += 3
+    average.update(model)
+    # 0.75 * old + 0.25 * new, per element; the integer step counter is copied
+    assert average.model.weight.tolist() == [0.75 * 1 + 0.25 * 5, 0.75 * 2 + 0.25 * 6]
+    assert int(average.model.num_batches_tracked) == 3
+    assert not average.model.weight.requires_grad
+    with pytest.raises(UsageError, match=r"ema \(the moving average's decay\) must be in \[0, 1\), got 1.0"):
+        Recipe(ema=1.0).validate()
