@@ -19,9 +19,15 @@ from typing import Any
 
 import pytest
 import torch
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from rel_helpers import DATA, RUN, SCORES, TEACHER
 from safetensors.torch import save_file
 
+from ekdcli.config import dumps_toml
 from ekdcli.store.weights import load_tensors
 
 Setup = Callable[[Path, Path], None]  # (workspace, store)
@@ -85,8 +91,17 @@ def cosine(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "recipe": {**payload["recipe"], "schedule": "cosine"}}
 
 
+def edited_config(text: str, train: dict[str, Any] | None = None, **keys: Any) -> str:
+    """A run's config.toml with top-level ``keys`` and ``[train]`` entries set (parsed, not patched
+    as text: the file's last table may be any)."""
+    data = tomllib.loads(text)
+    data.update(keys)
+    data.setdefault("train", {}).update(train or {})
+    return dumps_toml(data)
+
+
 def as_kd(text: str) -> str:
-    return text.replace('method = "energy_kd"', 'method = "kd"') + 'teacher = "tiny_cnn"\n'
+    return edited_config(text, method="kd", teacher="tiny_cnn")
 
 
 def integer_teacher(name: str) -> Setup:
@@ -216,7 +231,7 @@ def _resume_changes() -> list[Case]:
         ),
         (
             "resume-cosine-epochs",
-            stopped_run(checkpoint=cosine, config=lambda t: t + '\n[train]\nschedule = "cosine"\n'),
+            stopped_run(checkpoint=cosine, config=lambda t: edited_config(t, train={"schedule": "cosine"})),
             (*RESUME, "--epochs", "3"),
             2,
             ("--epochs cannot change on resume with the cosine schedule",),
