@@ -50,6 +50,20 @@ def test_a_resumed_run_stores_its_weights_under_the_original_name_and_keep(store
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
 
 
+# ------------------------------------------------------------------ item 4: ~ is the home directory
+def test_a_tilde_in_the_store_and_data_root_is_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ekdcli.config import resolve
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = resolve({"store": "~/x", "data_root": "~/d.npz", "data": "cifar100"})
+    assert config.store_root() == tmp_path / "home" / "x"
+    assert config.data_root == str(tmp_path / "home" / "d.npz")
+    monkeypatch.setenv("EKD_HOME", "~/y")
+    assert resolve({}).store_root() == tmp_path / "home" / "y"
+
+
 # ------------------------------------------------------------------ item 5: leftovers
 def test_weights_are_written_by_ekds_own_temp_file_not_safetensors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
