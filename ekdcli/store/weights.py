@@ -68,7 +68,11 @@ def save_tensors(
     # Serialized here, written by ekd's atomic temp file: safetensors' own save_file writes a
     # ``.tmpXXXXXX`` of its own first, which a kill -9 would leave where no clean-up recognizes it.
     data = save(plain, metadata=meta)
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    return atomic_write(path, write)
 
 
 def load_tensors(
