@@ -153,8 +153,9 @@ def _require_finite_energies(table: ScoreTable, teacher: TrainedModel) -> None:
         )
 
 
-def check_score(config: Config, out: Path | None, rate: float) -> None:
-    """The checks of ``ekd score`` that need no data, model or torch (``--nproc`` runs them once)."""
+def check_score(config: Config, out: Path | None, rate: float) -> str:
+    """The checks of ``ekd score`` that need no data, model or torch (``--nproc`` runs them once);
+    returns the teacher's name."""
     if not config.teacher:
         raise UsageError(
             "say which teacher to score with --teacher (a name in the store or a .safetensors file)."
@@ -163,12 +164,13 @@ def check_score(config: Config, out: Path | None, rate: float) -> None:
     check_output(config, out)
     data_key = dataset_key(config)  # names are checked before torch is imported
     stored_weights_path(config.teacher, data_key, open_store(config), "teacher")  # before torch is imported
+    return config.teacher
 
 
 def run_score(
     config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
 ) -> dict[str, Any]:
-    check_score(config, out, rate)
+    teacher_name = check_score(config, out, rate)
     say = console(config)
     data_key = dataset_key(config)
     from ekdcli.engine import Runtime
@@ -179,8 +181,7 @@ def run_score(
     # Join the process group (under torchrun) even when the scores are reused: rank 0 alone draws.
     main = Runtime(engine_options(config)).is_main
     dataset = load_dataset(config)
-    assert config.teacher is not None  # check_score refused a missing --teacher
-    teacher = load_trained(config.teacher, dataset, data_key, open_store(config), "teacher")
+    teacher = load_trained(teacher_name, dataset, data_key, open_store(config), "teacher")
     total = len(dataset.labels("train"))
     limit = score_limit(config, dataset)
     samples = f"the first {limit:,} of {total:,}" if limit is not None else f"all {total:,}"

@@ -104,6 +104,15 @@ def as_kd(text: str) -> str:
     return edited_config(text, method="kd", teacher="tiny_cnn")
 
 
+def nan_weights(name: str) -> Setup:
+    def setup(ws: Path, store: Path) -> None:
+        weights, metadata = load_tensors(store / TEACHER)
+        broken = {k: v * float("nan") if v.is_floating_point() else v for k, v in weights.items()}
+        save_file(broken, str(ws / name), metadata=metadata)
+
+    return setup
+
+
 def integer_teacher(name: str) -> Setup:
     """The prepared teacher with its floating tensors rounded to int64 (as a careless conversion does)."""
 
@@ -336,6 +345,7 @@ def _messages() -> list[Case]:
         ("config-dev-zero", None, (*TRAIN, "--config", "/dev/zero"), 2, ("config file /dev/zero is not a regular file",)),
         ("config-unknown-method", text_file("c.toml", 'method = "kdd"\n'), (*DISTILL, "--config", "c.toml"), 2, ("unknown distiller 'kdd'", "(set in c.toml line 1)")),
         ("config-unknown-data", text_file("c.toml", 'seed = 1\ndata = "fakes"\n'), ("train", "--model", "tiny_cnn", "--config", "c.toml"), 2, ("unknown dataset 'fakes'", "(set in c.toml line 2)")),
+        ("evaluate-nan-weights", nan_weights("n.safetensors"), ("evaluate", "n.safetensors", *DATA, "--quiet"), 2, ("n.safetensors holds NaN or infinite weights",)),
         ("import-raw-pickle", raw_pickle("raw.pkl"), ("import", "raw.pkl", "--model", "tiny_cnn", *DATA, "--quiet"), 2, ("raw.pkl is not a readable PyTorch checkpoint",)),
         ("sweep-campaign-json-junk", text_file("store/campaigns/c/campaign.json", "[1,2"), ("sweep", "--name", "c"), 2, ("campaign.json is not readable JSON",)),
         ("report-campaign-json-junk", text_file("store/campaigns/c/campaign.json", "[1,2"), ("report", "c"), 2, ("campaign.json is not readable JSON",)),

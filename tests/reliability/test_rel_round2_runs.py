@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import pickle
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from rel_helpers import DATA, RUN, TEACHER, one_line_error, snapshot
+from rel_helpers import DATA, RUN, TEACHER, ekd_process, one_line_error, snapshot
 
 from ekdcli.sdk import plugins
 from ekdcli.store.atomic import atomic_write
@@ -48,6 +49,20 @@ def test_a_resumed_run_stores_its_weights_under_the_original_name_and_keep(store
     assert all(torch.equal(last[k], stored[k]) for k in last)  # the last epoch, not the best
     assert (store / TEACHER).read_bytes() == good  # the architecture's file was never touched
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
+# ------------------------------------------------------------------ item 4: ~ is the home directory
+def test_a_tilde_in_the_store_and_data_root_is_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ekdcli.config import resolve
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = resolve({"store": "~/x", "data_root": "~/d.npz", "data": "cifar100"})
+    assert config.store_root() == tmp_path / "home" / "x"
+    assert config.data_root == str(tmp_path / "home" / "d.npz")
+    monkeypatch.setenv("EKD_HOME", "~/y")
+    assert resolve({}).store_root() == tmp_path / "home" / "y"
 
 
 # ------------------------------------------------------------------ item 5: leftovers
@@ -238,6 +253,15 @@ def test_the_onnx_file_loads_after_being_copied_alone(store: Path, ekd: Any, tmp
 
 
 # ------------------------------------------------------------------ item 12: messages
+def test_import_of_a_raw_pickle_is_one_line_without_torchs_warning(store: Path, tmp_path: Path) -> None:
+    """In a real process (pytest would swallow the warning in-process): stderr is the refusal alone."""
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}, protocol=4))
+    process = ekd_process("import", str(raw), "--model", "tiny_cnn", *DATA, "--quiet", cwd=tmp_path)
+    out, err = process.communicate(timeout=120)
+    one_line_error(process.returncode, err, 2, "raw.pkl is not a readable PyTorch checkpoint")
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
 def test_a_full_disk_while_saving_is_one_sentence_and_keeps_the_previous_file(
     tmp_path: Path, code: int
