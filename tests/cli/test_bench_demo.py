@@ -105,6 +105,7 @@ def test_bench_rate_parsing() -> None:
             parse_rates(bad)
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_demo_quick_runs_the_whole_pipeline(tmp_path: Path, ekd: Any) -> None:
     code, out, err = ekd("demo", "--quick", "--store", str(tmp_path / "store"), "--json")
     assert code == 0, err
