@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from ekdcli.config import Config
 from ekdcli.jobs.build import dataset_key, load_dataset
 from ekdcli.jobs.common import console, open_store
+from ekdcli.sdk.options import both_sides_rate
+from ekdcli.sdk.options import partition_rates as sdk_partition_rates
 from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -42,7 +44,10 @@ def partition_rates(config: Config) -> tuple[float, float]:
     high = config.high_rate if config.high_rate is not None else config.rate
     if low is None or high is None:
         raise UsageError("give --rate r (or both --low-rate and --high-rate), or --segments N.")
-    return low, high
+    # the rule of every partition (sdk/options.py): --rate r is both the low and the high share
+    if config.low_rate is None and config.high_rate is None:
+        both_sides_rate("", "--rate", low)
+    return sdk_partition_rates("", low, high, ("--low-rate", "--high-rate"))
 
 
 def run_partition(
@@ -53,6 +58,8 @@ def run_partition(
     say = console(config)
     if segments is not None:
         check_segments(segments)  # the bound, before the score file is read
+    else:
+        partition_rates(config)  # the rates' rule, before the score file is read
     data_key = dataset_key(config)
     table, score_path = _load_scores_for(config, scores, data_key)
     if table.meta.dataset and table.meta.dataset != data_key and scores is None:
