@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,9 +52,25 @@ def partition_rates(config: Config) -> tuple[float, float]:
     return sdk_partition_rates("", low, high, ("--low-rate", "--high-rate"))
 
 
+@dataclass
+class PartitionResult:
+    """What ``ekd partition`` made: the group sizes, the thresholds (or segment edges), the score
+    file's fingerprint and the files written (``partition``, the figures) by role."""
+
+    counts: dict[str, int]
+    thresholds: dict[str, Any] | None
+    segment_edges: list[float] | None
+    score_fingerprint: str
+    files: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result."""
+        return dataclasses.asdict(self)
+
+
 def run_partition(
     config: Config, scores: Path | None, segments: int | None, per_class: int, classes: int, figures: bool
-) -> dict[str, Any]:
+) -> PartitionResult:
     from ekdcli.method.partition import check_segments, format_partition, save_partition
 
     say = console(config)
@@ -81,13 +99,13 @@ def run_partition(
         )
     for name, path in written.items():
         say.say(f"{name}: {path}")
-    return {
-        "counts": {g: int(part.group(g).numel()) for g in ("low", "others", "high")},
-        "thresholds": part.thresholds.as_dict() if part.thresholds is not None else None,
-        "segment_edges": part.segment_edges.tolist() if part.segment_edges is not None else None,
-        "score_fingerprint": table.meta.fingerprint,
-        "files": written,
-    }
+    return PartitionResult(
+        counts={g: int(part.group(g).numel()) for g in ("low", "others", "high")},
+        thresholds=part.thresholds.as_dict() if part.thresholds is not None else None,
+        segment_edges=part.segment_edges.tolist() if part.segment_edges is not None else None,
+        score_fingerprint=table.meta.fingerprint,
+        files=written,
+    )
 
 
 def _partition(config: Config, table: ScoreTable, segments: int | None) -> tuple[Partition, str]:
