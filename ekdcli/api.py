@@ -251,7 +251,7 @@ def score(
 
     resolved = make_config({**settings, "teacher": teacher}, config)
     result = run_score(resolved, _run_path(out), force, save_logits, rate)
-    return Scores(Path(result["scores"]), Path(result["histogram"]), result["computed"], result["summary"])
+    return Scores(result.scores, result.histogram, result.computed, result.summary)
 
 
 def partition(
@@ -271,10 +271,8 @@ def partition(
 
     resolved = make_config({**settings, "teacher": teacher}, config)
     result = run_partition(resolved, _run_path(scores), segments, per_class, classes, figures)
-    files = {name: Path(path) for name, path in result["files"].items()}
-    return Partition(
-        files["partition"], result["counts"], result["thresholds"], result["segment_edges"], files
-    )
+    files = {name: Path(path) for name, path in result.files.items()}
+    return Partition(files["partition"], result.counts, result.thresholds, result.segment_edges, files)
 
 
 def distill(

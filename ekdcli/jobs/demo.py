@@ -101,13 +101,13 @@ def _score_and_partition(base: Config, artifacts: dict[str, Any]) -> None:
     scored = run_score(
         dataclasses.replace(base, limit_train=None), out=None, force=True, save_logits=True, rate=0.2
     )
-    artifacts["scores"] = scored["scores"]
-    artifacts["histogram"] = scored["histogram"]
+    artifacts["scores"] = str(scored.scores)
+    artifacts["histogram"] = str(scored.histogram)
     _step(base, "3/6 partition into low / others / high energy (rate 0.2) with the paper's figures")
     parted = run_partition(
         dataclasses.replace(base, rate=0.2), scores=None, segments=None, per_class=6, classes=4, figures=True
     )
-    artifacts.update(parted["files"])
+    artifacts.update(parted.files)
 
 
 def _distill_both(

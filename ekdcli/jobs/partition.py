@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ekdcli.config import Config
 from ekdcli.jobs.build import dataset_key, load_dataset
 from ekdcli.jobs.common import console, open_store
+from ekdcli.sdk.options import both_sides_rate
+from ekdcli.sdk.options import partition_rates as sdk_partition_rates
 from ekdcli.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -42,12 +46,31 @@ def partition_rates(config: Config) -> tuple[float, float]:
     high = config.high_rate if config.high_rate is not None else config.rate
     if low is None or high is None:
         raise UsageError("give --rate r (or both --low-rate and --high-rate), or --segments N.")
-    return low, high
+    # the rule of every partition (sdk/options.py): --rate r is both the low and the high share
+    if config.low_rate is None and config.high_rate is None:
+        both_sides_rate("", "--rate", low)
+    return sdk_partition_rates("", low, high, ("--low-rate", "--high-rate"))
+
+
+@dataclass
+class PartitionResult:
+    """What ``ekd partition`` made: the group sizes, the thresholds (or segment edges), the score
+    file's fingerprint and the files written (``partition``, the figures) by role."""
+
+    counts: dict[str, int]
+    thresholds: dict[str, Any] | None
+    segment_edges: list[float] | None
+    score_fingerprint: str
+    files: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result."""
+        return dataclasses.asdict(self)
 
 
 def run_partition(
     config: Config, scores: Path | None, segments: int | None, per_class: int, classes: int, figures: bool
-) -> dict[str, Any]:
+) -> PartitionResult:
     from ekdcli.method.partition import check_segments, format_partition, save_partition
 
     say = console(config)
@@ -57,6 +80,8 @@ def run_partition(
         raise UsageError(f"--classes must be at least 1 (rows in the figure), not {classes}.")
     if segments is not None:
         check_segments(segments)  # the bound, before the score file is read
+    else:
+        partition_rates(config)  # the rates' rule, before the score file is read
     data_key = dataset_key(config)
     table, score_path = _load_scores_for(config, scores, data_key)
     if table.meta.dataset and table.meta.dataset != data_key and scores is None:
@@ -78,13 +103,13 @@ def run_partition(
         )
     for name, path in written.items():
         say.say(f"{name}: {path}")
-    return {
-        "counts": {g: int(part.group(g).numel()) for g in ("low", "others", "high")},
-        "thresholds": part.thresholds.as_dict() if part.thresholds is not None else None,
-        "segment_edges": part.segment_edges.tolist() if part.segment_edges is not None else None,
-        "score_fingerprint": table.meta.fingerprint,
-        "files": written,
-    }
+    return PartitionResult(
+        counts={g: int(part.group(g).numel()) for g in ("low", "others", "high")},
+        thresholds=part.thresholds.as_dict() if part.thresholds is not None else None,
+        segment_edges=part.segment_edges.tolist() if part.segment_edges is not None else None,
+        score_fingerprint=table.meta.fingerprint,
+        files=written,
+    )
 
 
 def _partition(config: Config, table: ScoreTable, segments: int | None) -> tuple[Partition, str]:

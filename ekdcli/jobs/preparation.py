@@ -24,6 +24,7 @@ from ekdcli.jobs.build import (
 from ekdcli.jobs.common import console, engine_options, open_store, resolve_recipe
 from ekdcli.jobs.features import bind, check_feature_run
 from ekdcli.jobs.plan import Plan, build_losses, plan_methods
+from ekdcli.sdk.contracts import EnergyContext, InMemoryDataset
 from ekdcli.sdk.plugins import registry
 from ekdcli.util.errors import PluginError, UsageError
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     import torch
 
     from ekdcli.engine import Recipe, Runtime
-    from ekdcli.sdk.contracts import Augmentation, Dataset, Distiller, EnergyContext
+    from ekdcli.sdk.contracts import Augmentation, Dataset, Distiller
 
 
 DEFAULT_TEACHER_EPOCHS = 30
@@ -88,7 +89,6 @@ def open_teacher_cache(
 ) -> Any:
     """The store's teacher cache for this teacher and dataset (None, said out loud, for folder data)."""
     from ekdcli.method.teacher_cache import TeacherCache, build_key
-    from ekdcli.sdk.contracts import InMemoryDataset
     from ekdcli.store.weights import weights_sha256
 
     if not isinstance(dataset, InMemoryDataset):
@@ -177,7 +177,6 @@ def check_needs_energy(plan: Plan, distiller: Distiller, augmentation: Augmentat
 
 def check_strong_view(distiller: Distiller, dataset: Dataset, data_key: str) -> None:
     """A strong view is drawn on the device from the uint8 images: in-memory datasets only."""
-    from ekdcli.sdk.contracts import InMemoryDataset
 
     if distiller.needs_strong_view and not isinstance(dataset, InMemoryDataset):
         raise UsageError(
@@ -189,7 +188,6 @@ def check_strong_view(distiller: Distiller, dataset: Dataset, data_key: str) -> 
 def energy_context(config: Config, dataset: Dataset, data_key: str, teacher: TrainedModel) -> EnergyContext:
     """The teacher's energies of the training set, scoring it first when the store has none."""
     from ekdcli.jobs.score import ensure_scores
-    from ekdcli.sdk.contracts import EnergyContext
 
     scored = ensure_scores(config, dataset, data_key, teacher)
     if scored.computed:

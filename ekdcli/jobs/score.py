@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,6 +154,23 @@ def _require_finite_energies(table: ScoreTable, teacher: TrainedModel) -> None:
         )
 
 
+@dataclass
+class ScoreResult:
+    """What ``ekd score`` made: the score file, its histogram, whether it was computed now (not
+    reused), the training samples scored (``limit_train`` of them when set) and the summary."""
+
+    scores: Path
+    histogram: Path
+    computed: bool
+    limit_train: int | None
+    train_samples: int
+    summary: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result (paths as text)."""
+        return {**dataclasses.asdict(self), "scores": str(self.scores), "histogram": str(self.histogram)}
+
+
 def check_score(config: Config, out: Path | None, rate: float) -> str:
     """The checks of ``ekd score`` that need no data, model or torch (``--nproc`` runs them once);
     returns the teacher's name."""
@@ -169,7 +187,7 @@ def check_score(config: Config, out: Path | None, rate: float) -> str:
 
 def run_score(
     config: Config, out: Path | None, force: bool, save_logits: bool | None, rate: float
-) -> dict[str, Any]:
+) -> ScoreResult:
     teacher_name = check_score(config, out, rate)
     say = console(config)
     data_key = dataset_key(config)
@@ -205,11 +223,4 @@ def run_score(
         )
     say.say(format_summary(summary))
     say.say(f"scores: {scored.path}\nhistogram: {figure}")
-    return {
-        "scores": str(scored.path),
-        "histogram": str(figure),
-        "computed": scored.computed,
-        "limit_train": limit,
-        "train_samples": total,
-        "summary": summary,
-    }
+    return ScoreResult(Path(scored.path), Path(figure), scored.computed, limit, total, summary)

@@ -152,6 +152,7 @@ num_classes = 4
 """
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 @pytest.mark.parametrize("method", ["kd", "energy_dkd"])
 def test_distill_he_cutmix_logs_the_augmented_count_each_epoch(tmp_path: Path, ekd: Any, method: str) -> None:
     """``ekd distill --method kd|energy_dkd --augment he-cutmix --rate 0.5``: every epoch sees all 64

@@ -95,6 +95,7 @@ def _fit(run_dir: Path, **kwargs: Any) -> Any:
     return fit(student, data, objective, RECIPE, options, run_dir, **kwargs)
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_a_run_mixes_half_of_each_batch_and_resumes_bitwise(tmp_path: Path) -> None:
     straight = _fit(tmp_path / "a")
     assert [r["stats"]["augmented"] for r in straight.history] == [64.0, 64.0]  # 4 steps x 16 rows

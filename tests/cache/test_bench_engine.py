@@ -33,6 +33,7 @@ def trained(tmp_path: Path, ekd: Any) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_engine_bench_reports_each_variant_and_the_default(trained: Path, ekd: Any) -> None:
     out_dir = trained / "bench"
     code, out, err = ekd(
@@ -83,6 +84,7 @@ def test_verdict_says_whether_the_measurement_agrees_with_the_default() -> None:
     assert "teacher cache warm: 3.00x the default (100% hits)" in engine_verdict(payload(1.0, 1.0))
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_bench_baseline_adds_a_row_without_augmentation(trained: Path, ekd: Any) -> None:
     code, out, err = ekd(
         "bench", "--aug-rates", "0.5,1.0", "--mode", "replace", "--baseline", "--steps", "2", "--rounds", "1",

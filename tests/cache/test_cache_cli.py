@@ -33,6 +33,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_distill_with_the_teacher_cache_twice(workspace: Path, ekd: Any) -> None:
     code, _, err = ekd("train", "--model", "tiny_cnn", "--quiet")
     assert code == 0, err

@@ -156,6 +156,7 @@ def test_batch_views_reproduce_the_pipeline_crops_and_flips() -> None:
 
 
 # ---------------------------------------------------------------- exactness
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 @pytest.mark.parametrize(("method", "precision"), [("kd", "fp32"), ("energy_kd", "fp32"), ("kd", "bf16")])
 def test_cache_gives_the_same_run_and_a_warm_run_never_calls_the_teacher(
     tmp_path: Path, method: str, precision: str
@@ -187,6 +188,7 @@ def test_cache_gives_the_same_run_and_a_warm_run_never_calls_the_teacher(
     assert warm_result.history[-1]["stats"]["teacher_cache_hits"] == 96.0
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_mlkd_strong_views_reach_the_teacher_but_never_the_cache(tmp_path: Path) -> None:
     teacher = make_teacher()
     torch.manual_seed(2)
@@ -205,6 +207,7 @@ def test_mlkd_strong_views_reach_the_teacher_but_never_the_cache(tmp_path: Path)
     assert_close_losses(plain.losses, warm.losses)
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_mixed_rows_are_never_cached(tmp_path: Path) -> None:
     teacher = make_teacher()
     torch.manual_seed(2)
@@ -235,6 +238,7 @@ def test_mixed_rows_are_never_cached(tmp_path: Path) -> None:
     assert teacher.rows == 2 * 96 and replace.filled_count() == 0  # every row was mixed in place
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_online_energies_come_from_the_cache(tmp_path: Path) -> None:
     teacher = make_teacher()
     torch.manual_seed(2)

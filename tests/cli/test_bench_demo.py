@@ -25,6 +25,7 @@ num_classes = 4
 """
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_bench_two_rates_writes_table_json_and_plot(tmp_path: Path, ekd: Any) -> None:
     (tmp_path / "ekd.toml").write_text(CONFIG)
     code, _, err = ekd("train", "--model", "tiny_cnn", "--epochs", "1", "--quiet")
@@ -57,6 +58,7 @@ def test_bench_two_rates_writes_table_json_and_plot(tmp_path: Path, ekd: Any) ->
         assert row["images_per_s"] == pytest.approx(16 / row["seconds_per_step"])
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_bench_epochs_trains_each_rate_and_reports_accuracy(tmp_path: Path, ekd: Any) -> None:
     (tmp_path / "ekd.toml").write_text(CONFIG)
     code, _, err = ekd("train", "--model", "tiny_cnn", "--epochs", "1", "--quiet")
@@ -77,6 +79,7 @@ def test_bench_epochs_trains_each_rate_and_reports_accuracy(tmp_path: Path, ekd:
     ]
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_bench_teacher_cache_uses_and_fills_the_store_cache(tmp_path: Path, ekd: Any) -> None:
     (tmp_path / "ekd.toml").write_text(CONFIG)
     code, _, err = ekd("train", "--model", "tiny_cnn", "--epochs", "1", "--quiet")
@@ -109,6 +112,7 @@ def test_bench_rate_parsing() -> None:
             parse_rates(bad)
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_demo_quick_runs_the_whole_pipeline(tmp_path: Path, ekd: Any) -> None:
     code, out, err = ekd("demo", "--quick", "--store", str(tmp_path / "store"), "--json")
     assert code == 0, err

@@ -11,6 +11,9 @@ import pytest
 
 from ekdcli.store.weights import load_tensors, meta_value
 
+# one chain of end-to-end commands on a shared store (train, score, partition, distill, evaluate)
+pytestmark = pytest.mark.slow
+
 CONFIG = """
 data = "fake"
 teacher = "resnet8"

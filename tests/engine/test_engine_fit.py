@@ -116,6 +116,7 @@ def test_run_directory_files_read_back(tmp_path: Path) -> None:
     assert not list(run_dir.glob(".*.tmp"))  # no temporary files left behind
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
 def test_resume_after_a_stop_is_bitwise_identical(tmp_path: Path, precision: str) -> None:
     straight = run(tmp_path / "a", precision=precision)
@@ -150,6 +151,7 @@ t.run(Path(sys.argv[2]), objective=Killed())
 """
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_resume_after_a_real_kill_is_bitwise_identical(tmp_path: Path) -> None:
     straight = run(tmp_path / "a")
     run_dir = tmp_path / "b"

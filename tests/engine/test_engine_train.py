@@ -43,6 +43,7 @@ def train(ekd: Any, *args: str) -> dict[str, Any]:
     return json.loads(out)
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 @pytest.mark.parametrize("data", sorted(DATA))
 def test_train_learns_and_writes_the_model_and_run_directory(ekd: Any, data: str) -> None:
     flags, classes = DATA[data]
@@ -88,6 +89,7 @@ def test_keep_last_stores_the_last_epoch(ekd: Any) -> None:
     assert meta_value(meta, "top1") == pytest.approx(result["last_top1"])
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_resume_from_another_directory_uses_the_runs_store(
     ekd: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,6 +112,7 @@ def test_resume_from_another_directory_uses_the_runs_store(
     assert meta_value(meta, "epochs") == 2  # epochs of the whole run, not of the resumed part
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_a_new_run_says_which_stored_model_it_replaces(ekd: Any) -> None:
     flags, _ = DATA["fake"]
     first = train(ekd, *flags, "--epochs", "1")

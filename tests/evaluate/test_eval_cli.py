@@ -90,6 +90,7 @@ def _count_passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return passes
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_rows_are_printed_as_each_target_finishes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,6 +114,7 @@ def test_rows_are_printed_as_each_target_finishes(
     assert "low" not in printed_before[0]  # no energy-group columns without --groups
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_a_second_evaluation_comes_from_the_cache(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,6 +169,7 @@ def test_groups_cost_one_training_pass_and_show_their_columns(
     assert "top-1 on 40 training images in the teacher's low/others/high energy sets (rate 0.2)" in out
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_ctrl_c_keeps_and_prints_what_is_done(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,6 +200,7 @@ def test_ctrl_c_keeps_and_prints_what_is_done(
     assert payload["interrupted"] is True and [t["target"] for t in payload["targets"]] == ["r1"]
 
 
+@pytest.mark.slow  # an end-to-end run: over 5 s on 2 cores (make test-fast skips it)
 def test_the_help_example_runs_star_finds_the_stores_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -199,7 +199,7 @@ def test_partition_sets_files_and_figures(ws: Path, ekd: Any) -> None:
         (["--rate", "0.7"], "(0, 0.5]"),
         (["--rate", "0"], "(0, 0.5]"),
         (["--low-rate", "0.7", "--high-rate", "0.5"], "at most 1"),
-        (["--low-rate", "1.5", "--high-rate", "0.2"], "low rate must be in (0, 1)"),
+        (["--low-rate", "1.5", "--high-rate", "0.2"], "--low-rate must be in (0, 1), got 1.5."),
         (["--rate", "0.001"], "too small for 160 samples"),
         (["--segments", "1"], "number of segments"),
         (["--teacher", "resnet20", "--rate", "0.2"], "`ekd score --teacher resnet20 --data fake`"),

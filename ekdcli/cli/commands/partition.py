@@ -49,4 +49,4 @@ def partition(
     from ekdcli.jobs.partition import run_partition
 
     config = build_config(params)
-    console(config).result(run_partition(config, scores, segments, per_class, num_classes, figures))
+    console(config).result(run_partition(config, scores, segments, per_class, num_classes, figures).as_dict())

@@ -54,4 +54,4 @@ def score(
         from ekdcli.jobs.score import run_score
 
         result = run_score(config, out, force, save_logits, rate)
-        console(config).result(result)
+        console(config).result(result.as_dict())
