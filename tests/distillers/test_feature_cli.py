@@ -8,6 +8,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -106,3 +107,18 @@ def test_an_imagenet_pair_distills_with_at_reviewkd_and_crd(tmp_path: Path) -> N
         args += [*(HEDA if augment else ()), "--run-name", method]
         assert run_ekd(*args) == 0, method
         check_run(tmp_path / "store" / "runs" / method, "imagenet/resnet18", 10, method, augment)
+
+
+def test_ekd_list_distillers_shows_each_feature_method_and_what_it_reads(ekd: Any) -> None:
+    code, out, _ = ekd("list", "distillers")
+    assert code == 0
+    kinds = {line.split()[0]: line.split()[1] for line in out.splitlines() if line and not line[0].isspace()}
+    assert {m: kinds[m] for m in METHODS} == dict.fromkeys(METHODS, "feature")
+    assert kinds["kd"] == kinds["energy_kd"] == "logit"
+    code, out, _ = ekd("list", "distillers", "ofd")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:2] == ["ofd", "feature"]
+    assert lines[1].strip() == "reads: preact_feats; model hooks: bn_before_relu"
+    options = {line.split()[0]: line.split()[1] for line in lines[3:6]}
+    assert options == {"w_ce": "1.0", "w_feat": "-", "connector_kernel": "1"}  # w_feat: 1e-4 on ImageNet
+    assert lines[6].strip().startswith("(-: decided by the preset, the teacher/student pair")
