@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,30 @@ def test_ekd_list_distillers_shows_each_feature_method_and_what_it_reads(ekd: An
     options = {line.split()[0]: line.split()[1] for line in lines[3:6]}
     assert options == {"w_ce": "1.0", "w_feat": "-", "connector_kernel": "1"}  # w_feat: 1e-4 on ImageNet
     assert lines[6].strip().startswith("(-: decided by the preset, the teacher/student pair")
+
+
+def worked_example() -> list[list[str]]:
+    """The commands of docs/feature-methods.md's worked example, as a reader types them."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "feature-methods.md").read_text()
+    block = text.split("## A worked example", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line)[1:] for line in re.sub(r"\\\n\s*", " ", block).splitlines() if line]
+
+
+@pytest.mark.slow
+def test_the_worked_example_runs_as_written_on_tiny_data(tmp_path: Path, shared_data: Path) -> None:
+    commands = worked_example()
+    assert [c[0] for c in commands] == ["train", "distill", "distill", "evaluate", "export"]
+    tiny = str(shared_data / "tiny_cifar100.npz")
+    store = ("--store", str(tmp_path / "store"))
+    for args in commands:  # the same commands on the tiny file, a few images, CRD with fewer negatives
+        args = [tiny if a == "../shared/data/cifar100.npz" else a for a in args]
+        if args[0] in ("train", "distill"):
+            args += [*SMALL, *(EXTRA["crd"] if "crd" in args else ())]
+        extra = ("--data-root", tiny, "--check", "16") if args[0] == "export" else ()
+        assert run_ekd(*args, *store, *extra) == 0, args
+    for name in ("fitnet-heda", "crd-heda"):
+        check_run(tmp_path / "store" / "runs" / name, "resnet8x4", 100, name.split("-")[0], "he-cutmix")
+    exported = torch.jit.load(
+        str(tmp_path / "store" / "runs" / "fitnet-heda" / "best.torchscript.pt")
+    ).state_dict()
+    assert {k.removeprefix("model.") for k in exported} == set(build_model("resnet8x4", 100, 3).state_dict())
