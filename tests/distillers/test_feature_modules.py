@@ -304,7 +304,12 @@ def test_rows_register_the_four_methods_with_their_defaults() -> None:
         "nce_momentum": 0.5,
         "nce_t": 0.07,
     }
-    assert defaults(rows["vid"][4]["options"]) == {"w_ce": 1.0, "w_feat": 1.0, "eps": 1e-5, "init_pred_var": 5.0}
+    assert defaults(rows["vid"][4]["options"]) == {
+        "w_ce": 1.0,
+        "w_feat": 1.0,
+        "eps": 1e-5,
+        "init_pred_var": 5.0,
+    }
     assert defaults(rows["ofd"][4]["options"])["connector_kernel"] == 1
     with pytest.raises(UsageError, match="option 'mode' of distiller 'crd' must be one of exact, relax"):
         make_crd(mode="loose")
