@@ -62,6 +62,7 @@ class Prerequisite:
     settings: dict[str, Any] = field(default_factory=dict)  # its config file (None: resumed as it was)
     config_file: Path | None = None
     limit_train: int | None = None  # the training images it covers (None: all), over all its users
+    weights: Path | None = None  # a ready teacher's weights file (its provenance is shown in the plan)
 
     def coverage(self) -> str:
         """For the plan: which training images it is built on."""
@@ -179,6 +180,7 @@ def _teacher(
             args=args,
             ready=found is not None,
             settings=settings,
+            weights=found,
             config_file=None if resumed else file,
             limit_train=config.limit_train,
         ),

@@ -28,13 +28,14 @@ from ekdcli.config import Config
 from ekdcli.jobs.common import open_store
 from ekdcli.jobs.evaluate import run_evaluate
 from ekdcli.jobs.evaluate_report import mean_std
-from ekdcli.jobs.targets import expand_targets
+from ekdcli.jobs.targets import expand_targets, named_run
 from ekdcli.sdk.plugins import registry
 from ekdcli.store import rundir
 from ekdcli.store.atomic import atomic_write_json, atomic_write_text
 from ekdcli.store.campaign import CampaignDir
 from ekdcli.store.layout import Store
 from ekdcli.util.errors import UsageError
+from ekdcli.util.text import flatten, pct
 
 DEFAULT_OUT = "ekd-report"
 
@@ -99,14 +100,10 @@ def _names_a_path(ref: str) -> bool:
 
 
 def _run_dir(store: Store, ref: str) -> Path:
-    """A run directory given as a path or as a run name in the store."""
-    path = Path(ref).expanduser()
-    if path.is_dir() and rundir.is_run_dir(path):
-        return path
-    if not path.exists():
-        named = store.run_dir(ref) if ref.strip("./") else path
-        if named.is_dir() and rundir.is_run_dir(named):
-            return named
+    """A run directory given as a path or as a run name in the store (the one resolver's rule)."""
+    found = named_run(store, ref)
+    if found is not None:
+        return found
     raise UsageError(
         f"{ref} is neither a campaign in {store.root} nor a run directory or run name; ekd report takes "
         "a campaign name or runs (see 'ekd sweep --status NAME')."
@@ -341,14 +338,9 @@ def _columns(cells: list[dict[str, Any]], paper: PaperTable | None) -> list[str]
     return [column for _, (column, _) in ranked]
 
 
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = json.dumps(value, default=str)
-    return out
+def _flat(values: dict[str, Any]) -> dict[str, str]:
+    """Nested settings as one level, each value as JSON text (comparable, printable)."""
+    return {key: json.dumps(value, default=str) for key, value in flatten(values).items()}
 
 
 def _disambiguate(cells: list[dict[str, Any]]) -> None:
@@ -367,19 +359,13 @@ def _disambiguate(cells: list[dict[str, Any]]) -> None:
 
 
 # ------------------------------------------------------------------ output
-def _pct(value: Any, signed: bool = False) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
-
-
 def cell_text(cell: dict[str, Any] | None) -> str:
     """``mean ± std (n)`` in percent."""
     if cell is None or cell["top1"]["mean"] is None:
         return "-"
     stats = cell["top1"]
-    std = f" ± {_pct(stats['std'])}" if stats["std"] is not None else ""
-    return f"{_pct(stats['mean'])}{std} (n={stats['n']})"
+    std = f" ± {pct(stats['std'])}" if stats["std"] is not None else ""
+    return f"{pct(stats['mean'])}{std} (n={stats['n']})"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -396,7 +382,7 @@ def markdown(result: dict[str, Any]) -> str:
             cell = lookup.get((row, column))
             cells.append(cell_text(cell))
             if paper:
-                cells += [_pct(cell and cell["paper"]), _pct(cell and cell["diff"], signed=True)]
+                cells += [pct(cell and cell["paper"]), pct(cell and cell["diff"], signed=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([*_preamble(result), "", *lines, *_footer(result)]) + "\n"
 

@@ -28,6 +28,7 @@ from ekdcli.campaign.campaign import (
     parse_seeds,
 )
 from ekdcli.campaign.prerequisites import Prerequisite, check_ready, collect, command_of, needs_of
+from ekdcli.campaign.sweep_cost import cost_line, teacher_lines
 from ekdcli.config import Config, parse_assignments
 from ekdcli.jobs.common import console, open_store
 from ekdcli.jobs.console import Console
@@ -85,6 +86,7 @@ class Plan:
     executor: Executor
     new: bool
     grown: list[str] = field(default_factory=list)  # what this sweep adds to an existing campaign
+    estimate: str = ""  # the runs to do: their training time at the speeds the store's runs recorded
 
 
 # ------------------------------------------------------------------ planning
@@ -284,7 +286,9 @@ def prepare(config: Config, request: SweepRequest) -> tuple[Plan, dict[str, str]
     if not existing:  # its report evaluates as many runs at once
         campaign.definition["jobs"] = request.jobs
     grown = campaign.definition["grown"][-1]["added"] if existing and texts is not None else []
-    return Plan(campaign, runs, prerequisites, executor, not existing, grown), texts
+    todo = [(p.run, p.action) for p in runs if p.action in ("start", "resume")]
+    cost = cost_line(store, campaign, todo, request.jobs) if todo else ""
+    return Plan(campaign, runs, prerequisites, executor, not existing, grown, cost), texts
 
 
 _VERB = {
@@ -311,6 +315,7 @@ def plan_text(plan: Plan, dry_run: bool) -> str:
         for need in plan.prerequisites:
             state = "ready" if need.ready else f"to build on {need.coverage()}: ekd " + " ".join(need.args)
             lines.append(f"  {need.what}, for {len(need.users)} run(s): {state}")
+            lines += teacher_lines(need)
     lines.append("runs:")
     width = max((len(p.run.id) for p in plan.runs), default=0)
     for item in plan.runs:
@@ -324,6 +329,8 @@ def plan_text(plan: Plan, dry_run: bool) -> str:
         f"{counts['failed']} failed and skipped; {building} prerequisite(s) to build"
     )
     lines.append(("would run: " if dry_run else "") + summary)
+    if plan.estimate:
+        lines.append(f"estimate: {plan.estimate}")
     return "\n".join(lines)
 
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ekdcli.util.text import pct
+
 
 def _epochs(run: dict[str, Any]) -> str:
     done, planned = run.get("epochs_done") or 0, run.get("epochs_planned")
     return f"{done}/{planned}" if planned else (str(done) if done else "-")
-
-
-def _pct(value: Any) -> str:
-    return f"{100 * value:.2f}%" if isinstance(value, float) else "-"
 
 
 def status_text(result: dict[str, Any]) -> str:
@@ -32,7 +30,14 @@ def status_text(result: dict[str, Any]) -> str:
         if state == "running" and not pid:
             state, note = "interrupted", "resumes from its checkpoint at the next ekd sweep"
         rows.append(
-            [run["run"], state, _epochs(run), _pct(run.get("best_top1")), _pct(run.get("last_top1")), note]
+            [
+                run["run"],
+                state,
+                _epochs(run),
+                pct(run.get("best_top1"), suffix="%"),
+                pct(run.get("last_top1"), suffix="%"),
+                note,
+            ]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

@@ -34,6 +34,7 @@ from ekd_plugins.distillers.feature.vid import make_vid
 from torch import nn
 
 from ekdcli.sdk.errors import UsageError
+from ekdcli.sdk.options import defaults
 
 REF = json.loads((Path(__file__).parent / "data" / "mdistiller_feature_modules.json").read_text())
 METHODS = ("vid", "ofd", "crd", "reviewkd")
@@ -293,7 +294,7 @@ def test_rows_register_the_four_methods_with_their_defaults() -> None:
         assert tuple(info["features"]) == distiller.features
         assert tuple(info["model_hooks"]) == distiller.model_hooks
         assert info.get("single_process", False) is (name == "crd")
-    crd = rows["crd"][4]["options"]
+    crd = defaults(rows["crd"][4]["options"])  # the rows hold option records
     assert crd == {
         "w_ce": 1.0,
         "w_feat": 0.8,
@@ -303,7 +304,12 @@ def test_rows_register_the_four_methods_with_their_defaults() -> None:
         "nce_momentum": 0.5,
         "nce_t": 0.07,
     }
-    assert rows["vid"][4]["options"] == {"w_ce": 1.0, "w_feat": 1.0, "eps": 1e-5, "init_pred_var": 5.0}
-    assert rows["ofd"][4]["options"]["connector_kernel"] == 1
+    assert defaults(rows["vid"][4]["options"]) == {
+        "w_ce": 1.0,
+        "w_feat": 1.0,
+        "eps": 1e-5,
+        "init_pred_var": 5.0,
+    }
+    assert defaults(rows["ofd"][4]["options"])["connector_kernel"] == 1
     with pytest.raises(UsageError, match="option 'mode' of distiller 'crd' must be one of exact, relax"):
         make_crd(mode="loose")

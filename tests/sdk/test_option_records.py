@@ -37,6 +37,12 @@ def test_every_first_party_option_table_is_a_record() -> None:
         assert ("distillers", name) in records
     for name in ("fixed", "energy", "gradation"):
         assert ("temperature_rules", name) in records
+    features = ("fitnet", "at", "pkt", "rkd", "sp", "nst", "kdsvd", "vid", "ofd", "crd", "reviewkd")
+    for name in features:
+        assert ("distillers", name) in records
+    # no first-party distiller is left on the plain-dict transition path
+    found = discover().registries["distillers"].list()
+    assert [c.name for c in found if c.plugin == "ekd.distillers" and c.option_record is None] == []
     assert ("datasets", "fake") in records
     assert ("augmentations", "he-cutmix") in records
 

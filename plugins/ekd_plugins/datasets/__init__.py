@@ -30,7 +30,10 @@ _TABLE: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         ("cifar-100",),
         f"CIFAR-100, 32x32 RGB; --data-root is {_CIFAR_ROOT} (cifar-100-python/); --download",
         _in_memory(
-            100, recognize={"npz_classes": 100, "npz_name": "cifar100.npz", "folder": "cifar-100-python"}
+            100,
+            train=50_000,
+            test=10_000,
+            recognize={"npz_classes": 100, "npz_name": "cifar100.npz", "folder": "cifar-100-python"},
         ),
     ),
     (
@@ -39,7 +42,10 @@ _TABLE: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         ("cifar-10",),
         f"CIFAR-10, 32x32 RGB; --data-root is {_CIFAR_ROOT} (cifar-10-batches-py/); --download",
         _in_memory(
-            10, recognize={"npz_classes": 10, "npz_name": "cifar10.npz", "folder": "cifar-10-batches-py"}
+            10,
+            train=50_000,
+            test=10_000,
+            recognize={"npz_classes": 10, "npz_name": "cifar10.npz", "folder": "cifar-10-batches-py"},
         ),
     ),
     (

@@ -107,8 +107,8 @@ _TABLE: list[Row] = [
 def distiller_table() -> list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]]:
     """Every distiller as ``(name, factory string, aliases, description, info)``; no torch needed.
 
-    ``info["options"]`` is an option record for the logit methods and, during the transition, a plain
-    dict of defaults for the feature methods' rows: the registry accepts both.
+    ``info["options"]`` is every method's option record (``options.py``, ``feature/options_*.py``);
+    the registry derives the defaults and the help from it.
     """
     rows = [(r.name, f"{_PKG}.{r.target}", r.aliases, r.description, r.info()) for r in _TABLE]
     for name, target, aliases, description, info in FEATURE_TABLE:

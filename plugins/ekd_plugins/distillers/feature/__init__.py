@@ -2,7 +2,8 @@
 
 Torch-free like the rest of the distillers' table: each row is ``(name, "module:factory",
 aliases, description, info)`` with ``info["kind"] = "feature"``, the ``features`` and
-``model_hooks`` the method reads and its ``options`` with their defaults.
+``model_hooks`` the method reads and its ``options`` record (``options_basic.py``,
+``options_modules.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the feature distillers share: the base class, option reading, the shape probe and
+"""What the feature distillers share: the base class, the shape probe and
 FitNet's convolutional regressor (mdistiller's ``ConvReg``, same attribute names)."""
 
 from __future__ import annotations
@@ -15,26 +15,8 @@ from ekd_plugins.distillers.logit import cross_entropy
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, Features, PairContext
 from ekdcli.sdk.errors import JobError, UsageError
 from ekdcli.sdk.losses import upcast
-from ekdcli.sdk.options import as_float, check_names, owner
 
 Shape = tuple[int, ...]
-
-
-def read_options(
-    name: str, options: Mapping[str, Any], defaults: Mapping[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """``(owner label, defaults overlaid with the given options)``; unknown names are refused."""
-    who = owner("distiller", name)
-    check_names(who, options, defaults)
-    return who, {**defaults, **{k: v for k, v in options.items() if v is not None}}
-
-
-def loss_weights(who: str, opts: Mapping[str, Any]) -> tuple[float, float]:
-    """``(w_ce, w_feat)``, both 0 or more."""
-    return (
-        as_float(who, "w_ce", opts["w_ce"], non_negative=True),
-        as_float(who, "w_feat", opts["w_feat"], non_negative=True),
-    )
 
 
 def upcast_features(features: Features) -> Features:

@@ -9,13 +9,11 @@ import torch.nn.functional as F
 
 from ekd_plugins.distillers.feature._common import (
     FeatureLossDistiller,
-    loss_weights,
-    read_options,
     same_height,
 )
-from ekd_plugins.distillers.feature.options_basic import AT_OPTIONS
+from ekd_plugins.distillers.feature.options_basic import ATOptions
 from ekdcli.sdk.contracts import Features
-from ekdcli.sdk.options import as_float
+from ekdcli.sdk.options import owner, read_options
 
 
 def attention_map(feat: torch.Tensor, p: float) -> torch.Tensor:
@@ -41,6 +39,5 @@ class ATDistiller(FeatureLossDistiller):
 
 
 def make_at(**options: Any) -> ATDistiller:
-    who, opts = read_options("at", options, AT_OPTIONS)
-    w_ce, w_feat = loss_weights(who, opts)
-    return ATDistiller(w_ce, w_feat, as_float(who, "p", opts["p"], positive=True))
+    opts = read_options(owner("distiller", "at"), ATOptions, options)
+    return ATDistiller(opts["w_ce"], opts["w_feat"], opts["p"])

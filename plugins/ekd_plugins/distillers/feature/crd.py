@@ -26,11 +26,11 @@ from ekd_plugins.distillers.feature.modules_shared import (
     probe_features,
     require,
 )
-from ekd_plugins.distillers.feature.options_modules import CRD_MODES, CRD_OPTIONS
+from ekd_plugins.distillers.feature.options_modules import CRDOptions
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.losses import upcast
-from ekdcli.sdk.options import as_choice, as_float, as_int, as_rate, check_names, owner, pick
+from ekdcli.sdk.options import owner, read_options
 
 NCE_EPS = 1e-7
 
@@ -193,15 +193,4 @@ class CRDDistiller(FeatureDistiller):
 
 
 def make_crd(**options: Any) -> CRDDistiller:
-    who = owner("distiller", "crd")
-    check_names(who, options, CRD_OPTIONS)
-    value = {k: pick(options, k, v) for k, v in CRD_OPTIONS.items()}
-    return CRDDistiller(
-        w_ce=as_float(who, "w_ce", value["w_ce"], non_negative=True),
-        w_feat=as_float(who, "w_feat", value["w_feat"], non_negative=True),
-        mode=as_choice(who, "mode", value["mode"], CRD_MODES),
-        feat_dim=as_int(who, "feat_dim", value["feat_dim"], minimum=1),
-        nce_k=as_int(who, "nce_k", value["nce_k"], minimum=1),
-        nce_momentum=as_rate(who, "nce_momentum", value["nce_momentum"], allow_one=True),
-        nce_t=as_float(who, "nce_t", value["nce_t"], positive=True),
-    )
+    return CRDDistiller(**read_options(owner("distiller", "crd"), CRDOptions, options))

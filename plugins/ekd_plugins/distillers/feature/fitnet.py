@@ -12,16 +12,14 @@ from torch import nn
 from ekd_plugins.distillers.feature._common import (
     ConvRegressor,
     FeatureLossDistiller,
-    loss_weights,
     probe_feature_shapes,
-    read_options,
     regressor_conv,
 )
-from ekd_plugins.distillers.feature.options_basic import FITNET_OPTIONS
+from ekd_plugins.distillers.feature.options_basic import FitNetOptions
 from ekdcli.sdk.contracts import Features, PairContext
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.losses import upcast
-from ekdcli.sdk.options import as_int
+from ekdcli.sdk.options import owner, read_options
 
 
 class FitNetModules(nn.Module):
@@ -65,6 +63,5 @@ class FitNetDistiller(FeatureLossDistiller):
 
 
 def make_fitnet(**options: Any) -> FitNetDistiller:
-    who, opts = read_options("fitnet", options, FITNET_OPTIONS)
-    w_ce, w_feat = loss_weights(who, opts)
-    return FitNetDistiller(w_ce, w_feat, as_int(who, "hint_layer", opts["hint_layer"], minimum=0))
+    opts = read_options(owner("distiller", "fitnet"), FitNetOptions, options)
+    return FitNetDistiller(opts["w_ce"], opts["w_feat"], opts["hint_layer"])

@@ -15,14 +15,12 @@ import torch.nn.functional as F
 
 from ekd_plugins.distillers.feature._common import (
     FeatureLossDistiller,
-    loss_weights,
     probe_feature_shapes,
-    read_options,
 )
-from ekd_plugins.distillers.feature.options_basic import KDSVD_OPTIONS
+from ekd_plugins.distillers.feature.options_basic import KDSVDOptions
 from ekdcli.sdk.contracts import Features, PairContext
 from ekdcli.sdk.errors import UsageError
-from ekdcli.sdk.options import as_int
+from ekdcli.sdk.options import owner, read_options
 
 
 def _finite(x: torch.Tensor) -> torch.Tensor:
@@ -92,6 +90,5 @@ class KDSVDDistiller(FeatureLossDistiller):
 
 
 def make_kdsvd(**options: Any) -> KDSVDDistiller:
-    who, opts = read_options("kdsvd", options, KDSVD_OPTIONS)
-    w_ce, w_feat = loss_weights(who, opts)
-    return KDSVDDistiller(w_ce, w_feat, as_int(who, "k", opts["k"], minimum=1))
+    opts = read_options(owner("distiller", "kdsvd"), KDSVDOptions, options)
+    return KDSVDDistiller(opts["w_ce"], opts["w_feat"], opts["k"])

@@ -9,12 +9,11 @@ import torch.nn.functional as F
 
 from ekd_plugins.distillers.feature._common import (
     FeatureLossDistiller,
-    loss_weights,
-    read_options,
     same_height,
 )
-from ekd_plugins.distillers.feature.options_basic import NST_OPTIONS
+from ekd_plugins.distillers.feature.options_basic import NSTOptions
 from ekdcli.sdk.contracts import Features
+from ekdcli.sdk.options import owner, read_options
 
 
 def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -49,5 +48,5 @@ class NSTDistiller(FeatureLossDistiller):
 
 
 def make_nst(**options: Any) -> NSTDistiller:
-    who, opts = read_options("nst", options, NST_OPTIONS)
-    return NSTDistiller(*loss_weights(who, opts))
+    opts = read_options(owner("distiller", "nst"), NSTOptions, options)
+    return NSTDistiller(opts["w_ce"], opts["w_feat"])

@@ -27,11 +27,11 @@ from ekd_plugins.distillers.feature.modules_shared import (
     probe_features,
     require,
 )
-from ekd_plugins.distillers.feature.options_modules import OFD_OPTIONS, OFD_W_FEAT
+from ekd_plugins.distillers.feature.options_modules import OFD_W_FEAT, OFDOptions
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.errors import JobError
 from ekdcli.sdk.losses import upcast
-from ekdcli.sdk.options import as_float, as_int, check_names, given, owner, pick
+from ekdcli.sdk.options import owner, read_options
 
 
 def normal_cdf(x: float) -> float:
@@ -167,16 +167,5 @@ class OFDDistiller(FeatureDistiller):
 
 
 def make_ofd(**options: Any) -> OFDDistiller:
-    who = owner("distiller", "ofd")
-    check_names(who, options, OFD_OPTIONS)
-    kernel = as_int(
-        who, "connector_kernel", pick(options, "connector_kernel", OFD_OPTIONS["connector_kernel"]), minimum=1
-    )
-    w_feat = (
-        as_float(who, "w_feat", options["w_feat"], non_negative=True) if given(options, "w_feat") else None
-    )
-    return OFDDistiller(
-        w_ce=as_float(who, "w_ce", pick(options, "w_ce", OFD_OPTIONS["w_ce"]), non_negative=True),
-        w_feat=w_feat,
-        connector_kernel=kernel,
-    )
+    opts = read_options(owner("distiller", "ofd"), OFDOptions, options)
+    return OFDDistiller(w_ce=opts["w_ce"], w_feat=opts["w_feat"], connector_kernel=opts["connector_kernel"])

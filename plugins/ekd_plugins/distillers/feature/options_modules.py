@@ -1,4 +1,4 @@
-"""Defaults of VID, OFD, CRD and ReviewKD, and mdistiller's per-pair values (torch-free).
+"""Option records of VID, OFD, CRD and ReviewKD, and mdistiller's per-pair values (torch-free).
 
 The defaults are mdistiller's (commit a08d46f): ``engine/cfg.py`` and ``configs/cifar100/*.yaml``.
 ``None`` means "derived from the teacher/student pair in ``bind()``" (ReviewKD's shapes and
@@ -7,41 +7,87 @@ channels) or "taken from :data:`MDISTILLER_PAIRS`, else the cfg default" (the we
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from ekdcli.sdk.options import defaults, option
+
+_CE = "weight of the cross-entropy term"
+_FEAT = "weight of the feature term"
+
+
 # CFG.VID: CE_WEIGHT 1, FEAT_WEIGHT 1, EPS 1e-5, INIT_PRED_VAR 5.
-VID_OPTIONS: dict[str, Any] = {"w_ce": 1.0, "w_feat": 1.0, "eps": 1e-5, "init_pred_var": 5.0}
+@dataclass(frozen=True)
+class VIDOptions:
+    w_ce: float = option(1.0, _CE, minimum=0.0)
+    w_feat: float = option(1.0, _FEAT, minimum=0.0)
+    eps: float = option(1e-5, "lower bound of the regressors' variances", positive=True)
+    init_pred_var: float = option(5.0, "initial variance of the regressors (greater than eps)", positive=True)
+
 
 # CFG.OFD: CE_WEIGHT 1, FEAT_WEIGHT 1e-3, CONNECTOR.KERNEL_SIZE 1.
-OFD_OPTIONS: dict[str, Any] = {"w_ce": 1.0, "w_feat": None, "connector_kernel": 1}
 OFD_W_FEAT = 1e-3
+
+
+@dataclass(frozen=True)
+class OFDOptions:
+    w_ce: float = option(1.0, _CE, minimum=0.0)
+    w_feat: float | None = option(
+        None,
+        "weight of the feature term; default: the pair's mdistiller value, else 1e-3",
+        kind="float",
+        minimum=0.0,
+    )
+    connector_kernel: int = option(1, "kernel size of the student's connector convolutions", minimum=1)
+
 
 # CFG.CRD: MODE exact, FEAT.DIM 128, CE_WEIGHT 1, FEAT_WEIGHT 0.8, NCE K 16384 / MOMENTUM 0.5 /
 # TEMPERATURE 0.07.  The embedding input sizes (FEAT.STUDENT_DIM / TEACHER_DIM) come from the models.
-CRD_OPTIONS: dict[str, Any] = {
-    "w_ce": 1.0,
-    "w_feat": 0.8,
-    "mode": "exact",
-    "feat_dim": 128,
-    "nce_k": 16384,
-    "nce_momentum": 0.5,
-    "nce_t": 0.07,
-}
 CRD_MODES = ("exact", "relax")
+
+
+@dataclass(frozen=True)
+class CRDOptions:
+    w_ce: float = option(1.0, _CE, minimum=0.0)
+    w_feat: float = option(0.8, _FEAT, minimum=0.0)
+    mode: str = option("exact", "exact or relax: the NCE loss's form", choices=CRD_MODES)
+    feat_dim: int = option(128, "dimension of the embedded features", minimum=1)
+    nce_k: int = option(16384, "number of negatives per sample", minimum=1)
+    nce_momentum: float = option(0.5, "momentum of the memory banks, in (0, 1]", kind="rate")
+    nce_t: float = option(0.07, "temperature of the NCE loss", positive=True)
+
 
 # CFG.REVIEWKD: CE_WEIGHT 1, REVIEWKD_WEIGHT 1, WARMUP_EPOCHS 20, MAX_MID_CHANNEL 512, STU_PREACT False;
 # SHAPES / OUT_SHAPES / IN_CHANNELS / OUT_CHANNELS are derived from the models unless given.
-REVIEWKD_OPTIONS: dict[str, Any] = {
-    "w_ce": 1.0,
-    "w_feat": None,
-    "warmup": None,
-    "shapes": None,
-    "out_shapes": None,
-    "in_channels": None,
-    "out_channels": None,
-    "max_mid_channel": None,
-    "stu_preact": None,
-}
+_PAIR = "default: the pair's mdistiller value, else "
+_LAYOUT = "; default: derived from the teacher and student (a given value must agree)"
+
+
+@dataclass(frozen=True)
+class ReviewKDOptions:
+    w_ce: float = option(1.0, _CE, minimum=0.0)
+    w_feat: float | None = option(None, f"weight of the review loss; {_PAIR}1", kind="float", minimum=0.0)
+    warmup: float | None = option(
+        None, f"epochs over which the review loss ramps up; {_PAIR}20", kind="float", positive=True
+    )
+    shapes: list[int] | None = option(None, f"spatial sizes of the student's levels, deepest first{_LAYOUT}")
+    out_shapes: list[int] | None = option(None, f"spatial sizes of the teacher's levels{_LAYOUT}")
+    in_channels: list[int] | None = option(None, f"channels of the student's levels{_LAYOUT}")
+    out_channels: list[int] | None = option(None, f"channels of the teacher's levels{_LAYOUT}")
+    max_mid_channel: int | None = option(
+        None, f"channels of the attention fusion blocks; {_PAIR}512", kind="int", minimum=1
+    )
+    stu_preact: bool | None = option(
+        None, f"read the student's pre-activation features; {_PAIR}false", kind="bool"
+    )
+
+
+# The defaults as dicts, derived from the records.
+VID_OPTIONS: dict[str, Any] = defaults(VIDOptions)
+OFD_OPTIONS: dict[str, Any] = defaults(OFDOptions)
+CRD_OPTIONS: dict[str, Any] = defaults(CRDOptions)
+REVIEWKD_OPTIONS: dict[str, Any] = defaults(ReviewKDOptions)
+# What ReviewKD's None defaults become without a given or per-pair value.
 REVIEWKD_DEFAULTS: dict[str, Any] = {
     "w_feat": 1.0,
     "warmup": 20.0,

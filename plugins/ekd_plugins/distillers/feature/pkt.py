@@ -6,9 +6,10 @@ from typing import Any
 
 import torch
 
-from ekd_plugins.distillers.feature._common import FeatureLossDistiller, loss_weights, read_options
-from ekd_plugins.distillers.feature.options_basic import PKT_OPTIONS
+from ekd_plugins.distillers.feature._common import FeatureLossDistiller
+from ekd_plugins.distillers.feature.options_basic import PKTOptions
 from ekdcli.sdk.contracts import Features
+from ekdcli.sdk.options import owner, read_options
 
 # mdistiller's fixed epsilon (norms and the KL's logarithm); not an option there either.
 PKT_EPS = 1e-7
@@ -39,5 +40,5 @@ class PKTDistiller(FeatureLossDistiller):
 
 
 def make_pkt(**options: Any) -> PKTDistiller:
-    who, opts = read_options("pkt", options, PKT_OPTIONS)
-    return PKTDistiller(*loss_weights(who, opts))
+    opts = read_options(owner("distiller", "pkt"), PKTOptions, options)
+    return PKTDistiller(opts["w_ce"], opts["w_feat"])

@@ -28,16 +28,13 @@ from ekd_plugins.distillers.feature.modules_shared import (
     probe_features,
     require,
 )
-from ekd_plugins.distillers.feature.options_modules import REVIEWKD_OPTIONS
 from ekd_plugins.distillers.feature.reviewkd_layout import (
-    WHO,
     ReviewLayout,
     check_options,
     derive_layout,
     student_levels,
 )
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
-from ekdcli.sdk.options import as_float, pick
 
 
 def hcl_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
@@ -158,5 +155,4 @@ def upcast_pooled(pooled: torch.Tensor) -> torch.Tensor:
 
 def make_reviewkd(**options: Any) -> ReviewKDDistiller:
     own = check_options(options)
-    w_ce = as_float(WHO, "w_ce", pick(options, "w_ce", REVIEWKD_OPTIONS["w_ce"]), non_negative=True)
-    return ReviewKDDistiller(w_ce=w_ce, options=own)
+    return ReviewKDDistiller(w_ce=own.pop("w_ce"), options=own)

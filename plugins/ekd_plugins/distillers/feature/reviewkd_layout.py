@@ -15,11 +15,11 @@ from typing import Any
 from ekd_plugins.distillers.feature.options_modules import (
     REVIEWKD_DEFAULTS,
     REVIEWKD_LAYOUT,
-    REVIEWKD_OPTIONS,
+    ReviewKDOptions,
 )
 from ekdcli.sdk.contracts import Features
 from ekdcli.sdk.errors import UsageError
-from ekdcli.sdk.options import as_bool, as_float, as_int, check_names, owner
+from ekdcli.sdk.options import as_bool, as_float, as_int, owner, read_options
 
 WHO = owner("distiller", "reviewkd")
 
@@ -107,16 +107,10 @@ def derive_layout(
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Refuse unknown names and malformed values before any work (the pair is checked in bind())."""
-    check_names(WHO, options, REVIEWKD_OPTIONS)
+    """Every option, read as its record says; unknown names and malformed values are refused before any
+    work (the layout's agreement with the pair is checked in bind())."""
+    opts = read_options(WHO, ReviewKDOptions, options)
     for name in REVIEWKD_LAYOUT:
-        if options.get(name) is not None:
-            as_int_list(name, options[name])
-    if options.get("stu_preact") is not None:
-        as_bool(WHO, "stu_preact", options["stu_preact"])
-    for name in ("warmup", "w_feat"):
-        if options.get(name) is not None:
-            as_float(WHO, name, options[name], positive=name == "warmup", non_negative=True)
-    if options.get("max_mid_channel") is not None:
-        as_int(WHO, "max_mid_channel", options["max_mid_channel"], minimum=1)
-    return {k: v for k, v in options.items() if k != "w_ce"}
+        if opts[name] is not None:
+            as_int_list(name, opts[name])
+    return opts

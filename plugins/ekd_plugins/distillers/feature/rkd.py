@@ -7,10 +7,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ekd_plugins.distillers.feature._common import FeatureLossDistiller, loss_weights, read_options
-from ekd_plugins.distillers.feature.options_basic import RKD_OPTIONS
+from ekd_plugins.distillers.feature._common import FeatureLossDistiller
+from ekd_plugins.distillers.feature.options_basic import RKDOptions
 from ekdcli.sdk.contracts import Features
-from ekdcli.sdk.options import as_bool, as_float
+from ekdcli.sdk.options import owner, read_options
 
 
 def pairwise_distances(e: torch.Tensor, squared: bool, eps: float) -> torch.Tensor:
@@ -77,13 +77,12 @@ class RKDDistiller(FeatureLossDistiller):
 
 
 def make_rkd(**options: Any) -> RKDDistiller:
-    who, opts = read_options("rkd", options, RKD_OPTIONS)
-    w_ce, w_feat = loss_weights(who, opts)
+    opts = read_options(owner("distiller", "rkd"), RKDOptions, options)
     return RKDDistiller(
-        w_ce,
-        w_feat,
-        distance_weight=as_float(who, "distance_weight", opts["distance_weight"], non_negative=True),
-        angle_weight=as_float(who, "angle_weight", opts["angle_weight"], non_negative=True),
-        eps=as_float(who, "pdist_eps", opts["pdist_eps"], positive=True),
-        squared=as_bool(who, "pdist_squared", opts["pdist_squared"]),
+        opts["w_ce"],
+        opts["w_feat"],
+        distance_weight=opts["distance_weight"],
+        angle_weight=opts["angle_weight"],
+        eps=opts["pdist_eps"],
+        squared=opts["pdist_squared"],
     )

@@ -9,24 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 from ekd_plugins.distillers.feature.options_basic import (
-    AT_OPTIONS,
-    FITNET_OPTIONS,
-    KDSVD_OPTIONS,
-    NST_OPTIONS,
-    PKT_OPTIONS,
-    RKD_OPTIONS,
-    SP_OPTIONS,
+    ATOptions,
+    FitNetOptions,
+    KDSVDOptions,
+    NSTOptions,
+    PKTOptions,
+    RKDOptions,
+    SPOptions,
 )
 
 
-def _info(features: list[str], options: dict[str, Any]) -> dict[str, Any]:
+def _info(features: list[str], options: type) -> dict[str, Any]:
     return {
         "kind": "feature",
         "needs_teacher": True,
         "needs_energy": False,
         "features": features,
         "model_hooks": [],
-        "options": dict(options),
+        "options": options,  # the record: the registry derives the defaults and help
     }
 
 
@@ -36,7 +36,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         "fitnet:make_fitnet",
         (),
         "FitNets (Romero et al. 2015): CE + MSE between a regressed student hint feature and the teacher's",
-        _info(["feats"], FITNET_OPTIONS),
+        _info(["feats"], FitNetOptions),
     ),
     (
         "at",
@@ -44,7 +44,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "Attention transfer (Zagoruyko & Komodakis 2017): CE + squared distance of normalized spatial "
         "attention maps of every stage",
-        _info(["feats"], AT_OPTIONS),
+        _info(["feats"], ATOptions),
     ),
     (
         "pkt",
@@ -52,14 +52,14 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "Probabilistic knowledge transfer (Passalis & Tefas 2018): CE + KL between cosine-similarity "
         "distributions of the pooled features",
-        _info(["pooled_feat"], PKT_OPTIONS),
+        _info(["pooled_feat"], PKTOptions),
     ),
     (
         "rkd",
         "rkd:make_rkd",
         (),
         "Relational KD (Park et al. 2019): CE + distance- and angle-wise relations of the pooled features",
-        _info(["pooled_feat"], RKD_OPTIONS),
+        _info(["pooled_feat"], RKDOptions),
     ),
     (
         "sp",
@@ -67,7 +67,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "Similarity-preserving KD (Tung & Mori 2019): CE + distance of the batch similarity matrices "
         "of the last stage",
-        _info(["feats"], SP_OPTIONS),
+        _info(["feats"], SPOptions),
     ),
     (
         "nst",
@@ -75,7 +75,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "Neuron selectivity transfer (Huang & Wang 2017): CE + polynomial-kernel MMD of every stage's "
         "normalized activation maps",
-        _info(["feats"], NST_OPTIONS),
+        _info(["feats"], NSTOptions),
     ),
     (
         "kdsvd",
@@ -83,7 +83,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "KD with SVD (Lee et al. 2018): CE + RBF relations of the leading right singular vectors of "
         "consecutive stages",
-        _info(["feats"], KDSVD_OPTIONS),
+        _info(["feats"], KDSVDOptions),
     ),
 ]
 """Table rows of FitNet, AT, PKT, RKD, SP, NST and KDSVD (torch-free)."""

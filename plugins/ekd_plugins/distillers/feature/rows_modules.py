@@ -5,21 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from ekd_plugins.distillers.feature.options_modules import (
-    CRD_OPTIONS,
-    OFD_OPTIONS,
-    REVIEWKD_OPTIONS,
-    VID_OPTIONS,
+    CRDOptions,
+    OFDOptions,
+    ReviewKDOptions,
+    VIDOptions,
 )
 
 
-def _info(features: list[str], hooks: list[str], options: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _info(features: list[str], hooks: list[str], options: type, **extra: Any) -> dict[str, Any]:
     return {
         "kind": "feature",
         "needs_teacher": True,
         "needs_energy": False,
         "features": features,
         "model_hooks": hooks,
-        "options": dict(options),
+        "options": options,  # the record: the registry derives the defaults and help
         **extra,
     }
 
@@ -31,7 +31,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "Variational information distillation (Ahn et al. 2019): CE + Gaussian NLL of each teacher stage "
         "given a regressor of the student's",
-        _info(["feats"], [], VID_OPTIONS),
+        _info(["feats"], [], VIDOptions),
     ),
     (
         "ofd",
@@ -39,7 +39,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "Overhaul of feature distillation (Heo et al. 2019): CE + partial L2 between connected pre-ReLU "
         "student stages and the teacher's, above the teacher's margins",
-        _info(["preact_feats"], ["bn_before_relu"], OFD_OPTIONS, student_model_hooks=[]),
+        _info(["preact_feats"], ["bn_before_relu"], OFDOptions, student_model_hooks=[]),
     ),
     (
         "crd",
@@ -47,7 +47,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         (),
         "Contrastive representation distillation (Tian et al. 2020): CE + NCE of embedded pooled features "
         "against memory banks of every training sample (one process only)",
-        _info(["pooled_feat"], [], CRD_OPTIONS, single_process=True),
+        _info(["pooled_feat"], [], CRDOptions, single_process=True),
     ),
     (
         "reviewkd",
@@ -58,7 +58,7 @@ ROWS: list[tuple[str, str, tuple[str, ...], str, dict[str, Any]]] = [
         _info(
             ["feats", "preact_feats", "pooled_feat"],
             [],
-            REVIEWKD_OPTIONS,
+            ReviewKDOptions,
             student_features=["feats", "pooled_feat"],  # preact_feats too with stu_preact (bind() checks)
         ),
     ),

@@ -7,9 +7,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ekd_plugins.distillers.feature._common import FeatureLossDistiller, loss_weights, read_options
-from ekd_plugins.distillers.feature.options_basic import SP_OPTIONS
+from ekd_plugins.distillers.feature._common import FeatureLossDistiller
+from ekd_plugins.distillers.feature.options_basic import SPOptions
 from ekdcli.sdk.contracts import Features
+from ekdcli.sdk.options import owner, read_options
 
 
 def similarity_matrix(feat: torch.Tensor) -> torch.Tensor:
@@ -34,5 +35,5 @@ class SPDistiller(FeatureLossDistiller):
 
 
 def make_sp(**options: Any) -> SPDistiller:
-    who, opts = read_options("sp", options, SP_OPTIONS)
-    return SPDistiller(*loss_weights(who, opts))
+    opts = read_options(owner("distiller", "sp"), SPOptions, options)
+    return SPDistiller(opts["w_ce"], opts["w_feat"])

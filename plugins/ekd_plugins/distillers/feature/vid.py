@@ -27,11 +27,11 @@ from ekd_plugins.distillers.feature.modules_shared import (
     probe_features,
     require,
 )
-from ekd_plugins.distillers.feature.options_modules import VID_OPTIONS
+from ekd_plugins.distillers.feature.options_modules import VIDOptions
 from ekdcli.sdk.contracts import DistillBatch, FeatureDistiller, PairContext
 from ekdcli.sdk.errors import UsageError
 from ekdcli.sdk.losses import upcast
-from ekdcli.sdk.options import as_float, check_names, owner, pick
+from ekdcli.sdk.options import owner, read_options
 
 
 def _conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
@@ -111,17 +111,10 @@ class VIDDistiller(FeatureDistiller):
 
 def make_vid(**options: Any) -> VIDDistiller:
     who = owner("distiller", "vid")
-    check_names(who, options, VID_OPTIONS)
-    value = {k: pick(options, k, v) for k, v in VID_OPTIONS.items()}
-    eps = as_float(who, "eps", value["eps"], positive=True)
-    init_pred_var = as_float(who, "init_pred_var", value["init_pred_var"], positive=True)
+    opts = read_options(who, VIDOptions, options)
+    eps, init_pred_var = opts["eps"], opts["init_pred_var"]
     if init_pred_var <= eps:
         raise UsageError(
             f"option 'init_pred_var' of {who} must be greater than 'eps' ({eps}), got {init_pred_var}."
         )
-    return VIDDistiller(
-        w_ce=as_float(who, "w_ce", value["w_ce"], non_negative=True),
-        w_feat=as_float(who, "w_feat", value["w_feat"], non_negative=True),
-        eps=eps,
-        init_pred_var=init_pred_var,
-    )
+    return VIDDistiller(w_ce=opts["w_ce"], w_feat=opts["w_feat"], eps=eps, init_pred_var=init_pred_var)
