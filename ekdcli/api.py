@@ -370,7 +370,7 @@ def evaluate(
     result = run_evaluate(
         resolved, refs, split, _run_path(scores), which, rate, groups=energy_groups, strict=strict
     )
-    return Evaluation(result["targets"], result["groups"], result["split"], drawn)
+    return Evaluation(result.targets, result.groups, result.split, drawn)
 
 
 def export(
@@ -401,14 +401,14 @@ def export(
         check=check,
     )
     return Export(
-        Path(result["path"]),
-        result["format"],
-        result["arch"],
-        result["with_preprocessing"],
-        result["input"]["shape"],
-        result["input"]["dtype"],
-        result["max_abs_difference"],
-        result["checked_images"],
+        result.path,
+        result.format,
+        result.arch,
+        result.with_preprocessing,
+        result.input["shape"],
+        result.input["dtype"],
+        result.max_abs_difference,
+        result.checked_images,
     )
 
 

@@ -486,7 +486,7 @@ def run_report(config: Config, request: ReportRequest) -> dict[str, Any]:
     config = with_test_images(config, images)
     jobs = request.jobs or recorded_jobs(sources.definition)
     evaluate_in_parallel(config, sources.runs, request.which, jobs, sources.out / "logs")
-    evaluation = run_evaluate(config, [str(r) for r in sources.runs], "test", None, request.which)
+    evaluation = run_evaluate(config, [str(r) for r in sources.runs], "test", None, request.which).as_dict()
     result: dict[str, Any] = {
         "title": sources.title,
         "test_images": images.note,

@@ -68,6 +68,35 @@ class _Timings:
     augmented: dict[float | None, list[float]]
 
 
+@dataclass
+class BenchResult:
+    """What ``ekd bench`` measured: the distillation timed (``method``, ``augment`` in ``mode``,
+    ``teacher`` and ``student`` archs, ``data``), its ``batch_size`` and ``steps_per_epoch``, the
+    ``steps_per_round`` and ``rounds`` timed (epoch times are ``extrapolated`` from them), the
+    teacher cache's hits and misses (None without ``--teacher-cache``), one row per rate (seconds
+    per step and epoch, images/s, increase against the first rate and the paper's, their spread,
+    and with ``--epochs`` the accuracies) and the ``files`` written (``txt``, ``json``, ``png``)."""
+
+    method: str
+    augment: str
+    mode: str
+    teacher: str | None
+    student: str
+    data: str
+    batch_size: int
+    steps_per_epoch: int
+    steps_per_round: int
+    rounds: int
+    extrapolated: bool
+    teacher_cache: dict[str, Any] | None
+    rows: list[dict[str, Any]]
+    files: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result (``bench.json`` holds the same less ``files``)."""
+        return dataclasses.asdict(self)
+
+
 def run_bench(
     config: Config,
     rates: list[float],
@@ -77,7 +106,7 @@ def run_bench(
     epochs: int | None,
     out_dir: Path | None,
     baseline: bool = False,
-) -> dict[str, Any]:
+) -> BenchResult:
     """Time distillation with the augmentation at each rate; ``baseline`` adds a row without it."""
     if steps < 1 or rounds < 1:
         raise UsageError("--steps and --rounds must be at least 1.")
@@ -103,7 +132,7 @@ def run_bench(
     rows = _rows(job, timings, variants, rates)
     if epochs:
         _train_rates(config, job, cache, rows, epochs)
-    payload = {
+    payload: dict[str, Any] = {
         "method": job.plan.distiller.name,
         "augment": job.augmentation.name,
         "mode": mode,
@@ -119,9 +148,8 @@ def run_bench(
         "rows": rows,
     }
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return _write(
-        say, payload, out_dir or open_store(config).root / "bench" / f"{job.augmentation.name}-{mode}-{stamp}"
-    )
+    out = out_dir or open_store(config).root / "bench" / f"{job.augmentation.name}-{mode}-{stamp}"
+    return BenchResult(**payload, files=_write(say, payload, out))
 
 
 def _print_header(
@@ -252,15 +280,15 @@ def _cache_note(say: Any, cache: Any) -> dict[str, Any] | None:
     return {"hits": cache.hits, "misses": cache.misses, "path": str(cache.directory)}
 
 
-def _write(say: Any, payload: dict[str, Any], out: Path) -> dict[str, Any]:
+def _write(say: Any, payload: dict[str, Any], out: Path) -> dict[str, str]:
+    """Write the table, the JSON and the plot into ``out``; return their paths by suffix."""
     text = format_bench(payload)
     atomic_write_text(out / "bench.txt", text + "\n")
     atomic_write_json(out / "bench.json", payload)
     plot_bench(payload, out / "bench.png")
     say.say(text)
     say.say(f"table: {out / 'bench.txt'}\njson: {out / 'bench.json'}\nplot: {out / 'bench.png'}")
-    payload["files"] = {name: str(out / f"bench.{name}") for name in ("txt", "json", "png")}
-    return payload
+    return {name: str(out / f"bench.{name}") for name in ("txt", "json", "png")}
 
 
 def format_bench(payload: dict[str, Any]) -> str:

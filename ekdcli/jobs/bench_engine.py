@@ -91,9 +91,43 @@ def precision_reason(runtime: Runtime) -> str:
     return "this CPU has no native bf16 (no avx512_bf16/amx_bf16), where bf16 would be emulated"
 
 
+@dataclass
+class EngineBenchResult:
+    """What ``ekd bench-engine`` measured: the distillation step timed (``method``, ``augment``,
+    ``teacher`` and ``student`` archs, ``data``, ``batch_size``), the ``device`` (its
+    ``device_name`` and CPU ``threads``), the ``steps_per_round`` and ``rounds``, the engine
+    ``default`` (precision and why, channels-last, compile, teacher cache), the variant the others
+    are compared with (``reference_variant``, None when no row runs the default precision), one
+    row per variant (images/s, its rounds, ratio to the default, cache hit rate), the variants that
+    ``failed`` (name: reason), the one-sentence ``verdict`` and the ``files`` written (``txt``,
+    ``json``)."""
+
+    method: str
+    augment: str | None
+    teacher: str
+    student: str
+    data: str
+    batch_size: int
+    device: str
+    device_name: str
+    threads: int
+    steps_per_round: int
+    rounds: int
+    default: dict[str, Any]
+    reference_variant: str | None
+    rows: list[dict[str, Any]]
+    failed: dict[str, str]
+    verdict: str
+    files: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result (``bench-engine.json`` holds the same less ``files``)."""
+        return dataclasses.asdict(self)
+
+
 def run_engine_bench(
     config: Config, variants: list[str], steps: int, rounds: int, out_dir: Path | None
-) -> dict[str, Any]:
+) -> EngineBenchResult:
     """Images/s of the configured distillation step under each engine variant, interleaved in rounds."""
     if steps < 1 or rounds < 1:
         raise UsageError("--steps and --rounds must be at least 1.")
@@ -115,7 +149,7 @@ def run_engine_bench(
         speeds, hit_rates = _time_rounds(say, benches, steps, rounds)
     # the fp32 or bf16 row is the engine default when its precision is the default one
     reference = default.precision if default.precision in speeds else None
-    payload = {
+    payload: dict[str, Any] = {
         "method": job.plan.distiller.name,
         "augment": job.plan.augmentation.name if job.plan.augmentation else None,
         "teacher": job.teacher.arch,
@@ -140,7 +174,7 @@ def run_engine_bench(
     }
     payload["verdict"] = engine_verdict(payload)
     out = out_dir or open_store(config).root / "bench" / f"engine-{time.strftime('%Y%m%d-%H%M%S')}"
-    return _write(say, payload, out)
+    return EngineBenchResult(**payload, files=_write(say, payload, out))
 
 
 def _runnable(say: Any, job: Prepared, chosen: list[EngineVariant]) -> list[EngineVariant]:
@@ -265,14 +299,14 @@ def _rows(
     return rows
 
 
-def _write(say: Any, payload: dict[str, Any], out: Path) -> dict[str, Any]:
+def _write(say: Any, payload: dict[str, Any], out: Path) -> dict[str, str]:
+    """Write the table and the JSON into ``out``; return their paths by suffix."""
     text = format_engine_bench(payload)
     atomic_write_text(out / "bench-engine.txt", text + "\n")
     atomic_write_json(out / "bench-engine.json", payload)
     say.say(text)
     say.say(f"table: {out / 'bench-engine.txt'}\njson: {out / 'bench-engine.json'}")
-    payload["files"] = {"txt": str(out / "bench-engine.txt"), "json": str(out / "bench-engine.json")}
-    return payload
+    return {"txt": str(out / "bench-engine.txt"), "json": str(out / "bench-engine.json")}
 
 
 def _time_variant(variant: EngineVariant, bench: Any, cache: Any, steps: int) -> tuple[float, float | None]:

@@ -11,7 +11,9 @@ from ekdcli.jobs.common import console, open_store
 from ekdcli.util.text import plural
 
 if TYPE_CHECKING:
+    from ekdcli.jobs.bench import BenchResult
     from ekdcli.jobs.distill import DistillResult
+    from ekdcli.jobs.evaluate import EvaluateResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +37,32 @@ def _decay(epochs: int) -> dict[str, Any]:
     return {"milestones": sorted({max(1, round(epochs * 0.6)), max(1, round(epochs * 0.85))})}
 
 
-def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
+@dataclasses.dataclass
+class DemoResult:
+    """What ``ekd demo`` made: the files and runs by role (``artifacts``: teacher, scores, figures,
+    runs, bench table), the two distillations (``kd``, ``energy_kd``), their evaluation side by
+    side, the HE-DA bench and the minutes the whole demo took."""
+
+    artifacts: dict[str, str]
+    kd: DistillResult
+    energy_kd: DistillResult
+    evaluation: EvaluateResult
+    bench: BenchResult
+    minutes: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result: each step's own ``--json`` result under its name."""
+        return {
+            "artifacts": dict(self.artifacts),
+            "kd": self.kd.as_dict(),
+            "energy_kd": self.energy_kd.as_dict(),
+            "evaluation": self.evaluation.as_dict(),
+            "bench": self.bench.as_dict(),
+            "minutes": self.minutes,
+        }
+
+
+def run_demo(config: Config, quick: bool = False) -> DemoResult:
     plan = QUICK if quick else FULL
     say = console(config)
     base = dataclasses.replace(
@@ -47,7 +74,7 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
         limit_test=config.limit_test or plan.limit_test,
     )
     started = time.perf_counter()
-    artifacts: dict[str, Any] = {}
+    artifacts: dict[str, str] = {}
     _introduce(base)
     _train_teacher(base, plan, artifacts)
     _score_and_partition(base, artifacts)
@@ -59,14 +86,7 @@ def run_demo(config: Config, quick: bool = False) -> dict[str, Any]:
     for name, path in artifacts.items():
         say.say(f"  {name:<20} {path}")
     say.say("\nNext: 'ekd list models', 'ekd distill --help', and examples/README.md for the paper's tables.")
-    return {
-        "artifacts": artifacts,
-        "kd": kd.as_dict(),
-        "energy_kd": energy.as_dict(),
-        "evaluation": evaluated,
-        "bench": benched,
-        "minutes": minutes,
-    }
+    return DemoResult(artifacts, kd, energy, evaluated, benched, minutes)
 
 
 def _step(config: Config, title: str) -> None:
@@ -83,7 +103,7 @@ def _introduce(base: Config) -> None:
     )
 
 
-def _train_teacher(base: Config, plan: DemoPlan, artifacts: dict[str, Any]) -> None:
+def _train_teacher(base: Config, plan: DemoPlan, artifacts: dict[str, str]) -> None:
     from ekdcli.jobs.train import run_train
 
     _step(base, f"1/6 train the teacher {base.teacher} ({plural(plan.teacher_epochs, 'epoch')})")
@@ -93,7 +113,7 @@ def _train_teacher(base: Config, plan: DemoPlan, artifacts: dict[str, Any]) -> N
     artifacts["teacher"] = str(run_train(teacher).model_path)
 
 
-def _score_and_partition(base: Config, artifacts: dict[str, Any]) -> None:
+def _score_and_partition(base: Config, artifacts: dict[str, str]) -> None:
     from ekdcli.jobs.partition import run_partition
     from ekdcli.jobs.score import run_score
 
@@ -111,7 +131,7 @@ def _score_and_partition(base: Config, artifacts: dict[str, Any]) -> None:
 
 
 def _distill_both(
-    base: Config, plan: DemoPlan, artifacts: dict[str, Any]
+    base: Config, plan: DemoPlan, artifacts: dict[str, str]
 ) -> tuple[DistillResult, DistillResult]:
     from ekdcli.jobs.distill import run_distill
 
@@ -130,17 +150,17 @@ def _distill_both(
     return kd, energy
 
 
-def _evaluate_both(base: Config, kd: DistillResult, energy: DistillResult) -> dict[str, Any]:
+def _evaluate_both(base: Config, kd: DistillResult, energy: DistillResult) -> EvaluateResult:
     from ekdcli.jobs.evaluate import run_evaluate
     from ekdcli.jobs.evaluate_report import format_evaluation
 
     _step(base, "5/6 evaluate both students side by side")
     evaluated = run_evaluate(base, [str(kd.run_dir), str(energy.run_dir)], "test", None, "best", groups=True)
-    console(base).say(format_evaluation(evaluated))
+    console(base).say(format_evaluation(evaluated.as_dict()))
     return evaluated
 
 
-def _bench(base: Config, plan: DemoPlan, artifacts: dict[str, Any]) -> dict[str, Any]:
+def _bench(base: Config, plan: DemoPlan, artifacts: dict[str, str]) -> BenchResult:
     from ekdcli.jobs.bench import run_bench
 
     _step(base, "6/6 bench: HE-DA time per epoch at rates 0.1, 0.5, 1.0 (the paper's Table 6)")
@@ -153,8 +173,8 @@ def _bench(base: Config, plan: DemoPlan, artifacts: dict[str, Any]) -> dict[str,
         epochs=None,
         out_dir=None,
     )
-    artifacts["bench"] = benched["files"]["txt"]
-    artifacts["bench_plot"] = benched["files"]["png"]
+    artifacts["bench"] = benched.files["txt"]
+    artifacts["bench_plot"] = benched.files["png"]
     console(base).say(
         "(a short measurement, so noisy: 'ekd bench --steps 20 --rounds 5' gives steadier numbers)"
     )

@@ -17,6 +17,7 @@ per (weights, data, options) in the store (``evaluate_cache.py``), so a second e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -383,6 +384,29 @@ def _check_options(targets: list[str], split: str, which: str, groups: GroupOpti
         raise UsageError(f"no score file at {groups.scores}; create it with 'ekd score --teacher TEACHER'.")
 
 
+@dataclass
+class EvaluateResult:
+    """What ``ekd evaluate`` measured: the ``split`` and the weights (``which``) evaluated, whether
+    the energy groups were measured (``energy_groups``), one row per target (``targets``) and the
+    targets grouped by configuration (``groups``; both with NaN as None), the targets asked for
+    (``requested``), the runs skipped for want of weights, whether Ctrl-C stopped it early
+    (``interrupted``) and how many rows came from the evaluation cache (``cached``)."""
+
+    split: str
+    which: str
+    energy_groups: bool
+    targets: list[dict[str, Any]]
+    groups: list[dict[str, Any]]
+    requested: int
+    skipped: list[str]
+    interrupted: bool
+    cached: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result."""
+        return dataclasses.asdict(self)
+
+
 def run_evaluate(
     config: Config,
     targets: list[str],
@@ -395,8 +419,8 @@ def run_evaluate(
     stream: bool = False,
     cache: bool = True,
     strict: bool = False,
-) -> dict[str, Any]:
-    """Evaluate each target; return ``{"targets": [...], "groups": [...]}`` (see the module docstring).
+) -> EvaluateResult:
+    """Evaluate each target; return its rows and their configuration groups (see the module docstring).
 
     A run without weights among several targets is skipped with a note (``"skipped"``) unless
     ``strict``.
@@ -425,18 +449,17 @@ def run_evaluate(
     runtime = Runtime(engine)
     caches = _Caches(results=EvaluationCache(store, enabled=cache))
     results, interrupted = _evaluate_all(resolved, config, split, options, runtime, caches, stream)
-    payload = {
-        "split": split,
-        "which": which,
-        "energy_groups": options.enabled,
-        "targets": results,
-        "groups": group_results(results),
-        "requested": len(resolved),
-        "skipped": skipped,
-        "interrupted": interrupted,
-        "cached": caches.reused,
-    }
-    return _json_safe(payload)
+    return EvaluateResult(
+        split=split,
+        which=which,
+        energy_groups=options.enabled,
+        targets=_json_safe(results),
+        groups=_json_safe(group_results(results)),
+        requested=len(resolved),
+        skipped=skipped,
+        interrupted=interrupted,
+        cached=caches.reused,
+    )
 
 
 def _evaluate_all(

@@ -7,8 +7,10 @@ the eager model's to ``TOLERANCE``; otherwise nothing is written.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +52,41 @@ def default_output(weights: Path, fmt: str, with_preprocessing: bool) -> Path:
     return weights.with_name(weights.stem + ("-uint8" if with_preprocessing else "") + SUFFIXES[fmt])
 
 
+@dataclass
+class ExportResult:
+    """What ``ekd export`` wrote: the file (``path``) in ``format``, the model's ``arch``, the
+    ``weights`` it came from (and their ``run_dir``, None for a stored model or a file), the data
+    key, whether the file takes uint8 pixels (``with_preprocessing``), its ``input`` (dtype and
+    shape), the normalization (``mean``, ``std``), ``num_classes``, the test images it was checked
+    on, the largest logit difference to the eager model, the ``tolerance`` it had to meet and the
+    ``metadata`` the file carries."""
+
+    path: Path
+    format: str
+    arch: str
+    weights: Path
+    run_dir: Path | None
+    data: str
+    with_preprocessing: bool
+    input: dict[str, Any]
+    mean: list[float]
+    std: list[float]
+    num_classes: int
+    checked_images: int
+    max_abs_difference: float
+    tolerance: float
+    metadata: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result (paths as text)."""
+        return {
+            **dataclasses.asdict(self),
+            "path": str(self.path),
+            "weights": str(self.weights),
+            "run_dir": str(self.run_dir) if self.run_dir is not None else None,
+        }
+
+
 def run_export(
     config: Config,
     target: str,
@@ -60,7 +97,7 @@ def run_export(
     force: bool = False,
     which: str = "best",
     check: int = 256,
-) -> dict[str, Any]:
+) -> ExportResult:
     """Export ``target`` (a run, a run name, a model in the store or a .safetensors file) as ``fmt``."""
     check_request(fmt, check)
     if which not in rundir.WHICH:
@@ -87,26 +124,26 @@ def run_export(
         f"{height}, {width}] -> logits [batch, {dataset.num_classes}]; largest logit difference to the eager "
         f"model {difference:.2e} on {images.shape[0]} test images"
     )
-    return {
-        "path": str(path),
-        "format": fmt,
-        "arch": trained.arch,
-        "weights": str(weights),
-        "run_dir": str(run_dir) if run_dir is not None else None,
-        "data": data_key,
-        "with_preprocessing": with_preprocessing,
-        "input": {
+    return ExportResult(
+        path=path,
+        format=fmt,
+        arch=trained.arch,
+        weights=Path(weights),
+        run_dir=run_dir,
+        data=data_key,
+        with_preprocessing=with_preprocessing,
+        input={
             "dtype": "uint8" if with_preprocessing else "float32",
             "shape": ["batch", channels, height, width],
         },
-        "mean": list(dataset.mean),
-        "std": list(dataset.std),
-        "num_classes": dataset.num_classes,
-        "checked_images": int(images.shape[0]),
-        "max_abs_difference": difference,
-        "tolerance": TOLERANCE,
-        "metadata": metadata,
-    }
+        mean=list(dataset.mean),
+        std=list(dataset.std),
+        num_classes=dataset.num_classes,
+        checked_images=int(images.shape[0]),
+        max_abs_difference=difference,
+        tolerance=TOLERANCE,
+        metadata=metadata,
+    )
 
 
 def file_metadata(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,21 @@ def _shape_of_data(config: Config, num_classes: int | None, in_channels: int | N
     return num_classes, in_channels
 
 
+@dataclass
+class ImportResult:
+    """What ``ekd import`` stored: the ``weights`` file, the model's ``arch``, the data key it was
+    stored under (``data``) and the number of ``tensors`` it holds."""
+
+    weights: Path
+    arch: str
+    data: str
+    tensors: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` result (``weights`` as text)."""
+        return {**dataclasses.asdict(self), "weights": str(self.weights)}
+
+
 def run_import(
     config: Config,
     source: Path,
@@ -55,7 +72,7 @@ def run_import(
     num_classes: int | None,
     in_channels: int | None,
     prefix: str | None = None,
-) -> dict[str, Any]:
+) -> ImportResult:
     from ekdcli.store.importer import check_state_dict, convert, read_state_dict
 
     if not config.model:
@@ -95,4 +112,4 @@ def run_import(
             say.say(f"{replacing_note(target)}; import with --name NAME to keep both")
         save_tensors(target, tensors, metadata)
     say.say(f"imported {source} as {arch} ({classes} classes, {len(tensors)} tensors) -> {target}")
-    return {"weights": str(target), "arch": arch, "data": data_key, "tensors": len(tensors)}
+    return ImportResult(weights=Path(target), arch=arch, data=data_key, tensors=len(tensors))

@@ -110,7 +110,7 @@ def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
         "b0": make_run(runs, "b0", 0, [0.10, 0.125], method="kd"),
     }
     result = run_evaluate(_config(), [str(runs)], "test", None, "best")
-    by_target = {Path(r["target"]).name: r for r in result["targets"]}
+    by_target = {Path(r["target"]).name: r for r in result.targets}
     assert sorted(by_target) == ["a0", "a1", "a2", "b0"]
     for name, r in by_target.items():
         assert r["top1"] == pytest.approx(_reference_top1(models[name]["best"]))
@@ -118,7 +118,7 @@ def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
     assert by_target["a2"]["run"]["finished"] is False
     assert by_target["a2"]["run"]["best_top1"] == 0.25 and by_target["a2"]["run"]["best_epoch"] == 2
 
-    groups = {g["label"]: g for g in result["groups"]}
+    groups = {g["label"]: g for g in result.groups}
     assert sorted(groups) == ["energy_kd tiny_cnn->tiny_cnn", "kd tiny_cnn->tiny_cnn"]
     a = groups["energy_kd tiny_cnn->tiny_cnn"]
     assert a["n"] == 3
@@ -133,7 +133,7 @@ def test_groups_over_seeds_with_mean_and_sample_std(tmp_path: Path) -> None:
     b = groups["kd tiny_cnn->tiny_cnn"]
     assert b["n"] == 1 and b["best_top1"] == {"mean": 0.125, "std": None, "n": 1}
 
-    text = format_evaluation(result)
+    text = format_evaluation(result.as_dict())
     # per-target table: each run's best-epoch and last-epoch top-1 from its metrics, beside this evaluation
     _, header, _, *target_rows = text.split("\n\n")[0].splitlines()
     columns = header.split()
@@ -162,9 +162,9 @@ def test_last_weights_and_configurations_told_apart(tmp_path: Path) -> None:
     models = make_run(runs, "r1", 0, [0.10, 0.20], rate=0.1)
     make_run(runs, "r2", 0, [0.30, 0.40], rate=0.5)
     result = run_evaluate(_config(), [str(runs / "r1"), "r2"], "test", None, "last")
-    assert result["targets"][0]["top1"] == pytest.approx(_reference_top1(models["last"]))
-    assert result["targets"][0]["which"] == "last"
-    labels = sorted(g["label"] for g in result["groups"])
+    assert result.targets[0]["top1"] == pytest.approx(_reference_top1(models["last"]))
+    assert result.targets[0]["which"] == "last"
+    labels = sorted(g["label"] for g in result.groups)
     assert labels == ["energy_kd tiny_cnn->tiny_cnn [rate=0.1]", "energy_kd tiny_cnn->tiny_cnn [rate=0.5]"]
 
 
@@ -183,10 +183,10 @@ def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
     save_scores(Store(tmp_path / "store").score_path(DATA_KEY, "tiny_cnn"), table)
 
     # by default only the test split is measured: the groups need --groups
-    plain = run_evaluate(_config(), ["e1"], "test", None, "best", rate=0.2)["targets"][0]["energy_groups"]
+    plain = run_evaluate(_config(), ["e1"], "test", None, "best", rate=0.2).targets[0]["energy_groups"]
     assert plain["available"] is False and plain["requested"] is False
     result = run_evaluate(_config(), ["e1"], "test", None, "best", rate=0.2, groups=True)
-    energy = result["targets"][0]["energy_groups"]
+    energy = result.targets[0]["energy_groups"]
     assert energy["available"] and energy["rate"] == 0.2 and energy["low_rule"] == "released"
     assert energy["samples"] == 64
     # Independent partition: E_low = sorted[floor(64*.2)] = sorted[12], E_high = sorted[64-12-1].
@@ -206,11 +206,11 @@ def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
         assert group["accuracy"] == pytest.approx(float(correct[mask].mean()))
         assert group["teacher_accuracy"] == pytest.approx(float(teacher_correct[mask].mean()))
     assert [energy["groups"][g]["count"] for g in ("low", "others", "high")] == [12, 40, 12]
-    assert "train accuracy by energy (64 training images, rate 0.2" in format_evaluation(result)
+    assert "train accuracy by energy (64 training images, rate 0.2" in format_evaluation(result.as_dict())
 
     # on the first 20 training images: the same sets (from every scored sample), fewer members
     first = run_evaluate(_config(limit_train=20), ["e1"], "test", None, "best", groups=True)
-    bounded = first["targets"][0]["energy_groups"]
+    bounded = first.targets[0]["energy_groups"]
     assert bounded["samples"] == 20
     for name, mask in (("low", low), ("others", others), ("high", high)):
         head = mask[:20]
@@ -220,7 +220,7 @@ def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
 
     # the same file given explicitly, and one for other data refused
     explicit = run_evaluate(_config(), ["e1"], "test", Path(energy["scores"]), "best")
-    assert explicit["targets"][0]["energy_groups"]["groups"] == energy["groups"]
+    assert explicit.targets[0]["energy_groups"]["groups"] == energy["groups"]
     other = tmp_path / "other.safetensors"
     save_scores(other, score_from_logits(teacher_logits, torch.arange(64) % 10, 4.0))
     with pytest.raises(UsageError, match="scores another training set"):
@@ -229,7 +229,7 @@ def test_energy_groups_from_the_runs_teacher_scores(tmp_path: Path) -> None:
 
 def test_no_scores_is_reported_not_fatal(tmp_path: Path) -> None:
     make_run(tmp_path / "store" / "runs", "n1", 0, [10.0])
-    energy = run_evaluate(_config(), ["n1"], "test", None, "best", groups=True)["targets"][0]["energy_groups"]
+    energy = run_evaluate(_config(), ["n1"], "test", None, "best", groups=True).targets[0]["energy_groups"]
     assert energy["available"] is False
     assert "no score file" in energy["reason"] and "tiny_cnn.safetensors" in energy["reason"]
 
@@ -249,7 +249,7 @@ def test_long_tail_groups_when_the_dataset_has_class_counts(
 
     monkeypatch.setattr(ekdcli.jobs.build, "load_dataset", with_counts)
     models = make_run(tmp_path / "store" / "runs", "lt", 0, [10.0])
-    lt = run_evaluate(_config(), ["lt"], "test", None, "best")["targets"][0]["long_tail"]
+    lt = run_evaluate(_config(), ["lt"], "test", None, "best").targets[0]["long_tail"]
     data = _dataset()
     mean = torch.tensor(data.mean, dtype=torch.float64).view(1, -1, 1, 1)
     std = torch.tensor(data.std, dtype=torch.float64).view(1, -1, 1, 1)
@@ -268,13 +268,13 @@ def test_store_model_and_weights_file_targets(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     model = _weights(store.model_path(DATA_KEY, "tiny_cnn"), 7)
     config = _config(data="fake", data_options=dict(DATA_OPTIONS))
-    by_name = run_evaluate(config, ["tiny_cnn"], "train", None, "best")["targets"][0]
+    by_name = run_evaluate(config, ["tiny_cnn"], "train", None, "best").targets[0]
     assert by_name["kind"] == "store" and by_name["split"] == "train" and by_name["n"] == 64
     assert by_name["top1"] == pytest.approx(_reference_top1(model, "train"))
     assert by_name["run"] is None and by_name["which"] is None
     by_path = run_evaluate(config, [str(store.model_path(DATA_KEY, "tiny_cnn"))], "test", None, "best")
-    assert by_path["targets"][0]["kind"] == "weights"
-    assert by_path["targets"][0]["top1"] == pytest.approx(_reference_top1(model))
+    assert by_path.targets[0]["kind"] == "weights"
+    assert by_path.targets[0]["top1"] == pytest.approx(_reference_top1(model))
     limited = run_evaluate(
         _config(data="fake", data_options=dict(DATA_OPTIONS), limit_test=8),
         ["tiny_cnn"],
@@ -282,7 +282,7 @@ def test_store_model_and_weights_file_targets(tmp_path: Path) -> None:
         None,
         "best",
     )
-    assert limited["targets"][0]["n"] == 8
+    assert limited.targets[0]["n"] == 8
 
 
 def test_bad_targets_say_what_was_looked_for(tmp_path: Path) -> None:

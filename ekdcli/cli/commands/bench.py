@@ -101,4 +101,6 @@ def bench(
     config = build_config(params)
     if config.sources.get("method") == "default":
         config.method = "kd"  # Table 6 times HE-DA on top of KD unless a method is configured
-    console(config).result(run_bench(config, rates, mode, steps, rounds, train_epochs, out, baseline))
+    console(config).result(
+        run_bench(config, rates, mode, steps, rounds, train_epochs, out, baseline).as_dict()
+    )

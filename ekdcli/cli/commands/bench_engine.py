@@ -58,4 +58,4 @@ def bench_engine(variants: str, steps: int, rounds: int, out: Path | None, **par
     from ekdcli.jobs.common import console
 
     config = build_config(params)
-    console(config).result(run_engine_bench(config, parse_variants(variants), steps, rounds, out))
+    console(config).result(run_engine_bench(config, parse_variants(variants), steps, rounds, out).as_dict())

@@ -33,4 +33,4 @@ def demo(quick: bool, **params: Any) -> None:
     from ekdcli.jobs.demo import run_demo
 
     config = build_config(params)
-    console(config).result(run_demo(config, quick=quick))
+    console(config).result(run_demo(config, quick=quick).as_dict())

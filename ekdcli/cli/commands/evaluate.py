@@ -116,10 +116,11 @@ def evaluate(
         plotted = plot_targets(config, list(targets), plot)
     stream = not config.quiet and not config.json
     options = {"groups": groups, "stream": stream, "cache": not no_cache, "strict": strict}
-    result = run_evaluate(config, list(targets), split, scores, which, rate, **options)
+    evaluated = run_evaluate(config, list(targets), split, scores, which, rate, **options)
+    result = evaluated.as_dict()
     if plotted is not None:
         result["plot"] = str(plotted)
-    rows_shown = stream and result["requested"] > 1
+    rows_shown = stream and evaluated.requested > 1
     console(config).result(result, format_evaluation(result, rows=not rows_shown))
-    if result["interrupted"]:
+    if evaluated.interrupted:
         raise SystemExit(130)

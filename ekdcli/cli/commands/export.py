@@ -83,4 +83,4 @@ def export(
         which=which,
         check=check,
     )
-    console(config).result(result)
+    console(config).result(result.as_dict())

@@ -44,4 +44,4 @@ def import_(
     from ekdcli.jobs.import_ import run_import
 
     config = build_config(params)
-    console(config).result(run_import(config, checkpoint, name, num_classes, in_channels, prefix))
+    console(config).result(run_import(config, checkpoint, name, num_classes, in_channels, prefix).as_dict())
