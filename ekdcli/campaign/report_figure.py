@@ -54,6 +54,8 @@ def _bars(ax: Any, table: dict[str, Any]) -> None:
         paper_ax.set_ylim(min(marks) - 5, max(marks) + 2)
     step = 0.8 / max(1, len(rows))
     paper_shown = False
+    # one colour per row: matplotlib's default cycle repeats after 10, tab20 after 20
+    palette = pyplot().get_cmap("tab10" if len(rows) <= 10 else "tab20").colors
     for i, row in enumerate(rows):
         xs, means, stds = [], [], []
         for j, column in enumerate(columns):
@@ -70,7 +72,7 @@ def _bars(ax: Any, table: dict[str, Any]) -> None:
                     [x - step / 2, x + step / 2], [100 * cell["paper"]] * 2, color="black", lw=2, label=label
                 )
                 paper_shown = True
-        ax.bar(xs, means, width=step * 0.9, yerr=stds, capsize=2, label=row)
+        ax.bar(xs, means, width=step * 0.9, yerr=stds, capsize=2, label=row, color=palette[i % len(palette)])
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels(
         columns, rotation=15 if len(columns) > 3 else 0, ha="right" if len(columns) > 3 else "center"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The cpu-mini campaign (README.md): a ResNet20 teacher on real CIFAR-100, then 8 student variants
-# (ce, kd, dkd, energy_kd official and paper, energy_dkd, kd + HE-DA 50 %, kd + random CutMix 50 %)
-# x 3 seeds with `ekd sweep`, then `ekd report`.  About an hour on 2 busy CPU cores.
+# The cpu-mini campaign (README.md): a ResNet20 teacher on real CIFAR-100, then 12 student variants
+# (ce, kd, dkd, energy_kd official and paper, energy_dkd, kd + HE-DA 50 %, kd + random CutMix 50 %,
+# fitnet, at, crd, reviewkd) x 3 seeds with `ekd sweep`, then `ekd report`.  About an hour on 2 busy
+# CPU cores.
 #
 #   bash examples/cpu-mini/run.sh [path/to/cifar100.npz] [store]
 #
