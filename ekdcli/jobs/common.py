@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,8 @@ def check_resume(config: Config, resume: Path) -> None:
     rundir.read_config(resume)  # a config.toml that is not TOML is said as such
     recorded = _flat(_as_recorded(resolve(config_file=resume / rundir.CONFIG)))
     current = _flat(_as_recorded(config))
+    if current.get("precision") == _ran_at(resume):  # the precision "auto" resolved to (ekd sweep passes it)
+        current["precision"] = recorded.get("precision")
     changed = [
         key
         for key in sorted(set(recorded) | set(current))
@@ -94,6 +97,15 @@ def check_resume(config: Config, resume: Path) -> None:
             f"({_shown(recorded.get(key))} -> {_shown(current.get(key))}); drop it, or start a new run "
             "(a resume may change only --epochs, --device and the trackers)."
         )
+
+
+def _ran_at(run_dir: Path) -> str | None:
+    """The precision a run trained at, as its ``environment.json`` records it (None if unknown)."""
+    try:
+        value = json.loads((run_dir / rundir.ENVIRONMENT).read_text(encoding="utf-8")).get("precision")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _as_recorded(config: Config) -> dict[str, Any]:
